@@ -1,0 +1,31 @@
+"""Market data values: trade ticks and OHLCV candles. Prices are Decimal, times aware UTC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One trade print (optionally with the touch) for one instrument (contract symbol)."""
+
+    instrument: str
+    time: datetime
+    price: Decimal
+    size: int
+    bid: Decimal | None = None
+    ask: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    """One OHLCV bar; ``start`` is the aware-UTC open time of its period."""
+
+    start: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: int

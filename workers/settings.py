@@ -1,0 +1,92 @@
+"""One typed, frozen settings object read from the environment (``TRADEFLEET_*``).
+
+A bad value stops start-up with one line naming the variable: see ``load_settings``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from trading.exceptions import BadInput
+
+DEFAULT_DATA_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    """Every setting tradefleet reads. Immutable once loaded."""
+
+    model_config = SettingsConfigDict(env_prefix="TRADEFLEET_", frozen=True, extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str = ""
+    lock_ttl_ms: Annotated[int, Field(ge=100, le=600_000)] = 10_000
+    visibility_timeout_s: Annotated[int, Field(ge=10, le=86_400)] = 3_600
+    queue_ticks: str = "ticks"
+    queue_orders: str = "orders"
+    queue_reconcile: str = "reconcile"
+    queue_rolls: str = "rolls"
+    queue_default: str = "default"
+    flower_user: str = "admin"
+    flower_password: SecretStr = SecretStr("")
+    log_level: str = "INFO"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be an sqlite:/// or postgresql+psycopg:// URL")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return upper
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL; the embedded default is an SQLite file in the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'tradefleet.db').resolve()}"
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        return (
+            self.queue_ticks,
+            self.queue_orders,
+            self.queue_reconcile,
+            self.queue_rolls,
+            self.queue_default,
+        )
+
+
+def load_settings() -> Settings:
+    """Read the environment; a bad value raises ``BadInput`` naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "TRADEFLEET_" + str(first["loc"][0]).upper() if first["loc"] else "TRADEFLEET_*"
+        raise BadInput(f"bad setting {name}: {first['msg']}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()
