@@ -26,6 +26,14 @@ class UnknownSession(BadInput):
         self.session_id = session_id
 
 
+class SessionExists(BadInput):
+    """A session with this id already exists; creating it again is refused."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session already exists: {session_id}")
+        self.session_id = session_id
+
+
 class UnknownRegisteredName(BadInput):
     """A strategy, broker or feed name that is not registered."""
 

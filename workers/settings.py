@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from trading.exceptions import BadInput
 
 DEFAULT_DATA_DIR = Path("var")
+DEFAULT_MARKET_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+"""The real market data (shared/data beside the checkout), read-only; used by replay feeds."""
 
 
 class Settings(BaseSettings):
@@ -23,7 +25,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRADEFLEET_", frozen=True, extra="ignore")
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    paper_broker_url: str = "redis://127.0.0.1:6379/1"
+    """The paper broker's OWN store (never the sessions' database)."""
     data_dir: Path = DEFAULT_DATA_DIR
+    market_data_dir: Path = DEFAULT_MARKET_DATA_DIR
     database_url: str = ""
     lock_ttl_ms: Annotated[int, Field(ge=100, le=600_000)] = 10_000
     visibility_timeout_s: Annotated[int, Field(ge=10, le=86_400)] = 3_600
@@ -32,11 +37,18 @@ class Settings(BaseSettings):
     queue_reconcile: str = "reconcile"
     queue_rolls: str = "rolls"
     queue_default: str = "default"
+    tick_batch: Annotated[int, Field(ge=1, le=100_000)] = 2_000
+    claim_batch: Annotated[int, Field(ge=1, le=1_000)] = 16
+    max_drainers: Annotated[int, Field(ge=1, le=1_000)] = 4
+    drainer_grace_ms: Annotated[int, Field(ge=1_000, le=3_600_000)] = 30_000
+    drain_budget_s: Annotated[float, Field(gt=0, le=600)] = 5.0
+    stream_maxlen: Annotated[int, Field(ge=1_000)] = 1_000_000
+    max_candles: Annotated[int, Field(ge=10, le=100_000)] = 500
     flower_user: str = "admin"
     flower_password: SecretStr = SecretStr("")
     log_level: str = "INFO"
 
-    @field_validator("redis_url")
+    @field_validator("redis_url", "paper_broker_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):

@@ -1,0 +1,449 @@
+"""The paper broker: a stand-in for an OUTSIDE broker, with its own state in its own Redis.
+
+Its truth lives only in ``broker_redis`` (a database the sessions do not use, by default db 1),
+under keys prefixed ``paper:``, so losing the sessions' Redis never loses the broker's truth:
+
+- ``paper:acct:<account>:order:<client order id>`` hash: one order (status, fill, cursor)
+- ``paper:acct:<account>:open`` set of working client order ids
+- ``paper:acct:<account>:seq`` counter for broker order ids (``PB-<account>-<n>``)
+- ``paper:acct:<account>:positions`` / ``:avg_price`` / ``:realized`` hashes by contract
+- ``paper:acct:<account>:balance`` hash: cash, realized_pnl, commissions
+- ``paper:acct:<account>:fills`` stream: the account's fill event log
+- ``paper:resting:<instrument>`` set of ``[account, client order id]`` (JSON) working orders
+
+Prices come read-only from the market-data streams; the fill rules are in
+``workers.brokers.paper_model``. A fill is one WATCH/MULTI transaction on the order and the
+account: position, average price, realized P&L, cash and the fills stream change together,
+exactly once (execution id ``<broker order id>-1``), however many ``match`` calls race.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar, cast
+
+import redis
+from redis.client import Pipeline
+
+from trading.contracts import spec_for
+from trading.exceptions import BadInput, ServiceUnavailable
+from workers.brokers import paper_scripts
+from workers.brokers.base import FILLS_START
+from workers.brokers.commands import (
+    Balance,
+    BrokerOrder,
+    CancelOrder,
+    Fill,
+    OrderAck,
+    PlaceOrder,
+    QueryBalance,
+    QueryOpenOrders,
+    QueryOrder,
+    QueryPositions,
+    utc,
+)
+from workers.brokers.paper_model import (
+    PaperConfig,
+    decimal_or_none,
+    eligible_tick,
+    epoch_ms_ceil,
+    fill_from_fields,
+    fill_price,
+    market_stream_key,
+    order_from_fields,
+    position_after,
+    strings,
+    text,
+)
+
+__all__ = ["PaperBroker", "PaperConfig"]
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_ACCOUNT = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_STREAM_ID = re.compile(r"[0-9]+-[0-9]+")
+_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+def _members(client: redis.Redis, key: str) -> list[str]:
+    return sorted(text(m) for m in cast(set[Any], client.smembers(key)))
+
+
+def _entries(
+    client: redis.Redis, key: str, start: str, count: int
+) -> list[tuple[str, dict[str, str]]]:
+    """Stream entries after ``start`` (``(id`` exclusive, ``id`` inclusive), oldest first."""
+    raw = cast(list[Any], client.xrange(key, min=start, max="+", count=count))
+    return [(text(entry_id), strings(fields)) for entry_id, fields in raw]
+
+
+@contextmanager
+def _answering(what: str) -> Iterator[None]:
+    try:
+        yield
+    except _DOWN as exc:
+        raise ServiceUnavailable(
+            f"paper broker: {what} did not answer ({type(exc).__name__})"
+        ) from exc
+
+
+class PaperBroker:
+    """An ``AccountManager`` whose truth is ``broker_redis``; prices from ``market_redis``."""
+
+    def __init__(
+        self, broker_redis: redis.Redis, market_redis: redis.Redis, config: PaperConfig
+    ) -> None:
+        self._broker = broker_redis
+        self._market = market_redis
+        self.config = config
+        self._place = broker_redis.register_script(paper_scripts.PLACE)
+        self._cancel = broker_redis.register_script(paper_scripts.CANCEL)
+        self._advance = broker_redis.register_script(paper_scripts.ADVANCE)
+
+    # keys -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(account: str, what: str) -> str:
+        if not isinstance(account, str) or not _ACCOUNT.fullmatch(account):
+            raise BadInput(f"paper broker account must match {_ACCOUNT.pattern}, got {account!r}")
+        return f"paper:acct:{account}:{what}"
+
+    def _order_key(self, account: str, client_order_id: str) -> str:
+        return self._key(account, f"order:{client_order_id}")
+
+    def _account_keys(self, account: str) -> list[str]:
+        names = ("positions", "avg_price", "realized", "balance", "fills")
+        return [self._key(account, name) for name in names]
+
+    @staticmethod
+    def _resting_key(instrument: str) -> str:
+        return f"paper:resting:{instrument}"
+
+    @staticmethod
+    def _member(account: str, client_order_id: str) -> str:
+        return json.dumps([account, client_order_id])
+
+    # commands ---------------------------------------------------------------------------
+
+    def place_order(self, command: PlaceOrder) -> OrderAck:
+        spec_for(command.contract)
+        account, coid = command.account, command.client_order_id
+        fields = {
+            "account": account,
+            "session_id": command.session_id,
+            "client_order_id": coid,
+            "contract": command.contract,
+            "side": command.side,
+            "quantity": str(command.quantity),
+            "order_type": command.order_type,
+            "limit_price": "" if command.limit_price is None else str(command.limit_price),
+            "stop_price": "" if command.stop_price is None else str(command.stop_price),
+            "time_in_force": command.time_in_force,
+            "decided_at": command.decided_at.isoformat(),
+            "decided_ms": str(epoch_ms_ceil(command.decided_at)),
+            "cursor": "",
+            "filled_quantity": "0",
+            "average_fill_price": "",
+        }
+        keys = [
+            self._order_key(account, coid),
+            self._key(account, "seq"),
+            self._key(account, "open"),
+            self._resting_key(command.contract),
+        ]
+        args = [f"PB-{account}-", coid, self._member(account, coid)]
+        args += [item for pair in fields.items() for item in pair]
+        with _answering("broker Redis"):
+            broker_order_id, status, duplicate = self._place(keys=keys, args=args)
+        ack = OrderAck(coid, text(broker_order_id), text(status), bool(duplicate))  # type: ignore[arg-type]
+        if ack.status != "working":
+            return ack
+        try:
+            _, now = self._match_order(account, coid)
+        except ServiceUnavailable as exc:
+            _log.warning("order %s rests; matching deferred: %s", coid, exc)
+            return ack
+        return OrderAck(coid, ack.broker_order_id, now, ack.duplicate)  # type: ignore[arg-type]
+
+    def cancel_order(self, command: CancelOrder) -> OrderAck:
+        account, coid = command.account, command.client_order_id
+        key = self._order_key(account, coid)
+        with _answering("broker Redis"):
+            contract = self._broker.hget(key, "contract")
+            if contract is None:
+                return OrderAck(coid, "", "unknown")
+            return self._cancel_known(account, coid, text(contract))
+
+    def _cancel_known(self, account: str, coid: str, contract: str) -> OrderAck:
+        keys = [
+            self._order_key(account, coid),
+            self._key(account, "open"),
+            self._resting_key(contract),
+        ]
+        boid, status, duplicate = self._cancel(keys=keys, args=[coid, self._member(account, coid)])
+        return OrderAck(coid, text(boid), text(status), bool(duplicate))  # type: ignore[arg-type]
+
+    def order(self, command: QueryOrder) -> BrokerOrder | None:
+        with _answering("broker Redis"):
+            raw = self._broker.hgetall(self._order_key(command.account, command.client_order_id))
+        return order_from_fields(strings(raw)) if raw else None
+
+    def positions(self, command: QueryPositions) -> dict[str, int]:
+        with _answering("broker Redis"):
+            raw = self._broker.hgetall(self._key(command.account, "positions"))
+        held = {k: int(v) for k, v in strings(raw).items()}
+        return {contract: qty for contract, qty in held.items() if qty != 0}
+
+    def open_orders(self, command: QueryOpenOrders) -> list[BrokerOrder]:
+        account = command.account
+        with _answering("broker Redis"):
+            ids = _members(self._broker, self._key(account, "open"))
+            pipe = self._broker.pipeline(transaction=False)
+            for coid in ids:
+                pipe.hgetall(self._order_key(account, coid))
+            rows = [strings(raw) for raw in pipe.execute() if raw]
+        orders = [order_from_fields(row) for row in rows if row.get("status") == "working"]
+        return sorted(orders, key=lambda o: (o.decided_at, o.broker_order_id))
+
+    def balance(self, command: QueryBalance) -> Balance:
+        with _answering("broker Redis"):
+            raw = strings(self._broker.hgetall(self._key(command.account, "balance")))
+        return self._balance_of(command.account, raw)
+
+    def realized_by_contract(self, account: str) -> dict[str, Decimal]:
+        """Realized P&L of ``account`` per contract (contracts never reduced are absent)."""
+        with _answering("broker Redis"):
+            raw = self._broker.hgetall(self._key(account, "realized"))
+        return {k: Decimal(v) for k, v in strings(raw).items()}
+
+    def fills_since(self, account: str, cursor: str) -> tuple[list[Fill], str]:
+        if cursor and not _STREAM_ID.fullmatch(cursor):
+            raise BadInput(f"bad fills cursor {cursor!r} (expected <ms>-<seq>, e.g. {FILLS_START})")
+        start = "(" + (cursor or FILLS_START)
+        with _answering("broker Redis"):
+            entries = _entries(self._broker, self._key(account, "fills"), start, self.config.batch)
+        if not entries:
+            return [], cursor
+        return [fill_from_fields(fields) for _, fields in entries], entries[-1][0]
+
+    # matching ---------------------------------------------------------------------------
+
+    def match(self, instrument: str) -> list[Fill]:
+        """Fill every resting order on ``instrument`` that the new ticks make due."""
+        spec_for(instrument)
+        with _answering("broker Redis"):
+            members = _members(self._broker, self._resting_key(instrument))
+        fills: list[Fill] = []
+        for member in members:
+            account, coid = json.loads(member)
+            fill, _ = self._match_order(account, coid)
+            if fill is not None:
+                fills.append(fill)
+        return fills
+
+    def _match_order(self, account: str, coid: str) -> tuple[Fill | None, str]:
+        key = self._order_key(account, coid)
+        with _answering("broker Redis"):
+            order = strings(self._broker.hgetall(key))
+            if not order:
+                return None, "unknown"
+            if order["status"] != "working":
+                self._broker.srem(self._resting_key(order["contract"]), self._member(account, coid))
+                return None, order["status"]
+        instrument = order["contract"]
+        spec = spec_for(instrument)
+        decided_ms = int(order["decided_ms"])
+        start = "(" + order["cursor"] if order["cursor"] else f"{max(decided_ms, 0)}-0"
+        while True:
+            with _answering("market-data Redis"):
+                entries = _entries(
+                    self._market, market_stream_key(instrument), start, self.config.batch
+                )
+            for entry_id, fields in entries:
+                tick = eligible_tick(instrument, entry_id, fields, decided_ms)
+                if tick is None:
+                    continue
+                price = fill_price(order, tick, spec, self.config.slippage_ticks)
+                if price is not None:
+                    return self._fill_order(account, coid, price, tick.time, entry_id)
+                if order["time_in_force"] == "ioc":
+                    with _answering("broker Redis"):
+                        return None, self._cancel_known(account, coid, instrument).status
+            if not entries:
+                return None, "working"
+            last = entries[-1][0]
+            with _answering("broker Redis"):
+                self._advance(keys=[key], args=[last])
+            if len(entries) < self.config.batch:
+                return None, "working"
+            start = "(" + last
+
+    def _fill_order(
+        self, account: str, coid: str, price: Decimal, time: datetime, entry_id: str
+    ) -> tuple[Fill | None, str]:
+        key = self._order_key(account, coid)
+
+        def apply(pipe: Pipeline) -> tuple[Fill | None, str]:
+            order = strings(pipe.hgetall(key))
+            if order.get("status") != "working":
+                return None, order.get("status", "unknown")
+            quantity = int(order["quantity"])
+            fill = Fill(
+                execution_id=f"{order['broker_order_id']}-1",
+                client_order_id=coid,
+                broker_order_id=order["broker_order_id"],
+                account=account,
+                session_id=order["session_id"],
+                contract=order["contract"],
+                quantity=quantity if order["side"] == "buy" else -quantity,
+                price=price,
+                commission=self.config.commission_per_contract * quantity,
+                time=time,
+            )
+            book = self._read_book(pipe, account, fill.contract)
+            pipe.multi()
+            order_update = {
+                "status": "filled",
+                "filled_quantity": str(quantity),
+                "average_fill_price": str(price),
+                "filled_at": time.isoformat(),
+                "execution_id": fill.execution_id,
+                "cursor": entry_id,
+            }
+            pipe.hset(key, mapping=order_update)
+            pipe.srem(self._key(account, "open"), coid)
+            pipe.srem(self._resting_key(fill.contract), self._member(account, coid))
+            self._queue_book(pipe, fill, book)
+            return fill, "filled"
+
+        with _answering("broker Redis"):
+            return self._transaction([key, *self._account_keys(account)], apply)
+
+    def book_external_fill(
+        self,
+        account: str,
+        contract: str,
+        quantity: int,
+        price: Decimal,
+        time: datetime,
+        commission: Decimal | None = None,
+    ) -> Fill:
+        """Book a fill no session sent (a drill: a trade behind every session's back)."""
+        spec_for(contract)
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity == 0:
+            raise BadInput(f"external fill quantity must be a non-zero int, got {quantity!r}")
+        if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
+            raise BadInput(f"external fill price must be a positive Decimal, got {price!r}")
+        per_contract = self.config.commission_per_contract if commission is None else commission
+        with _answering("broker Redis"):
+            number = self._broker.incr(self._key(account, "seq"))
+        external_id = f"EXT-{account}-{number}"
+        fill = Fill(
+            execution_id=external_id,
+            client_order_id="",
+            broker_order_id=external_id,
+            account=account,
+            session_id="",
+            contract=contract,
+            quantity=quantity,
+            price=price,
+            commission=per_contract * abs(quantity),
+            time=utc(time, "time"),
+        )
+
+        def apply(pipe: Pipeline) -> Fill:
+            book = self._read_book(pipe, account, contract)
+            pipe.multi()
+            self._queue_book(pipe, fill, book)
+            return fill
+
+        with _answering("broker Redis"):
+            return self._transaction(self._account_keys(account), apply)
+
+    # book keeping -----------------------------------------------------------------------
+
+    def _transaction(self, watch: list[str], apply: Callable[[Pipeline], _T]) -> _T:
+        """Run ``apply`` (reads, then ``multi()``, then writes) until no watched key changed."""
+        with self._broker.pipeline() as pipe:
+            while True:
+                try:
+                    cast(Any, pipe).watch(*watch)
+                    result = apply(pipe)
+                    if pipe.explicit_transaction:
+                        pipe.execute()
+                    else:
+                        pipe.unwatch()
+                    return result
+                except redis.WatchError:
+                    continue
+
+    def _read_book(self, pipe: Pipeline, account: str, contract: str) -> dict[str, str]:
+        """The account's current figures for ``contract`` (read while watching)."""
+        balance = strings(pipe.hgetall(self._key(account, "balance")))
+        book = {
+            "position": text(pipe.hget(self._key(account, "positions"), contract) or "0"),
+            "avg_price": text(pipe.hget(self._key(account, "avg_price"), contract) or ""),
+            "realized_contract": text(pipe.hget(self._key(account, "realized"), contract) or "0"),
+        }
+        current = self._balance_of(account, balance)
+        book.update(
+            cash=str(current.cash),
+            realized_pnl=str(current.realized_pnl),
+            commissions=str(current.commissions),
+        )
+        return book
+
+    def _queue_book(self, pipe: Pipeline, fill: Fill, book: dict[str, str]) -> None:
+        """Queue (inside MULTI) every effect of ``fill`` on the account, and log the fill."""
+        account, contract = fill.account, fill.contract
+        quantity, average, realized = position_after(
+            int(book["position"]),
+            decimal_or_none(book["avg_price"]),
+            fill.quantity,
+            fill.price,
+            spec_for(contract).multiplier,
+        )
+        positions, averages = self._key(account, "positions"), self._key(account, "avg_price")
+        if quantity == 0:
+            pipe.hdel(positions, contract)
+            pipe.hdel(averages, contract)
+        else:
+            pipe.hset(positions, contract, str(quantity))
+            pipe.hset(averages, contract, str(average))
+        if realized:
+            total = Decimal(book["realized_contract"]) + realized
+            pipe.hset(self._key(account, "realized"), contract, str(total))
+        balance = {
+            "cash": str(Decimal(book["cash"]) + realized - fill.commission),
+            "realized_pnl": str(Decimal(book["realized_pnl"]) + realized),
+            "commissions": str(Decimal(book["commissions"]) + fill.commission),
+        }
+        pipe.hset(self._key(account, "balance"), mapping=balance)
+        event = {
+            "execution_id": fill.execution_id,
+            "client_order_id": fill.client_order_id,
+            "broker_order_id": fill.broker_order_id,
+            "account": account,
+            "session_id": fill.session_id,
+            "contract": contract,
+            "quantity": str(fill.quantity),
+            "price": str(fill.price),
+            "commission": str(fill.commission),
+            "time": fill.time.isoformat(),
+            "realized_pnl": str(realized),
+        }
+        pipe.xadd(self._key(account, "fills"), event)  # type: ignore[arg-type]
+
+    def _balance_of(self, account: str, raw: dict[str, str]) -> Balance:
+        return Balance(
+            account=account,
+            cash=Decimal(raw.get("cash", str(self.config.starting_cash))),
+            realized_pnl=Decimal(raw.get("realized_pnl", "0")),
+            commissions=Decimal(raw.get("commissions", "0")),
+        )

@@ -1,0 +1,79 @@
+"""The Celery application: JSON only, late acks, one queue per kind of work.
+
+``create_app`` builds an app from a ``Settings``; the module-level ``app`` (what
+``celery -A workers.celery_app`` finds) is built from the environment. Building an app
+never connects anywhere: Celery opens broker and backend connections on first use.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Celery
+from kombu import Queue
+
+from workers.settings import Settings, get_settings
+
+APP_NAME = "tradefleet"
+
+TASK_MODULES: tuple[str, ...] = ("workers.tasks.health",)
+
+RESULT_EXPIRES = timedelta(hours=1)
+
+TASK_NAME_PREFIX = "tradefleet"
+
+
+def task_routes(settings: Settings) -> dict[str, dict[str, str]]:
+    """Route every task by the prefix of its name: ``tradefleet.<kind>.*`` goes to its queue."""
+    return {
+        f"{TASK_NAME_PREFIX}.ticks.*": {"queue": settings.queue_ticks},
+        f"{TASK_NAME_PREFIX}.orders.*": {"queue": settings.queue_orders},
+        f"{TASK_NAME_PREFIX}.reconcile.*": {"queue": settings.queue_reconcile},
+        f"{TASK_NAME_PREFIX}.rolls.*": {"queue": settings.queue_rolls},
+    }
+
+
+def task_queues(settings: Settings) -> tuple[Queue, ...]:
+    """The five queues, each bound to its own direct exchange with its name as routing key."""
+    return tuple(Queue(name, routing_key=name) for name in settings.queues)
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """A configured Celery app for ``settings`` (the process's settings when omitted)."""
+    settings = settings if settings is not None else get_settings()
+    app = Celery(
+        APP_NAME,
+        broker=settings.redis_url,
+        backend=settings.redis_url,
+        include=list(TASK_MODULES),
+    )
+    transport_options = {"visibility_timeout": settings.visibility_timeout_s}
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        event_serializer="json",
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options=transport_options,
+        result_backend_transport_options=dict(transport_options),
+        task_queues=task_queues(settings),
+        task_default_queue=settings.queue_default,
+        task_default_exchange=settings.queue_default,
+        task_default_routing_key=settings.queue_default,
+        task_routes=task_routes(settings),
+        task_create_missing_queues=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        enable_utc=True,
+        timezone="UTC",
+        result_expires=RESULT_EXPIRES,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = create_app()

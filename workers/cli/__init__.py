@@ -1,0 +1,1 @@
+"""The ``tradefleet`` command line."""

@@ -1,0 +1,59 @@
+"""Entry point of the ``tradefleet`` command: sub-commands, and one clear line on bad input.
+
+Every refusal (bad input, a service that is not answering) prints one line on stderr and exits
+with code 2; no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from sqlalchemy.exc import SQLAlchemyError
+
+from trading.exceptions import TradefleetError
+from workers.cli import db_cmd, session_cmd
+
+app = typer.Typer(
+    name="tradefleet",
+    help="Run many live futures-trading sessions on a Celery/Redis worker fleet.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db_cmd.app, name="db")
+app.add_typer(session_cmd.app, name="session")
+
+
+def fail(message: str) -> int:
+    """Print ``message`` as the one error line and return the refusal exit code."""
+    sys.stderr.write(f"tradefleet: {message}\n")
+    return 2
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 2 refused)."""
+    try:
+        result = app(args=argv, prog_name="tradefleet", standalone_mode=False)
+    except click.exceptions.Abort:
+        return fail("aborted")
+    except click.exceptions.ClickException as exc:
+        return fail(exc.format_message().replace("\n", " "))
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except TradefleetError as exc:
+        return fail(str(exc))
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        return fail("database error: " + str(cause).split("\n")[0])
+    return int(result) if isinstance(result, int) else 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""``tradefleet session``: create, show and list trading sessions."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from models.codec import state_to_json
+from workers.connections import require_redis
+from workers.db import engine_for
+from workers.records import list_session_rows
+from workers.sessions import NewSession, create_session, parse_key_values
+from workers.settings import get_settings
+from workers.state.store import StateStore
+
+app = typer.Typer(help="Trading sessions.", no_args_is_help=True)
+
+
+@app.command("create")
+def create_cmd(
+    name: Annotated[str, typer.Option(help="Unique session name.")],
+    account: Annotated[str, typer.Option(help="Broker account.")],
+    product: Annotated[str, typer.Option(help="Product root, e.g. ES or GC.")],
+    contract: Annotated[str, typer.Option(help="Contract symbol, e.g. ESZ13.")],
+    strategy: Annotated[str, typer.Option(help="Registered strategy name.")],
+    strategy_arg: Annotated[
+        list[str] | None, typer.Option("--strategy-arg", help="Strategy argument KEY=VALUE.")
+    ] = None,
+    timeframe: Annotated[str, typer.Option(help="Candle timeframe, e.g. 1m, 5m, 1h.")] = "1m",
+    feed: Annotated[str, typer.Option(help="Registered market-data source.")] = "replay",
+    broker: Annotated[str, typer.Option(help="Registered account manager.")] = "paper",
+    order_type: Annotated[str, typer.Option(help="market, limit or stop.")] = "market",
+    quantity: Annotated[int, typer.Option(help="Contracts per unit of signal.")] = 1,
+    time_in_force: Annotated[str, typer.Option(help="day, gtc or ioc.")] = "day",
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """Create a session: its SQL row and its initial Redis state; prints the new id."""
+    request = NewSession(
+        name=name,
+        account=account,
+        product=product,
+        contract=contract,
+        strategy=strategy,
+        strategy_args=parse_key_values(strategy_arg or [], "--strategy-arg"),
+        timeframe=timeframe,
+        feed=feed,
+        broker=broker,
+        order_type=order_type,
+        quantity=quantity,
+        time_in_force=time_in_force,
+    )
+    settings = get_settings()
+    state = create_session(settings, request)
+    if as_json:
+        typer.echo(json.dumps({"id": state.session.id, "name": state.session.name}))
+    else:
+        typer.echo(state.session.id)
+
+
+@app.command("show")
+def show_cmd(
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole state as JSON.")] = False,
+) -> None:
+    """Show the whole state struct of one session."""
+    settings = get_settings()
+    client = require_redis(settings)
+    try:
+        state = StateStore(client, settings.lock_ttl_ms).load(session_id)
+    finally:
+        client.close()
+    view = state_to_json(state)
+    if as_json:
+        typer.echo(json.dumps(view, sort_keys=False))
+        return
+    table = Table(title=f"session {session_id}", show_header=True)
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    for key, value in view.items():
+        shown = value if isinstance(value, str) else json.dumps(value)
+        if key in {"candles", "trades"} and isinstance(value, list):
+            shown = f"{len(value)} entries" + (f", last {json.dumps(value[-1])}" if value else "")
+        table.add_row(key, shown)
+    Console().print(table)
+
+
+@app.command("list")
+def list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+) -> None:
+    """List the sessions recorded in SQL."""
+    settings = get_settings()
+    engine = engine_for(settings.sqlalchemy_url)
+    rows = list_session_rows(engine)
+    records = [
+        {
+            "id": row.id,
+            "name": row.name,
+            "account": row.account,
+            "product": row.product,
+            "contract": row.contract,
+            "timeframe": row.timeframe,
+            "strategy": row.strategy_name,
+            "status": row.status,
+            "created_at": row.created_at.isoformat(),
+        }
+        for row in rows
+    ]
+    if as_json:
+        typer.echo(json.dumps(records))
+        return
+    if not records:
+        typer.echo("no sessions")
+        return
+    table = Table(show_header=True)
+    for column in records[0]:
+        table.add_column(column)
+    for record in records:
+        table.add_row(*(str(v) for v in record.values()))
+    Console().print(table)

@@ -1,0 +1,143 @@
+"""Database engines and schema migrations.
+
+Nothing connects at import time. ``engine_for(url)`` keeps one engine per URL per process; the
+cache is dropped in a forked child (Celery's prefork pool) so a child never shares its parent's
+pooled connections.
+
+SQLite gets real transactions: the driver's own implicit transaction handling (which starts a
+transaction only at the first write, and breaks savepoints and transactional DDL) is switched
+off and SQLAlchemy's ``begin`` emits ``BEGIN``. Foreign keys are enforced, a busy timeout makes
+writers wait for each other, and a file database runs in WAL mode so readers never block.
+A transaction that read before writing may still get "database is locked" if another writer
+committed in between (SQLite cannot upgrade a stale snapshot); that is a retryable error.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from alembic import command
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+
+
+def _sqlite_file(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in {"", ":memory:"} or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def make_engine(url: str, *, foreign_keys: bool = True, pooled: bool = True) -> Engine:
+    """A new engine for ``url``; for an SQLite file its folder is created first.
+
+    ``foreign_keys=False`` is for migrations only (SQLite table rebuilds); ``pooled=False``
+    gives an engine that keeps no connection open between uses.
+    """
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {}
+    if not pooled:
+        kwargs["poolclass"] = NullPool
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, **kwargs)
+
+    path = _sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
+    _configure_sqlite(engine, foreign_keys=foreign_keys, wal=path is not None)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, *, foreign_keys: bool, wal: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+            if wal:
+                cursor.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def engine_for(url: str) -> Engine:
+    """This process's shared engine for ``url`` (created on first use)."""
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = make_engine(url)
+            _engines[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every cached engine's pooled connections and forget them."""
+    with _engines_lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        engine.dispose()
+
+
+def _forget_engines_after_fork() -> None:
+    global _engines_lock  # noqa: PLW0603 - the parent's lock may have been held at fork time
+    _engines_lock = threading.Lock()
+    engines = list(_engines.values())
+    _engines.clear()
+    for engine in engines:
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_engines_after_fork)
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic configuration for ``url`` that does not touch logging."""
+    config = Config()
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.attributes["url"] = url
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at ``url`` up to ``revision``."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Migrate the database at ``url`` down to ``revision`` (``"base"`` drops everything)."""
+    command.downgrade(alembic_config(url), revision)
+
+
+def current_revision(url: str) -> str | None:
+    """The revision the database at ``url`` is at; ``None`` for a database never migrated."""
+    engine = make_engine(url, pooled=False)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()

@@ -1,0 +1,97 @@
+"""Market-data sources by registered name: the built-ins, plus entry points of the group
+``tradefleet.feeds`` (an installed package can add its own source factory).
+
+Only registered names are ever resolved: no module path taken from input is imported. The
+built-ins always exist and an entry point cannot replace one. An entry point names either a
+class with a ``from_args(args)`` classmethod or a callable ``factory(args) -> source``.
+Discovery reads installed package metadata once and is cached (``refresh_registry`` forgets it).
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
+
+from trading.exceptions import BadInput, UnknownRegisteredName
+from workers.feeds.base import FeedArgs, MarketDataSource, SourceFactory
+from workers.feeds.replay import ReplaySource
+from workers.feeds.synthetic import SyntheticSource
+
+ENTRY_POINT_GROUP = "tradefleet.feeds"
+
+BUILTINS: dict[str, SourceFactory] = {
+    ReplaySource.name: ReplaySource.from_args,
+    SyntheticSource.name: SyntheticSource.from_args,
+}
+
+_loaded: dict[str, SourceFactory] = {}
+_lock = threading.Lock()
+
+
+@cache
+def _plugins() -> dict[str, tuple[EntryPoint, ...]]:
+    found: dict[str, list[EntryPoint]] = {}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name in BUILTINS:
+            continue
+        same = found.setdefault(point.name, [])
+        if all(other.value != point.value for other in same):
+            same.append(point)
+    return {name: tuple(points) for name, points in found.items()}
+
+
+def feed_names() -> list[str]:
+    """Every registered feed name, sorted."""
+    return sorted({*BUILTINS, *_plugins()})
+
+
+def get_feed_factory(name: str) -> SourceFactory:
+    """The factory registered as ``name``; ``UnknownRegisteredName`` if nobody registered it."""
+    builtin = BUILTINS.get(name)
+    if builtin is not None:
+        return builtin
+    with _lock:
+        factory = _loaded.get(name)
+        if factory is None:
+            factory = _load_plugin(name)
+            _loaded[name] = factory
+        return factory
+
+
+def create_feed(name: str, args: FeedArgs) -> MarketDataSource:
+    """Build the source registered as ``name`` from its JSON args (``BadInput`` if bad)."""
+    source = get_feed_factory(name)(args)
+    if not isinstance(source, MarketDataSource):
+        raise BadInput(f"feed {name!r} did not build a market-data source")
+    return source
+
+
+def refresh_registry() -> None:
+    """Forget discovered entry points and loaded plugin factories."""
+    with _lock:
+        _plugins.cache_clear()
+        _loaded.clear()
+
+
+def _load_plugin(name: str) -> SourceFactory:
+    points = _plugins().get(name)
+    if not points:
+        raise UnknownRegisteredName("feed", name, feed_names())
+    if len(points) > 1:
+        sources = ", ".join(point.value for point in points)
+        raise BadInput(f"feed {name!r} is registered more than once: {sources}")
+    point = points[0]
+    try:
+        target = point.load()
+    except Exception as exc:
+        raise BadInput(
+            f"feed {name!r} ({point.value}) failed to load: {type(exc).__name__}: {exc}"
+        ) from exc
+    from_args = getattr(target, "from_args", None)
+    factory = from_args if callable(from_args) else target
+    if not callable(factory):
+        raise BadInput(
+            f"feed {name!r} ({point.value}) is neither a class with from_args nor callable"
+        )
+    return factory  # type: ignore[no-any-return]

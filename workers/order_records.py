@@ -1,0 +1,111 @@
+"""Durable order and fill rows: written before an order is sent, and once per execution id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models.state import OrderStatus, WorkingOrder
+from models.tables import FillRow, OrderRow
+
+
+def insert_order_if_absent(
+    engine: Engine,
+    session_id: str,
+    order: WorkingOrder,
+    decided_at: datetime,
+    time_in_force: str,
+) -> bool:
+    """Write the order row before the order is sent; False if that client id is already there."""
+    with Session(engine) as db:
+        if db.scalar(select(OrderRow.id).where(OrderRow.client_order_id == order.client_order_id)):
+            return False
+        db.add(
+            OrderRow(
+                client_order_id=order.client_order_id,
+                session_id=session_id,
+                contract=order.contract,
+                side=order.side,
+                quantity=order.quantity,
+                order_type=order.order_type,
+                limit_price=order.limit_price,
+                stop_price=order.stop_price if order.order_type == "stop" else None,
+                time_in_force=time_in_force,
+                status="new",
+                intent=order.intent,
+                decided_at=decided_at,
+            )
+        )
+        try:
+            db.commit()
+        except IntegrityError:
+            db.rollback()
+            return False
+    return True
+
+
+def get_order_row(engine: Engine, client_order_id: str) -> OrderRow | None:
+    with Session(engine, expire_on_commit=False) as db:
+        return db.scalar(select(OrderRow).where(OrderRow.client_order_id == client_order_id))
+
+
+def update_order_row(
+    engine: Engine,
+    client_order_id: str,
+    status: OrderStatus,
+    broker_order_id: str | None = None,
+) -> None:
+    with Session(engine) as db, db.begin():
+        row = db.scalar(select(OrderRow).where(OrderRow.client_order_id == client_order_id))
+        if row is None:
+            return
+        row.status = status
+        if broker_order_id is not None:
+            row.broker_order_id = broker_order_id
+
+
+def insert_fill_if_absent(
+    engine: Engine,
+    execution_id: str,
+    client_order_id: str,
+    quantity: int,
+    price: Decimal,
+    commission: Decimal,
+    filled_at: datetime,
+) -> bool:
+    """Record one execution; False if it was already recorded (fills are idempotent)."""
+    with Session(engine) as db:
+        if db.scalar(select(FillRow.id).where(FillRow.execution_id == execution_id)):
+            return False
+        order_id = db.scalar(select(OrderRow.id).where(OrderRow.client_order_id == client_order_id))
+        if order_id is None:
+            return False
+        db.add(
+            FillRow(
+                execution_id=execution_id,
+                order_id=order_id,
+                quantity=quantity,
+                price=price,
+                commission=commission,
+                filled_at=filled_at,
+            )
+        )
+        try:
+            db.commit()
+        except IntegrityError:
+            db.rollback()
+            return False
+    return True
+
+
+def count_rows(engine: Engine, session_id: str) -> tuple[int, int]:
+    """(orders, fills) recorded for one session."""
+    with Session(engine) as db:
+        orders = db.scalars(select(OrderRow.id).where(OrderRow.session_id == session_id)).all()
+        fills = db.scalars(select(FillRow.id).where(FillRow.order_id.in_(orders))).all()
+        return len(orders), len(fills)

@@ -1,0 +1,143 @@
+"""Creating a session: validate everything first, then write SQL and Redis, or nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import cast, get_args
+
+from sqlalchemy.orm import Session as DbSession
+
+from models.state import (
+    CollaboratorRef,
+    ContractDetails,
+    OpenPosition,
+    OrderTemplate,
+    OrderType,
+    SessionInfo,
+    SessionState,
+    StrategyRef,
+    TimeInForce,
+)
+from trading.candles import parse_timeframe
+from trading.contracts import product_of, spec_for
+from trading.exceptions import BadInput
+from trading.strategies import get_strategy, prepare_strategy
+from workers.brokers.registry import broker_names
+from workers.connections import require_redis
+from workers.db import engine_for
+from workers.feeds.registry import feed_names
+from workers.records import create_session_row, find_session_row_by_name
+from workers.settings import Settings
+from workers.state.store import StateStore
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """What an operator asks for when creating a session (unvalidated)."""
+
+    name: str
+    account: str
+    product: str
+    contract: str
+    strategy: str
+    strategy_args: dict[str, str]
+    timeframe: str = "1m"
+    feed: str = "replay"
+    broker: str = "paper"
+    order_type: str = "market"
+    quantity: int = 1
+    time_in_force: str = "day"
+
+
+def parse_key_values(items: Iterable[str], option: str) -> dict[str, str]:
+    """``["fast=10", "slow=30"]`` → ``{"fast": "10", "slow": "30"}``; malformed → ``BadInput``."""
+    parsed: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not value.strip():
+            raise BadInput(f"malformed {option} {item!r}: expected KEY=VALUE")
+        if key in parsed:
+            raise BadInput(f"{option} {key!r} given twice")
+        parsed[key] = value.strip()
+    return parsed
+
+
+def build_initial_state(request: NewSession, session_id: str, now: datetime) -> SessionState:
+    """Validate ``request`` completely and build the session's initial state (no I/O)."""
+    if not request.name.strip():
+        raise BadInput("session name must not be empty")
+    if not request.account.strip():
+        raise BadInput("account must not be empty")
+    product = request.product.upper()
+    contract = request.contract.upper()
+    if product_of(contract) != product:
+        raise BadInput(f"contract {contract} is not a {product} contract")
+    spec = spec_for(contract)
+    timeframe = parse_timeframe(request.timeframe)
+    prepared = prepare_strategy(get_strategy(request.strategy), request.strategy_args)
+    if request.feed not in feed_names():
+        raise BadInput(f"unknown feed {request.feed!r} (known: {', '.join(feed_names())})")
+    if request.broker not in broker_names():
+        raise BadInput(f"unknown broker {request.broker!r} (known: {', '.join(broker_names())})")
+    if request.order_type not in get_args(OrderType):
+        raise BadInput(f"bad order type {request.order_type!r}: market, limit or stop")
+    if request.time_in_force not in get_args(TimeInForce):
+        raise BadInput(f"bad time in force {request.time_in_force!r}: day, gtc or ioc")
+    if request.quantity <= 0:
+        raise BadInput("quantity must be a positive number of contracts")
+    return SessionState(
+        session=SessionInfo(
+            id=session_id,
+            name=request.name.strip(),
+            account=request.account.strip(),
+            product=product,
+            contract=contract,
+            timeframe=timeframe.name,
+            created_at=now,
+        ),
+        strategy=StrategyRef(module=request.strategy, args=prepared.args, state=prepared.state),
+        market_data_source=CollaboratorRef(module=request.feed, args={"instrument": contract}),
+        account_manager=CollaboratorRef(module=request.broker, args={"account": request.account}),
+        contract_details=ContractDetails(
+            symbol=contract,
+            product=product,
+            multiplier=spec.multiplier,
+            tick_size=spec.tick_size,
+        ),
+        candle_key=f"{contract}:{timeframe.name}",
+        open_position=OpenPosition(contract=contract),
+        order_template=OrderTemplate(
+            order_type=cast(OrderType, request.order_type),
+            quantity=request.quantity,
+            time_in_force=cast(TimeInForce, request.time_in_force),
+        ),
+        warmup_periods=prepared.warmup_periods,
+    )
+
+
+def create_session(settings: Settings, request: NewSession) -> SessionState:
+    """Write the SQL row and the initial Redis state, all or nothing; returns the state."""
+    now = datetime.now(UTC)
+    state = build_initial_state(request, str(uuid.uuid4()), now)
+    client = require_redis(settings)
+    engine = engine_for(settings.sqlalchemy_url)
+    store = StateStore(client, settings.lock_ttl_ms)
+    try:
+        with DbSession(engine) as db:
+            if find_session_row_by_name(db, state.session.name) is not None:
+                raise BadInput(f"a session named {state.session.name!r} already exists")
+            create_session_row(db, state)
+            db.flush()
+            store.create(state)
+            try:
+                db.commit()
+            except Exception:
+                store.delete(state.session.id)
+                raise
+    finally:
+        client.close()
+    return state

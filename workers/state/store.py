@@ -1,0 +1,346 @@
+"""The Redis state store: create / load / delete sessions, leases with fencing, fenced writes.
+
+A session is changed only under its lock. ``acquire`` takes the lease (``SET NX PX`` with a
+random token) and a fencing token (``INCR`` of the session's fence counter) in one script, and
+returns the state hash with them. ``write`` is one script that refuses, writing nothing, when a
+newer fencing token has been issued (``StaleFence``) or the session is gone (``UnknownSession``).
+A worker that stalls past its lease can therefore never overwrite newer state.
+
+Nothing here connects at import time; the caller passes a redis-py client.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+
+from models.codec import (
+    DEFAULT_MAX_CANDLES,
+    DEFAULT_MAX_TRADES,
+    FENCE_FIELD,
+    HASH_FIELDS,
+    candles_key,
+    decode_field,
+    decode_state,
+    encode_candle,
+    encode_fields,
+    encode_state,
+    encode_trade,
+    fence_key,
+    lock_key,
+    session_keys,
+    state_key,
+    trades_key,
+)
+from models.state import SessionState, Trade
+from trading.exceptions import (
+    LockBusy,
+    ServiceUnavailable,
+    SessionExists,
+    StaleFence,
+    UnknownSession,
+)
+from trading.market import Candle
+from workers.state import scripts
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_WRITTEN = 1
+_UNKNOWN = -1
+_STALE = -2
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A held session lock: its random token, the fencing token taken with it, and the
+    state hash as it was when the lock was taken (field name -> JSON text)."""
+
+    session_id: str
+    token: str
+    fence: int
+    ttl_ms: int
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    def value(self, name: str) -> Any:
+        """The decoded value of one state-hash field as read at acquire time."""
+        return decode_field(name, self.fields[name])
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanges:
+    """One fenced write: already-encoded hash fields, and entries appended to the lists."""
+
+    fields: Mapping[str, str] = field(default_factory=dict)
+    append_candles: Sequence[str] = ()
+    append_trades: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.fields if name not in HASH_FIELDS]
+        if unknown:
+            raise ValueError(f"not state-hash fields: {unknown}")
+
+    @classmethod
+    def of(
+        cls,
+        values: Mapping[str, Any] | None = None,
+        candles: Iterable[Candle] = (),
+        trades: Iterable[Trade] = (),
+    ) -> StateChanges:
+        """Build from Python values (encoded here with ``models.codec``)."""
+        values = values or {}
+        return cls(
+            fields=encode_fields(values, values.keys()),
+            append_candles=tuple(encode_candle(c) for c in candles),
+            append_trades=tuple(encode_trade(t) for t in trades),
+        )
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+ScriptArg = str | int
+
+
+def _counted(items: Sequence[str]) -> list[ScriptArg]:
+    return [len(items), *items]
+
+
+def _pairs(fields: Mapping[str, str]) -> list[ScriptArg]:
+    out: list[ScriptArg] = [len(fields)]
+    for name, value in fields.items():
+        out += [name, value]
+    return out
+
+
+class StateStore:
+    """Session state in Redis, changed only under a fenced lease."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        lock_ttl_ms: int,
+        max_candles: int = DEFAULT_MAX_CANDLES,
+        max_trades: int = DEFAULT_MAX_TRADES,
+    ) -> None:
+        if lock_ttl_ms < 10:
+            raise ValueError("lock_ttl_ms must be at least 10")
+        if max_candles < 1 or max_trades < 1:
+            raise ValueError("list bounds must be at least 1")
+        self.client = client
+        self.lock_ttl_ms = lock_ttl_ms
+        self.max_candles = max_candles
+        self.max_trades = max_trades
+        self._create = client.register_script(scripts.CREATE)
+        self._acquire = client.register_script(scripts.ACQUIRE)
+        self._renew = client.register_script(scripts.RENEW)
+        self._release = client.register_script(scripts.RELEASE)
+        self._write = client.register_script(scripts.WRITE)
+        self._delete = client.register_script(scripts.DELETE)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ServiceUnavailable(f"redis did not answer: {exc}") from exc
+
+    # ------------------------------------------------------------ whole sessions
+
+    def create(self, state: SessionState) -> None:
+        """Write every key of a new session atomically; ``SessionExists`` if it exists."""
+        sid = state.session.id
+        encoded = encode_state(state, self.max_candles, self.max_trades)
+        args: list[ScriptArg] = [
+            *_pairs(encoded.hash),
+            *_counted(encoded.candles),
+            *_counted(encoded.trades),
+        ]
+        keys = [state_key(sid), candles_key(sid), trades_key(sid), fence_key(sid)]
+        created = self._call(lambda: self._create(keys=keys, args=args))
+        if not created:
+            raise SessionExists(sid)
+
+    def exists(self, session_id: str) -> bool:
+        key = state_key(session_id)
+        return bool(self._call(lambda: self.client.exists(key)))
+
+    def load(self, session_id: str) -> SessionState:
+        """The whole state; ``UnknownSession`` if its state hash does not exist."""
+        keys = (state_key(session_id), candles_key(session_id), trades_key(session_id))
+
+        def read() -> list[Any]:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.hgetall(keys[0])
+                pipe.lrange(keys[1], 0, -1)
+                pipe.lrange(keys[2], 0, -1)
+                return list(pipe.execute())
+
+        hash_fields, candles, trades = self._call(read)
+        if not hash_fields:
+            raise UnknownSession(session_id)
+        return decode_state(hash_fields, candles, trades)
+
+    def delete(self, session_id: str) -> bool:
+        """Delete the state, lists and lock of a session; True if it existed.
+
+        The fence counter is kept: a worker still holding an old lease must stay refused even
+        if a session with the same id is created again.
+        """
+        keys = list(session_keys(session_id)[:4])
+        return bool(self._call(lambda: self._delete(keys=keys, args=[])))
+
+    # ------------------------------------------------------------ leases
+
+    def try_acquire(self, session_id: str, *, with_state: bool = True) -> Lease | None:
+        """Take the lock once; None if another worker holds it."""
+        token = secrets.token_hex(16)
+        keys = [lock_key(session_id), fence_key(session_id), state_key(session_id)]
+        args: list[ScriptArg] = [token, self.lock_ttl_ms, "1" if with_state else "0"]
+        reply = self._call(lambda: self._acquire(keys=keys, args=args))
+        status = int(reply[0])
+        if status == _UNKNOWN:
+            raise UnknownSession(session_id)
+        if status == 0:
+            return None
+        flat = reply[2:]
+        fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+        fields.pop(FENCE_FIELD, None)
+        return Lease(session_id, token, int(reply[1]), self.lock_ttl_ms, fields)
+
+    def acquire(
+        self,
+        session_id: str,
+        wait_s: float = 0.0,
+        poll_s: float = 0.01,
+        *,
+        with_state: bool = True,
+    ) -> Lease:
+        """Take the lock, polling for up to ``wait_s`` seconds; ``LockBusy`` if still held."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            lease = self.try_acquire(session_id, with_state=with_state)
+            if lease is not None:
+                return lease
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LockBusy(f"session {session_id} is locked by another worker")
+            time.sleep(min(poll_s, remaining))
+
+    def renew(self, lease: Lease) -> bool:
+        """Extend the lease by its TTL; False if it is no longer ours (expired or taken)."""
+        keys = [lock_key(lease.session_id)]
+        args: list[ScriptArg] = [lease.token, lease.ttl_ms]
+        return bool(self._call(lambda: self._renew(keys=keys, args=args)))
+
+    def release(self, lease: Lease) -> bool:
+        """Drop the lock if it is still ours; True if it was."""
+        keys = [lock_key(lease.session_id)]
+        args: list[ScriptArg] = [lease.token]
+        return bool(self._call(lambda: self._release(keys=keys, args=args)))
+
+    @contextmanager
+    def locked(self, session_id: str, wait_s: float = 0.0) -> Iterator[Lease]:
+        """Hold the session lock for the body, renewing it every TTL/3, released at the end."""
+        lease = self.acquire(session_id, wait_s)
+        stop = threading.Event()
+        keeper = threading.Thread(
+            target=self._keep_alive,
+            args=(lease, stop),
+            name=f"lease-{session_id}",
+            daemon=True,
+        )
+        keeper.start()
+        try:
+            yield lease
+        finally:
+            stop.set()
+            keeper.join()
+            self.release(lease)
+
+    def _keep_alive(self, lease: Lease, stop: threading.Event) -> None:
+        interval = lease.ttl_ms / 3000.0
+        while not stop.wait(interval):
+            try:
+                if not self.renew(lease):
+                    log.warning(
+                        "lease on session %s was lost; writes will be refused", lease.session_id
+                    )
+                    return
+            except ServiceUnavailable as exc:
+                log.warning("could not renew lease on session %s: %s", lease.session_id, exc)
+
+    # ------------------------------------------------------------ fenced writes
+
+    def write(self, lease: Lease, changes: StateChanges, release: bool = False) -> None:
+        """Apply ``changes`` atomically under ``lease``; ``release`` drops the lock too.
+
+        Refused with nothing written: ``StaleFence`` if a newer fencing token was issued,
+        ``UnknownSession`` if the session no longer exists.
+        """
+        self._fenced_write(
+            lease,
+            changes.fields,
+            changes.append_candles,
+            changes.append_trades,
+            release=release,
+            replace_lists=False,
+        )
+
+    def write_state(self, lease: Lease, state: SessionState, release: bool = False) -> None:
+        """Replace the whole state (hash and both lists) under ``lease``."""
+        if state.session.id != lease.session_id:
+            raise ValueError(
+                f"state of {state.session.id} written under a lease on {lease.session_id}"
+            )
+        encoded = encode_state(state, self.max_candles, self.max_trades)
+        self._fenced_write(
+            lease,
+            encoded.hash,
+            encoded.candles,
+            encoded.trades,
+            release=release,
+            replace_lists=True,
+        )
+
+    def _fenced_write(
+        self,
+        lease: Lease,
+        fields: Mapping[str, str],
+        candles: Sequence[str],
+        trades: Sequence[str],
+        *,
+        release: bool,
+        replace_lists: bool,
+    ) -> None:
+        sid = lease.session_id
+        keys = [state_key(sid), candles_key(sid), trades_key(sid), fence_key(sid), lock_key(sid)]
+        args: list[ScriptArg] = [
+            lease.token,
+            lease.fence,
+            "1" if release else "0",
+            "1" if replace_lists else "0",
+            self.max_candles,
+            self.max_trades,
+            *_pairs(fields),
+            *_counted(candles),
+            *_counted(trades),
+        ]
+        status = int(self._call(lambda: self._write(keys=keys, args=args)))
+        if status == _UNKNOWN:
+            raise UnknownSession(sid)
+        if status == _STALE:
+            raise StaleFence(f"session {sid}: fence {lease.fence} is stale; nothing written")
+        if status != _WRITTEN:
+            raise RuntimeError(f"unexpected reply {status} from the write script")

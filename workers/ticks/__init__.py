@@ -1,0 +1,1 @@
+"""The tick path: instrument streams, the ready set, and draining ready sessions."""

@@ -1,0 +1,34 @@
+"""Key names of the tick path (DESIGN.md, "The tick path").
+
+- ``md:{<instrument>}:ticks`` — one capped stream per instrument; entry fields ``t`` (data
+  time, epoch ms), ``p`` (price), ``s`` (size), optional ``b``/``a`` (bid/ask); entry ids are
+  ``<ms>-<seq>`` with ms = max(data time, previous id), so ids stay increasing.
+- ``md:{<instrument>}:subs`` — the ids of the sessions fed by that instrument.
+- ``tf:ready`` — sorted set of sessions with ticks to process; score = epoch ms from which the
+  session may be claimed (a claim pushes it into the future: a lease that a dead worker loses).
+- ``tf:drainers`` — how many drain tasks are queued or running.
+"""
+
+from __future__ import annotations
+
+import re
+
+from trading.exceptions import BadInput
+
+READY_KEY = "tf:ready"
+DRAINERS_KEY = "tf:drainers"
+_INSTRUMENT = re.compile(r"[A-Z0-9]{1,16}")
+
+
+def check_instrument(instrument: str) -> str:
+    if _INSTRUMENT.fullmatch(instrument) is None:
+        raise BadInput(f"bad instrument {instrument!r}: expected a contract symbol like ESZ13")
+    return instrument
+
+
+def stream_key(instrument: str) -> str:
+    return f"md:{{{check_instrument(instrument)}}}:ticks"
+
+
+def subscribers_key(instrument: str) -> str:
+    return f"md:{{{check_instrument(instrument)}}}:subs"

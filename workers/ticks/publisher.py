@@ -1,0 +1,111 @@
+"""Publishing ticks: one capped stream per instrument, and waking the sessions it feeds.
+
+One script call per batch appends the ticks, marks every subscribed session ready once
+(``ZADD NX``: however many ticks arrive) and names the drain tasks to start, so that at most
+``max_drainers`` drain tasks count as queued or running (a dead one stops counting after its
+grace time).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+from celery import Celery
+
+from trading.market import Tick
+from workers.ticks import scripts
+from workers.ticks.keys import DRAINERS_KEY, READY_KEY, stream_key, subscribers_key
+
+DRAIN_TASK = "tradefleet.ticks.drain"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+RawTick = tuple[str, str, str, str, str]
+"""A stream entry as published: (t epoch ms, price, size, bid or '', ask or '')."""
+
+
+def epoch_ms(tick: Tick) -> int:
+    """The tick's data time in whole epoch milliseconds (exact, no float)."""
+    delta = tick.time - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def encode_tick(tick: Tick) -> RawTick:
+    return (
+        str(epoch_ms(tick)),
+        str(tick.price),
+        str(tick.size),
+        "" if tick.bid is None else str(tick.bid),
+        "" if tick.ask is None else str(tick.ask),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    published: int
+    sessions_woken: int
+    drain_tasks_started: int
+
+
+class TickPublisher:
+    """Appends ticks to an instrument's stream and wakes its sessions."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        app: Celery,
+        *,
+        queue: str,
+        max_drainers: int,
+        stream_maxlen: int,
+        drainer_grace_ms: int,
+    ) -> None:
+        self._client = client
+        self._app = app
+        self._queue = queue
+        self._max_drainers = max_drainers
+        self._maxlen = stream_maxlen
+        self._grace_ms = drainer_grace_ms
+        self._publish = client.register_script(scripts.PUBLISH)
+        self._wake = client.register_script(scripts.WAKE)
+
+    def publish(self, instrument: str, ticks: Iterable[Tick]) -> PublishResult:
+        return self.publish_raw(instrument, [encode_tick(t) for t in ticks])
+
+    def publish_raw(self, instrument: str, rows: Sequence[RawTick]) -> PublishResult:
+        """Publish stream entries as given (consumers validate them; a bad one is counted)."""
+        if not rows:
+            return PublishResult(0, 0, 0)
+        args: list[str | int] = [self._maxlen, _now_ms(), self._max_drainers, len(rows)]
+        for row in rows:
+            args.extend(row)
+        args.append(self._grace_ms)
+        keys = [stream_key(instrument), subscribers_key(instrument), READY_KEY, DRAINERS_KEY]
+        newly, drainer_ids = self._publish(keys=keys, args=args)
+        self._start_drainers(drainer_ids)
+        return PublishResult(len(rows), int(newly), len(drainer_ids))
+
+    def wake(self) -> int:
+        """Start drain tasks for due sessions nobody is draining (after a worker died)."""
+        drainer_ids = self._wake(
+            keys=[READY_KEY, DRAINERS_KEY], args=[_now_ms(), self._max_drainers, self._grace_ms]
+        )
+        self._start_drainers(drainer_ids)
+        return len(drainer_ids)
+
+    def subscribe(self, instrument: str, session_id: str) -> None:
+        self._client.sadd(subscribers_key(instrument), session_id)
+
+    def unsubscribe(self, instrument: str, session_id: str) -> None:
+        self._client.srem(subscribers_key(instrument), session_id)
+
+    def _start_drainers(self, drainer_ids: Sequence[bytes | str]) -> None:
+        for raw in drainer_ids:
+            drainer_id = raw.decode() if isinstance(raw, bytes) else raw
+            self._app.send_task(DRAIN_TASK, args=[drainer_id], queue=self._queue)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,156 @@
+"""Lua scripts of the tick path. Each runs atomically inside Redis (one round trip)."""
+
+from __future__ import annotations
+
+_START_DRAINERS = """
+-- Drainers are a sorted set: member = drainer id, score = epoch ms until which it counts as
+-- queued or running. A drain task that dies stops counting when its time runs out, so a
+-- crash never blocks new drain tasks for long.
+local function start_drainers(ready, drainers, now, max_drainers, grace_ms)
+  if redis.call('ZCOUNT', ready, '-inf', now) == 0 then return {} end
+  redis.call('ZREMRANGEBYSCORE', drainers, '-inf', now)
+  local want = max_drainers - redis.call('ZCARD', drainers)
+  local ids = {}
+  for _ = 1, want do
+    local id = 'd' .. redis.call('INCR', drainers .. ':seq')
+    redis.call('ZADD', drainers, now + grace_ms, id)
+    ids[#ids + 1] = id
+  end
+  return ids
+end
+"""
+
+PUBLISH = (
+    _START_DRAINERS
+    + """
+-- KEYS: stream, subscribers, ready, drainers
+-- ARGV: maxlen, now_ms, max_drainers, n, n x (t, p, s, b, a), grace_ms
+local stream, subs, ready, drainers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local maxlen, now = ARGV[1], tonumber(ARGV[2])
+local max_drainers, n = tonumber(ARGV[3]), tonumber(ARGV[4])
+local last = 0
+if redis.call('EXISTS', stream) == 1 then
+  local info = redis.call('XINFO', 'STREAM', stream)
+  for j = 1, #info, 2 do
+    if info[j] == 'last-generated-id' then
+      last = tonumber(string.match(info[j + 1], '^(%d+)-'))
+    end
+  end
+end
+local i = 5
+for _ = 1, n do
+  local t = tonumber(ARGV[i])
+  local ms = last
+  if t and t == t and t > last and t < 1e15 then ms = math.floor(t) end
+  local id = string.format('%d-*', ms)
+  if ARGV[i + 3] ~= '' or ARGV[i + 4] ~= '' then
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, id, 't', ARGV[i], 'p', ARGV[i + 1],
+      's', ARGV[i + 2], 'b', ARGV[i + 3], 'a', ARGV[i + 4])
+  else
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, id, 't', ARGV[i], 'p', ARGV[i + 1],
+      's', ARGV[i + 2])
+  end
+  last = ms
+  i = i + 5
+end
+local members = redis.call('SMEMBERS', subs)
+local newly = 0
+local batch = {}
+for _, m in ipairs(members) do
+  batch[#batch + 1] = now
+  batch[#batch + 1] = m
+  if #batch >= 1000 then
+    newly = newly + redis.call('ZADD', ready, 'NX', unpack(batch))
+    batch = {}
+  end
+end
+if #batch > 0 then newly = newly + redis.call('ZADD', ready, 'NX', unpack(batch)) end
+return {newly, start_drainers(ready, drainers, now, max_drainers, tonumber(ARGV[5 + 5 * n]))}
+"""
+)
+
+WAKE = (
+    _START_DRAINERS
+    + """
+-- KEYS: ready, drainers   ARGV: now_ms, max_drainers, grace_ms
+-- Starts drain tasks for due sessions nobody is draining (after a worker died): a sweep.
+return start_drainers(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+"""
+)
+
+CLAIM = """
+-- KEYS: ready   ARGV: now_ms, lease_ms, count
+-- Claims up to count due sessions: their score moves to now + lease, so a worker that dies
+-- holding a claim loses it when the lease runs out.
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local until_ms = tonumber(ARGV[1]) + tonumber(ARGV[2])
+for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', until_ms, m) end
+return due
+"""
+
+DRAIN_ALIVE = """
+-- KEYS: drainers   ARGV: drainer_id, until_ms
+-- A running drain task renews its place (it may be a redelivered copy whose place expired).
+redis.call('ZADD', KEYS[1], tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+
+DRAIN_DONE = """
+-- KEYS: ready, drainers   ARGV: now_ms, drainer_id
+-- A drain task may stop only when nothing is due; then it gives up its place.
+if redis.call('ZCOUNT', KEYS[1], '-inf', ARGV[1]) > 0 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
+"""
+
+BEGIN_SESSION = """
+-- KEYS: lock, fence, state, ready   ARGV: token, ttl_ms, count, session_id
+-- Takes the lease and a fencing token, and reads the state hash and the ticks after the
+-- session's cursor, in one step. The stream is the one named by the session's candle_key.
+-- Returns {-1} unknown session (dropped from the ready set), {0} busy,
+-- {1, fence, {field, value, ...}, entries}.
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('ZREM', KEYS[4], ARGV[4])
+  return {-1}
+end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {0}
+end
+local fence = redis.call('INCR', KEYS[2])
+local flat = redis.call('HGETALL', KEYS[3])
+local cursor = redis.call('HGET', KEYS[3], '_cursor') or '0-0'
+local candle_key = cjson.decode(redis.call('HGET', KEYS[3], 'candle_key'))
+local instrument = string.match(candle_key, '^([^:]+)')
+local stream = 'md:{' .. instrument .. '}:ticks'
+local entries = redis.call('XRANGE', stream, '(' .. cursor, '+', 'COUNT', tonumber(ARGV[3]))
+return {1, fence, flat, entries}
+"""
+
+
+def end_session_script(write_body: str, helpers: str) -> str:
+    """The fenced write of the state store, then release and re-ready, as one script.
+
+    KEYS: state, candles, trades, fence, lock, stream, ready.
+    ARGV: the write script's ARGV, then cursor, session_id, now_ms.
+    After an accepted write: if the stream has entries past the new cursor the session is
+    ready again at once, otherwise it leaves the ready set (a publisher re-adds it).
+    """
+    return (
+        helpers
+        + "local function fenced_write()\n"
+        + write_body
+        + """
+end
+local status = fenced_write()
+if status ~= 1 then return status end
+local n = #ARGV
+local cursor, sid, now = ARGV[n - 2], ARGV[n - 1], ARGV[n]
+local last = redis.call('XREVRANGE', KEYS[6], '+', '-', 'COUNT', 1)
+if #last > 0 and last[1][1] ~= cursor then
+  redis.call('ZADD', KEYS[7], now, sid)
+  return 2
+end
+redis.call('ZREM', KEYS[7], sid)
+return 1
+"""
+    )

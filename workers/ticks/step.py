@@ -1,0 +1,317 @@
+"""One session's step over a batch of new ticks: validate, fold, run the strategy, decide orders.
+
+This is the work done under the session's lock between the two scripts of the tick path. It
+touches no Redis and no database itself: it takes the state fields read by the first script and
+the raw stream entries, and answers with what the second script must write (fields, appended
+candles, the new cursor) plus the orders and events that follow from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from models.codec import decode_field, encode_field
+from models.state import (
+    CollaboratorRef,
+    ContractDetails,
+    OpenPosition,
+    OrderTemplate,
+    PnlInfo,
+    SessionInfo,
+    StrategyRef,
+    WorkingOrder,
+)
+from models.tables import EventKind, Severity
+from trading.candles import UNPARSEABLE, fold_ticks, validate_tick
+from trading.exceptions import StrategyError
+from trading.intents import client_order_id, intents_for
+from trading.market import Candle, Tick
+from trading.strategies import StrategyContext, call_strategy, get_strategy
+from trading.timeframes import parse_timeframe
+
+log = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CURSOR_FIELD = "_cursor"
+PROGRESS_FIELD = "_progress"
+OPEN_STATUSES = frozenset({"new", "sent", "working", "partially_filled"})
+StreamEntry = tuple[bytes | str, Mapping[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class TickProgress:
+    """The tick path's own counters, kept in the state hash beside the struct (``_progress``)."""
+
+    last_ms: int | None = None
+    signal_seq: int = 0
+    candles_closed: int = 0
+    ticks_processed: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "last_ms": self.last_ms,
+                "signal_seq": self.signal_seq,
+                "candles_closed": self.candles_closed,
+                "ticks_processed": self.ticks_processed,
+                "rejected": self.rejected,
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> TickProgress:
+        if not raw:
+            return cls()
+        data = json.loads(raw)
+        return cls(
+            last_ms=data["last_ms"],
+            signal_seq=int(data["signal_seq"]),
+            candles_closed=int(data["candles_closed"]),
+            ticks_processed=int(data["ticks_processed"]),
+            rejected={str(k): int(v) for k, v in data["rejected"].items()},
+        )
+
+    @property
+    def ticks_rejected(self) -> int:
+        return sum(self.rejected.values())
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """An order decided in this step: its working copy and the data time it was decided at."""
+
+    order: WorkingOrder
+    decided_at: datetime
+    account: str
+    session_id: str
+    time_in_force: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    kind: EventKind
+    severity: Severity
+    message: str
+    details: dict[str, Any]
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What the end script writes, and what follows once it has."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    candles: list[Candle] = field(default_factory=list)
+    cursor: str | None = None
+    new_orders: list[NewOrder] = field(default_factory=list)
+    events: list[StepEvent] = field(default_factory=list)
+    ticks_processed: int = 0
+    ticks_rejected: int = 0
+
+
+def entry_to_tick(instrument: str, values: Mapping[bytes, bytes]) -> Tick | None:
+    """The tick of one stream entry, or None when a field cannot be parsed."""
+    try:
+        ms = int(values[b"t"])
+        price = Decimal(values[b"p"].decode())
+        size = int(values[b"s"])
+        raw_bid = values.get(b"b")
+        raw_ask = values.get(b"a")
+        bid = Decimal(raw_bid.decode()) if raw_bid else None
+        ask = Decimal(raw_ask.decode()) if raw_ask else None
+        time = EPOCH + timedelta(milliseconds=ms)
+    except (KeyError, ValueError, InvalidOperation, OverflowError, UnicodeDecodeError):
+        return None
+    return Tick(instrument=instrument, time=time, price=price, size=size, bid=bid, ask=ask)
+
+
+class SessionStep:
+    """Applies a batch of stream entries to one session's state fields."""
+
+    def __init__(
+        self,
+        session_id: str,
+        fields: Mapping[str, str],
+        history: Callable[[int], list[Candle]],
+    ) -> None:
+        self.session_id = session_id
+        self._fields = fields
+        self._history = history
+        self.progress = TickProgress.from_json(fields.get(PROGRESS_FIELD))
+        self.info: SessionInfo = decode_field("session", fields["session"])
+        self.result = StepResult()
+
+    def _get(self, name: str) -> Any:
+        return decode_field(name, self._fields[name])
+
+    def run(self, entries: Sequence[StreamEntry]) -> StepResult:
+        if not entries:
+            return self.result
+        instrument = self.info.contract
+        progress = self.progress
+        last_time = (
+            None if progress.last_ms is None else EPOCH + timedelta(milliseconds=progress.last_ms)
+        )
+        good: list[Tick] = []
+        rejected = dict(progress.rejected)
+        for _entry_id, values in entries:
+            tick = entry_to_tick(instrument, values)
+            reason = UNPARSEABLE if tick is None else validate_tick(tick, last_time)
+            if reason is not None:
+                if reason not in rejected:
+                    self._first_reject(reason, values)
+                rejected[reason] = rejected.get(reason, 0) + 1
+                continue
+            assert tick is not None
+            good.append(tick)
+            last_time = tick.time
+        last_id = entries[-1][0]
+        self.result.cursor = last_id.decode() if isinstance(last_id, bytes) else last_id
+        self.result.ticks_processed = len(good)
+        self.result.ticks_rejected = len(entries) - len(good)
+        timeframe = parse_timeframe(self.info.timeframe)
+        partial: Candle | None = self._get("latest_partial_candle")
+        folded = fold_ticks(partial, good, timeframe, last_time=None)
+        self.result.fields["latest_partial_candle"] = encode_field(
+            "latest_partial_candle", folded.partial
+        )
+        self.result.candles.extend(folded.closed)
+        progress = replace(
+            progress,
+            last_ms=progress.last_ms if last_time is None else _epoch_ms(last_time),
+            ticks_processed=progress.ticks_processed + len(good),
+            rejected=rejected,
+        )
+        if folded.closed:
+            progress = self._on_closed(folded.closed, timeframe.delta, progress)
+        if good:
+            self._mark_to_market(good[-1].price)
+        self.progress = progress
+        self.result.fields[PROGRESS_FIELD] = progress.to_json()
+        return self.result
+
+    def _first_reject(self, reason: str, values: Mapping[bytes, bytes]) -> None:
+        sample = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in values.items()}
+        log.warning("session %s: rejected a bad tick (%s): %s", self.session_id, reason, sample)
+        self.result.events.append(
+            StepEvent("data", "warning", f"bad tick rejected: {reason}", {"sample": sample})
+        )
+
+    def _on_closed(
+        self, closed: Sequence[Candle], step: timedelta, progress: TickProgress
+    ) -> TickProgress:
+        trading: bool = self._get("trading")
+        rolling: bool = self._get("rolling")
+        warmup: int = self._get("warmup_periods")
+        before = progress.candles_closed
+        progress = replace(progress, candles_closed=before + len(closed))
+        if not trading or rolling or before + len(closed) < warmup:
+            return progress
+        strategy_ref: StrategyRef = self._get("strategy")
+        strategy = get_strategy(strategy_ref.module)
+        need = max(warmup, 1) + 1
+        candles = self._history(need) + list(closed)
+        details: ContractDetails = self._get("contract_details")
+        position: OpenPosition | None = self._get("open_position")
+        orders: dict[str, WorkingOrder] = self._get("orders")
+        template: OrderTemplate = self._get("order_template")
+        balance: Decimal | None = self._get("account_balance")
+        state = strategy_ref.state
+        seq = progress.signal_seq
+        orders_changed = False
+        first_live = len(candles) - len(closed)
+        for index in range(first_live, len(candles)):
+            if index + 1 < warmup:
+                continue
+            candle = candles[index]
+            now = candle.start + step
+            held = 0 if position is None else position.quantity
+            expected = held + _pending_quantity(orders)
+            context = StrategyContext(
+                candles=candles[max(0, index + 1 - need) : index + 1],
+                position=expected,
+                contract=details.symbol,
+                tick_size=details.tick_size,
+                balance=balance,
+                now=now,
+                state=state,
+            )
+            try:
+                signals, state = call_strategy(strategy, context, strategy_ref.args)
+            except StrategyError as exc:
+                self._stop_trading(str(exc))
+                break
+            for signal in signals:
+                target = signal.target_position * template.quantity
+                intents = intents_for(expected, target, signal.stop_price, signal.reason)
+                if not intents:
+                    continue
+                seq += 1
+                for intent in intents:
+                    order = WorkingOrder(
+                        client_order_id=client_order_id(self.session_id, seq, intent.leg),
+                        contract=details.symbol,
+                        side=intent.side,
+                        quantity=intent.quantity,
+                        order_type=template.order_type,
+                        intent=intent.intent,
+                        status="new",
+                        created_at=now,
+                        stop_price=intent.stop_price,
+                    )
+                    orders = {**orders, order.client_order_id: order}
+                    orders_changed = True
+                    self.result.new_orders.append(
+                        NewOrder(
+                            order, now, self.info.account, self.session_id, template.time_in_force
+                        )
+                    )
+                expected = target
+        self.result.fields["strategy"] = encode_field(
+            "strategy", replace(strategy_ref, state=state)
+        )
+        if orders_changed:
+            self.result.fields["orders"] = encode_field("orders", orders)
+        return replace(progress, signal_seq=seq)
+
+    def _stop_trading(self, message: str) -> None:
+        log.error("session %s stops trading: %s", self.session_id, message)
+        self.result.fields["trading"] = encode_field("trading", False)
+        self.result.events.append(StepEvent("strategy", "error", message, {}))
+
+    def _mark_to_market(self, price: Decimal) -> None:
+        position: OpenPosition | None = self._get("open_position")
+        if position is None or position.quantity == 0 or position.average_price is None:
+            return
+        details: ContractDetails = self._get("contract_details")
+        pnl: PnlInfo = self._get("account_pnl_info")
+        unrealized = (price - position.average_price) * position.quantity * details.multiplier
+        self.result.fields["account_pnl_info"] = encode_field(
+            "account_pnl_info", replace(pnl, unrealized=unrealized)
+        )
+
+
+def _pending_quantity(orders: Mapping[str, WorkingOrder]) -> int:
+    """The signed quantity still to fill on the session's open orders."""
+    total = 0
+    for order in orders.values():
+        if order.status in OPEN_STATUSES:
+            remaining = order.quantity - order.filled_quantity
+            total += remaining if order.side == "buy" else -remaining
+    return total
+
+
+def _epoch_ms(t: datetime) -> int:
+    delta = t - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+__all__ = ["CollaboratorRef", "SessionStep", "StepResult", "TickProgress", "entry_to_tick"]
