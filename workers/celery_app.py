@@ -1,8 +1,9 @@
 """The Celery application: JSON only, late acks, one queue per kind of work.
 
-``create_app`` builds an app from a ``Settings``; the module-level ``app`` (what
-``celery -A workers.celery_app`` finds) is built from the environment. Building an app
-never connects anywhere: Celery opens broker and backend connections on first use.
+``create_app`` builds an app from a ``Settings``; the module attribute ``app`` (what
+``celery -A workers.celery_app`` finds) is built from the environment on first access.
+Building an app never connects anywhere: Celery opens broker and backend connections on first
+use.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from workers.settings import Settings, get_settings
 
 APP_NAME = "tradefleet"
 
-TASK_MODULES: tuple[str, ...] = ("workers.tasks.health",)
+TASK_MODULES: tuple[str, ...] = (
+    "workers.tasks.health",
+    "workers.tasks.ticks",
+    "workers.tasks.orders",
+)
 
 RESULT_EXPIRES = timedelta(hours=1)
 
@@ -36,6 +41,18 @@ def task_routes(settings: Settings) -> dict[str, dict[str, str]]:
 def task_queues(settings: Settings) -> tuple[Queue, ...]:
     """The five queues, each bound to its own direct exchange with its name as routing key."""
     return tuple(Queue(name, routing_key=name) for name in settings.queues)
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
+    """Periodic work; each run expires before the next one is due, so backlogs never pile up."""
+    sweep = settings.sweep_interval_s
+    return {
+        "sweep-ready-sessions": {
+            "task": f"{TASK_NAME_PREFIX}.ticks.sweep",
+            "schedule": sweep,
+            "options": {"expires": sweep, "queue": settings.queue_ticks},
+        },
+    }
 
 
 def create_app(settings: Settings | None = None) -> Celery:
@@ -72,8 +89,16 @@ def create_app(settings: Settings | None = None) -> Celery:
         result_expires=RESULT_EXPIRES,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        beat_schedule=beat_schedule(settings),
     )
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> Celery:
+    """``app`` (what ``celery -A workers.celery_app`` finds), built from the environment on
+    first access, so importing this module reads no settings and connects nowhere."""
+    if name not in {"app", "celery"}:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    built = create_app()
+    globals()["app"] = globals()["celery"] = built
+    return built

@@ -6,10 +6,10 @@ pooled connections.
 
 SQLite gets real transactions: the driver's own implicit transaction handling (which starts a
 transaction only at the first write, and breaks savepoints and transactional DDL) is switched
-off and SQLAlchemy's ``begin`` emits ``BEGIN``. Foreign keys are enforced, a busy timeout makes
-writers wait for each other, and a file database runs in WAL mode so readers never block.
-A transaction that read before writing may still get "database is locked" if another writer
-committed in between (SQLite cannot upgrade a stale snapshot); that is a retryable error.
+off and SQLAlchemy's ``begin`` emits ``BEGIN IMMEDIATE``: a transaction takes the write lock
+when it starts, so one that reads before it writes never meets a stale snapshot ("database is
+locked"); writers queue behind the busy timeout instead. Foreign keys are enforced, and a file
+database runs in WAL mode so plain reads outside a transaction never block.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def _configure_sqlite(engine: Engine, *, foreign_keys: bool, wal: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 _engines: dict[str, Engine] = {}

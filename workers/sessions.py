@@ -32,6 +32,7 @@ from workers.feeds.registry import feed_names
 from workers.records import create_session_row, find_session_row_by_name
 from workers.settings import Settings
 from workers.state.store import StateStore
+from workers.ticks.subscriptions import subscribe, unsubscribe
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +135,10 @@ def create_session(settings: Settings, request: NewSession) -> SessionState:
             db.flush()
             store.create(state)
             try:
+                subscribe(client, state.session.id, state.session.contract)
                 db.commit()
             except Exception:
+                unsubscribe(client, state.session.id, state.session.contract)
                 store.delete(state.session.id)
                 raise
     finally:

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     max_drainers: Annotated[int, Field(ge=1, le=1_000)] = 4
     drainer_grace_ms: Annotated[int, Field(ge=1_000, le=3_600_000)] = 30_000
     drain_budget_s: Annotated[float, Field(gt=0, le=600)] = 5.0
+    sweep_interval_s: Annotated[float, Field(ge=0.5, le=3_600)] = 5.0
     stream_maxlen: Annotated[int, Field(ge=1_000)] = 1_000_000
     max_candles: Annotated[int, Field(ge=10, le=100_000)] = 500
     flower_user: str = "admin"

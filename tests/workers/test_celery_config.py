@@ -108,9 +108,9 @@ def test_importing_the_app_module_connects_nowhere() -> None:
     assert result.stdout.strip() == "ok"
 
 
-def test_bad_setting_fails_import_with_one_clear_line() -> None:
+def test_bad_setting_fails_app_access_with_one_clear_line() -> None:
     result = subprocess.run(
-        [sys.executable, "-c", "import workers.celery_app"],
+        [sys.executable, "-c", "import workers.celery_app as m; m.app"],
         env={"TRADEFLEET_REDIS_URL": "http://nope", "PATH": ""},
         capture_output=True,
         text=True,

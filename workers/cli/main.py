@@ -13,7 +13,7 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from trading.exceptions import TradefleetError
-from workers.cli import db_cmd, session_cmd
+from workers.cli import db_cmd, feed_cmd, session_cmd
 
 app = typer.Typer(
     name="tradefleet",
@@ -24,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(session_cmd.app, name="session")
+app.add_typer(feed_cmd.app, name="feed")
 
 
 def fail(message: str) -> int:

@@ -36,6 +36,9 @@ SEND_ORDER_TASK = "tradefleet.orders.send"
 _STALE = -2
 _UNKNOWN = -1
 BUSY_RETRY_MS = 20
+ERROR_RETRY_MS = 1_000
+RETRY_HORIZON_MS = 2 * ERROR_RETRY_MS
+"""A drain task stays while a session is put back for a retry due within this horizon."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,7 @@ class TickDrainer:
         self._claim = client.register_script(scripts.CLAIM)
         self._alive = client.register_script(scripts.DRAIN_ALIVE)
         self._done = client.register_script(scripts.DRAIN_DONE)
+        self._unlock = client.register_script(store_scripts.RELEASE)
 
     def drain(self, drainer_id: str, budget_s: float) -> DrainReport:
         """Serve ready sessions until none is due (finished) or the time budget is spent."""
@@ -79,14 +83,26 @@ class TickDrainer:
                 keys=[READY_KEY], args=[now, settings.lock_ttl_ms, settings.claim_batch]
             )
             if not claimed:
-                if self._done(keys=[READY_KEY, DRAINERS_KEY], args=[_now_ms(), drainer_id]):
+                done_args: list[str | int] = [_now_ms(), drainer_id, RETRY_HORIZON_MS]
+                if self._done(keys=[READY_KEY, DRAINERS_KEY], args=done_args):
                     return DrainReport(sessions, ticks, finished=True)
                 time.sleep(0.002)
                 continue
             for raw in claimed:
                 sessions += 1
-                ticks += self.process(raw.decode() if isinstance(raw, bytes) else str(raw))
+                ticks += self._process_guarded(_text(raw))
         return DrainReport(sessions, ticks, finished=False)
+
+    def _process_guarded(self, session_id: str) -> int:
+        """A failure in one session's step is logged and retried later; others go on."""
+        try:
+            return self.process(session_id)
+        except Exception:
+            log.exception(
+                "session %s: tick step failed; retrying in %s ms", session_id, ERROR_RETRY_MS
+            )
+            self.client.zadd(READY_KEY, {session_id: _now_ms() + ERROR_RETRY_MS}, xx=True)
+            return 0
 
     def process(self, session_id: str) -> int:
         """One step of one session; returns the number of entries it consumed."""
@@ -105,14 +121,21 @@ class TickDrainer:
         fence = int(reply[1])
         flat = reply[2]
         fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
-        entries: Sequence[Any] = reply[3]
-        step = SessionStep(session_id, fields, self._history(session_id)).run(entries)
-        cursor = step.cursor or fields.get(CURSOR_FIELD, "0-0")
-        self._record_orders(step.new_orders)
+        entries = [(entry_id, _pairs(values)) for entry_id, values in reply[3]]
+        try:
+            step = SessionStep(session_id, fields, self._history(session_id)).run(entries)
+            cursor = step.cursor or fields.get(CURSOR_FIELD, "0-0")
+            self._record_orders(step.new_orders)
+        except BaseException:
+            self._release(session_id, token)
+            raise
         written = self._write(session_id, token, fence, step, cursor, fields)
         if written and step.events:
             self._record_events(session_id, step)
         return len(entries)
+
+    def _release(self, session_id: str, token: str) -> None:
+        self._unlock(keys=[lock_key(session_id)], args=[token])
 
     def _history(self, session_id: str) -> Callable[[int], list[Candle]]:
         key = candles_key(session_id)
@@ -197,6 +220,10 @@ class TickDrainer:
 def _instrument(fields: dict[str, str]) -> str:
     candle_key: str = json.loads(fields["candle_key"])
     return candle_key.split(":", 1)[0]
+
+
+def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _text(raw: bytes | str) -> str:

@@ -95,12 +95,6 @@ class TickPublisher:
         self._start_drainers(drainer_ids)
         return len(drainer_ids)
 
-    def subscribe(self, instrument: str, session_id: str) -> None:
-        self._client.sadd(subscribers_key(instrument), session_id)
-
-    def unsubscribe(self, instrument: str, session_id: str) -> None:
-        self._client.srem(subscribers_key(instrument), session_id)
-
     def _start_drainers(self, drainer_ids: Sequence[bytes | str]) -> None:
         for raw in drainer_ids:
             drainer_id = raw.decode() if isinstance(raw, bytes) else raw

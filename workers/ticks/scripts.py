@@ -96,9 +96,11 @@ return 1
 """
 
 DRAIN_DONE = """
--- KEYS: ready, drainers   ARGV: now_ms, drainer_id
--- A drain task may stop only when nothing is due; then it gives up its place.
-if redis.call('ZCOUNT', KEYS[1], '-inf', ARGV[1]) > 0 then return 0 end
+-- KEYS: ready, drainers   ARGV: now_ms, drainer_id, horizon_ms
+-- A drain task may stop only when nothing is due, nor due within the horizon (a session put
+-- back for a short retry); then it gives up its place.
+local horizon = tonumber(ARGV[1]) + tonumber(ARGV[3])
+if redis.call('ZCOUNT', KEYS[1], '-inf', horizon) > 0 then return 0 end
 redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
 """
@@ -154,3 +156,21 @@ redis.call('ZREM', KEYS[7], sid)
 return 1
 """
     )
+
+
+SUBSCRIBE = """
+-- KEYS: state, stream, subscribers   ARGV: session_id
+-- A session starts reading its instrument's stream where it stands now (ticks published
+-- before it existed are not its own), and is added to the instrument's subscribers.
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local cursor = '0-0'
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[2])
+  for j = 1, #info, 2 do
+    if info[j] == 'last-generated-id' then cursor = info[j + 1] end
+  end
+end
+redis.call('HSET', KEYS[1], '_cursor', cursor)
+redis.call('SADD', KEYS[3], ARGV[1])
+return 1
+"""

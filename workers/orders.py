@@ -1,0 +1,125 @@
+"""Sending orders to the session's broker and bringing their fills back.
+
+The order row was written before anything is sent. Sending is idempotent: the client order id
+is deterministic and the broker refuses a duplicate, answering with the original order. An
+order the broker refuses or cancels leaves the session's working copies at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from models.state import OrderStatus, WorkingOrder
+from models.tables import OrderRow, TradingSessionRow
+from trading.exceptions import UnknownSession
+from workers.brokers.base import AccountManager
+from workers.brokers.commands import OrderAck, PlaceOrder, QueryOrder
+from workers.fills import LOCK_WAIT_S, deliver_fills
+from workers.order_records import get_order_row, update_order_row
+from workers.records import get_session_row
+from workers.runtime import Runtime
+from workers.state.store import StateChanges
+
+log = logging.getLogger(__name__)
+
+FINAL: frozenset[str] = frozenset({"filled", "cancelled", "rejected", "lost"})
+BROKER_TO_LOCAL: dict[str, OrderStatus] = {
+    "working": "working",
+    "filled": "filled",
+    "cancelled": "cancelled",
+    "rejected": "rejected",
+    "unknown": "lost",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    status: str
+    duplicate: bool = False
+    fills_applied: int = 0
+
+    @property
+    def resting(self) -> bool:
+        return self.status == "working"
+
+
+def _session_and_order(
+    rt: Runtime, session_id: str, coid: str
+) -> tuple[TradingSessionRow, OrderRow]:
+    session = get_session_row(rt.engine, session_id)
+    if session is None:
+        raise UnknownSession(session_id)
+    order = get_order_row(rt.engine, coid)
+    if order is None:
+        raise LookupError(f"order {coid} has no row; it cannot be sent")
+    return session, order
+
+
+def session_broker(rt: Runtime, session: TradingSessionRow) -> AccountManager:
+    args: dict[str, Any] = dict(session.account_manager_args)
+    return rt.broker(session.account_manager, args)
+
+
+def send_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcome:
+    """Place the order at the broker (once, whatever the retries), then apply its fills."""
+    session, row = _session_and_order(rt, session_id, client_order_id)
+    if row.status in FINAL:
+        return SendOutcome(row.status)
+    if row.decided_at is None:
+        raise LookupError(f"order {client_order_id} has no decision time")
+    broker = session_broker(rt, session)
+    ack = broker.place_order(
+        PlaceOrder(
+            account=session.account,
+            session_id=session_id,
+            client_order_id=client_order_id,
+            contract=row.contract,
+            side=row.side,
+            quantity=row.quantity,
+            order_type=row.order_type,
+            limit_price=row.limit_price,
+            stop_price=row.stop_price,
+            time_in_force=row.time_in_force,
+            decided_at=row.decided_at,
+        )
+    )
+    return _after_ack(rt, broker, session, ack)
+
+
+def poll_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcome:
+    """Let the broker match a resting order against new prices, then apply any fills."""
+    session, row = _session_and_order(rt, session_id, client_order_id)
+    if row.status in FINAL:
+        return SendOutcome(row.status)
+    broker = session_broker(rt, session)
+    match = getattr(broker, "match", None)
+    if callable(match):
+        match(row.contract)
+    answer = broker.order(QueryOrder(session.account, client_order_id))
+    status = "unknown" if answer is None else answer.status
+    ack = OrderAck(client_order_id, "" if answer is None else answer.broker_order_id, status)
+    return _after_ack(rt, broker, session, ack)
+
+
+def _after_ack(
+    rt: Runtime, broker: AccountManager, session: TradingSessionRow, ack: OrderAck
+) -> SendOutcome:
+    local = BROKER_TO_LOCAL[ack.status]
+    if local != "filled":
+        update_order_row(rt.engine, ack.client_order_id, local, ack.broker_order_id or None)
+    if local in {"cancelled", "rejected", "lost"}:
+        _drop_working_order(rt, session.id, ack.client_order_id, local)
+    applied = deliver_fills(rt.redis, rt.store, rt.engine, broker, session.account)
+    return SendOutcome(ack.status, ack.duplicate, applied)
+
+
+def _drop_working_order(rt: Runtime, session_id: str, coid: str, status: str) -> None:
+    with rt.store.locked(session_id, wait_s=LOCK_WAIT_S) as lease:
+        orders: dict[str, WorkingOrder] = lease.value("orders")
+        if coid not in orders:
+            return
+        remaining = {k: v for k, v in orders.items() if k != coid}
+        rt.store.write(lease, StateChanges.of({"orders": remaining}))
+    log.warning("session %s: order %s is %s at the broker", session_id, coid, status)
