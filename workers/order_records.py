@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -109,3 +110,48 @@ def count_rows(engine: Engine, session_id: str) -> tuple[int, int]:
         orders = db.scalars(select(OrderRow.id).where(OrderRow.session_id == session_id)).all()
         fills = db.scalars(select(FillRow.id).where(FillRow.order_id.in_(orders))).all()
         return len(orders), len(fills)
+
+
+def open_order_count(engine: Engine, session_id: str) -> int:
+    """How many of the session's orders are not final yet (new, sent, working, partial)."""
+    with Session(engine) as db:
+        rows = db.scalars(
+            select(OrderRow.id).where(
+                OrderRow.session_id == session_id,
+                OrderRow.status.in_(("new", "sent", "working", "partially_filled")),
+            )
+        ).all()
+        return len(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class FillRecord:
+    """A recorded fill with its order's side, for reports."""
+
+    time: datetime
+    quantity: int
+    """Signed: positive bought, negative sold."""
+    price: Decimal
+    commission: Decimal
+    intent: str
+
+
+def session_fills(engine: Engine, session_id: str) -> list[FillRecord]:
+    """Every recorded fill of one session, oldest first."""
+    with Session(engine) as db:
+        rows = db.execute(
+            select(FillRow, OrderRow.side, OrderRow.intent)
+            .join(OrderRow, FillRow.order_id == OrderRow.id)
+            .where(OrderRow.session_id == session_id)
+            .order_by(FillRow.filled_at, FillRow.id)
+        ).all()
+        return [
+            FillRecord(
+                time=fill.filled_at,
+                quantity=fill.quantity if side == "buy" else -fill.quantity,
+                price=fill.price,
+                commission=fill.commission,
+                intent=intent,
+            )
+            for fill, side, intent in rows
+        ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast, get_args
 
+import redis
 from sqlalchemy.orm import Session as DbSession
 
 from models.state import (
@@ -22,11 +23,11 @@ from models.state import (
     TimeInForce,
 )
 from trading.candles import parse_timeframe
-from trading.contracts import product_of, spec_for
-from trading.exceptions import BadInput
+from trading.contracts import product_of, spec_for_product
+from trading.exceptions import BadInput, ServiceUnavailable
 from trading.strategies import get_strategy, prepare_strategy
 from workers.brokers.registry import broker_names
-from workers.connections import require_redis
+from workers.connections import redact_url, require_redis
 from workers.db import engine_for
 from workers.feeds.registry import feed_names
 from workers.records import create_session_row, find_session_row_by_name
@@ -75,9 +76,9 @@ def build_initial_state(request: NewSession, session_id: str, now: datetime) -> 
         raise BadInput("account must not be empty")
     product = request.product.upper()
     contract = request.contract.upper()
+    spec = spec_for_product(product)
     if product_of(contract) != product:
         raise BadInput(f"contract {contract} is not a {product} contract")
-    spec = spec_for(contract)
     timeframe = parse_timeframe(request.timeframe)
     prepared = prepare_strategy(get_strategy(request.strategy), request.strategy_args)
     if request.feed not in feed_names():
@@ -133,14 +134,21 @@ def create_session(settings: Settings, request: NewSession) -> SessionState:
                 raise BadInput(f"a session named {state.session.name!r} already exists")
             create_session_row(db, state)
             db.flush()
-            store.create(state)
             try:
-                subscribe(client, state.session.id, state.session.contract)
-                db.commit()
-            except Exception:
-                unsubscribe(client, state.session.id, state.session.contract)
-                store.delete(state.session.id)
-                raise
+                store.create(state)
+                try:
+                    subscribe(client, state.session.id, state.session.contract)
+                    db.commit()
+                except Exception:
+                    unsubscribe(client, state.session.id, state.session.contract)
+                    store.delete(state.session.id)
+                    raise
+            except redis.RedisError as exc:
+                reason = str(exc).split("\n")[0]
+                raise ServiceUnavailable(
+                    f"Redis at {redact_url(settings.redis_url)} refused to store the session "
+                    f"({reason}); nothing was created"
+                ) from exc
     finally:
         client.close()
     return state

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import sys
 
-import click
+import redis
 import typer
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from trading.exceptions import TradefleetError
-from workers.cli import db_cmd, feed_cmd, session_cmd
+from workers.cli import db_cmd, demo_cmd, feed_cmd, session_cmd
 
 app = typer.Typer(
     name="tradefleet",
@@ -25,6 +25,7 @@ app = typer.Typer(
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(session_cmd.app, name="session")
 app.add_typer(feed_cmd.app, name="feed")
+app.command("demo")(demo_cmd.demo)
 
 
 def fail(message: str) -> int:
@@ -33,21 +34,34 @@ def fail(message: str) -> int:
     return 2
 
 
+def _missing_table(exc: SQLAlchemyError) -> bool:
+    """True if ``exc`` says a table does not exist (the database was never migrated)."""
+    if not isinstance(exc, OperationalError | ProgrammingError):
+        return False
+    cause = getattr(exc, "orig", None)
+    return getattr(cause, "sqlstate", None) == "42P01" or "no such table" in str(cause)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 refused)."""
     try:
         result = app(args=argv, prog_name="tradefleet", standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         return fail("aborted")
-    except click.exceptions.ClickException as exc:
-        return fail(exc.format_message().replace("\n", " "))
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
+    except typer.TyperException as exc:
+        message = " ".join(exc.format_message().split())
+        return fail(message or "a command is required (see the usage above)")
     except TradefleetError as exc:
         return fail(str(exc))
     except SQLAlchemyError as exc:
+        if _missing_table(exc):
+            return fail("the database is not migrated: run `tradefleet db upgrade` first")
         cause = getattr(exc, "orig", None) or exc
         return fail("database error: " + str(cause).split("\n")[0])
+    except redis.RedisError as exc:
+        return fail(f"Redis error ({type(exc).__name__}): " + str(exc).split("\n")[0])
     return int(result) if isinstance(result, int) else 0
 
 

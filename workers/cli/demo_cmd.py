@@ -1,0 +1,99 @@
+"""``tradefleet demo``: the main job — see real sessions trade real data on the paper broker."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from workers.demo import Demo, DemoResult, SessionSummary
+from workers.processes import ChildProcesses
+from workers.settings import get_settings
+
+
+def _table(summaries: list[SessionSummary], *, brokers: bool) -> Table:
+    table = Table(show_header=True, header_style="bold")
+    for column in (
+        "session",
+        "contract",
+        "ticks",
+        "rejected",
+        "candles",
+        "orders",
+        "fills",
+        "position",
+        "broker",
+        "realized",
+        "commissions",
+    ):
+        table.add_column(column, justify="left" if column in {"session", "contract"} else "right")
+    for s in summaries:
+        table.add_row(
+            s.name,
+            s.contract,
+            f"{s.ticks_processed:,}",
+            str(s.ticks_rejected),
+            f"{s.candles_closed:,}",
+            str(s.orders),
+            str(s.fills),
+            str(s.position),
+            str(s.broker_position) if brokers else "-",
+            s.realized_pnl,
+            s.commissions,
+        )
+    return table
+
+
+class _LiveView:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started = time.monotonic()
+        self.live = Live(console=console, refresh_per_second=4, transient=False)
+
+    def __call__(self, phase: str, published: int, summaries: list[SessionSummary]) -> None:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        processed = sum(s.ticks_processed for s in summaries)
+        table = _table(summaries, brokers=False)
+        table.title = (
+            f"{phase} — published {published:,} ticks, processed {processed:,} "
+            f"({processed / elapsed:,.0f} ticks/s) — {elapsed:.0f}s"
+        )
+        self.live.update(table)
+
+
+def demo(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary last.")] = False,
+) -> None:
+    """Start what it needs, replay ES and GC through three sessions, report."""
+    settings = get_settings()
+    console = Console(stderr=as_json)
+    log_dir = settings.data_dir / "demo-logs"
+    with ChildProcesses(log_dir=log_dir) as children:
+        view = _LiveView(console)
+        with view.live:
+            result = Demo(settings, children).run(view)
+    _print_result(console, result)
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_json()) + "\n")
+
+
+def _print_result(console: Console, result: DemoResult) -> None:
+    table = _table(result.sessions, brokers=True)
+    table.title = (
+        f"tradefleet demo — {result.ticks_published:,} ticks in {result.wall_seconds:.1f}s"
+    )
+    console.print(table)
+    agree = all(s.position == s.broker_position for s in result.sessions)
+    console.print(
+        "every session's position agrees with the broker"
+        if agree
+        else "[red]a session's position disagrees with the broker[/red]"
+    )
+    if result.report is not None:
+        console.print(f"report: {result.report}")

@@ -1,0 +1,280 @@
+"""``tradefleet demo``: real sessions trading the real data on the paper broker, end to end.
+
+It starts what it needs (Redis if none answers and one is installed, migrations, a Celery
+worker and beat as child processes), creates three sessions, replays ES and GC as fast as it
+can, shows live progress, and ends with a summary and a report. Children stop on exit and on
+Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from trading.exceptions import BadInput, ServiceUnavailable
+from workers.brokers.commands import QueryPositions
+from workers.brokers.registry import build_broker
+from workers.celery_app import create_app
+from workers.connections import redis_client
+from workers.db import engine_for, upgrade
+from workers.demo_report import write_report
+from workers.feeds.replay import ReplayConfig, ReplaySource
+from workers.feeds.runner import run_feed
+from workers.order_records import count_rows, open_order_count
+from workers.processes import ChildProcesses, celery_beat_argv, celery_worker_argv, ensure_redis
+from workers.records import list_session_rows
+from workers.runtime import make_publisher
+from workers.sessions import NewSession, create_session
+from workers.settings import Settings
+from workers.state.store import StateStore
+from workers.ticks.keys import stream_key, subscribers_key
+from workers.ticks.step import CURSOR_FIELD, PROGRESS_FIELD, TickProgress
+
+DEMO_PREFIX = "demo-"
+DONE_TIMEOUT_S = 150.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSession:
+    """One session the demo runs."""
+
+    label: str
+    product: str
+    contract: str
+    strategy: str
+    args: dict[str, str]
+    timeframe: str
+
+
+@dataclass(frozen=True, slots=True)
+class DemoFeed:
+    product: str
+    contract: str
+    date_from: date
+    date_to: date
+
+
+SESSIONS: tuple[DemoSession, ...] = (
+    DemoSession("es-sma", "ES", "ESZ13", "sma_cross", {"fast": "10", "slow": "30"}, "5m"),
+    DemoSession("es-breakout", "ES", "ESZ13", "breakout", {"lookback": "20"}, "5m"),
+    DemoSession("gc-breakout", "GC", "GCZ13", "breakout", {"lookback": "30"}, "1m"),
+)
+FEEDS: tuple[DemoFeed, ...] = (
+    DemoFeed("ES", "ESZ13", date(2013, 10, 7), date(2013, 12, 3)),
+    DemoFeed("GC", "GCZ13", date(2013, 10, 7), date(2013, 10, 9)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    id: str
+    name: str
+    account: str
+    product: str
+    contract: str
+    ticks_processed: int
+    ticks_rejected: int
+    candles_closed: int
+    orders: int
+    fills: int
+    position: int
+    broker_position: int
+    realized_pnl: str
+    commissions: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "product": self.product,
+            "contract": self.contract,
+            "ticks_processed": self.ticks_processed,
+            "ticks_rejected": self.ticks_rejected,
+            "candles_closed": self.candles_closed,
+            "orders": self.orders,
+            "fills": self.fills,
+            "position": self.position,
+            "broker_position": self.broker_position,
+            "realized_pnl": self.realized_pnl,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DemoResult:
+    sessions: list[SessionSummary]
+    ticks_published: int
+    wall_seconds: float
+    report: Path | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "sessions": [s.as_json() for s in self.sessions],
+            "ticks_published": self.ticks_published,
+            "wall_seconds": round(self.wall_seconds, 2),
+            "report": None if self.report is None else str(self.report),
+        }
+
+
+Progress = Callable[[str, int, list[SessionSummary]], None]
+
+
+class Demo:
+    """One demo run; ``run`` does everything and returns the summary."""
+
+    def __init__(self, settings: Settings, children: ChildProcesses) -> None:
+        self.settings = settings
+        self.children = children
+        self.run_id = secrets.token_hex(3)
+        self.client: redis.Redis | None = None
+        self.session_ids: list[str] = []
+
+    def run(self, progress: Progress) -> DemoResult:
+        started = time.monotonic()
+        settings = self.settings
+        progress("starting Redis, migrations and workers", 0, [])
+        ensure_redis(settings.redis_url, self.children)
+        upgrade(settings.sqlalchemy_url)
+        self.client = redis_client(settings.redis_url)
+        self._reset_demo_streams()
+        self._start_workers()
+        for spec in SESSIONS:
+            self.session_ids.append(self._create(spec))
+        published = self._replay(progress)
+        self._wait_done(progress, published)
+        summaries = self.summaries()
+        report = write_report(settings, self.client, summaries, self.report_dir())
+        return DemoResult(summaries, published, time.monotonic() - started, report)
+
+    def report_dir(self) -> Path:
+        return self.settings.data_dir / "reports" / f"demo-{self.run_id}"
+
+    def _reset_demo_streams(self) -> None:
+        """The demo replays old data into fresh streams; only demo sessions may read them."""
+        assert self.client is not None
+        engine = engine_for(self.settings.sqlalchemy_url)
+        names = {row.id: row.name for row in list_session_rows(engine)}
+        for feed in FEEDS:
+            subs_key = subscribers_key(feed.contract)
+            members = [m.decode() for m in self.client.smembers(subs_key)]  # type: ignore[union-attr]
+            others = [m for m in members if not names.get(m, DEMO_PREFIX).startswith(DEMO_PREFIX)]
+            if others:
+                raise BadInput(
+                    f"{len(others)} non-demo session(s) read {feed.contract}; the demo replays "
+                    "2013 data into that stream: use another TRADEFLEET_REDIS_URL for the demo"
+                )
+            self.client.delete(subs_key, stream_key(feed.contract))
+
+    def _start_workers(self) -> None:
+        queues = (
+            self.settings.queue_ticks,
+            self.settings.queue_orders,
+            self.settings.queue_default,
+        )
+        self.children.start("worker", celery_worker_argv(f"demo-{self.run_id}@%h", queues, 2))
+        schedule = self.children.log_dir / "celerybeat-schedule"
+        self.children.start("beat", celery_beat_argv(schedule))
+
+    def _create(self, spec: DemoSession) -> str:
+        state = create_session(
+            self.settings,
+            NewSession(
+                name=f"{DEMO_PREFIX}{self.run_id}-{spec.label}",
+                account=f"DEMO-{self.run_id}-{spec.label}",
+                product=spec.product,
+                contract=spec.contract,
+                strategy=spec.strategy,
+                strategy_args=spec.args,
+                timeframe=spec.timeframe,
+            ),
+        )
+        return state.session.id
+
+    def _replay(self, progress: Progress) -> int:
+        assert self.client is not None
+        publisher = make_publisher(self.client, self.settings, create_app(self.settings))
+        total = 0
+        for feed in FEEDS:
+            config = ReplayConfig(feed.product, feed.contract, feed.date_from, feed.date_to)
+            source = ReplaySource(config, self.settings.market_data_dir)
+            base = total
+
+            def report(count: int, base: int = base, contract: str = feed.contract) -> None:
+                progress(f"replaying {contract}", base + count, self.summaries(brokers=False))
+
+            total += run_feed(
+                source.ticks(), publisher, None, batch=2000, on_progress=report
+            ).published
+        return total
+
+    def _wait_done(self, progress: Progress, published: int) -> None:
+        deadline = time.monotonic() + DONE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            summaries = self.summaries()
+            progress("draining ticks and orders", published, summaries)
+            if self._drained() and all(s.position == s.broker_position for s in summaries):
+                return
+            time.sleep(0.25)
+        raise ServiceUnavailable(
+            f"the demo did not finish within {DONE_TIMEOUT_S:.0f}s; worker log: "
+            f"{self.children.log_dir / 'worker.log'}"
+        )
+
+    def _drained(self) -> bool:
+        assert self.client is not None
+        engine = engine_for(self.settings.sqlalchemy_url)
+        for sid in self.session_ids:
+            state = self.client.hmget(f"tf:{{{sid}}}:state", [CURSOR_FIELD, "candle_key"])
+            cursor, candle_key = (v.decode() if v else "" for v in state)  # type: ignore[union-attr]
+            instrument = json.loads(candle_key).split(":", 1)[0]
+            last = self.client.xrevrange(stream_key(instrument), count=1)
+            if last and last[0][0].decode() != cursor:  # type: ignore[index]
+                return False
+            if open_order_count(engine, sid):
+                return False
+        return True
+
+    def summaries(self, *, brokers: bool = True) -> list[SessionSummary]:
+        assert self.client is not None
+        store = StateStore(self.client, self.settings.lock_ttl_ms)
+        engine = engine_for(self.settings.sqlalchemy_url)
+        out = []
+        for sid in self.session_ids:
+            state = store.load(sid)
+            raw = self.client.hget(f"tf:{{{sid}}}:state", PROGRESS_FIELD)
+            tick_progress = TickProgress.from_json(raw.decode() if raw else None)  # type: ignore[union-attr]
+            orders, fills = count_rows(engine, sid)
+            info = state.session
+            position = 0 if state.open_position is None else state.open_position.quantity
+            broker_position = position
+            if brokers:
+                broker = build_broker("paper", {"account": info.account}, self.settings)
+                broker_position = broker.positions(QueryPositions(info.account)).get(
+                    info.contract, 0
+                )
+            out.append(
+                SessionSummary(
+                    id=sid,
+                    name=info.name,
+                    account=info.account,
+                    product=info.product,
+                    contract=info.contract,
+                    ticks_processed=tick_progress.ticks_processed,
+                    ticks_rejected=tick_progress.ticks_rejected,
+                    candles_closed=tick_progress.candles_closed,
+                    orders=orders,
+                    fills=fills,
+                    position=position,
+                    broker_position=broker_position,
+                    realized_pnl=str(state.account_pnl_info.realized),
+                    commissions=str(state.account_pnl_info.commissions),
+                )
+            )
+        return out
