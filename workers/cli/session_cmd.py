@@ -118,7 +118,10 @@ def list_cmd(
         return
     table = Table(show_header=True)
     for column in records[0]:
-        table.add_column(column)
+        if column == "id":
+            table.add_column(column, no_wrap=True, min_width=36)
+        else:
+            table.add_column(column, overflow="fold")
     for record in records:
         table.add_row(*(str(v) for v in record.values()))
     Console().print(table)
