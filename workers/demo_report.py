@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import redis
-from matplotlib.figure import Figure
 
 from trading.contracts import spec_for
 from trading.positions import apply_fill
@@ -76,6 +75,8 @@ def _figure(
     fills: Sequence[FillRecord],
     multiplier: Decimal,
 ) -> str:
+    from matplotlib.figure import Figure  # noqa: PLC0415 - matplotlib costs 0.5 s; only the report needs it
+
     fig = Figure(figsize=(11, 6))
     ax_price, ax_equity = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     index = list(range(len(closes)))

@@ -22,6 +22,7 @@ from models.state import (
     StrategyRef,
     TimeInForce,
 )
+from trading.calendar import contract_month, listed_months
 from trading.candles import parse_timeframe
 from trading.contracts import product_of, spec_for_product
 from trading.exceptions import BadInput, ServiceUnavailable
@@ -79,6 +80,9 @@ def build_initial_state(request: NewSession, session_id: str, now: datetime) -> 
     spec = spec_for_product(product)
     if product_of(contract) != product:
         raise BadInput(f"contract {contract} is not a {product} contract")
+    _year, month = contract_month(contract)
+    if month not in listed_months(product):
+        raise BadInput(f"{product} lists no contract in month {month} ({contract})")
     timeframe = parse_timeframe(request.timeframe)
     prepared = prepare_strategy(get_strategy(request.strategy), request.strategy_args)
     if request.feed not in feed_names():

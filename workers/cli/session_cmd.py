@@ -19,6 +19,9 @@ from workers.state.store import StateStore
 
 app = typer.Typer(help="Trading sessions.", no_args_is_help=True)
 
+PIPED_WIDTH = 160
+"""Width of ``session list`` when stdout is not a terminal, so no column is cut."""
+
 
 @app.command("create")
 def create_cmd(
@@ -118,10 +121,10 @@ def list_cmd(
         return
     table = Table(show_header=True)
     for column in records[0]:
-        if column == "id":
-            table.add_column(column, no_wrap=True, min_width=36)
-        else:
-            table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=column == "id", min_width=36 if column == "id" else None)
     for record in records:
         table.add_row(*(str(v) for v in record.values()))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, PIPED_WIDTH))
+    console.print(table)

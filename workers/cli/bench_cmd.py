@@ -1,0 +1,99 @@
+"""``tradefleet bench``: run the tick-path benchmark and print its figures.
+
+Progress lines and a summary table go to stdout first; with ``--json`` the last stdout line is
+one JSON object: ticks_per_s, baseline_ticks_per_s, latency_p50_ms, latency_p99_ms,
+latency_10k_p99_ms, sessions, workers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from workers.bench import BenchConfig, BenchReport, run_bench
+
+_DEFAULT = BenchConfig()
+
+
+def bench(
+    json_out: Annotated[
+        bool, typer.Option("--json", help="End with one JSON line of the figures.")
+    ] = False,
+    sessions: Annotated[
+        int, typer.Option(help="Sessions of the flat-out and latency runs.")
+    ] = _DEFAULT.sessions,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes serving the ticks queue.")
+    ] = _DEFAULT.workers,
+    seconds: Annotated[float, typer.Option(help="Length of each latency run.")] = _DEFAULT.seconds,
+    rate: Annotated[
+        float, typer.Option(help="Ticks/s offered in the latency run.")
+    ] = _DEFAULT.rate,
+    big_sessions: Annotated[
+        int, typer.Option(help="Sessions of the high-rate latency run.")
+    ] = _DEFAULT.big_sessions,
+    big_rate: Annotated[
+        float, typer.Option(help="Ticks/s offered in the high-rate latency run.")
+    ] = _DEFAULT.big_rate,
+    ticks: Annotated[
+        int, typer.Option(help="Ticks published in the flat-out run.")
+    ] = _DEFAULT.ticks,
+) -> None:
+    """Measure the tick path: throughput, tick-to-decision latency, one-process baseline."""
+    config = BenchConfig(
+        sessions=sessions,
+        workers=workers,
+        seconds=seconds,
+        rate=rate,
+        big_sessions=big_sessions,
+        big_rate=big_rate,
+        ticks=ticks,
+    )
+    console = Console(highlight=False)
+    report = run_bench(config, lambda line: console.print(line, markup=False))
+    console.print(summary_table(report))
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False)
+    if json_out:
+        typer.echo(json.dumps(report.result.to_json(), separators=(",", ":")))
+
+
+def summary_table(report: BenchReport) -> Table:
+    cfg = report.config
+    res = report.result
+    table = Table(title="tradefleet tick path")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("conditions")
+    flat = f"{report.flat_ticks:,} ticks, {cfg.sessions} sessions, {cfg.workers} workers"
+    table.add_row("end to end", f"{res.ticks_per_s:,.0f} ticks/s", flat)
+    table.add_row(
+        "baseline (1 process)",
+        f"{res.baseline_ticks_per_s:,.0f} ticks/s",
+        "same steps, no Redis, no Celery",
+    )
+    for name, paced, sessions in (
+        ("latency", report.latency, cfg.sessions),
+        ("latency high rate", report.latency_big, cfg.big_sessions),
+    ):
+        where = (
+            f"{paced.achieved_per_s:,.0f} ticks/s over {sessions} sessions, {paced.steps:,} steps"
+        )
+        for p in (50, 99):
+            table.add_row(f"{name} p{p}", f"{paced.percentile_ms(p):.2f} ms", where)
+    table.add_row(
+        "orders decided", str(report.orders), f"all runs (baseline: {report.baseline_orders})"
+    )
+    table.add_row("ticks rejected", str(report.flat_rejected), "flat-out run")
+    return table
+
+
+command = bench
+
+
+if __name__ == "__main__":
+    typer.run(bench)
