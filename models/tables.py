@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -28,6 +29,8 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    false,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -39,10 +42,16 @@ from trading.exceptions import BadInput
 SessionStatus = Literal["active", "stopped"]
 EventKind = Literal["reconciliation", "roll", "risk", "operator", "data", "strategy", "recovery"]
 Severity = Literal["info", "warning", "error", "critical"]
+RollStatus = Literal["running", "done", "failed", "needs_operator", "aborted"]
+RollStep = Literal["begin", "close", "await_close", "open", "await_open", "switch", "end", "done"]
 
 SESSION_STATUSES: tuple[str, ...] = get_args(SessionStatus)
 EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 SEVERITIES: tuple[str, ...] = get_args(Severity)
+ROLL_STATUSES: tuple[str, ...] = get_args(RollStatus)
+ROLL_STEPS: tuple[str, ...] = get_args(RollStep)
+UNFINISHED_ROLL_STATUSES: tuple[str, ...] = ("running", "failed", "needs_operator")
+"""A roll in one of these holds its session: no second roll may start (a partial unique index)."""
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -219,6 +228,8 @@ class OrderRow(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    external: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """An order no session decided, found open at the broker and adopted by reconciliation."""
 
 
 class FillRow(Base):
@@ -253,6 +264,45 @@ class EventRow(Base):
     message: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class RollRow(Base):
+    """One contract roll of one session (``workers.rolls``): its plan, progress and prices.
+
+    ``quantity`` is the signed position rolled (0: the session was flat and only switched).
+    ``step`` is the next step to run (``done`` once ended). At most one unfinished roll per
+    session (``ix_rolls_session_id_unfinished``, a partial unique index).
+    """
+
+    __tablename__ = "rolls"
+    __table_args__ = (
+        CheckConstraint(_in_check("status", ROLL_STATUSES), name="status"),
+        CheckConstraint(_in_check("step", ROLL_STEPS), name="step"),
+        Index(
+            "ix_rolls_session_id_unfinished",
+            "session_id",
+            unique=True,
+            sqlite_where=text(_in_check("status", UNFINISHED_ROLL_STATUSES)),
+            postgresql_where=text(_in_check("status", UNFINISHED_ROLL_STATUSES)),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("trading_sessions.id"), index=True)
+    from_contract: Mapped[str] = mapped_column(String(50))
+    to_contract: Mapped[str] = mapped_column(String(50))
+    quantity: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[RollStatus] = mapped_column(String(20), default="running")
+    step: Mapped[RollStep] = mapped_column(String(20), default="begin")
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    """The session's clock when the roll was decided: the data time of both roll orders."""
+    close_client_order_id: Mapped[str | None] = mapped_column(String(100))
+    open_client_order_id: Mapped[str | None] = mapped_column(String(100))
+    close_fill_price: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    open_fill_price: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 
 metadata: MetaData = Base.metadata

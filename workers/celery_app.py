@@ -21,6 +21,7 @@ TASK_MODULES: tuple[str, ...] = (
     "workers.tasks.health",
     "workers.tasks.ticks",
     "workers.tasks.orders",
+    "workers.tasks.reconcile",
 )
 
 RESULT_EXPIRES = timedelta(hours=1)
@@ -46,11 +47,23 @@ def task_queues(settings: Settings) -> tuple[Queue, ...]:
 def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
     """Periodic work; each run expires before the next one is due, so backlogs never pile up."""
     sweep = settings.sweep_interval_s
+    positions = settings.reconcile_positions_interval_s
+    orders = settings.reconcile_orders_interval_s
     return {
         "sweep-ready-sessions": {
             "task": f"{TASK_NAME_PREFIX}.ticks.sweep",
             "schedule": sweep,
             "options": {"expires": sweep, "queue": settings.queue_ticks},
+        },
+        "reconcile-positions": {
+            "task": f"{TASK_NAME_PREFIX}.reconcile.fan_out_positions",
+            "schedule": positions,
+            "options": {"expires": positions, "queue": settings.queue_reconcile},
+        },
+        "reconcile-orders": {
+            "task": f"{TASK_NAME_PREFIX}.reconcile.fan_out_orders",
+            "schedule": orders,
+            "options": {"expires": orders, "queue": settings.queue_reconcile},
         },
     }
 

@@ -4,6 +4,18 @@ The broker's fill log (``fills_since``) is read from a per-account cursor kept i
 Redis. Each fill is applied to its session's state in one fenced write (position, average
 price, realized P&L, commissions, the order's working copy, the trade) unless the session has
 already seen that execution id; then the fill row is recorded in SQL (unique execution id).
+
+Fills are applied in the order of the broker's log, and the per-account cursor only moves
+forward (two deliveries racing never move it back).
+
+A fill whose order the session's state does not hold yet, while the order's SQL row is young,
+waits (``RetryLater``) instead of being applied: the tick step that decided the order wrote the
+row and queued the send before its own state write, and died (or lost its lease) in between.
+The step is re-run from the old state, decides the same order again (same client id) and
+records it; only then is the fill applied. Applying it earlier would count the position twice
+in the re-run (the filled position AND the order decided again), so the re-run would decide
+differently and reuse a client id for a different order. After ``UNRECORDED_FILL_WAIT_S`` the
+fill is applied anyway (reconciliation corrects what no re-run recorded).
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import redis
@@ -19,16 +32,36 @@ from sqlalchemy.engine import Engine
 
 from models.codec import decode_field, trades_key
 from models.state import OpenPosition, PnlInfo, Trade, WorkingOrder
-from trading.exceptions import UnknownSession
+from trading.exceptions import RetryLater, UnknownSession
 from trading.positions import apply_fill
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import Fill, QueryBalance
-from workers.order_records import insert_fill_if_absent, update_order_row
-from workers.state.store import StateChanges, StateStore
+from workers.order_records import get_order_row, insert_fill_if_absent, update_order_row
+from workers.state.store import Lease, StateChanges, StateStore
 
 log = logging.getLogger(__name__)
 
 LOCK_WAIT_S = 5.0
+UNRECORDED_FILL_WAIT_S = 120.0
+"""How long a fill waits for its session's state to record the order it fills (see above)."""
+LAST_FILL_FIELD = "_last_fill_at"
+"""Meta field: the wall-clock time the session last applied a fill (reconciliation's grace)."""
+
+ADVANCE_CURSOR = """
+-- KEYS: cursor   ARGV: stream id. Moves the cursor forward only; 1 if moved.
+local function parts(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ms, seq = parts(current)
+  local new_ms, new_seq = parts(ARGV[1])
+  if new_ms < ms or (new_ms == ms and new_seq <= seq) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
 
 
 def fills_cursor_key(account: str) -> str:
@@ -40,6 +73,7 @@ def deliver_fills(
 ) -> int:
     """Apply every fill the broker logged for ``account`` since the cursor; returns how many."""
     key = fills_cursor_key(account)
+    advance = client.register_script(ADVANCE_CURSOR)
     applied = 0
     while True:
         raw = client.get(key)
@@ -50,21 +84,30 @@ def deliver_fills(
         for fill in fills:
             if fill.session_id and apply_fill_to_session(store, engine, broker, fill):
                 applied += 1
-        client.set(key, new_cursor)
+        advance(keys=[key], args=[new_cursor])
 
 
 def apply_fill_to_session(
     store: StateStore, engine: Engine, broker: AccountManager, fill: Fill
 ) -> bool:
-    """Apply one fill to its session (once); True if this call applied it."""
+    """Apply one fill to its session (once); True if this call applied it.
+
+    ``RetryLater`` when the session has not recorded the fill's order yet (see the module).
+    """
     try:
         with store.locked(fill.session_id, wait_s=LOCK_WAIT_S) as lease:
             if _already_applied(store.client, fill):
                 newly = False
+            elif _order_not_recorded_yet(engine, lease, fill):
+                raise RetryLater(
+                    f"fill {fill.execution_id} waits for session {fill.session_id} "
+                    f"to record order {fill.client_order_id}"
+                )
             else:
                 balance = broker.balance(QueryBalance(fill.account)).cash
                 changes, trade = _changes_for(lease.fields, fill, balance)
-                store.write(lease, StateChanges.of(changes, trades=[trade]))
+                applied_at = {LAST_FILL_FIELD: datetime.now(UTC).isoformat()}
+                store.write(lease, StateChanges.of(changes, trades=[trade], meta=applied_at))
                 newly = True
     except UnknownSession:
         log.warning("fill %s is for unknown session %s", fill.execution_id, fill.session_id)
@@ -87,6 +130,26 @@ def _already_applied(client: redis.Redis, fill: Fill) -> bool:
     raws: list[bytes] = client.lrange(trades_key(fill.session_id), 0, -1)  # type: ignore[assignment]
     needle = json.dumps({"execution_id": fill.execution_id}, separators=(",", ":"))[1:-1].encode()
     return any(needle in raw and _execution_id(raw) == fill.execution_id for raw in raws)
+
+
+def _order_not_recorded_yet(engine: Engine, lease: Lease, fill: Fill) -> bool:
+    """Whether the session's state lacks the order of ``fill`` while its SQL row is young."""
+    orders: dict[str, WorkingOrder] = lease.value("orders")
+    if fill.client_order_id in orders:
+        return False
+    row = get_order_row(engine, fill.client_order_id)
+    if row is None or row.session_id != fill.session_id:
+        return False
+    age = datetime.now(UTC) - row.created_at
+    if age < timedelta(seconds=UNRECORDED_FILL_WAIT_S):
+        return True
+    log.warning(
+        "fill %s: session %s never recorded order %s; applied anyway",
+        fill.execution_id,
+        fill.session_id,
+        fill.client_order_id,
+    )
+    return False
 
 
 def _execution_id(raw: bytes) -> str:

@@ -3,6 +3,12 @@
 The order row was written before anything is sent. Sending is idempotent: the client order id
 is deterministic and the broker refuses a duplicate, answering with the original order. An
 order the broker refuses or cancels leaves the session's working copies at once.
+
+A session's orders reach the broker in the order they were decided, however many workers run
+the send tasks: before placing an order, its task places every earlier order of the session
+whose row is still ``new`` (a duplicate is refused and answered with the original). The
+broker's fill log, which every session applies in order, therefore follows the decisions, and
+the same replay gives the same fills, positions and P&L with one worker or many.
 """
 
 from __future__ import annotations
@@ -10,6 +16,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
 
 from models.state import OrderStatus, WorkingOrder
 from models.tables import OrderRow, TradingSessionRow
@@ -57,6 +66,18 @@ def _session_and_order(
     return session, order
 
 
+def unsent_orders_before(rt: Runtime, session_id: str, row_id: int) -> list[OrderRow]:
+    """The session's orders written before row ``row_id`` that the broker never answered
+    (status ``new``), oldest first: the tick path writes rows in the order it decides them."""
+    query = (
+        select(OrderRow)
+        .where(OrderRow.session_id == session_id, OrderRow.id < row_id, OrderRow.status == "new")
+        .order_by(OrderRow.id)
+    )
+    with DbSession(rt.engine, expire_on_commit=False) as db:
+        return list(db.scalars(query).all())
+
+
 def session_broker(rt: Runtime, session: TradingSessionRow) -> AccountManager:
     args: dict[str, Any] = dict(session.account_manager_args)
     return rt.broker(session.account_manager, args)
@@ -67,14 +88,20 @@ def send_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcom
     session, row = _session_and_order(rt, session_id, client_order_id)
     if row.status in FINAL:
         return SendOutcome(row.status)
-    if row.decided_at is None:
-        raise LookupError(f"order {client_order_id} has no decision time")
     broker = session_broker(rt, session)
-    ack = broker.place_order(
+    for earlier in unsent_orders_before(rt, session_id, row.id):
+        _record_ack(rt, session, _place(broker, session, earlier))
+    return _after_ack(rt, broker, session, _place(broker, session, row))
+
+
+def _place(broker: AccountManager, session: TradingSessionRow, row: OrderRow) -> OrderAck:
+    if row.decided_at is None:
+        raise LookupError(f"order {row.client_order_id} has no decision time")
+    return broker.place_order(
         PlaceOrder(
             account=session.account,
-            session_id=session_id,
-            client_order_id=client_order_id,
+            session_id=session.id,
+            client_order_id=row.client_order_id,
             contract=row.contract,
             side=row.side,
             quantity=row.quantity,
@@ -85,7 +112,6 @@ def send_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcom
             decided_at=row.decided_at,
         )
     )
-    return _after_ack(rt, broker, session, ack)
 
 
 def poll_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcome:
@@ -106,13 +132,18 @@ def poll_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcom
 def _after_ack(
     rt: Runtime, broker: AccountManager, session: TradingSessionRow, ack: OrderAck
 ) -> SendOutcome:
+    _record_ack(rt, session, ack)
+    applied = deliver_fills(rt.redis, rt.store, rt.engine, broker, session.account)
+    return SendOutcome(ack.status, ack.duplicate, applied)
+
+
+def _record_ack(rt: Runtime, session: TradingSessionRow, ack: OrderAck) -> None:
+    """The broker's answer on the order row; a dead order leaves the working copies."""
     local = BROKER_TO_LOCAL[ack.status]
     if local != "filled":
         update_order_row(rt.engine, ack.client_order_id, local, ack.broker_order_id or None)
     if local in {"cancelled", "rejected", "lost"}:
         _drop_working_order(rt, session.id, ack.client_order_id, local)
-    applied = deliver_fills(rt.redis, rt.store, rt.engine, broker, session.account)
-    return SendOutcome(ack.status, ack.duplicate, applied)
 
 
 def _drop_working_order(rt: Runtime, session_id: str, coid: str, status: str) -> None:

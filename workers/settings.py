@@ -44,7 +44,19 @@ class Settings(BaseSettings):
     drain_budget_s: Annotated[float, Field(gt=0, le=600)] = 5.0
     sweep_interval_s: Annotated[float, Field(ge=0.5, le=3_600)] = 5.0
     stream_maxlen: Annotated[int, Field(ge=1_000)] = 1_000_000
+    reconcile_positions_interval_s: Annotated[float, Field(ge=0.5, le=86_400)] = 30.0
+    reconcile_orders_interval_s: Annotated[float, Field(ge=0.5, le=86_400)] = 300.0
+    reconcile_grace_s: Annotated[float, Field(ge=0, le=3_600)] = 5.0
+    """A session with a fill applied this recently is re-checked, not corrected."""
+    reconcile_max_failures: Annotated[int, Field(ge=1, le=1_000)] = 3
+    """Consecutive failed broker queries after which a session stops entering."""
+    reconcile_rechecks: Annotated[int, Field(ge=0, le=100)] = 3
+    """Short re-checks of a busy session before it waits for the next period."""
+    adopt_external_orders: bool = True
+    """An order open at the broker and unknown to its session is adopted (else only flagged)."""
     max_candles: Annotated[int, Field(ge=10, le=100_000)] = 500
+    latency_probe: bool = False
+    """Benchmark only: drainers record each step's oldest-tick age (``workers.ticks.drain``)."""
     flower_user: str = "admin"
     flower_password: SecretStr = SecretStr("")
     log_level: str = "INFO"

@@ -48,9 +48,27 @@ EXPECTED_COLUMNS = {
         "decided_at",
         "created_at",
         "updated_at",
+        "external",
     },
     "fills": {"id", "execution_id", "order_id", "quantity", "price", "commission", "filled_at"},
     "events": {"id", "session_id", "kind", "severity", "message", "details", "created_at"},
+    "rolls": {
+        "id",
+        "session_id",
+        "from_contract",
+        "to_contract",
+        "quantity",
+        "status",
+        "step",
+        "decided_at",
+        "close_client_order_id",
+        "open_client_order_id",
+        "close_fill_price",
+        "open_fill_price",
+        "error",
+        "created_at",
+        "updated_at",
+    },
 }
 
 PREFIX = {

@@ -93,6 +93,10 @@ def _answering(what: str) -> Iterator[None]:
         ) from exc
 
 
+FIRST_SCAN = 16
+"""A market order usually fills on the first eligible tick: scan a few first, then more."""
+
+
 class PaperBroker:
     """An ``AccountManager`` whose truth is ``broker_redis``; prices from ``market_redis``."""
 
@@ -200,6 +204,13 @@ class PaperBroker:
         held = {k: int(v) for k, v in strings(raw).items()}
         return {contract: qty for contract, qty in held.items() if qty != 0}
 
+    def average_prices(self, command: QueryPositions) -> dict[str, Decimal]:
+        """Contract → average price of the open position (beyond the protocol: reconciliation
+        values a corrected position with it when a broker offers it)."""
+        with _answering("broker Redis"):
+            raw = self._broker.hgetall(self._key(command.account, "avg_price"))
+        return {contract: Decimal(value) for contract, value in strings(raw).items()}
+
     def open_orders(self, command: QueryOpenOrders) -> list[BrokerOrder]:
         account = command.account
         with _answering("broker Redis"):
@@ -260,11 +271,10 @@ class PaperBroker:
         spec = spec_for(instrument)
         decided_ms = int(order["decided_ms"])
         start = "(" + order["cursor"] if order["cursor"] else f"{max(decided_ms, 0)}-0"
+        count = FIRST_SCAN
         while True:
             with _answering("market-data Redis"):
-                entries = _entries(
-                    self._market, market_stream_key(instrument), start, self.config.batch
-                )
+                entries = _entries(self._market, market_stream_key(instrument), start, count)
             for entry_id, fields in entries:
                 tick = eligible_tick(instrument, entry_id, fields, decided_ms)
                 if tick is None:
@@ -280,9 +290,10 @@ class PaperBroker:
             last = entries[-1][0]
             with _answering("broker Redis"):
                 self._advance(keys=[key], args=[last])
-            if len(entries) < self.config.batch:
+            if len(entries) < count:
                 return None, "working"
             start = "(" + last
+            count = min(count * 8, self.config.batch)
 
     def _fill_order(
         self, account: str, coid: str, price: Decimal, time: datetime, entry_id: str

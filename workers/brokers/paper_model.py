@@ -135,7 +135,7 @@ def eligible_tick(
         return None
     if t_ms < decided_ms or t_ms < int(entry_id.split("-", 1)[0]):
         return None
-    if not price.is_finite() or price <= 0:
+    if not price.is_finite() or price <= 0 or size < 0:
         return None
     if any(x is not None and (not x.is_finite() or x <= 0) for x in (bid, ask)):
         return None

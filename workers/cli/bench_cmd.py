@@ -54,10 +54,10 @@ def bench(
         ticks=ticks,
     )
     console = Console(highlight=False)
-    report = run_bench(config, lambda line: console.print(line, markup=False))
+    report = run_bench(config, lambda line: console.print(line, markup=False, soft_wrap=True))
     console.print(summary_table(report))
     for note in report.notes:
-        console.print(f"note: {note}", markup=False)
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
     if json_out:
         typer.echo(json.dumps(report.result.to_json(), separators=(",", ":")))
 

@@ -13,7 +13,16 @@ import typer
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from trading.exceptions import TradefleetError
-from workers.cli import db_cmd, demo_cmd, feed_cmd, session_cmd
+from workers.cli import (
+    bench_cmd,
+    broker_cmd,
+    db_cmd,
+    demo_cmd,
+    events_cmd,
+    feed_cmd,
+    reconcile_cmd,
+    session_cmd,
+)
 
 app = typer.Typer(
     name="tradefleet",
@@ -26,6 +35,10 @@ app.add_typer(db_cmd.app, name="db")
 app.add_typer(session_cmd.app, name="session")
 app.add_typer(feed_cmd.app, name="feed")
 app.command("demo")(demo_cmd.demo)
+app.command("bench")(bench_cmd.command)
+app.add_typer(reconcile_cmd.app, name="reconcile")
+app.command("events")(events_cmd.events)
+app.add_typer(broker_cmd.app, name="broker")
 
 
 def fail(message: str) -> int:

@@ -78,16 +78,25 @@ class Lease:
 
 @dataclass(frozen=True, slots=True)
 class StateChanges:
-    """One fenced write: already-encoded hash fields, and entries appended to the lists."""
+    """One fenced write: already-encoded hash fields, and entries appended to the lists.
+
+    ``meta``: text values of meta fields kept in the state hash beside the struct (names start
+    with ``_``, e.g. ``_reconcile``; ``_fence`` is the store's own and refused), written in
+    the same fenced step.
+    """
 
     fields: Mapping[str, str] = field(default_factory=dict)
     append_candles: Sequence[str] = ()
     append_trades: Sequence[str] = ()
+    meta: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.fields if name not in HASH_FIELDS]
         if unknown:
             raise ValueError(f"not state-hash fields: {unknown}")
+        bad_meta = [n for n in self.meta if not n.startswith("_") or n == FENCE_FIELD]
+        if bad_meta:
+            raise ValueError(f"not meta fields (a leading '_', not {FENCE_FIELD}): {bad_meta}")
 
     @classmethod
     def of(
@@ -95,6 +104,7 @@ class StateChanges:
         values: Mapping[str, Any] | None = None,
         candles: Iterable[Candle] = (),
         trades: Iterable[Trade] = (),
+        meta: Mapping[str, str] | None = None,
     ) -> StateChanges:
         """Build from Python values (encoded here with ``models.codec``)."""
         values = values or {}
@@ -102,6 +112,7 @@ class StateChanges:
             fields=encode_fields(values, values.keys()),
             append_candles=tuple(encode_candle(c) for c in candles),
             append_trades=tuple(encode_trade(t) for t in trades),
+            meta=dict(meta or {}),
         )
 
 
@@ -291,7 +302,7 @@ class StateStore:
         """
         self._fenced_write(
             lease,
-            changes.fields,
+            {**changes.fields, **changes.meta},
             changes.append_candles,
             changes.append_trades,
             release=release,

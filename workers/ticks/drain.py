@@ -12,7 +12,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from workers.settings import Settings
 from workers.state import scripts as store_scripts
 from workers.ticks import scripts
 from workers.ticks.keys import DRAINERS_KEY, READY_KEY, stream_key
+from workers.ticks.pipelines import execute, queue_script
 from workers.ticks.step import CURSOR_FIELD, NewOrder, SessionStep, StepResult
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,14 @@ BUSY_RETRY_MS = 20
 ERROR_RETRY_MS = 1_000
 RETRY_HORIZON_MS = 2 * ERROR_RETRY_MS
 """A drain task stays while a session is put back for a retry due within this horizon."""
+IDLE_LINGER_S = 0.2
+"""A drain task with nothing to claim polls this long before it stops: under a steady flow of
+ticks drain tasks stay up instead of being restarted (through the broker) for every tick."""
+IDLE_POLL_S = 0.001
+LATENCY_KEY = "tf:latency"
+"""With ``settings.latency_probe``: ages in microseconds (newest first) of the oldest tick of
+each written step, measured when its state write completed (read by ``tradefleet bench``)."""
+LATENCY_KEEP = 500_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +55,21 @@ class DrainReport:
     sessions: int
     ticks: int
     finished: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One session's step between its begin and its end."""
+
+    session_id: str
+    token: str
+    fence: int
+    result: StepResult
+    cursor: str
+    instrument: str
+    entries: int
+    oldest: Mapping[bytes, bytes] | None
+    """The first entry's fields, kept only for the latency probe."""
 
 
 class TickDrainer:
@@ -70,69 +94,177 @@ class TickDrainer:
         self._alive = client.register_script(scripts.DRAIN_ALIVE)
         self._done = client.register_script(scripts.DRAIN_DONE)
         self._unlock = client.register_script(store_scripts.RELEASE)
+        self._scripts = (self._begin, self._end, self._claim, self._alive)
+        self._latency: list[int] = []
 
     def drain(self, drainer_id: str, budget_s: float) -> DrainReport:
-        """Serve ready sessions until none is due (finished) or the time budget is spent."""
+        """Serve ready sessions until none is due (finished) or the time budget is spent.
+
+        Each round is three round trips whatever the number of sessions claimed: renew this
+        drainer's place and claim (one pipeline), begin every claimed session (one pipeline),
+        end every one of them (one pipeline).
+        """
         settings = self.settings
         deadline = time.monotonic() + budget_s
         sessions = ticks = 0
+        idle_since = 0.0
         while time.monotonic() < deadline:
             now = _now_ms()
-            self._alive(keys=[DRAINERS_KEY], args=[drainer_id, now + settings.drainer_grace_ms])
-            claimed = self._claim(
-                keys=[READY_KEY], args=[now, settings.lock_ttl_ms, settings.claim_batch]
-            )
+            with self.client.pipeline(transaction=False) as pipe:
+                alive_args = [drainer_id, now + settings.drainer_grace_ms]
+                queue_script(pipe, self._alive, [DRAINERS_KEY], alive_args)
+                claim_args = [now, settings.lock_ttl_ms, settings.claim_batch]
+                queue_script(pipe, self._claim, [READY_KEY], claim_args)
+                self._flush_latency(pipe)
+                replies = execute(pipe, self._scripts)
+            claimed = [_checked(reply) for reply in replies][1]
             if not claimed:
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since < IDLE_LINGER_S:
+                    time.sleep(IDLE_POLL_S)
+                    continue
                 done_args: list[str | int] = [_now_ms(), drainer_id, RETRY_HORIZON_MS]
                 if self._done(keys=[READY_KEY, DRAINERS_KEY], args=done_args):
                     return DrainReport(sessions, ticks, finished=True)
                 time.sleep(0.002)
                 continue
-            for raw in claimed:
-                sessions += 1
-                ticks += self._process_guarded(_text(raw))
+            idle_since = 0.0
+            session_ids = [_text(raw) for raw in claimed]
+            sessions += len(session_ids)
+            ticks += self._process_guarded(session_ids)
+        if self._latency:
+            with self.client.pipeline(transaction=False) as pipe:
+                self._flush_latency(pipe)
+                pipe.execute()
         return DrainReport(sessions, ticks, finished=False)
 
-    def _process_guarded(self, session_id: str) -> int:
-        """A failure in one session's step is logged and retried later; others go on."""
+    def _process_guarded(self, session_ids: Sequence[str]) -> int:
+        """A failure outside any one session's step (Redis down) retries them all later."""
         try:
-            return self.process(session_id)
+            return self.process_many(session_ids)
         except Exception:
             log.exception(
-                "session %s: tick step failed; retrying in %s ms", session_id, ERROR_RETRY_MS
+                "tick steps of %s sessions failed; retrying in %s ms",
+                len(session_ids),
+                ERROR_RETRY_MS,
             )
-            self.client.zadd(READY_KEY, {session_id: _now_ms() + ERROR_RETRY_MS}, xx=True)
+            due = _now_ms() + ERROR_RETRY_MS
+            self.client.zadd(READY_KEY, dict.fromkeys(session_ids, due), xx=True)
             return 0
 
     def process(self, session_id: str) -> int:
         """One step of one session; returns the number of entries it consumed."""
-        token = secrets.token_hex(16)
-        reply = self._begin(
-            keys=[lock_key(session_id), fence_key(session_id), state_key(session_id), READY_KEY],
-            args=[token, self.settings.lock_ttl_ms, self.settings.tick_batch, session_id],
-        )
-        status = int(reply[0])
-        if status == _UNKNOWN:
-            log.warning("session %s has no state; dropped from the ready set", session_id)
-            return 0
-        if status == 0:
-            self.client.zadd(READY_KEY, {session_id: _now_ms() + BUSY_RETRY_MS}, xx=True)
-            return 0
-        fence = int(reply[1])
-        flat = reply[2]
-        fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
-        entries = [(entry_id, _pairs(values)) for entry_id, values in reply[3]]
+        return self.process_many([session_id])
+
+    def process_many(self, session_ids: Sequence[str]) -> int:
+        """One step of each session (claimed by this drainer); returns the entries consumed.
+
+        A failure in one session's step is logged and that session retried later; the others
+        go on. Locks taken here and not yet given back are released if this is interrupted.
+        """
+        tokens = [secrets.token_hex(16) for _ in session_ids]
+        with self.client.pipeline(transaction=False) as pipe:
+            for session_id, token in zip(session_ids, tokens, strict=True):
+                keys = [lock_key(session_id), fence_key(session_id), state_key(session_id)]
+                args = [token, self.settings.lock_ttl_ms, self.settings.tick_batch, session_id]
+                queue_script(pipe, self._begin, [*keys, READY_KEY], args)
+            replies = execute(pipe, self._scripts)
+        held: dict[str, str] = {}
+        steps: list[_Step] = []
+        retry: dict[str, int] = {}
+        consumed = 0
         try:
-            step = SessionStep(session_id, fields, self._history(session_id)).run(entries)
-            cursor = step.cursor or fields.get(CURSOR_FIELD, "0-0")
-            self._record_orders(step.new_orders)
-        except BaseException:
-            self._release(session_id, token)
-            raise
-        written = self._write(session_id, token, fence, step, cursor, fields)
-        if written and step.events:
-            self._record_events(session_id, step)
-        return len(entries)
+            for session_id, token, reply in zip(session_ids, tokens, replies, strict=True):
+                if isinstance(reply, Exception):
+                    log.error("session %s: begin failed (%s); retrying", session_id, reply)
+                    retry[session_id] = ERROR_RETRY_MS
+                    continue
+                status = int(reply[0])
+                if status == _UNKNOWN:
+                    log.warning("session %s has no state; dropped from the ready set", session_id)
+                    continue
+                if status == 0:
+                    retry[session_id] = BUSY_RETRY_MS
+                    continue
+                held[session_id] = token
+                try:
+                    steps.append(self._step(session_id, token, int(reply[1]), reply[2], reply[3]))
+                except Exception:
+                    log.exception(
+                        "session %s: tick step failed; retrying in %s ms",
+                        session_id,
+                        ERROR_RETRY_MS,
+                    )
+                    self._release(session_id, token)
+                    del held[session_id]
+                    retry[session_id] = ERROR_RETRY_MS
+            consumed = self._end_all(steps, retry)
+            held.clear()
+        finally:
+            for session_id, token in held.items():
+                self._release(session_id, token)
+        return consumed
+
+    def _step(
+        self, session_id: str, token: str, fence: int, flat: Sequence[bytes], raw: Sequence[Any]
+    ) -> _Step:
+        pairs = iter(flat)
+        fields = {_text(name): _text(value) for name, value in zip(pairs, pairs, strict=True)}
+        entries = [(entry_id, _pairs(values)) for entry_id, values in raw]
+        step = SessionStep(session_id, fields, self._history(session_id)).run(entries)
+        cursor = step.cursor or fields.get(CURSOR_FIELD, "0-0")
+        self._record_orders(step.new_orders)
+        oldest = entries[0][1] if entries and self.settings.latency_probe else None
+        return _Step(
+            session_id, token, fence, step, cursor, _instrument(fields), len(entries), oldest
+        )
+
+    def _end_all(self, steps: Sequence[_Step], retry: dict[str, int]) -> int:
+        """Write every step (fenced), release and re-ready, and put back sessions to retry."""
+        now = _now_ms()
+        with self.client.pipeline(transaction=False) as pipe:
+            for item in steps:
+                queue_script(pipe, self._end, _end_keys(item), self._end_args(item))
+            for session_id, delay_ms in retry.items():
+                pipe.zadd(READY_KEY, {session_id: now + delay_ms}, xx=True)
+            replies = execute(pipe, self._scripts)
+        consumed = 0
+        for item, reply in zip(steps, replies[: len(steps)], strict=True):
+            if isinstance(reply, Exception):
+                log.error("session %s: end failed (%s); retrying", item.session_id, reply)
+                self.client.zadd(READY_KEY, {item.session_id: now + ERROR_RETRY_MS}, xx=True)
+                continue
+            status = int(reply)
+            if status == _STALE:
+                log.warning(
+                    "session %s: fence %s is stale; this step was discarded",
+                    item.session_id,
+                    item.fence,
+                )
+                continue
+            if status == _UNKNOWN:
+                log.warning("session %s disappeared during its step", item.session_id)
+                continue
+            consumed += item.entries
+            if item.oldest is not None:
+                self._sample_latency(item.oldest)
+            if item.result.events:
+                self._record_events(item.session_id, item.result)
+        return consumed
+
+    def _sample_latency(self, oldest: Mapping[bytes, bytes]) -> None:
+        try:
+            tick_ms = int(oldest[b"t"])
+        except (KeyError, ValueError):
+            return
+        self._latency.append(time.time_ns() // 1_000 - tick_ms * 1_000)
+
+    def _flush_latency(self, pipe: redis.client.Pipeline) -> None:
+        """Samples are sent with the next claim (no round trip of their own)."""
+        if self._latency:
+            pipe.lpush(LATENCY_KEY, *self._latency)
+            pipe.ltrim(LATENCY_KEY, 0, LATENCY_KEEP - 1)
+            self._latency.clear()
 
     def _release(self, session_id: str, token: str) -> None:
         self._unlock(keys=[lock_key(session_id)], args=[token])
@@ -162,21 +294,14 @@ class TickDrainer:
                 queue=self.settings.queue_orders,
             )
 
-    def _write(
-        self,
-        session_id: str,
-        token: str,
-        fence: int,
-        step: StepResult,
-        cursor: str,
-        fields: dict[str, str],
-    ) -> bool:
-        updates = dict(step.fields)
-        updates[CURSOR_FIELD] = cursor
-        candles = [encode_candle(c) for c in step.candles]
+    def _end_args(self, item: _Step) -> list[str | int]:
+        """ARGV of the end script: the store's fenced write, then cursor, session, now."""
+        updates = dict(item.result.fields)
+        updates[CURSOR_FIELD] = item.cursor
+        candles = [encode_candle(c) for c in item.result.candles]
         args: list[str | int] = [
-            token,
-            fence,
+            item.token,
+            item.fence,
             "1",
             "0",
             self.settings.max_candles,
@@ -185,25 +310,8 @@ class TickDrainer:
         ]
         for name, value in updates.items():
             args += [name, value]
-        args += [len(candles), *candles, 0, cursor, session_id, _now_ms()]
-        instrument = _instrument(fields)
-        keys = [
-            state_key(session_id),
-            candles_key(session_id),
-            trades_list_key(session_id),
-            fence_key(session_id),
-            lock_key(session_id),
-            stream_key(instrument),
-            READY_KEY,
-        ]
-        status = int(self._end(keys=keys, args=args))
-        if status == _STALE:
-            log.warning("session %s: fence %s is stale; this step was discarded", session_id, fence)
-            return False
-        if status == _UNKNOWN:
-            log.warning("session %s disappeared during its step", session_id)
-            return False
-        return True
+        args += [len(candles), *candles, 0, item.cursor, item.session_id, _now_ms()]
+        return args
 
     def _record_events(self, session_id: str, step: StepResult) -> None:
         for event in step.events:
@@ -215,6 +323,26 @@ class TickDrainer:
                 event.message,
                 event.details,
             )
+
+
+def _checked(reply: Any) -> Any:
+    """A pipeline reply, or the error it holds raised."""
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+def _end_keys(item: _Step) -> list[str]:
+    session_id = item.session_id
+    return [
+        state_key(session_id),
+        candles_key(session_id),
+        trades_list_key(session_id),
+        fence_key(session_id),
+        lock_key(session_id),
+        stream_key(item.instrument),
+        READY_KEY,
+    ]
 
 
 def _instrument(fields: dict[str, str]) -> str:

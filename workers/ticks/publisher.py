@@ -9,7 +9,7 @@ grace time).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,6 +19,7 @@ from celery import Celery
 from trading.market import Tick
 from workers.ticks import scripts
 from workers.ticks.keys import DRAINERS_KEY, READY_KEY, stream_key, subscribers_key
+from workers.ticks.pipelines import execute, queue_script
 
 DRAIN_TASK = "tradefleet.ticks.drain"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -86,6 +87,37 @@ class TickPublisher:
         newly, drainer_ids = self._publish(keys=keys, args=args)
         self._start_drainers(drainer_ids)
         return PublishResult(len(rows), int(newly), len(drainer_ids))
+
+    def publish_many(self, batches: Mapping[str, Sequence[RawTick]]) -> PublishResult:
+        """``publish_raw`` for several instruments in one round trip (a pipeline of scripts)."""
+        keys_args: list[tuple[list[str], list[str | int]]] = []
+        now = _now_ms()
+        published = 0
+        for instrument, rows in batches.items():
+            if not rows:
+                continue
+            published += len(rows)
+            args: list[str | int] = [self._maxlen, now, self._max_drainers, len(rows)]
+            for row in rows:
+                args.extend(row)
+            args.append(self._grace_ms)
+            keys = [stream_key(instrument), subscribers_key(instrument), READY_KEY, DRAINERS_KEY]
+            keys_args.append((keys, args))
+        if not keys_args:
+            return PublishResult(0, 0, 0)
+        with self._client.pipeline(transaction=False) as pipe:
+            for keys, args in keys_args:
+                queue_script(pipe, self._publish, keys, args)
+            replies = execute(pipe, [self._publish])
+        newly = started = 0
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+            woken, drainer_ids = reply
+            newly += int(woken)
+            started += len(drainer_ids)
+            self._start_drainers(drainer_ids)
+        return PublishResult(published, newly, started)
 
     def wake(self) -> int:
         """Start drain tasks for due sessions nobody is draining (after a worker died)."""

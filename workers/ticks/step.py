@@ -30,8 +30,9 @@ from models.state import (
 from models.tables import EventKind, Severity
 from trading.candles import UNPARSEABLE, fold_ticks, validate_tick
 from trading.exceptions import StrategyError
-from trading.intents import client_order_id, intents_for
+from trading.intents import OrderIntent, client_order_id, intents_for
 from trading.market import Candle, Tick
+from trading.reconcile import RECONCILE_FIELD, entries_blocked
 from trading.strategies import StrategyContext, call_strategy, get_strategy
 from trading.timeframes import parse_timeframe
 
@@ -146,11 +147,14 @@ class SessionStep:
         self._fields = fields
         self._history = history
         self.progress = TickProgress.from_json(fields.get(PROGRESS_FIELD))
-        self.info: SessionInfo = decode_field("session", fields["session"])
+        self.info: SessionInfo = _decode_immutable("session", fields["session"])
         self.result = StepResult()
 
     def _get(self, name: str) -> Any:
-        return decode_field(name, self._fields[name])
+        raw = self._fields[name]
+        if name in IMMUTABLE_FIELDS:
+            return _decode_immutable(name, raw)
+        return decode_field(name, raw)
 
     def run(self, entries: Sequence[StreamEntry]) -> StepResult:
         if not entries:
@@ -180,7 +184,7 @@ class SessionStep:
         timeframe = parse_timeframe(self.info.timeframe)
         partial: Candle | None = self._get("latest_partial_candle")
         folded = fold_ticks(partial, good, timeframe, last_time=None)
-        self.result.fields["latest_partial_candle"] = encode_field(
+        self.result.fields["latest_partial_candle"] = _encode_immutable(
             "latest_partial_candle", folded.partial
         )
         self.result.candles.extend(folded.closed)
@@ -252,6 +256,7 @@ class SessionStep:
             for signal in signals:
                 target = signal.target_position * template.quantity
                 intents = intents_for(expected, target, signal.stop_price, signal.reason)
+                intents = self._allowed(intents)
                 if not intents:
                     continue
                 seq += 1
@@ -274,13 +279,23 @@ class SessionStep:
                             order, now, self.info.account, self.session_id, template.time_in_force
                         )
                     )
-                expected = target
+                expected += sum(intent.signed_quantity for intent in intents)
         self.result.fields["strategy"] = encode_field(
             "strategy", replace(strategy_ref, state=state)
         )
         if orders_changed:
             self.result.fields["orders"] = encode_field("orders", orders)
         return replace(progress, signal_seq=seq)
+
+    def _allowed(self, intents: list[OrderIntent]) -> list[OrderIntent]:
+        """Entries are dropped while reconciliation blocks them (the broker stopped answering,
+        ``trading.reconcile``); exits always pass."""
+        if not intents or not entries_blocked(self._fields.get(RECONCILE_FIELD)):
+            return intents
+        kept = [intent for intent in intents if intent.intent != "entry"]
+        if len(kept) < len(intents):
+            log.warning("session %s: entry dropped, entries are blocked", self.session_id)
+        return kept
 
     def _stop_trading(self, message: str) -> None:
         log.error("session %s stops trading: %s", self.session_id, message)
@@ -297,6 +312,53 @@ class SessionStep:
         self.result.fields["account_pnl_info"] = encode_field(
             "account_pnl_info", replace(pnl, unrealized=unrealized)
         )
+
+
+IMMUTABLE_FIELDS = frozenset(
+    {
+        "session",
+        "latest_partial_candle",
+        "open_position",
+        "contract_details",
+        "order_template",
+        "account_pnl_info",
+        "account_balance",
+        "trading",
+        "rolling",
+        "warmup_periods",
+    }
+)
+"""State fields whose decoded values are immutable (frozen dataclasses of scalars, scalars),
+so one decoded value may be shared by every step that reads the same stored text."""
+
+
+_DECODED: dict[tuple[str, str], Any] = {}
+_DECODED_MAX = 8_192
+_MISSING = object()
+
+
+def _decode_immutable(name: str, raw: str) -> Any:
+    """Most of these fields do not change from one step to the next: each text is decoded
+    once per process (a bounded cache, oldest entries dropped first)."""
+    key = (name, raw)
+    value = _DECODED.get(key, _MISSING)
+    if value is _MISSING:
+        value = decode_field(name, raw)
+        _remember(key, value)
+    return value
+
+
+def _encode_immutable(name: str, value: Any) -> str:
+    """Encode, remembering the value for its text: the session's next step reads it back."""
+    raw = encode_field(name, value)
+    _remember((name, raw), value)
+    return raw
+
+
+def _remember(key: tuple[str, str], value: Any) -> None:
+    if len(_DECODED) >= _DECODED_MAX:
+        _DECODED.pop(next(iter(_DECODED)), None)
+    _DECODED[key] = value
 
 
 def _pending_quantity(orders: Mapping[str, WorkingOrder]) -> int:

@@ -1,0 +1,152 @@
+"""Orders reconciliation through a real worker (real Redis, SQLite, the paper broker): filled
+at the broker → missed fills applied; cancelled or rejected there → closed here; open there but
+unknown here → adopted as external (or only flagged, by setting); open here but absent there →
+one query, then lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.tables import OrderRow
+from tests.integration import worker as worker_fixtures
+from tests.integration.reconcile_rig import (
+    T0,
+    create,
+    local_order,
+    make_rig,
+    paper,
+    place,
+    quantity,
+    reconciliation_events,
+    runtime_for,
+    state,
+    with_settings,
+)
+from tests.integration.tickpath_harness import TickPathRig, replay_ticks
+from tests.integration.worker import WorkerFactory
+from workers.brokers.commands import CancelOrder, QueryOpenOrders
+from workers.reconcile.orders import reconcile_orders
+from workers.reconcile.schedule import ORDERS_TASK
+from workers.ticks.publisher import epoch_ms
+
+pytestmark = pytest.mark.integration
+
+start_worker = worker_fixtures.start_worker
+ACCOUNT = "ACC-ORD"
+
+
+def rows(rig: TickPathRig) -> dict[str, tuple[str, bool]]:
+    with Session(rig.engine) as db:
+        found = db.scalars(select(OrderRow)).all()
+        return {row.client_order_id: (row.status, row.external) for row in found}
+
+
+def rejected_at_broker(rig: TickPathRig, session_id: str, coid: str) -> None:
+    """An order the (outside) broker holds as rejected: written into the broker's own store."""
+    rig.broker_client.hset(
+        f"paper:acct:{ACCOUNT}:order:{coid}",
+        mapping={
+            "client_order_id": coid,
+            "broker_order_id": f"PB-{ACCOUNT}-99",
+            "session_id": session_id,
+            "contract": "ESZ13",
+            "side": "buy",
+            "quantity": "1",
+            "filled_quantity": "0",
+            "order_type": "market",
+            "limit_price": "",
+            "stop_price": "",
+            "status": "rejected",
+            "decided_at": T0.isoformat(),
+            "time_in_force": "day",
+            "average_fill_price": "",
+        },
+    )
+
+
+def test_the_order_cases_through_a_worker(
+    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+) -> None:
+    with make_rig(redis_url, tmp_path, reconcile_grace_s=0) as rig:
+        sid = create(rig, "orders", ACCOUNT)
+        rig.publish_replay(replay_ticks()[:50])
+        rt = runtime_for(rig.settings)
+        broker = paper(rt, ACCOUNT)
+        local_order(rig, sid, "filled-there")
+        assert place(broker, ACCOUNT, sid, "filled-there") == "filled"
+        local_order(rig, sid, "cancelled-there", order_type="limit", limit="1000")
+        assert place(broker, ACCOUNT, sid, "cancelled-there", "buy", "limit", "1000") == "working"
+        assert broker.cancel_order(CancelOrder(ACCOUNT, "cancelled-there")).status == "cancelled"
+        local_order(rig, sid, "rejected-there")
+        rejected_at_broker(rig, sid, "rejected-there")
+        local_order(rig, sid, "absent-there")
+        assert place(broker, ACCOUNT, sid, "named-us", "buy", "limit", "1000") == "working"
+        assert place(broker, ACCOUNT, "", "anonymous", "sell", "limit", "3000") == "working"
+
+        worker = start_worker(redis_url, queues=("reconcile",), env=rig.worker_env())
+        first = worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
+        after_first = rows(rig)
+        working = sorted(state(rig, sid).orders)
+        held = quantity(rig, sid)
+        events = [e.message for e in reconciliation_events(rig, sid)]
+
+        second = worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
+        events_after_second = len(reconciliation_events(rig, sid))
+
+        last = replay_ticks()[49]
+        rig.publish_raw([(str(epoch_ms(last) + 1000), "3000.00", "1", "", "")])
+        third = worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
+        final = state(rig, sid)
+
+    assert after_first == {
+        "filled-there": ("filled", False),
+        "cancelled-there": ("cancelled", False),
+        "rejected-there": ("rejected", False),
+        "absent-there": ("lost", False),
+        "named-us": ("working", True),
+        "anonymous": ("working", True),
+    }, first
+    assert working == ["anonymous", "named-us"]
+    assert held == 1
+    assert sorted(events) == sorted(
+        [
+            "order filled-there filled at the broker: fills applied",
+            "order cancelled-there is cancelled at the broker",
+            "order rejected-there is rejected at the broker",
+            "order absent-there is unknown to the broker: marked lost",
+            "external order named-us adopted",
+            "external order anonymous adopted",
+        ]
+    )
+    assert second == f"{sid}: in sync (2 open)"
+    assert events_after_second == len(events)
+    assert "anonymous filled at the broker: 1 missed fill(s) applied" in third
+    assert sorted(final.orders) == ["named-us"]
+    assert final.open_position is not None and final.open_position.quantity == 0
+    assert [t.client_order_id for t in final.trades] == ["filled-there", "anonymous"]
+
+
+def test_external_orders_are_only_flagged_when_adoption_is_off(
+    redis_url: str, tmp_path: Path
+) -> None:
+    with make_rig(redis_url, tmp_path, reconcile_grace_s=0) as rig:
+        sid = create(rig, "flagging", ACCOUNT)
+        rig.publish_replay(replay_ticks()[:10])
+        rt = runtime_for(with_settings(rig, adopt_external_orders=False))
+        broker = paper(rt, ACCOUNT)
+        assert place(broker, ACCOUNT, sid, "outsider", "buy", "limit", "1000") == "working"
+        first = reconcile_orders(rt, sid)
+        second = reconcile_orders(rt, sid)
+        open_there = [o.client_order_id for o in broker.open_orders(QueryOpenOrders(ACCOUNT))]
+        (event,) = reconciliation_events(rig, sid)
+        assert first.changes == [
+            ("outsider", "flagged: external order names this session; adoption is switched off")
+        ]
+        assert second.changes == [] and second.line() == f"{sid}: in sync (0 open)"
+        assert event.message.startswith("external order outsider:")
+        assert state(rig, sid).orders == {} and rows(rig) == {}
+        assert open_there == ["outsider"]

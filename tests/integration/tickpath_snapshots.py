@@ -1,0 +1,202 @@
+"""Snapshots of a tick-path run, and how two runs are compared.
+
+A snapshot holds what every part kept for one session: its Redis state and ``_progress``, its
+SQL orders, fills and events, and the paper broker's positions and orders for its account.
+Ids differ between runs (session ids are random), so runs are compared through
+``SessionSnapshot.comparable()``: client order ids become ``<signal seq>-<leg>``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from models.state import OpenPosition, SessionState
+from models.tables import OrderRow
+from trading.intents import client_order_id
+from workers.ticks.step import TickProgress
+
+CONTRACT = "ESZ13"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    """An SQL order row, its client id reduced to ``<signal seq>-<leg>``."""
+
+    key: str
+    side: str
+    quantity: int
+    order_type: str
+    intent: str
+    status: str
+    decided_at: datetime | None
+    stop_price: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class FillView:
+    key: str
+    quantity: int
+    price: Decimal
+    commission: Decimal
+    filled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSnapshot:
+    """Everything one session's run left behind, across Redis, SQL and the broker."""
+
+    name: str
+    session_id: str
+    account: str
+    state: SessionState
+    progress: TickProgress
+    cursor: str
+    orders: tuple[OrderView, ...]
+    fills: tuple[FillView, ...]
+    events: tuple[tuple[str, str, str], ...]
+    broker_positions: dict[str, int]
+    broker_orders: tuple[str, ...]
+    broker_seq: int
+
+    @property
+    def position(self) -> int:
+        held = self.state.open_position
+        return 0 if held is None else held.quantity
+
+    def comparable(self) -> dict[str, Any]:
+        """What must be identical between two runs of the same replay (ids reduced).
+
+        Left out: ``account_pnl_info.unrealized`` (a mark-to-market working copy, valued at
+        whatever step last ran before the last fill arrived) and wall-clock times.
+        """
+        state = self.state
+        pnl = state.account_pnl_info
+        position = state.open_position or OpenPosition(contract=CONTRACT)
+        return {
+            "progress": self.progress,
+            "cursor": self.cursor,
+            "trading": state.trading,
+            "candles": state.candles,
+            "partial": state.latest_partial_candle,
+            "strategy_state": state.strategy.state,
+            "position": position,
+            "realized": pnl.realized,
+            "commissions": pnl.commissions,
+            "pnl_as_of": pnl.as_of,
+            "balance": state.account_balance,
+            "working_orders": {self.reduce(k): v.status for k, v in state.orders.items()},
+            "trades": tuple(
+                (self.reduce(t.client_order_id), t.quantity, t.price, t.commission, t.time)
+                for t in state.trades
+            ),
+            "realized_by_trade": tuple(t.realized_pnl for t in state.trades),
+            "orders": self.orders,
+            "fills": self.fills,
+            "events": self.events,
+            "broker_positions": self.broker_positions,
+            "broker_orders": tuple(self.reduce(c) for c in self.broker_orders),
+            "broker_seq": self.broker_seq,
+        }
+
+    def reduce(self, coid: str) -> str:
+        return reduce_coid(self.session_id, coid)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    published: int
+    last_id: str
+    sessions: dict[str, SessionSnapshot]
+
+    def comparable(self) -> dict[str, dict[str, Any]]:
+        return {name: snap.comparable() for name, snap in self.sessions.items()}
+
+
+def order_view(key: str, row: OrderRow) -> OrderView:
+    return OrderView(
+        key=key,
+        side=row.side,
+        quantity=row.quantity,
+        order_type=row.order_type,
+        intent=row.intent,
+        status=row.status,
+        decided_at=row.decided_at,
+        stop_price=row.stop_price,
+    )
+
+
+def reduce_coid(session_id: str, coid: str) -> str:
+    """``<hash of session id>-<seq>-<leg>`` → ``<seq>-<leg>`` (checking the hash)."""
+    prefix = client_order_id(session_id, 0, 0).rsplit("-", 2)[0]
+    head, _, rest = coid.partition("-")
+    if head != prefix:
+        raise AssertionError(f"client order id {coid} is not one of session {session_id}")
+    return rest
+
+
+def seq_leg(key: str) -> tuple[int, int]:
+    seq, leg = key.split("-")
+    return int(seq), int(leg)
+
+
+def text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def assert_consistent(result: RunResult) -> None:
+    """Within one run: every tick accounted for, the broker agrees with every session."""
+    for name, snap in result.sessions.items():
+        progress = snap.progress
+        assert progress.ticks_processed + progress.ticks_rejected == result.published, name
+        assert snap.cursor == result.last_id, name
+        assert snap.broker_positions == (
+            {snap.state.contract_details.symbol: snap.position} if snap.position else {}
+        ), name
+        broker_orders = sorted(map(snap.reduce, snap.broker_orders), key=seq_leg)
+        assert [o.key for o in snap.orders] == broker_orders, name
+        assert snap.broker_seq == len(snap.orders), name
+        assert {f.key for f in snap.fills} == {o.key for o in snap.orders}, name
+        assert all(o.status == "filled" for o in snap.orders), name
+        assert len(snap.state.trades) == len(snap.fills), name
+        assert sum(t.quantity for t in snap.state.trades) == snap.position, name
+
+
+def differences(got: RunResult, want: RunResult, limit: int = 3) -> list[str]:
+    """Where ``got`` differs from ``want``, for every session of ``got`` (``want`` may hold
+    more): per session and comparable key, the first differing items."""
+    out: list[str] = []
+    mine, theirs = got.comparable(), want.comparable()
+    for name in sorted(mine):
+        a, b = mine[name], theirs.get(name, {})
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) == b.get(key):
+                continue
+            left, right = a.get(key), b.get(key)
+            if isinstance(left, tuple) and isinstance(right, tuple):
+                pairs = [
+                    (i, x, y) for i, (x, y) in enumerate(zip(left, right, strict=False)) if x != y
+                ]
+                detail = f"lengths {len(left)} vs {len(right)}; first diffs {pairs[:limit]}"
+            else:
+                detail = f"{left!r} vs {right!r}"
+            out.append(f"{name}.{key}: {detail}"[:2_000])
+    return out
+
+
+def dump(result: RunResult) -> str:
+    """A short JSON summary of a run, for assertion messages."""
+    summary = {
+        name: {
+            "progress": json.loads(snap.progress.to_json()),
+            "orders": len(snap.orders),
+            "fills": len(snap.fills),
+            "position": snap.position,
+            "realized": str(snap.state.account_pnl_info.realized),
+        }
+        for name, snap in result.sessions.items()
+    }
+    return json.dumps(summary, indent=1, sort_keys=True)

@@ -1,0 +1,171 @@
+"""``tradefleet bench``: the tick path's figures, measured through real worker processes.
+
+Phases (all against a private redis-server, SQLite file and Celery workers started here):
+
+1. flat out: synthetic ticks over ``sessions`` sessions (one contract each, so one tick is one
+   session's work), published as fast as possible; ticks/s from the first publish until every
+   session's cursor reached its stream's end.
+2. latency: ``rate`` ticks/s offered over the same sessions for ``seconds``, each tick stamped
+   with its due wall time; the drainers (``TRADEFLEET_LATENCY_PROBE=1``) record, per step, the
+   age of its oldest tick when its state write completed: tick-to-decision latency.
+3. the same at ``big_rate`` ticks/s over ``big_sessions`` sessions.
+4. baseline: the same step work as phase 1 (``SessionStep``) in this one process, with no
+   Redis or Celery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session as DbSession
+
+from models.tables import OrderRow
+from trading.exceptions import BadInput
+from workers.bench_env import STRATEGY, STRATEGY_ARGS, TIMEFRAME, bench_env, instrument_names
+from workers.bench_load import (
+    Paced,
+    processed_total,
+    publish_flat_out,
+    publish_paced,
+    run_baseline,
+    synthetic_chunks,
+)
+from workers.db import engine_for
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    """How big the benchmark is (the defaults are the full size, about 1-2 minutes)."""
+
+    sessions: int = 200
+    workers: int = 2
+    seconds: float = 10.0
+    rate: float = 2_000.0
+    big_sessions: int = 1_000
+    big_rate: float = 10_000.0
+    ticks: int = 600_000
+
+    def __post_init__(self) -> None:
+        if self.sessions < 1 or self.big_sessions < 1:
+            raise BadInput("--sessions and --big-sessions must be at least 1")
+        if self.workers < 1:
+            raise BadInput("--workers must be at least 1")
+        if not self.seconds > 0 or not self.rate > 0 or not self.big_rate > 0:
+            raise BadInput("--seconds, --rate and --big-rate must be positive")
+        if self.ticks < self.sessions:
+            raise BadInput("--ticks must be at least one per session")
+
+
+@dataclass(frozen=True, slots=True)
+class BenchResult:
+    """The figures; ``to_json`` is the machine-readable line (``--json``)."""
+
+    ticks_per_s: float
+    baseline_ticks_per_s: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    latency_10k_p99_ms: float
+    sessions: int
+    workers: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True, slots=True)
+class BenchReport:
+    """The figures and what a reader needs to judge them."""
+
+    config: BenchConfig
+    result: BenchResult
+    flat_ticks: int
+    flat_seconds: float
+    flat_publish_seconds: float
+    flat_rejected: int
+    baseline_ticks: int
+    baseline_seconds: float
+    orders: int
+    baseline_orders: int
+    latency: Paced
+    latency_big: Paced
+
+    @property
+    def notes(self) -> list[str]:
+        args = " ".join(f"{k}={v}" for k, v in STRATEGY_ARGS.items())
+        return [
+            f"strategy {STRATEGY} {args} on {TIMEFRAME} candles: it rarely trades, so the figures"
+            " are the tick path's (orders go to the orders queue and its own worker)",
+            "one contract per session: a tick consumed is one session's work",
+            "latency = age of the oldest tick of each drain step when its state write completed"
+            " (tick times are whole ms, so ages read up to 1 ms high)",
+        ]
+
+
+def run_bench(config: BenchConfig, say: Say) -> BenchReport:
+    """Run every phase against a private deployment; ``say`` gets one-line progress."""
+    small = instrument_names(config.sessions)
+    big = instrument_names(max(config.big_sessions, config.sessions))[: config.big_sessions]
+    say(f"generating {config.ticks:,} synthetic ticks over {len(small)} contracts")
+    chunks = synthetic_chunks(small, config.ticks)
+    say(f"starting redis-server and {config.workers} tick worker process(es)")
+    with bench_env(config.workers) as env:
+        spent = env.create_sessions(small)
+        say(f"created {len(small)} sessions in {spent:.1f}s")
+        flat = publish_flat_out(env, small, chunks, timeout_s=max(120.0, config.ticks / 2_000))
+        done, rejected = processed_total(env, small)
+        if done + rejected != flat.ticks:
+            raise BadInput(f"sessions consumed {done + rejected} ticks of {flat.ticks} published")
+        say(
+            f"flat out: {flat.ticks:,} ticks in {flat.seconds:.2f}s = {flat.ticks_per_s:,.0f}/s "
+            f"(publishing took {flat.publish_seconds:.2f}s)"
+        )
+        say(f"latency: {config.rate:,.0f} ticks/s over {len(small)} sessions, {config.seconds}s")
+        latency = publish_paced(env, small, config.rate, config.seconds)
+        _say_paced(say, latency)
+        spent = env.create_sessions(big)
+        say(f"created {len(big)} sessions in all ({spent:.1f}s)")
+        say(f"latency: {config.big_rate:,.0f} ticks/s over {len(big)} sessions, {config.seconds}s")
+        latency_big = publish_paced(env, big, config.big_rate, config.seconds, seed=3)
+        _say_paced(say, latency_big)
+        with DbSession(engine_for(env.settings.sqlalchemy_url)) as db:
+            orders = int(db.scalar(select(func.count()).select_from(OrderRow)) or 0)
+    say("baseline: the same step work in this process, no Redis, no Celery")
+    baseline = run_baseline(small, chunks)
+    say(f"baseline: {baseline.ticks:,} ticks in {baseline.seconds:.2f}s")
+    result = BenchResult(
+        ticks_per_s=flat.ticks_per_s,
+        baseline_ticks_per_s=baseline.ticks_per_s,
+        latency_p50_ms=latency.percentile_ms(50),
+        latency_p99_ms=latency.percentile_ms(99),
+        latency_10k_p99_ms=latency_big.percentile_ms(99),
+        sessions=config.sessions,
+        workers=config.workers,
+    )
+    return BenchReport(
+        config=config,
+        result=result,
+        flat_ticks=flat.ticks,
+        flat_seconds=flat.seconds,
+        flat_publish_seconds=flat.publish_seconds,
+        flat_rejected=rejected,
+        baseline_ticks=baseline.ticks,
+        baseline_seconds=baseline.seconds,
+        orders=orders,
+        baseline_orders=baseline.orders,
+        latency=latency,
+        latency_big=latency_big,
+    )
+
+
+def _say_paced(say: Say, paced: Paced) -> None:
+    say(
+        f"  {paced.ticks:,} ticks at {paced.achieved_per_s:,.0f}/s in {paced.steps:,} steps: "
+        f"p50 {paced.percentile_ms(50):.2f} ms, p99 {paced.percentile_ms(99):.2f} ms, "
+        f"max {paced.percentile_ms(100):.2f} ms (publisher lag max "
+        f"{paced.max_publish_lag_ms:.1f} ms)"
+    )

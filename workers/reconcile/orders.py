@@ -1,0 +1,312 @@
+"""One session's open orders against the broker's (``trading.reconcile.plan_orders``).
+
+- filled at the broker, open here: its fills are applied (``deliver_fills``; a fill the
+  delivery cursor already passed is looked up in the broker's log after the session's
+  ``absorbed_cursor`` and applied, idempotent by execution id). A fill from before that
+  cursor is inside a corrected position already: the order is only closed here.
+- cancelled or rejected there: the row takes that status and the working copy goes.
+- open there, unknown here: adopted (a durable row marked ``external`` and a working copy),
+  or only flagged once when ``adopt_external_orders`` is off or the owner is ambiguous.
+- open here, absent there: one query by client order id; no such order → lost.
+
+Every change is an event row (kind ``reconciliation``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session as DbSession
+
+from models.state import Intent, OrderStatus, WorkingOrder
+from models.tables import OrderRow
+from trading.exceptions import LockBusy, RetryLater
+from trading.reconcile import (
+    OPEN_ORDER_STATUSES,
+    AdoptOrder,
+    ApplyFills,
+    BrokerOrderState,
+    CloseOrder,
+    FlagOrder,
+    LocalOrder,
+    MarkLost,
+    OrderAction,
+    QueryBroker,
+    after_query,
+    plan_orders,
+    remember_flagged,
+)
+from workers.brokers.base import FILLS_START
+from workers.brokers.commands import BrokerOrder, QueryOpenOrders, QueryOrder
+from workers.fills import apply_fill_to_session, deliver_fills
+from workers.order_records import get_order_row, update_order_row
+from workers.reconcile import context
+from workers.reconcile.context import LOCK_WAIT_S, Target
+from workers.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class OrdersReport:
+    """What one pass did to one session's orders: ``changes`` are ``(client order id,
+    what happened)``; ``failed`` is set when the broker did not answer."""
+
+    session_id: str
+    changes: list[tuple[str, str]] = field(default_factory=list)
+    in_sync: int = 0
+    skipped: str = ""
+    failed: str = ""
+
+    def line(self) -> str:
+        if self.skipped:
+            return f"{self.session_id}: skipped: {self.skipped}"
+        if self.failed:
+            return f"{self.session_id}: failed: {self.failed}"
+        if not self.changes:
+            return f"{self.session_id}: in sync ({self.in_sync} open)"
+        done = "; ".join(f"{coid} {what}" for coid, what in self.changes)
+        return f"{self.session_id}: {done}"
+
+
+def reconcile_orders(rt: Runtime, session_id: str) -> OrdersReport:
+    """One pass over one session's orders (see the module)."""
+    report = OrdersReport(session_id)
+    target = context.target_for(rt, session_id)
+    if isinstance(target, str):
+        report.skipped = target
+        return report
+    fields = context.read_fields(rt, session_id)
+    if fields is None:
+        report.skipped = "no state in Redis (it needs recovery)"
+        return report
+    contract = context.contract_of(fields)
+    broker, account = target.broker, target.account
+    try:
+        match = getattr(broker, "match", None)
+        if callable(match):
+            match(contract)
+        broker_open = broker.open_orders(QueryOpenOrders(account))
+    except Exception as exc:
+        report.failed = context.describe(exc)
+        log.warning("session %s: open orders not read: %s", session_id, report.failed)
+        return report
+    by_id = {order.client_order_id: order for order in broker_open}
+    local = _local_orders(rt, session_id, fields)
+    meta = context.meta_of(fields)
+    actions = plan_orders(
+        session_id,
+        contract,
+        list(local.values()),
+        [_state(order) for order in broker_open],
+        now=context.now_utc(),
+        grace=timedelta(seconds=rt.settings.reconcile_grace_s),
+        adopt=rt.settings.adopt_external_orders,
+        sole_owner=_sole_owner(rt, target, contract),
+        flagged=meta.flagged_orders,
+    )
+    flagged: list[str] = []
+    for planned in actions:
+        action = planned
+        if isinstance(planned, QueryBroker):
+            try:
+                answer = broker.order(QueryOrder(account, planned.client_order_id))
+            except Exception as exc:
+                report.failed = context.describe(exc)
+                continue
+            action = after_query(local[planned.client_order_id], _opt_state(answer))
+        try:
+            what = _carry_out(rt, target, action, by_id, meta.absorbed_cursor)
+        except (RetryLater, LockBusy) as exc:
+            what = f"waits ({context.describe(exc)})"
+        if what is None:
+            report.in_sync += 1
+            continue
+        if isinstance(action, FlagOrder):
+            flagged.append(action.client_order_id)
+        report.changes.append((action.client_order_id, what))
+    if flagged:
+        _remember(rt, session_id, flagged)
+    return report
+
+
+def _state(order: BrokerOrder) -> BrokerOrderState:
+    return BrokerOrderState(order.client_order_id, order.status, order.session_id, order.contract)
+
+
+def _opt_state(order: BrokerOrder | None) -> BrokerOrderState | None:
+    return None if order is None else _state(order)
+
+
+def _local_orders(rt: Runtime, session_id: str, fields: dict[str, str]) -> dict[str, LocalOrder]:
+    """Open working copies and open durable rows, by client order id (the row's wall-clock
+    creation time; a working copy without a row counts as old)."""
+    rows = {row.client_order_id: row for row in context.open_rows(rt, session_id)}
+    local = {coid: LocalOrder(coid, row.status, row.created_at) for coid, row in rows.items()}
+    for coid, order in context.working_orders(fields).items():
+        if order.status in OPEN_ORDER_STATUSES and coid not in local:
+            row = get_order_row(rt.engine, coid)
+            created = LONG_AGO if row is None else row.created_at
+            local[coid] = LocalOrder(coid, order.status, created)
+    return local
+
+
+def _sole_owner(rt: Runtime, target: Target, contract: str) -> bool:
+    for peer in context.account_peers(rt, target.row):
+        fields = context.read_fields(rt, peer.id)
+        peer_contract = peer.contract if fields is None else context.contract_of(fields)
+        if peer_contract == contract:
+            return False
+    return True
+
+
+def _carry_out(
+    rt: Runtime,
+    target: Target,
+    action: OrderAction,
+    broker_open: dict[str, BrokerOrder],
+    absorbed_cursor: str,
+) -> str | None:
+    """Do what ``action`` says; returns what happened, or None when nothing changed."""
+    sid = target.session_id
+    coid = action.client_order_id
+    if isinstance(action, ApplyFills):
+        return _apply_fills(rt, target, coid, absorbed_cursor)
+    if isinstance(action, CloseOrder):
+        _close(rt, sid, coid, action.status)
+        context.record(rt, sid, "warning", f"order {coid} is {action.status} at the broker", {})
+        return f"{action.status} at the broker: closed here"
+    if isinstance(action, MarkLost):
+        _close(rt, sid, coid, "lost")
+        context.record(
+            rt, sid, "warning", f"order {coid} is unknown to the broker: marked lost", {}
+        )
+        return "unknown to the broker: marked lost"
+    if isinstance(action, AdoptOrder):
+        _adopt(rt, sid, broker_open[coid])
+        return "open at the broker, unknown here: adopted as external"
+    if isinstance(action, FlagOrder):
+        context.record(rt, sid, "warning", f"external order {coid}: {action.reason}", {})
+        return f"flagged: {action.reason}"
+    return None
+
+
+def _still_open(rt: Runtime, session_id: str, coid: str) -> bool:
+    row = get_order_row(rt.engine, coid)
+    if row is not None and row.status in OPEN_ORDER_STATUSES:
+        return True
+    fields = context.read_fields(rt, session_id)
+    return fields is not None and coid in context.working_orders(fields)
+
+
+def _apply_fills(rt: Runtime, target: Target, coid: str, absorbed_cursor: str) -> str:
+    sid, broker, account = target.session_id, target.broker, target.account
+    deliver_fills(rt.redis, rt.store, rt.engine, broker, account)
+    if not _still_open(rt, sid, coid):
+        context.record(rt, sid, "warning", f"order {coid} filled at the broker: fills applied", {})
+        return "filled at the broker: fills applied"
+    applied = 0
+    cursor = absorbed_cursor or FILLS_START
+    while True:
+        fills, cursor_after = broker.fills_since(account, cursor)
+        if not fills:
+            break
+        for fill in fills:
+            if fill.client_order_id == coid:
+                applied += apply_fill_to_session(
+                    rt.store, rt.engine, broker, replace(fill, session_id=sid)
+                )
+        cursor = cursor_after
+    if _still_open(rt, sid, coid):
+        _close(rt, sid, coid, "filled")
+        message = f"order {coid} filled at the broker before the last correction: closed here"
+        context.record(rt, sid, "warning", message, {"absorbed_cursor": absorbed_cursor})
+        return "filled at the broker, already inside the corrected position: closed here"
+    context.record(
+        rt,
+        sid,
+        "warning",
+        f"order {coid} filled at the broker: {applied} missed fill(s) applied",
+        {},
+    )
+    return f"filled at the broker: {applied} missed fill(s) applied"
+
+
+def _close(rt: Runtime, session_id: str, coid: str, status: OrderStatus) -> None:
+    """The row takes ``status``; the working copy leaves the session's state."""
+    update_order_row(rt.engine, coid, status)
+    with rt.store.locked(session_id, wait_s=LOCK_WAIT_S) as lease:
+        orders = context.working_orders(lease.fields)
+        if coid in orders:
+            remaining = {k: v for k, v in orders.items() if k != coid}
+            meta = context.meta_of(lease.fields)
+            context.write(rt, lease, meta, {"orders": remaining})
+
+
+def _adopt(rt: Runtime, session_id: str, order: BrokerOrder) -> None:
+    """A durable row marked external, then a working copy in the session's state."""
+    with rt.store.locked(session_id, wait_s=LOCK_WAIT_S) as lease:
+        held = context.held_position(lease.fields).quantity
+        signed = order.quantity if order.side == "buy" else -order.quantity
+        intent: Intent = "exit" if held != 0 and abs(held + signed) < abs(held) else "entry"
+        working = WorkingOrder(
+            client_order_id=order.client_order_id,
+            contract=order.contract,
+            side=order.side,
+            quantity=order.quantity,
+            order_type=order.order_type,
+            intent=intent,
+            status="working",
+            created_at=order.decided_at,
+            filled_quantity=order.filled_quantity,
+            limit_price=order.limit_price,
+            stop_price=order.stop_price,
+            broker_order_id=order.broker_order_id,
+        )
+        _insert_external_row(rt, session_id, order, intent)
+        orders = {**context.working_orders(lease.fields), order.client_order_id: working}
+        context.write(rt, lease, context.meta_of(lease.fields), {"orders": orders})
+    details = {
+        "broker_order_id": order.broker_order_id,
+        "side": order.side,
+        "quantity": order.quantity,
+        "order_type": order.order_type,
+        "named_session": order.session_id,
+    }
+    context.record(
+        rt, session_id, "warning", f"external order {order.client_order_id} adopted", details
+    )
+
+
+def _insert_external_row(rt: Runtime, session_id: str, order: BrokerOrder, intent: Intent) -> None:
+    if get_order_row(rt.engine, order.client_order_id) is not None:
+        return
+    with DbSession(rt.engine) as db, db.begin():
+        db.add(
+            OrderRow(
+                client_order_id=order.client_order_id,
+                broker_order_id=order.broker_order_id,
+                session_id=session_id,
+                contract=order.contract,
+                side=order.side,
+                quantity=order.quantity,
+                order_type=order.order_type,
+                limit_price=order.limit_price,
+                stop_price=order.stop_price,
+                time_in_force=order.time_in_force,
+                status="working",
+                intent=intent,
+                decided_at=order.decided_at,
+                external=True,
+            )
+        )
+
+
+def _remember(rt: Runtime, session_id: str, ids: list[str]) -> None:
+    with rt.store.locked(session_id, wait_s=LOCK_WAIT_S) as lease:
+        meta = remember_flagged(context.meta_of(lease.fields), ids)
+        context.write(rt, lease, meta)
