@@ -24,7 +24,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,6 +34,7 @@ import pytest
 from celery import Celery
 
 from workers.celery_app import create_app
+from workers.processes import celery_worker_argv
 from workers.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -72,27 +72,7 @@ class CeleryWorker:
 
     @property
     def argv(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.celery_app",
-            "worker",
-            "--pool",
-            "prefork",
-            "-c",
-            str(self.concurrency),
-            "-Q",
-            ",".join(self.queues),
-            "-n",
-            self.nodename,
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            self.loglevel,
-        ]
+        return celery_worker_argv(self.nodename, self.queues, self.concurrency, self.loglevel)
 
     @property
     def pid(self) -> int:
