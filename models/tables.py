@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -302,6 +303,37 @@ class RollRow(Base):
     open_fill_price: Mapped[Decimal | None] = mapped_column(ExactDecimal())
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class StrategySnapshotRow(Base):
+    """The last strategy-state snapshot of one session, taken after a tick step that closed
+    candles (``workers.recovery``): what a lost Redis state is rebuilt from. ``cursor`` is the
+    session's tick-stream cursor at the snapshot and ``last_ms`` its last tick's data time."""
+
+    __tablename__ = "strategy_snapshots"
+
+    session_id: Mapped[str] = mapped_column(ForeignKey("trading_sessions.id"), primary_key=True)
+    strategy_state: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    signal_seq: Mapped[int] = mapped_column(Integer)
+    candles_closed: Mapped[int] = mapped_column(Integer)
+    last_ms: Mapped[int | None] = mapped_column(BigInteger)
+    cursor: Mapped[str] = mapped_column(String(64))
+    taken_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AccountRow(Base):
+    """One account's own risk settings (``tradefleet account set``) and its halt flag; an
+    account without a row uses the defaults of ``workers.settings``. Redis holds the working
+    copy in the account's risk hash (``workers.risk``)."""
+
+    __tablename__ = "accounts"
+
+    account: Mapped[str] = mapped_column(String(100), primary_key=True)
+    heat_warn: Mapped[Decimal] = mapped_column(ExactDecimal())
+    heat_block: Mapped[Decimal] = mapped_column(ExactDecimal())
+    max_daily_loss: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    halted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 

@@ -22,6 +22,8 @@ TASK_MODULES: tuple[str, ...] = (
     "workers.tasks.ticks",
     "workers.tasks.orders",
     "workers.tasks.reconcile",
+    "workers.tasks.recovery",
+    "workers.tasks.rolls",
 )
 
 RESULT_EXPIRES = timedelta(hours=1)
@@ -64,6 +66,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "task": f"{TASK_NAME_PREFIX}.reconcile.fan_out_orders",
             "schedule": orders,
             "options": {"expires": orders, "queue": settings.queue_reconcile},
+        },
+        "roll-check": {
+            "task": f"{TASK_NAME_PREFIX}.rolls.check",
+            "schedule": settings.roll_check_interval_s,
+            "options": {"expires": settings.roll_check_interval_s, "queue": settings.queue_rolls},
         },
     }
 

@@ -13,12 +13,14 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from trading.calendar import roll_date
 from trading.exceptions import BadInput, ServiceUnavailable
 from workers.brokers.commands import QueryPositions
 from workers.brokers.registry import build_broker
@@ -26,12 +28,15 @@ from workers.celery_app import create_app
 from workers.connections import redis_client
 from workers.db import engine_for, upgrade
 from workers.demo_report import write_report
+from workers.exchange_holidays import exchange_holidays
 from workers.feeds.replay import ReplayConfig, ReplaySource
 from workers.feeds.runner import run_feed
 from workers.order_records import count_rows, open_order_count
 from workers.processes import ChildProcesses, celery_beat_argv, celery_worker_argv, ensure_redis
 from workers.records import list_session_rows
-from workers.runtime import make_publisher
+from workers.rolls.chain import start_roll
+from workers.rolls.records import get_roll
+from workers.runtime import Runtime, make_publisher
 from workers.sessions import NewSession, create_session
 from workers.settings import Settings
 from workers.state.store import StateStore
@@ -71,6 +76,13 @@ FEEDS: tuple[DemoFeed, ...] = (
     DemoFeed("ES", "ESZ13", date(2013, 10, 7), date(2013, 12, 3)),
     DemoFeed("GC", "GCZ13", date(2013, 10, 7), date(2013, 10, 9)),
 )
+ROLL_FROM, ROLL_TO = "ESZ13", "ESH14"
+PRICING_DAY = date(2013, 12, 18)
+"""The first day after the roll date with minutes of both contracts: the roll's orders, decided
+on the roll date (2013-12-12, which the data set has no minutes of), fill on its first prints."""
+AFTER_ROLL = DemoFeed("ES", ROLL_TO, PRICING_DAY, date(2013, 12, 20))
+ROLL_TIMEOUT_S = 60.0
+ROLL_FINISHED = frozenset({"done", "failed", "needs_operator", "aborted"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,15 +120,51 @@ class SessionSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class RollSummary:
+    """One ES session's roll, as the demo reports it."""
+
+    session: str
+    session_id: str
+    from_contract: str
+    to_contract: str
+    quantity: int
+    status: str
+    close_price: str | None
+    open_price: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "session": self.session,
+            "session_id": self.session_id,
+            "from": self.from_contract,
+            "to": self.to_contract,
+            "quantity": self.quantity,
+            "status": self.status,
+        }
+
+    def describe(self) -> str:
+        prices = ""
+        if self.close_price is not None and self.open_price is not None:
+            close, open_ = _plain(self.close_price), _plain(self.open_price)
+            prices = f", closed at {close}, opened at {open_}"
+        return (
+            f"rolled {self.quantity} {self.from_contract} -> {self.to_contract} "
+            f"({self.status}{prices})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class DemoResult:
     sessions: list[SessionSummary]
     ticks_published: int
     wall_seconds: float
     report: Path | None
+    rolls: list[RollSummary]
 
     def as_json(self) -> dict[str, Any]:
         return {
             "sessions": [s.as_json() for s in self.sessions],
+            "rolls": [r.as_json() for r in self.rolls],
             "ticks_published": self.ticks_published,
             "wall_seconds": round(self.wall_seconds, 2),
             "report": None if self.report is None else str(self.report),
@@ -147,11 +195,16 @@ class Demo:
         self._start_workers()
         for spec in SESSIONS:
             self.session_ids.append(self._create(spec))
-        published = self._replay(progress)
+        published = self._replay(progress, FEEDS)
+        self._wait_done(progress, published)
+        rolls = self._roll(progress, published)
+        published += 2 + self._replay(progress, (AFTER_ROLL,), skip=1, base=published + 2)
         self._wait_done(progress, published)
         summaries = self.summaries()
-        report = write_report(settings, self.client, summaries, self.report_dir())
-        return DemoResult(summaries, published, time.monotonic() - started, report)
+        lines = {r.session_id: r.describe() for r in rolls}
+        moves = {r.session_id: (r.from_contract, r.to_contract) for r in rolls}
+        report = write_report(settings, self.client, summaries, self.report_dir(), lines, moves)
+        return DemoResult(summaries, published, time.monotonic() - started, report, rolls)
 
     def report_dir(self) -> Path:
         return self.settings.data_dir / "reports" / f"demo-{self.run_id}"
@@ -176,6 +229,7 @@ class Demo:
         queues = (
             self.settings.queue_ticks,
             self.settings.queue_orders,
+            self.settings.queue_rolls,
             self.settings.queue_default,
         )
         self.children.start("worker", celery_worker_argv(f"demo-{self.run_id}@%h", queues, 2))
@@ -197,22 +251,101 @@ class Demo:
         )
         return state.session.id
 
-    def _replay(self, progress: Progress) -> int:
+    def _replay(
+        self, progress: Progress, feeds: tuple[DemoFeed, ...], skip: int = 0, base: int = 0
+    ) -> int:
+        """Publish every feed (each without its first ``skip`` ticks); returns how many."""
         assert self.client is not None
         publisher = make_publisher(self.client, self.settings, create_app(self.settings))
         total = 0
-        for feed in FEEDS:
+        for feed in feeds:
             config = ReplayConfig(feed.product, feed.contract, feed.date_from, feed.date_to)
             source = ReplaySource(config, self.settings.market_data_dir)
-            base = total
+            offset = base + total
 
-            def report(count: int, base: int = base, contract: str = feed.contract) -> None:
-                progress(f"replaying {contract}", base + count, self.summaries(brokers=False))
+            def report(count: int, offset: int = offset, contract: str = feed.contract) -> None:
+                progress(f"replaying {contract}", offset + count, self.summaries(brokers=False))
 
-            total += run_feed(
-                source.ticks(), publisher, None, batch=2000, on_progress=report
-            ).published
+            ticks = islice(source.ticks(), skip, None)
+            total += run_feed(ticks, publisher, None, batch=2000, on_progress=report).published
         return total
+
+    def _roll(self, progress: Progress, published: int) -> list[RollSummary]:
+        """Roll every ES session ESZ13 -> ESH14, decided on the roll date; the first print of
+        each contract on ``PRICING_DAY`` fills the roll's orders (and prices a flat session's
+        back-adjustment). The prints are published once every roll has begun (the strategy
+        stopped), so that no strategy runs on the old contract past the roll date."""
+        assert self.client is not None
+        rt = Runtime(self.settings)
+        app = create_app(self.settings)
+        when = datetime.combine(roll_date(ROLL_FROM, exchange_holidays()), datetime.min.time(), UTC)
+        rolling = [
+            (sid, start_roll(rt, app, sid, ROLL_TO, decided_at=when).id)
+            for sid, spec in zip(self.session_ids, SESSIONS, strict=True)
+            if spec.contract == ROLL_FROM
+        ]
+        phase = f"rolling {ROLL_FROM} -> {ROLL_TO} (decided on {when.date()})"
+        self._until(
+            progress,
+            phase,
+            published,
+            lambda: all(
+                rt.store.load(sid).rolling or self._roll_status(roll_id) in ROLL_FINISHED
+                for sid, roll_id in rolling
+            ),
+        )
+        publisher = make_publisher(self.client, self.settings, app)
+        for contract in (ROLL_FROM, ROLL_TO):
+            config = ReplayConfig("ES", contract, PRICING_DAY, PRICING_DAY)
+            first = next(iter(ReplaySource(config, self.settings.market_data_dir).ticks()))
+            publisher.publish(contract, [first])
+        self._until(
+            progress,
+            phase,
+            published + 2,
+            lambda: all(self._roll_status(roll_id) in ROLL_FINISHED for _, roll_id in rolling),
+        )
+        names = dict(
+            zip(self.session_ids, (self._name(sid) for sid in self.session_ids), strict=True)
+        )
+        out = []
+        for sid, roll_id in rolling:
+            row = get_roll(engine_for(self.settings.sqlalchemy_url), roll_id)
+            assert row is not None
+            out.append(
+                RollSummary(
+                    session=names[sid],
+                    session_id=sid,
+                    from_contract=row.from_contract,
+                    to_contract=row.to_contract,
+                    quantity=row.quantity,
+                    status=row.status,
+                    close_price=None if row.close_fill_price is None else str(row.close_fill_price),
+                    open_price=None if row.open_fill_price is None else str(row.open_fill_price),
+                )
+            )
+        return out
+
+    def _roll_status(self, roll_id: int) -> str:
+        row = get_roll(engine_for(self.settings.sqlalchemy_url), roll_id)
+        return "" if row is None else row.status
+
+    def _name(self, session_id: str) -> str:
+        assert self.client is not None
+        return StateStore(self.client, self.settings.lock_ttl_ms).load(session_id).session.name
+
+    def _until(
+        self, progress: Progress, phase: str, published: int, done: Callable[[], bool]
+    ) -> None:
+        deadline = time.monotonic() + ROLL_TIMEOUT_S
+        while not done():
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(
+                    f"the demo's rolls did not finish within {ROLL_TIMEOUT_S:.0f}s; worker log: "
+                    f"{self.children.log_dir / 'worker.log'}"
+                )
+            progress(phase, published, self.summaries(brokers=False))
+            time.sleep(0.2)
 
     def _wait_done(self, progress: Progress, published: int) -> None:
         deadline = time.monotonic() + DONE_TIMEOUT_S
@@ -278,3 +411,8 @@ class Demo:
                 )
             )
         return out
+
+
+def _plain(text: str) -> str:
+    """A price without the database's trailing zeros: ``1780.00000000`` → ``1780``."""
+    return text.rstrip("0").rstrip(".") if "." in text else text

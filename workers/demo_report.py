@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -122,15 +122,36 @@ def _position_of(times: Sequence[datetime], t: datetime) -> int:
     return min(lo, max(0, len(times) - 1))
 
 
+def rolled_closes(client: redis.Redis, old: str, new: str) -> list[tuple[datetime, Decimal]]:
+    """Minute closes of a session that rolled: the old contract's until the new one's start."""
+    after = minute_closes(client, new)
+    start = after[0][0] if after else None
+    before = [c for c in minute_closes(client, old) if start is None or c[0] < start]
+    return before + after
+
+
 def write_report(
-    settings: Settings, client: redis.Redis, summaries: Sequence[SessionSummary], folder: Path
+    settings: Settings,
+    client: redis.Redis,
+    summaries: Sequence[SessionSummary],
+    folder: Path,
+    rolls: Mapping[str, str] | None = None,
+    moves: Mapping[str, tuple[str, str]] | None = None,
 ) -> Path:
-    """Draw every session and write ``report.html`` (PNG images inlined) into ``folder``."""
+    """Draw every session and write ``report.html`` (PNG images inlined) into ``folder``.
+
+    ``rolls``: a line per session id that rolled; ``moves``: its (old, new) contracts, whose
+    prices are drawn one after the other."""
     folder.mkdir(parents=True, exist_ok=True)
     engine = engine_for(settings.sqlalchemy_url)
     sections = []
     for summary in summaries:
-        closes = minute_closes(client, summary.contract)
+        move = (moves or {}).get(summary.id)
+        if move is None:
+            closes = minute_closes(client, summary.contract)
+        else:
+            closes = rolled_closes(client, *move)
+        rolled = (rolls or {}).get(summary.id)
         fills = session_fills(engine, summary.id)
         multiplier = spec_for(summary.contract).multiplier
         image = _figure(summary, closes, fills, multiplier)
@@ -140,7 +161,8 @@ def write_report(
             f"<p>{summary.product} {summary.contract} · orders {summary.orders} · fills "
             f"{summary.fills} · position {summary.position} (broker {summary.broker_position})"
             f" · realized {html.escape(summary.realized_pnl)} USD</p>"
-            f'<img src="data:image/png;base64,{image}" alt="{html.escape(summary.name)}">'
+            + (f"<p>{html.escape(rolled)}</p>" if rolled else "")
+            + f'<img src="data:image/png;base64,{image}" alt="{html.escape(summary.name)}">'
         )
     page = folder / "report.html"
     page.write_text(

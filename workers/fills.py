@@ -37,6 +37,7 @@ from trading.positions import apply_fill
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import Fill, QueryBalance
 from workers.order_records import get_order_row, insert_fill_if_absent, update_order_row
+from workers.risk.fills import risk_after_fill
 from workers.state.store import Lease, StateChanges, StateStore
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ def apply_fill_to_session(
             else:
                 balance = broker.balance(QueryBalance(fill.account)).cash
                 changes, trade = _changes_for(lease.fields, fill, balance)
+                changes.update(_risk_changes(store, engine, lease, fill, changes, trade, balance))
                 applied_at = {LAST_FILL_FIELD: datetime.now(UTC).isoformat()}
                 store.write(lease, StateChanges.of(changes, trades=[trade], meta=applied_at))
                 newly = True
@@ -123,6 +125,34 @@ def apply_fill_to_session(
     )
     update_order_row(engine, fill.client_order_id, "filled", fill.broker_order_id)
     return newly
+
+
+def _risk_changes(
+    store: StateStore,
+    engine: Engine,
+    lease: Lease,
+    fill: Fill,
+    changes: Mapping[str, object],
+    trade: Trade,
+    balance: Decimal,
+) -> dict[str, object]:
+    """The session's heat fields after this fill (``workers.risk.fills``)."""
+    position = changes["open_position"]
+    details = lease.value("contract_details")
+    assert isinstance(position, OpenPosition)
+    realized = trade.realized_pnl - trade.commission
+    return risk_after_fill(
+        store.client,
+        engine,
+        fill.account,
+        fill.session_id,
+        position,
+        details,
+        fill.price,
+        realized,
+        fill.time.date().isoformat(),
+        balance,
+    )
 
 
 def _already_applied(client: redis.Redis, fill: Fill) -> bool:

@@ -5,6 +5,7 @@ A bad value stops start-up with one line naming the variable: see ``load_setting
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -55,6 +56,28 @@ class Settings(BaseSettings):
     adopt_external_orders: bool = True
     """An order open at the broker and unknown to its session is adopted (else only flagged)."""
     max_candles: Annotated[int, Field(ge=10, le=100_000)] = 500
+    roll_check_interval_s: Annotated[float, Field(ge=0.5, le=604_800)] = 86_400.0
+    """How often beat looks for sessions inside their roll window (daily by default)."""
+    roll_window_days: Annotated[int, Field(ge=1, le=30)] = 3
+    """Calendar days from the roll date during which a session is rolled (never past expiry)."""
+    roll_fill_max_tries: Annotated[int, Field(ge=1, le=10_000)] = 60
+    """Tries of a roll's await step before the roll fails (the session then stops trading)."""
+    roll_fill_retry_s: Annotated[float, Field(ge=0.05, le=3_600)] = 5.0
+    """Seconds between two tries of a roll's await step."""
+    roll_test_pause_at: str = ""
+    """TEST ONLY (empty = off): a roll step of this name pauses forever just before it records
+    itself done, so a crash test can SIGKILL the worker there (``workers.rolls.steps``)."""
+    risk_heat_warn: Annotated[Decimal, Field(ge=0, le=10)] = Decimal("0.06")
+    """Default heat warn level (fraction of equity) of an account without its own (SQL)."""
+    risk_heat_block: Annotated[Decimal, Field(ge=0, le=10)] = Decimal("0.10")
+    """Default heat block level: entries that would take heat above it are refused."""
+    risk_heat_hysteresis: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.01")
+    """The warned flag clears only below warn - hysteresis (one warning per crossing)."""
+    risk_atr_mult: Annotated[Decimal, Field(gt=0, le=100)] = Decimal(2)
+    """A position without a stop is charged risk_atr_mult x ATR per contract (``trading.risk``)."""
+    risk_atr_periods: Annotated[int, Field(ge=1, le=1_000)] = 14
+    risk_max_position: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    """Maximum |position| of one session in contracts (0 = no maximum)."""
     latency_probe: bool = False
     """Benchmark only: drainers record each step's oldest-tick age (``workers.ticks.drain``)."""
     flower_user: str = "admin"

@@ -120,7 +120,15 @@ def test_db_upgrade_prints_the_revision_and_can_run_twice(tmp_path: Path, redis_
     second = run_cli(env, "db", "upgrade").ok()
     assert second.stdout.strip() == f"database at revision {head}"
     counts = sql_row_counts(env["TRADEFLEET_DATABASE_URL"])
-    assert set(counts) == {"trading_sessions", "orders", "fills", "events"}
+    assert set(counts) == {
+        "trading_sessions",
+        "orders",
+        "fills",
+        "events",
+        "rolls",
+        "strategy_snapshots",
+        "accounts",
+    }
     assert set(counts.values()) == {0}
 
 

@@ -69,6 +69,23 @@ EXPECTED_COLUMNS = {
         "created_at",
         "updated_at",
     },
+    "strategy_snapshots": {
+        "session_id",
+        "strategy_state",
+        "signal_seq",
+        "candles_closed",
+        "last_ms",
+        "cursor",
+        "taken_at",
+    },
+    "accounts": {
+        "account",
+        "heat_warn",
+        "heat_block",
+        "max_daily_loss",
+        "halted",
+        "updated_at",
+    },
 }
 
 PREFIX = {

@@ -16,6 +16,9 @@ from workers.demo import Demo, DemoResult, SessionSummary
 from workers.processes import ChildProcesses
 from workers.settings import get_settings
 
+PIPED_WIDTH = 150
+"""Width of the tables when the output is not a terminal (a log file, CI)."""
+
 
 def _table(summaries: list[SessionSummary], *, brokers: bool) -> Table:
     table = Table(show_header=True, header_style="bold")
@@ -70,9 +73,12 @@ class _LiveView:
 def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary last.")] = False,
 ) -> None:
-    """Start what it needs, replay ES and GC through three sessions, report."""
+    """Start what it needs, replay ES and GC through three sessions (ES rolling ESZ13 -> ESH14
+    on its roll date), report."""
     settings = get_settings()
     console = Console(stderr=as_json)
+    if not console.is_terminal:
+        console = Console(stderr=as_json, width=PIPED_WIDTH)
     log_dir = settings.data_dir / "demo-logs"
     with ChildProcesses(log_dir=log_dir) as children:
         view = _LiveView(console)
@@ -89,6 +95,9 @@ def _print_result(console: Console, result: DemoResult) -> None:
         f"tradefleet demo — {result.ticks_published:,} ticks in {result.wall_seconds:.1f}s"
     )
     console.print(table)
+    names = {s.id: s.name for s in result.sessions}
+    for roll in result.rolls:
+        console.print(f"{names.get(roll.session_id, roll.session)}: {roll.describe()}")
     agree = all(s.position == s.broker_position for s in result.sessions)
     console.print(
         "every session's position agrees with the broker"

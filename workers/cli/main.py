@@ -14,13 +14,18 @@ from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from trading.exceptions import TradefleetError
 from workers.cli import (
+    account_cmd,
     bench_cmd,
     broker_cmd,
     db_cmd,
     demo_cmd,
     events_cmd,
     feed_cmd,
+    halt_cmd,
     reconcile_cmd,
+    recover_cmd,
+    risk_cmd,
+    roll_cmd,
     session_cmd,
 )
 
@@ -39,6 +44,12 @@ app.command("bench")(bench_cmd.command)
 app.add_typer(reconcile_cmd.app, name="reconcile")
 app.command("events")(events_cmd.events)
 app.add_typer(broker_cmd.app, name="broker")
+app.command("roll")(roll_cmd.roll)
+app.command("recover")(recover_cmd.recover)
+app.add_typer(account_cmd.app, name="account")
+app.command("risk")(risk_cmd.risk)
+app.command("halt")(halt_cmd.halt_command)
+app.command("resume")(halt_cmd.resume_command)
 
 
 def fail(message: str) -> int:

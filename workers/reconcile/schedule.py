@@ -8,6 +8,8 @@ finds it taken and does nothing (the same guarantee as RedBeat's lock, with plai
 
 The winner sends one task per ACTIVE session (SQL status active and state present in Redis)
 on queue ``reconcile``, expiring after one interval so a backlog never piles up stale runs.
+An active session without state is not reconciled: the positions fan-out queues its recovery
+instead (``workers.recovery.trigger``, once per its guard's TTL).
 Each claim is counted in ``tf:beat:stats`` (``<job>:won`` / ``<job>:skipped``) and the won
 period indices are kept in ``tf:beat:<job>:won`` (newest first).
 """
@@ -25,6 +27,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from models.codec import state_key
 from models.tables import TradingSessionRow
+from workers.recovery.trigger import missing_sessions, request_recovery
 from workers.runtime import Runtime
 
 Job = Literal["positions", "orders"]
@@ -103,9 +106,16 @@ class FanOut:
     job: Job
     period: int | None
     sent: list[str] = field(default_factory=list)
+    recovering: list[str] = field(default_factory=list)
+    """Active sessions found without state, whose recovery this fan-out queued."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"job": self.job, "period": self.period, "sessions": len(self.sent)}
+        return {
+            "job": self.job,
+            "period": self.period,
+            "sessions": len(self.sent),
+            "recovering": len(self.recovering),
+        }
 
 
 def interval_of(rt: Runtime, job: Job) -> float:
@@ -129,4 +139,9 @@ def fan_out(rt: Runtime, job: Job, now_s: float, token: str, send: Callable[...,
             queue=rt.settings.queue_reconcile,
             expires=interval,
         )
-    return FanOut(job, period, sessions)
+    recovering: list[str] = []
+    if job == "positions":
+        for session_id in missing_sessions(rt.redis, rt.engine):
+            if request_recovery(rt.redis, rt.engine, rt.settings, send, session_id):
+                recovering.append(session_id)
+    return FanOut(job, period, sessions, recovering)

@@ -169,12 +169,17 @@ class StateStore:
 
     # ------------------------------------------------------------ whole sessions
 
-    def create(self, state: SessionState) -> None:
-        """Write every key of a new session atomically; ``SessionExists`` if it exists."""
+    def create(self, state: SessionState, meta: Mapping[str, str] | None = None) -> None:
+        """Write every key of a new session atomically; ``SessionExists`` if it exists.
+
+        ``meta``: meta fields (``_cursor``, ``_reconcile``, ...) written in the same step, so a
+        rebuilt session is never seen without them (``workers.recovery``).
+        """
         sid = state.session.id
         encoded = encode_state(state, self.max_candles, self.max_trades)
+        extra = dict(StateChanges(meta=meta or {}).meta)
         args: list[ScriptArg] = [
-            *_pairs(encoded.hash),
+            *_pairs({**encoded.hash, **extra}),
             *_counted(encoded.candles),
             *_counted(encoded.trades),
         ]

@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -24,6 +25,10 @@ from models.codec import trades_key as trades_list_key
 from trading.market import Candle
 from workers.order_records import insert_order_if_absent
 from workers.records import record_event
+from workers.recovery.snapshots import StrategySnapshot, save_snapshots, snapshot_of
+from workers.recovery.trigger import request_recovery
+from workers.risk.book import RiskBook
+from workers.risk.equity import broker_equity
 from workers.settings import Settings
 from workers.state import scripts as store_scripts
 from workers.ticks import scripts
@@ -70,6 +75,8 @@ class _Step:
     entries: int
     oldest: Mapping[bytes, bytes] | None
     """The first entry's fields, kept only for the latency probe."""
+    snapshot: StrategySnapshot | None = None
+    """The strategy-state snapshot to keep in SQL once the write is accepted (closed candles)."""
 
 
 class TickDrainer:
@@ -96,6 +103,7 @@ class TickDrainer:
         self._unlock = client.register_script(store_scripts.RELEASE)
         self._scripts = (self._begin, self._end, self._claim, self._alive)
         self._latency: list[int] = []
+        self._risk = RiskBook(client, settings, broker_equity(engine, settings))
 
     def drain(self, drainer_id: str, budget_s: float) -> DrainReport:
         """Serve ready sessions until none is due (finished) or the time budget is spent.
@@ -182,6 +190,7 @@ class TickDrainer:
                 status = int(reply[0])
                 if status == _UNKNOWN:
                     log.warning("session %s has no state; dropped from the ready set", session_id)
+                    self._missing(session_id)
                     continue
                 if status == 0:
                     retry[session_id] = BUSY_RETRY_MS
@@ -211,12 +220,22 @@ class TickDrainer:
         pairs = iter(flat)
         fields = {_text(name): _text(value) for name, value in zip(pairs, pairs, strict=True)}
         entries = [(entry_id, _pairs(values)) for entry_id, values in raw]
-        step = SessionStep(session_id, fields, self._history(session_id)).run(entries)
+        stepper = SessionStep(session_id, fields, self._history(session_id), self._risk)
+        step = stepper.run(entries)
         cursor = step.cursor or fields.get(CURSOR_FIELD, "0-0")
         self._record_orders(step.new_orders)
         oldest = entries[0][1] if entries and self.settings.latency_probe else None
+        snapshot = snapshot_of(session_id, fields, step, cursor, datetime.now(UTC))
         return _Step(
-            session_id, token, fence, step, cursor, _instrument(fields), len(entries), oldest
+            session_id,
+            token,
+            fence,
+            step,
+            cursor,
+            _instrument(fields),
+            len(entries),
+            oldest,
+            snapshot,
         )
 
     def _end_all(self, steps: Sequence[_Step], retry: dict[str, int]) -> int:
@@ -229,6 +248,7 @@ class TickDrainer:
                 pipe.zadd(READY_KEY, {session_id: now + delay_ms}, xx=True)
             replies = execute(pipe, self._scripts)
         consumed = 0
+        snapshots: list[StrategySnapshot] = []
         for item, reply in zip(steps, replies[: len(steps)], strict=True):
             if isinstance(reply, Exception):
                 log.error("session %s: end failed (%s); retrying", item.session_id, reply)
@@ -244,13 +264,32 @@ class TickDrainer:
                 continue
             if status == _UNKNOWN:
                 log.warning("session %s disappeared during its step", item.session_id)
+                self._missing(item.session_id)
                 continue
             consumed += item.entries
+            if item.snapshot is not None:
+                snapshots.append(item.snapshot)
             if item.oldest is not None:
                 self._sample_latency(item.oldest)
             if item.result.events:
                 self._record_events(item.session_id, item.result)
+        self._save_snapshots(snapshots)
         return consumed
+
+    def _save_snapshots(self, snapshots: Sequence[StrategySnapshot]) -> None:
+        """One upsert per round, after the writes were accepted (like the events); a failure
+        is logged: the next step that closes a candle snapshots again."""
+        try:
+            save_snapshots(self.engine, snapshots)
+        except Exception:
+            log.exception("strategy snapshots of %s sessions not saved", len(snapshots))
+
+    def _missing(self, session_id: str) -> None:
+        """A session met without state: its recovery is queued once (``workers.recovery``)."""
+        try:
+            request_recovery(self.client, self.engine, self.settings, self._send_task, session_id)
+        except Exception:
+            log.exception("session %s: recovery not queued", session_id)
 
     def _sample_latency(self, oldest: Mapping[bytes, bytes]) -> None:
         try:

@@ -33,8 +33,10 @@ from trading.exceptions import StrategyError
 from trading.intents import OrderIntent, client_order_id, intents_for
 from trading.market import Candle, Tick
 from trading.reconcile import RECONCILE_FIELD, entries_blocked
+from trading.risk import EntryGate
 from trading.strategies import StrategyContext, call_strategy, get_strategy
 from trading.timeframes import parse_timeframe
+from workers.risk.entry import EntryCheck, check_entry
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +144,10 @@ class SessionStep:
         session_id: str,
         fields: Mapping[str, str],
         history: Callable[[int], list[Candle]],
+        risk: EntryGate | None = None,
     ) -> None:
         self.session_id = session_id
+        self._risk = risk
         self._fields = fields
         self._history = history
         self.progress = TickProgress.from_json(fields.get(PROGRESS_FIELD))
@@ -257,6 +261,10 @@ class SessionStep:
                 target = signal.target_position * template.quantity
                 intents = intents_for(expected, target, signal.stop_price, signal.reason)
                 intents = self._allowed(intents)
+                if self._risk is not None and intents:
+                    intents = self._risk_checked(
+                        intents, EntryCheck(target, signal.stop_price, context.candles, now)
+                    )
                 if not intents:
                     continue
                 seq += 1
@@ -296,6 +304,20 @@ class SessionStep:
         if len(kept) < len(intents):
             log.warning("session %s: entry dropped, entries are blocked", self.session_id)
         return kept
+
+    def _risk_checked(self, intents: list[OrderIntent], check: EntryCheck) -> list[OrderIntent]:
+        """An entry reserves its risk on the account (``workers.risk``); a refused one is an
+        event, and the exits of its signal still go (a reversal goes flat only)."""
+        assert self._risk is not None
+        details: ContractDetails = self._get("contract_details")
+        balance: Decimal | None = self._get("account_balance")
+        outcome = check_entry(
+            self._risk, self.info.account, self.session_id, details, balance, intents, check
+        )
+        self.result.fields.update(outcome.fields)
+        for severity, message, data in outcome.events:
+            self.result.events.append(StepEvent("risk", severity, message, data))
+        return outcome.intents
 
     def _stop_trading(self, message: str) -> None:
         log.error("session %s stops trading: %s", self.session_id, message)

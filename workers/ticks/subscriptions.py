@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 
 from models.codec import state_key
@@ -20,3 +22,22 @@ def subscribe(client: redis.Redis, session_id: str, instrument: str) -> None:
 
 def unsubscribe(client: redis.Redis, session_id: str, instrument: str) -> None:
     client.srem(subscribers_key(instrument), session_id)
+
+
+def stream_end(client: redis.Redis, instrument: str) -> str:
+    """The id of the last entry of ``instrument``'s stream (``0-0`` when it has none): a
+    cursor there reads only ticks published after now."""
+    last: Any = client.xrevrange(stream_key(instrument), count=1)
+    if not last:
+        return "0-0"
+    raw = last[0][0]
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def move_subscription(client: redis.Redis, session_id: str, old: str, new: str) -> None:
+    """Feed ``session_id`` from ``new``'s stream instead of ``old``'s (one MULTI; idempotent).
+    The session's cursor is the caller's (a roll writes it with the session's new contract)."""
+    with client.pipeline(transaction=True) as pipe:
+        pipe.srem(subscribers_key(old), session_id)
+        pipe.sadd(subscribers_key(new), session_id)
+        pipe.execute()

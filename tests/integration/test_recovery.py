@@ -1,0 +1,301 @@
+"""Recovery of lost session state, with real Redis, SQLite, the paper broker (db 1), real worker
+and beat processes and the real replay of ESZ13.
+
+In the middle of a replay the sessions' Redis state is lost (every ``tf:{<sid>}:*`` key deleted;
+or every ``tf:*`` key, the sessions' whole world, while the paper broker in db 1 survives).
+The sessions are rebuilt (by the worker that meets them, or by ``tradefleet recover``): position,
+open orders and balance match the broker, no client order id is ever sent twice or reused, the
+candles are re-warmed so the strategy runs again, the sessions trade to the end of the replay,
+and a recovery event says what was rebuilt.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.tables import FillRow, OrderRow
+from tests.conftest import wait_until
+from tests.integration import worker as worker_fixtures
+from tests.integration.cli_helpers import cli_env, run_cli
+from tests.integration.reconcile_rig import local_order, make_rig, meta, paper, place, runtime_for
+from tests.integration.reconcile_rig import quantity as quantity_of
+from tests.integration.tickpath_harness import (
+    CONTRACT,
+    DEFAULT_PLANS,
+    TickPathRig,
+    replay_ticks,
+)
+from tests.integration.tickpath_snapshots import reduce_coid, seq_leg, text
+from tests.integration.worker import WorkerFactory
+from trading.intents import client_order_id
+from workers.brokers.commands import QueryBalance, QueryOpenOrders, QueryPositions
+from workers.fills import deliver_fills
+from workers.reconcile.schedule import fan_out
+from workers.records import list_events
+from workers.recovery.recover import RecoveryReport, recover_session
+from workers.recovery.snapshots import load_snapshot
+from workers.recovery.trigger import RECOVER_TASK
+
+pytestmark = pytest.mark.integration
+
+start_worker = worker_fixtures.start_worker
+FIRST_PART = 2_400
+"""Ticks published before the loss (the replay day has about 5,500)."""
+MEETING_PART = 300
+"""Ticks published right after the loss: the sessions are met without state."""
+QUIET = {"reconcile_positions_interval_s": 600.0, "reconcile_orders_interval_s": 600.0}
+
+
+def drop_session_keys(client: redis.Redis, session_id: str) -> int:
+    """DEL every ``tf:{<sid>}:*`` key: state, candles, trades, lock and fence."""
+    keys = list(client.scan_iter(match=f"tf:{{{session_id}}}:*", count=1_000))
+    assert keys
+    return int(cast(int, client.delete(*keys)))
+
+
+def drop_every_tf_key(client: redis.Redis) -> int:
+    """The sessions' whole Redis world (states, ready set, fill cursors, guards...) lost."""
+    keys = list(client.scan_iter(match="tf:*", count=1_000))
+    return int(cast(int, client.delete(*keys)))
+
+
+def recovery_events(rig: TickPathRig, session_id: str) -> list[Any]:
+    return list(list_events(rig.engine, session_id=session_id, kind="recovery"))
+
+
+def broker_truth(rig: TickPathRig, account: str) -> tuple[int, Decimal | None, Decimal]:
+    broker = paper(runtime_for(rig.settings), account)
+    quantity = broker.positions(QueryPositions(account)).get(CONTRACT, 0)
+    average = broker.average_prices(QueryPositions(account)).get(CONTRACT) if quantity else None
+    return quantity, average, broker.balance(QueryBalance(account)).cash
+
+
+def lose_in_the_middle(rig: TickPathRig) -> dict[str, tuple[int, Decimal | None, Decimal, int]]:
+    """Replay up to FIRST_PART, settle, and note per session what the broker holds and the
+    signal sequence reached; each session has snapshotted its strategy state by then."""
+    rig.publish_replay(replay_ticks()[:FIRST_PART])
+    rig.wait_settled()
+    before = {}
+    for name, sid in rig.session_ids.items():
+        assert load_snapshot(rig.engine, sid) is not None
+        quantity, average, cash = broker_truth(rig, rig.accounts[name])
+        before[name] = (quantity, average, cash, rig.progress(name).signal_seq)
+    assert any(rig.sql_orders(name) for name in rig.session_ids), "nothing traded before"
+    return before
+
+
+def check_recovery_event(rig: TickPathRig, name: str, before: tuple[Any, ...]) -> int:
+    """The event matches what the broker held at the loss; returns the sequence recovered."""
+    quantity, average, cash, seq = before
+    (event,) = recovery_events(rig, rig.session_ids[name])
+    details = event.details
+    assert event.severity == "warning"
+    assert details["position"] == quantity
+    if quantity:
+        assert Decimal(details["average_price"]) == average
+    assert Decimal(details["balance"]) == cash
+    assert details["orders"] == []
+    assert details["signal_seq"] == seq
+    assert details["snapshot_age_s"] is not None
+    warmup = rig.store.load(rig.session_ids[name]).warmup_periods
+    assert details["candles"] >= warmup + 1, details
+    return int(details["signal_seq"])
+
+
+def check_final(rig: TickPathRig, name: str, recovered_seq: int) -> None:
+    """After the replay: the session agrees with the broker, every order was sent once under
+    its own client id, and the strategy decided new orders after the recovery."""
+    sid, account = rig.session_ids[name], rig.accounts[name]
+    state = rig.store.load(sid)
+    quantity, average, cash = broker_truth(rig, account)
+    position = state.open_position
+    assert position is not None and position.quantity == quantity
+    if quantity:
+        assert position.average_price == average
+    assert state.account_balance == cash
+    assert state.orders == {}
+    assert paper(runtime_for(rig.settings), account).open_orders(QueryOpenOrders(account)) == []
+    rows = rig.sql_orders(name)
+    coids = [row.client_order_id for row in rows]
+    assert len(coids) == len(set(coids))
+    held = rig.broker_orders(account)
+    assert sorted(coids) == sorted(held)
+    seq_counter = int(cast(bytes, rig.broker_client.get(f"paper:acct:{account}:seq") or b"0"))
+    assert seq_counter == len(rows), "the broker created an order twice"
+    for row in rows:
+        raw = cast(
+            dict[bytes, bytes],
+            rig.broker_client.hgetall(f"paper:acct:{account}:order:{row.client_order_id}"),
+        )
+        fields = {text(k): text(v) for k, v in raw.items()}
+        assert (fields["side"], int(fields["quantity"])) == (row.side, row.quantity)
+        assert row.decided_at is not None
+        assert datetime.fromisoformat(fields["decided_at"]) == row.decided_at.astimezone(UTC)
+    later = [
+        row for row in rows if seq_leg(reduce_coid(sid, row.client_order_id))[0] > recovered_seq
+    ]
+    assert later, f"{name} decided nothing after its recovery"
+    with Session(rig.engine) as db:
+        fills = db.execute(
+            select(FillRow.quantity, OrderRow.side)
+            .join(OrderRow, FillRow.order_id == OrderRow.id)
+            .where(OrderRow.session_id == sid)
+        ).all()
+    assert sum(q if side == "buy" else -q for q, side in fills) == quantity
+
+
+def test_deleted_session_keys_are_recovered_by_the_worker_that_meets_them(
+    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+) -> None:
+    with make_rig(redis_url, tmp_path, sweep_interval_s=1.0, **QUIET) as rig:
+        rig.create_sessions(DEFAULT_PLANS)
+        queues = ("ticks", "orders", "reconcile")
+        start_worker(redis_url, queues=queues, concurrency=3, env=rig.worker_env())
+        rig.start_beat()
+        before = lose_in_the_middle(rig)
+        fences = {}
+        for sid in rig.session_ids.values():
+            fences[sid] = int(cast(bytes, rig.client.get(f"tf:{{{sid}}}:fence")))
+            drop_session_keys(rig.client, sid)
+        assert all(not rig.store.exists(sid) for sid in rig.session_ids.values())
+        ticks = replay_ticks()
+        rig.publish_replay(ticks[FIRST_PART : FIRST_PART + MEETING_PART])
+        wait_until(
+            lambda: all(recovery_events(rig, sid) for sid in rig.session_ids.values()),
+            timeout=30,
+            interval=0.1,
+            what="both sessions recovered",
+        )
+        seqs = {name: check_recovery_event(rig, name, before[name]) for name in rig.session_ids}
+        for sid, fence in fences.items():
+            assert int(cast(bytes, rig.client.get(f"tf:{{{sid}}}:fence"))) > fence
+        rig.publish_replay(ticks[FIRST_PART + MEETING_PART :])
+        rig.wait_settled()
+        for name in rig.session_ids:
+            check_final(rig, name, seqs[name])
+            assert len(recovery_events(rig, rig.session_ids[name])) == 1
+
+
+def test_a_lost_redis_world_is_recovered_by_the_cli_and_the_broker_survives(
+    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+) -> None:
+    with make_rig(redis_url, tmp_path, sweep_interval_s=1.0, **QUIET) as rig:
+        rig.create_sessions(DEFAULT_PLANS)
+        start_worker(redis_url, queues=("ticks", "orders"), concurrency=2, env=rig.worker_env())
+        rig.start_beat()
+        before = lose_in_the_middle(rig)
+        broker_keys = rig.broker_client.dbsize()
+        assert drop_every_tf_key(rig.client) > 0
+        assert rig.broker_client.dbsize() == broker_keys
+        ticks = replay_ticks()
+        rig.publish_replay(ticks[FIRST_PART : FIRST_PART + MEETING_PART])
+        env = cli_env(redis_url, rig.database_url, rig.paper_url)
+        result = run_cli(env, "recover").ok()
+        lines = result.stdout.splitlines()
+        assert sorted(line.split(":")[0] for line in lines) == sorted(rig.session_ids.values())
+        assert all(": recovered: state rebuilt: position " in line for line in lines), lines
+        seqs = {name: check_recovery_event(rig, name, before[name]) for name in rig.session_ids}
+        assert run_cli(env, "recover").ok().stdout == "no session needs recovery\n"
+        sid = rig.session_ids["sma-fast"]
+        again = run_cli(env, "recover", "--session", sid).ok().stdout
+        assert again == f"{sid}: present: state present; nothing to do\n"
+        run_cli(env, "recover", "--session", "no-such-session").refused("no-such-session")
+        rig.publish_replay(ticks[FIRST_PART + MEETING_PART :])
+        rig.wait_settled()
+        for name in rig.session_ids:
+            check_final(rig, name, seqs[name])
+
+
+def test_the_positions_fan_out_queues_a_recovery_and_two_recoveries_rebuild_once(
+    redis_url: str, tmp_path: Path
+) -> None:
+    with make_rig(redis_url, tmp_path) as rig:
+        (plan,) = DEFAULT_PLANS[:1]
+        sid = rig.create_sessions([plan])[plan.name]
+        rig.publish_replay(replay_ticks()[:50])
+        drop_session_keys(rig.client, sid)
+        rt = runtime_for(rig.settings)
+        sent: list[tuple[str, list[str]]] = []
+
+        def send(name: str, args: list[str], **_: Any) -> None:
+            sent.append((name, args))
+
+        fan_out(rt, "positions", 1_000.0, "tok", send)
+        assert sent == [(RECOVER_TASK, [sid])]
+        fan_out(rt, "positions", 2_000.0, "tok", send)
+        assert sent == [(RECOVER_TASK, [sid])], "queued twice within its guard"
+        reports: list[RecoveryReport] = []
+        barrier = threading.Barrier(4)
+
+        def recover() -> None:
+            own = runtime_for(rig.settings)
+            barrier.wait()
+            reports.append(recover_session(own, sid))
+
+        threads = [threading.Thread(target=recover) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        outcomes = sorted(report.outcome for report in reports)
+        assert outcomes.count("recovered") == 1, outcomes
+        assert set(outcomes) <= {"recovered", "busy", "present"}
+        assert len(recovery_events(rig, sid)) == 1
+        state = rig.store.load(sid)
+        assert state.open_position is not None and state.open_position.quantity == 0
+        assert rig.field(plan.name, "_cursor") == rig.last_id()
+
+
+def test_orders_and_fills_of_the_time_without_state_are_rebuilt_from_the_broker(
+    redis_url: str, tmp_path: Path
+) -> None:
+    with make_rig(redis_url, tmp_path) as rig:
+        (plan,) = DEFAULT_PLANS[:1]
+        sid = rig.create_sessions([plan])[plan.name]
+        account = plan.account
+        rig.publish_replay(replay_ticks()[:50])
+        rt = runtime_for(rig.settings)
+        broker = paper(rt, account)
+        filled, resting, unsent = (client_order_id(sid, seq, 0) for seq in (1, 2, 3))
+        local_order(rig, sid, filled, status="sent", working_copy=False)
+        local_order(rig, sid, resting, order_type="limit", limit="1000.00", working_copy=False)
+        local_order(rig, sid, unsent, status="new", working_copy=False)
+        assert place(broker, account, sid, filled) == "filled"
+        assert place(broker, account, sid, resting, order_type="limit", limit="1000.00") == (
+            "working"
+        )
+        drop_session_keys(rig.client, sid)
+        assert deliver_fills(rt.redis, rt.store, rt.engine, broker, account) == 0
+        report = recover_session(rt, sid)
+        assert report.outcome == "recovered", report.line()
+        assert report.details["fills_recorded"] == 1
+        state = rig.store.load(sid)
+        quantity, average, cash = broker_truth(rig, account)
+        assert quantity == 1
+        assert state.open_position is not None
+        assert (state.open_position.quantity, state.open_position.average_price) == (1, average)
+        assert state.account_balance == cash
+        assert {coid: o.status for coid, o in state.orders.items()} == {
+            resting: "working",
+            unsent: "new",
+        }
+        assert [t.client_order_id for t in state.trades] == [filled]
+        assert rig.progress(plan.name).signal_seq == 3
+        assert {row.client_order_id: row.status for row in rig.sql_orders(plan.name)} == {
+            filled: "filled",
+            resting: "working",
+            unsent: "new",
+        }
+        log_end = broker.fills_since(account, "")[1]
+        assert meta(rig, sid).absorbed_cursor == log_end
+        assert deliver_fills(rt.redis, rt.store, rt.engine, broker, account) == 0
+        assert quantity_of(rig, sid) == 1, "a fill from before the recovery counted twice"

@@ -1,0 +1,179 @@
+"""Contract rolls end to end through a real worker on ``rolls,orders,ticks``: a long, a short and
+a flat session roll ESZ13 → ESH14; ticks during a roll never run the strategy; a close that
+never fills fails the roll cleanly, and the operator resumes or aborts it; the beat trigger
+starts one roll per session inside its window, on the session's clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_until
+from tests.integration import worker as worker_fixtures
+from tests.integration.cli_helpers import cli_env, run_cli
+from tests.integration.roll_rig import NEW_CONTRACT, Prices, RollRig, assert_rolled
+from tests.integration.tickpath_harness import CONTRACT
+from tests.integration.worker import WorkerFactory
+from trading.market import Tick
+from workers.celery_app import beat_schedule
+from workers.rolls import records
+from workers.rolls.chain import check_rolls
+from workers.rolls.records import RollExists
+from workers.sessions import NewSession, create_session
+
+pytestmark = pytest.mark.integration
+
+start_worker = worker_fixtures.start_worker
+
+
+def test_long_short_and_flat_sessions_roll_to_the_next_contract(
+    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+) -> None:
+    with RollRig(redis_url, tmp_path / "run") as rig:
+        long_id = rig.create("long", "ACC-LONG")
+        short_id = rig.create("short", "ACC-SHORT")
+        flat_id = rig.create("flat", "ACC-FLAT")
+        rig.worker(start_worker)
+        ticks = rig.prime()
+        rig.give_position(long_id, "ACC-LONG", 2, ticks[0].time)
+        rig.give_position(short_id, "ACC-SHORT", -1, ticks[0].time)
+        before = {sid: rig.state(sid) for sid in (long_id, short_id, flat_id)}
+
+        long_roll = rig.start_roll(long_id)
+        short_roll = rig.start_roll(short_id)
+        flat_roll = rig.start_roll(flat_id)
+        assert long_roll.decided_at == ticks[-1].time + timedelta(milliseconds=1)
+        with pytest.raises(RollExists):
+            rig.start_roll(long_id)
+        prices = Prices(ticks[-1].price + Decimal("0.50"), ticks[-1].price - Decimal("6.25"))
+        rig.price(ticks[-1].time, prices)
+        finished = ("done", "failed", "needs_operator")
+        long_done = rig.wait_status(long_roll.id, *finished)
+        short_done = rig.wait_status(short_roll.id, *finished)
+        flat_done = rig.wait_status(flat_roll.id, *finished)
+        assert_rolled(rig, long_id, "ACC-LONG", long_done, 2, before[long_id], prices)
+        assert_rolled(rig, short_id, "ACC-SHORT", short_done, -1, before[short_id], prices)
+        assert_rolled(rig, flat_id, "ACC-FLAT", flat_done, 0, before[flat_id], prices)
+        assert rig.broker_seq("ACC-LONG") == rig.broker_seq("ACC-SHORT") == 3
+        assert rig.broker_seq("ACC-FLAT") == 0
+        entry = ticks[0].ask
+        assert entry is not None
+        assert rig.state(long_id).account_pnl_info.realized == (prices.old - entry) * 2 * 50
+
+        later = ticks[-1].time + timedelta(minutes=3)
+        follow = [
+            Tick(NEW_CONTRACT, later + timedelta(seconds=i), prices.new + i, 1) for i in range(5)
+        ]
+        rig.tick.publisher().publish(NEW_CONTRACT, follow)
+        rig.wait_read()
+        for sid in (long_id, short_id, flat_id):
+            partial = rig.state(sid).latest_partial_candle
+            assert partial is not None and partial.close == prices.new + 4
+            assert rig.cursor(sid) == rig.last_id(NEW_CONTRACT)
+
+
+def test_ticks_during_a_roll_do_not_run_the_strategy(
+    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+) -> None:
+    trading = ("sma_cross", (("fast", "3"), ("slow", "8")))
+    with RollRig(redis_url, tmp_path / "run") as rig:
+        control = rig.create("control", "ACC-CTL", trading)
+        rolled = rig.create("rolled", "ACC-ROLL", trading)
+        paused = rig.worker(start_worker, pause_at="begin")
+        roll = rig.start_roll(rolled)
+        wait_until(lambda: rig.paused_at(roll.id) == "begin", what="the roll to begin")
+        strategy_before = rig.state(rolled).strategy
+        assert rig.state(rolled).rolling
+
+        rig.prime(1_500)
+        assert rig.tick.progress("control").signal_seq > 0
+        assert rig.order_rows(control)
+        progress = rig.tick.progress("rolled")
+        assert progress.signal_seq == 0
+        assert progress.candles_closed == rig.tick.progress("control").candles_closed > 8
+        assert rig.state(rolled).strategy == strategy_before
+        assert rig.order_rows(rolled) == []
+        paused.kill()
+        paused.wait_exit()
+
+
+def test_a_close_that_never_fills_fails_the_roll_then_resume_or_abort(
+    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+) -> None:
+    with RollRig(redis_url, tmp_path / "run", roll_fill_max_tries=4) as rig:
+        resumed = rig.create("resumed", "ACC-RES")
+        aborted = rig.create("aborted", "ACC-ABT")
+        rig.worker(start_worker)
+        ticks = rig.prime()
+        rig.give_position(resumed, "ACC-RES", 1, ticks[0].time)
+        rig.give_position(aborted, "ACC-ABT", -2, ticks[0].time)
+        before = rig.state(resumed)
+        rolls = {sid: rig.start_roll(sid).id for sid in (resumed, aborted)}
+        for sid, roll_id in rolls.items():
+            row = rig.wait_status(roll_id, "failed", "done")
+            assert (row.status, row.step) == ("failed", "await_close"), row.error
+            assert "MaxRetriesExceeded" in (row.error or "")
+            wait_until(lambda sid=sid: not rig.state(sid).trading, what="trading to stop")
+            state = rig.state(sid)
+            assert state.rolling and state.rolling_close_order_id == f"roll-{roll_id}-close"
+            events = [(e.severity, e.message) for e in rig.roll_events(sid)]
+            assert any(sev == "error" and f"roll {roll_id} failed" in m for sev, m in events)
+        assert rig.broker_positions("ACC-RES") == {CONTRACT: 1}
+        assert rig.state(resumed).rolling_close_qty == 1
+
+        env = cli_env(redis_url, rig.settings.database_url, rig.settings.paper_broker_url)
+        line = run_cli(env, "roll", str(rolls[aborted]), "--abort").ok().stdout
+        assert f"roll {rolls[aborted]} aborted" in line
+        after = rig.state(aborted)
+        assert (after.rolling, after.trading, after.rolling_close_order_id) == (False, False, None)
+        assert after.orders == {}
+        assert rig.broker_positions("ACC-ABT") == {CONTRACT: -2}
+        assert records.require_roll(rig.engine, rolls[aborted]).status == "aborted"
+        assert "cancelled" in rig.order_rows(aborted)[-1].status
+
+        prices = Prices(ticks[-1].price - Decimal("0.25"), ticks[-1].price - Decimal("7"))
+        rig.price(ticks[-1].time, prices)
+        run_cli(env, "roll", resumed, "--resume").ok()
+        done = rig.wait_status(rolls[resumed], "done", "failed", "needs_operator")
+        assert_rolled(rig, resumed, "ACC-RES", done, 1, before, prices)
+        assert rig.broker_positions("ACC-ABT") == {CONTRACT: -2}
+        run_cli(env, "roll", str(rolls[aborted]), "--resume").refused("aborted")
+        run_cli(env, "roll", "no-such-session").refused("unknown session")
+        run_cli(env, "roll", aborted, "--to", "NQH14").refused("another product")
+        shown = run_cli(env, "roll", aborted, "--show", "--json").ok().stdout
+        assert '"status": "aborted"' in shown
+        run_cli(env, "roll", str(rolls[resumed]), "--abort").refused("done")
+
+
+def test_beat_starts_one_roll_per_session_inside_its_window_on_the_sessions_clock(
+    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+) -> None:
+    """Only ticks are drained here: the started roll's chain waits on ``rolls``, unconsumed."""
+    with RollRig(redis_url, tmp_path / "run") as rig:
+        start_worker(redis_url, queues=("ticks",), env=rig.tick.worker_env())
+        due = rig.create("due", "ACC-DUE")
+        early = create_session(
+            rig.settings,
+            NewSession("early", "ACC-NQ", "NQ", "NQZ13", "sma_cross", {"fast": "3", "slow": "9"}),
+        ).session.id
+        roll_day = datetime(2013, 12, 12, 15, tzinfo=UTC)
+        publisher = rig.tick.publisher()
+        publisher.publish(CONTRACT, [Tick(CONTRACT, roll_day, Decimal("1780"), 1)])
+        publisher.publish("NQZ13", [Tick("NQZ13", roll_day - timedelta(days=1), Decimal(3400), 1)])
+        wait_until(lambda: rig.cursor(due) == rig.last_id(CONTRACT), what="due to read")
+        wait_until(lambda: rig.cursor(early) == rig.last_id("NQZ13"), what="early to read")
+
+        first = check_rolls(rig.rt, rig.app, now=datetime(2030, 1, 1, tzinfo=UTC))
+        assert len(first.started) == 1
+        row = records.require_roll(rig.engine, first.started[0])
+        assert (row.session_id, row.from_contract, row.to_contract) == (due, CONTRACT, "ESH14")
+        assert row.decided_at == roll_day + timedelta(milliseconds=1)
+        assert check_rolls(rig.rt, rig.app).started == []
+        with pytest.raises(RollExists):
+            records.create_roll(rig.engine, due, CONTRACT, "ESH14", roll_day)
+    schedule = beat_schedule(rig.settings)["roll-check"]
+    assert schedule["task"] == "tradefleet.rolls.check"
+    assert schedule["schedule"] == rig.settings.roll_check_interval_s == 86_400

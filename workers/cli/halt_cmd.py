@@ -1,0 +1,56 @@
+"""``tradefleet halt [--account A] [--flatten]`` and ``tradefleet resume [--account A]``.
+
+Halt: entries are refused everywhere (or on the account), open entry orders are cancelled at
+the broker, and with ``--flatten`` every session's exit to flat is sent here and now.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from workers.cli.reconcile_cmd import quiet_logs
+from workers.connections import require_redis
+from workers.risk.halt import halt, resume
+from workers.runtime import Runtime
+from workers.settings import get_settings
+
+AccountOption = Annotated[
+    str | None, typer.Option("--account", help="Only this account (default: every account).")
+]
+
+
+def halt_command(
+    account: AccountOption = None,
+    flatten: Annotated[
+        bool, typer.Option("--flatten", help="Also send each session's exit to flat.")
+    ] = False,
+) -> None:
+    """Stop trading: refuse entries, cancel open entry orders, optionally go flat."""
+    quiet_logs()
+    settings = get_settings()
+    require_redis(settings).close()
+    rt = Runtime(settings)
+    try:
+        report = halt(rt, account, flatten)
+    finally:
+        rt.engine.dispose()
+        rt.redis.close()
+    typer.echo(
+        f"halted {', '.join(report.accounts) or 'no account'}: "
+        f"{len(report.cancelled)} entry orders cancelled, {len(report.exits)} exits sent"
+    )
+
+
+def resume_command(account: AccountOption = None) -> None:
+    """Lift a halt: entries are allowed again (within the risk limits)."""
+    settings = get_settings()
+    require_redis(settings).close()
+    rt = Runtime(settings)
+    try:
+        accounts = resume(rt, account)
+    finally:
+        rt.engine.dispose()
+        rt.redis.close()
+    typer.echo(f"resumed {', '.join(accounts) or 'no account'}")

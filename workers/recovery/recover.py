@@ -1,0 +1,265 @@
+"""Rebuilding one session whose Redis state is missing, from SQL and the broker.
+
+- configuration: the ``trading_sessions`` row (the contract of its last finished roll);
+- open orders: the order rows that are not final, each checked at the broker (final there:
+  the row takes that status; working there: the broker's fill progress);
+- trades: the recorded fills (the last ``max_trades``, oldest first), after recording the
+  session's fills the broker logged while it had no state;
+- strategy state, signal sequence, closed-candle count: the last snapshot; the sequence also
+  continues past every client order id the session ever used;
+- position (with the broker's average price), balance: the broker. When other active sessions
+  share the account and contract, the session's own fills give its share instead;
+- rolling: set while a roll of the session is unfinished (its chain resumes the roll);
+- candles: re-warmed by folding the instrument stream up to its end WITHOUT running the
+  strategy; the session's cursor starts at that end.
+
+The state is written with ``StateStore.create`` together with its meta fields (``_cursor``,
+``_progress``, ``_reconcile`` whose ``absorbed_cursor`` is the broker's fill-log end, so no
+earlier fill is applied again), in one atomic step: a tick step never sees the session without
+its cursor. The fence counter survives a loss of the state on purpose (``create`` keeps it), so
+a worker holding a lease from before the loss stays refused; when the counter was lost too it
+restarts from the clock in microseconds, above any fence handed out before. Two recoveries
+never run at once (``tf:recovery:{<sid>}:lock``) and the create refuses a session that exists:
+recovering twice rebuilds once. Fills the broker logs after it was read are applied once the
+state exists again (idempotent by execution id).
+
+A broker that does not answer fails the recovery (retried later); it is never read as flat.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from models.codec import fence_key
+from models.state import WorkingOrder
+from models.tables import TradingSessionRow
+from trading.exceptions import SessionExists, UnknownSession
+from trading.reconcile import RECONCILE_FIELD, ReconcileMeta
+from trading.timeframes import parse_timeframe
+from workers.brokers.base import FILLS_START
+from workers.fills import apply_fill_to_session, fills_cursor_key
+from workers.orders import session_broker
+from workers.records import get_session_row, record_event
+from workers.recovery import rebuild, sources
+from workers.recovery.snapshots import StrategySnapshot, load_snapshot
+from workers.recovery.trigger import lock_key, queued_key
+from workers.runtime import Runtime
+from workers.state import scripts as store_scripts
+from workers.ticks.keys import READY_KEY, stream_key, subscribers_key
+from workers.ticks.step import CURSOR_FIELD, PROGRESS_FIELD
+
+log = logging.getLogger(__name__)
+
+LOCK_TTL_MS = 120_000
+Outcome = Literal["recovered", "present", "busy", "failed", "skipped"]
+
+RESUBSCRIBE = """
+-- KEYS: subscribers, stream, ready   ARGV: session_id, cursor, now_ms
+-- Feeds the session from its instrument again, keeping the cursor recovery folded up to;
+-- the session is ready at once if ticks arrived after that cursor.
+redis.call('SADD', KEYS[1], ARGV[1])
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if #last > 0 and last[1][1] ~= ARGV[2] then
+  redis.call('ZADD', KEYS[3], 'NX', ARGV[3], ARGV[1])
+  return 2
+end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What one recovery did to one session."""
+
+    session_id: str
+    outcome: Outcome
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return f"{self.session_id}: {self.outcome}: {self.message}"
+
+
+def recover_session(
+    rt: Runtime, session_id: str, wake: Callable[[], object] | None = None
+) -> RecoveryReport:
+    """Rebuild ``session_id`` if its state is missing (see the module); ``UnknownSession`` if
+    SQL has no such session. ``wake`` starts drain tasks once the session is ready again."""
+    row = get_session_row(rt.engine, session_id)
+    if row is None:
+        raise UnknownSession(session_id)
+    if row.status != "active":
+        return RecoveryReport(session_id, "skipped", f"session is {row.status}")
+    if rt.store.exists(session_id):
+        return RecoveryReport(session_id, "present", "state present; nothing to do")
+    token = secrets.token_hex(16)
+    if not rt.redis.set(lock_key(session_id), token, nx=True, px=LOCK_TTL_MS):
+        return RecoveryReport(session_id, "busy", "another recovery of it is running")
+    try:
+        if rt.store.exists(session_id):
+            return RecoveryReport(session_id, "present", "state present; nothing to do")
+        report = _rebuild(rt, row)
+    finally:
+        release = rt.redis.register_script(store_scripts.RELEASE)
+        release(keys=[lock_key(session_id)], args=[token])
+    if report.outcome == "recovered":
+        rt.redis.delete(queued_key(session_id))
+        if wake is not None:
+            wake()
+    return report
+
+
+def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
+    sid, account = row.id, row.account
+    engine, settings = rt.engine, rt.settings
+    now = datetime.now(UTC)
+    definition = sources.definition_of(row)
+    contract = sources.current_contract(engine, row)
+    timeframe = parse_timeframe(row.timeframe)
+    snapshot = load_snapshot(engine, sid)
+    records = sources.open_order_records(engine, sid)
+    end = sources.stream_end(rt.redis, contract)
+    need = max(definition.warmup_periods, 1) + 1
+    since = None if snapshot is None else snapshot.cursor
+    entries = sources.read_history(
+        rt.redis, contract, end, timeframe, need, since, settings.max_candles
+    )
+    warmed = rebuild.rewarm(contract, entries, timeframe)
+    try:
+        view = sources.read_broker(
+            session_broker(rt, row),
+            account,
+            contract,
+            sid,
+            [record.client_order_id for record in records],
+        )
+    except Exception as exc:
+        reason = str(exc).split("\n")[0]
+        log.warning("session %s: recovery waits for the broker: %s", sid, reason)
+        return RecoveryReport(sid, "failed", f"broker did not answer: {reason}")
+    added = sources.record_broker_fills(engine, view.session_fills)
+    closed = sources.close_final_orders(engine, records, view.orders)
+    orders: dict[str, WorkingOrder] = {}
+    for record in records:
+        copy = rebuild.working_copy(record, view.orders.get(record.client_order_id))
+        if copy is not None:
+            orders[record.client_order_id] = copy
+    replay = rebuild.replay_fills(
+        sources.recorded_fills(engine, sid), contract, definition.spec.multiplier
+    )
+    position = _position(view, replay, warmed, sources.sole_owner(engine, row, contract))
+    seq = rebuild.signal_seq_after(
+        sid, sources.client_order_ids(engine, sid), 0 if snapshot is None else snapshot.signal_seq
+    )
+    state = rebuild.build_state(
+        definition,
+        contract,
+        timeframe,
+        definition.strategy_initial_state if snapshot is None else snapshot.strategy_state,
+        position,
+        orders,
+        replay,
+        view.balance,
+        warmed,
+        rt.store.max_trades,
+        rolling=sources.roll_unfinished(engine, sid),
+    )
+    progress = rebuild.progress_after(
+        warmed,
+        timeframe,
+        seq,
+        None if snapshot is None else snapshot.candles_closed,
+        None if snapshot is None else snapshot.last_ms,
+    )
+    meta = {
+        CURSOR_FIELD: end,
+        PROGRESS_FIELD: progress.to_json(),
+        RECONCILE_FIELD: ReconcileMeta(last_ok=now, absorbed_cursor=view.log_end).to_json(),
+    }
+    rt.redis.set(fence_key(sid), time.time_ns() // 1_000, nx=True)
+    try:
+        rt.store.create(state, meta)
+    except SessionExists:
+        return RecoveryReport(sid, "present", "state present; rebuilt by another recovery")
+    _resubscribe(rt, sid, contract, end)
+    late = _apply_late_fills(rt, row, view.log_end)
+    if view.log_end != FILLS_START:
+        rt.redis.set(fills_cursor_key(account), view.log_end, nx=True)
+    details: dict[str, Any] = {
+        "position": position.quantity,
+        "average_price": None if position.average_price is None else str(position.average_price),
+        "contract": contract,
+        "orders": sorted(orders),
+        "orders_closed": closed,
+        "balance": str(view.balance),
+        "snapshot_age_s": _age(snapshot, now),
+        "signal_seq": seq,
+        "candles": len(warmed.closed),
+        "cursor": end,
+        "absorbed_cursor": view.log_end,
+        "fills_recorded": added,
+        "late_fills_applied": late,
+        "rolling": state.rolling,
+    }
+    message = (
+        f"state rebuilt: position {position.quantity} in {contract}, {len(orders)} open "
+        f"order(s), balance {view.balance}, {len(warmed.closed)} candles re-warmed"
+    )
+    log.warning("session %s: %s %s", sid, message, details)
+    record_event(engine, sid, "recovery", "warning", message, details)
+    return RecoveryReport(sid, "recovered", message + _age_text(snapshot, now), details)
+
+
+def _position(
+    view: sources.BrokerView,
+    replay: rebuild.FillReplay,
+    warmed: rebuild.Rewarmed,
+    sole: bool,
+) -> rebuild.Position:
+    """The broker's position when the session is alone on its account and contract; else its
+    own fills' share. A position without an average price is valued at the last price."""
+    quantity, average = (view.quantity, view.average_price) if sole else (replay.quantity, None)
+    if average is None and replay.quantity == quantity:
+        average = replay.average_price
+    if average is None and quantity and warmed.partial is not None:
+        average = warmed.partial.close
+    opened = replay.trades[-1].time if replay.trades and quantity else None
+    return rebuild.Position(quantity, average, opened)
+
+
+def _apply_late_fills(rt: Runtime, row: TradingSessionRow, log_end: str) -> int:
+    """Fills of the session logged after the broker was read: a delivery that ran before the
+    state existed again skipped them. Applied now (idempotent by execution id)."""
+    broker = session_broker(rt, row)
+    applied = 0
+    try:
+        late, _ = sources.read_log(broker, row.account, log_end)
+        for fill in late:
+            if fill.session_id == row.id and apply_fill_to_session(
+                rt.store, rt.engine, broker, fill
+            ):
+                applied += 1
+    except Exception as exc:
+        log.warning("session %s: late fills left to reconciliation: %s", row.id, exc)
+    return applied
+
+
+def _resubscribe(rt: Runtime, session_id: str, instrument: str, cursor: str) -> None:
+    keys = [subscribers_key(instrument), stream_key(instrument), READY_KEY]
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    rt.redis.eval(RESUBSCRIBE, len(keys), *keys, session_id, cursor, now_ms)
+
+
+def _age(snapshot: StrategySnapshot | None, now: datetime) -> float | None:
+    return None if snapshot is None else round((now - snapshot.taken_at).total_seconds(), 3)
+
+
+def _age_text(snapshot: StrategySnapshot | None, now: datetime) -> str:
+    age = _age(snapshot, now)
+    return ", no snapshot" if age is None else f", snapshot {age:.1f}s old"

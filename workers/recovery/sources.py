@@ -1,0 +1,296 @@
+"""What a recovery reads: the session's SQL rows, the broker, and the instrument's tick stream.
+
+The broker is read last and as one consistent picture: its fill log to the end, then the
+position and balance, then the log again; a fill booked in between means "read again" (a
+position is never paired with a log end that misses one of its fills). A broker that does not
+answer raises: recovery is retried later and never assumes a flat position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, cast
+
+import redis
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from models.state import CollaboratorRef, OrderTemplate, SessionInfo
+from models.tables import (
+    UNFINISHED_ROLL_STATUSES,
+    FillRow,
+    OrderRow,
+    RollRow,
+    TradingSessionRow,
+)
+from trading.contracts import spec_for_product
+from trading.exceptions import RetryLater
+from trading.reconcile import OPEN_ORDER_STATUSES
+from trading.strategies import get_strategy, prepare_strategy
+from trading.timeframes import Timeframe
+from workers.brokers.base import FILLS_START, AccountManager
+from workers.brokers.commands import (
+    BrokerOrder,
+    Fill,
+    QueryBalance,
+    QueryOrder,
+    QueryPositions,
+)
+from workers.order_records import insert_fill_if_absent, update_order_row
+from workers.orders import BROKER_TO_LOCAL
+from workers.recovery.rebuild import Definition, OrderRecord, RecordedFill, history_window
+from workers.ticks.keys import stream_key
+from workers.ticks.step import StreamEntry
+
+HISTORY_CHUNK = 5_000
+BROKER_READ_TRIES = 5
+
+
+# --------------------------------------------------------------------------- SQL
+
+
+def definition_of(row: TradingSessionRow) -> Definition:
+    """The session's configuration as stored when it was created."""
+    prepared = prepare_strategy(get_strategy(row.strategy_name), dict(row.strategy_args))
+    template = dict(row.order_template)
+    return Definition(
+        session=SessionInfo(
+            id=row.id,
+            name=row.name,
+            account=row.account,
+            product=row.product,
+            contract=row.contract,
+            timeframe=row.timeframe,
+            created_at=row.created_at,
+        ),
+        strategy=row.strategy_name,
+        strategy_args=prepared.args,
+        strategy_initial_state=prepared.state,
+        warmup_periods=prepared.warmup_periods,
+        market_data_source=CollaboratorRef(row.market_data_source, dict(row.market_data_args)),
+        account_manager=CollaboratorRef(row.account_manager, dict(row.account_manager_args)),
+        order_template=OrderTemplate(
+            order_type=template.get("order_type", "market"),
+            quantity=int(template.get("quantity", 1)),
+            time_in_force=template.get("time_in_force", "day"),
+        ),
+        spec=spec_for_product(row.product),
+    )
+
+
+def current_contract(engine: Engine, row: TradingSessionRow) -> str:
+    """The contract the session trades now: its last finished roll's, else its own."""
+    query = (
+        select(RollRow.to_contract)
+        .where(RollRow.session_id == row.id, RollRow.status == "done")
+        .order_by(RollRow.id.desc())
+        .limit(1)
+    )
+    with Session(engine) as db:
+        rolled = db.scalar(query)
+    return rolled or row.contract
+
+
+def roll_unfinished(engine: Engine, session_id: str) -> bool:
+    """Whether a roll of the session is under way (the strategy must not run meanwhile)."""
+    query = select(RollRow.id).where(
+        RollRow.session_id == session_id, RollRow.status.in_(UNFINISHED_ROLL_STATUSES)
+    )
+    with Session(engine) as db:
+        return db.scalar(query.limit(1)) is not None
+
+
+def sole_owner(engine: Engine, row: TradingSessionRow, contract: str) -> bool:
+    """Whether no other active session trades ``contract`` on the same account (the broker
+    nets positions per account and contract)."""
+    query = select(TradingSessionRow.id).where(
+        TradingSessionRow.account == row.account,
+        TradingSessionRow.status == "active",
+        TradingSessionRow.contract == contract,
+        TradingSessionRow.id != row.id,
+    )
+    with Session(engine) as db:
+        return db.scalar(query.limit(1)) is None
+
+
+def client_order_ids(engine: Engine, session_id: str) -> list[str]:
+    with Session(engine) as db:
+        query = select(OrderRow.client_order_id).where(OrderRow.session_id == session_id)
+        return list(db.scalars(query).all())
+
+
+def open_order_records(engine: Engine, session_id: str) -> list[OrderRecord]:
+    """The session's order rows that are not final, oldest first."""
+    query = (
+        select(OrderRow)
+        .where(OrderRow.session_id == session_id, OrderRow.status.in_(OPEN_ORDER_STATUSES))
+        .order_by(OrderRow.id)
+    )
+    with Session(engine) as db:
+        return [
+            OrderRecord(
+                client_order_id=row.client_order_id,
+                contract=row.contract,
+                side=row.side,
+                quantity=row.quantity,
+                order_type=row.order_type,
+                intent=row.intent,
+                status=row.status,
+                created_at=row.decided_at or row.created_at,
+                limit_price=row.limit_price,
+                stop_price=row.stop_price,
+                broker_order_id=row.broker_order_id,
+            )
+            for row in db.scalars(query).all()
+        ]
+
+
+def recorded_fills(engine: Engine, session_id: str) -> list[RecordedFill]:
+    """Every recorded fill of the session, oldest first."""
+    with Session(engine) as db:
+        rows = db.execute(
+            select(FillRow, OrderRow.client_order_id, OrderRow.contract, OrderRow.side)
+            .join(OrderRow, FillRow.order_id == OrderRow.id)
+            .where(OrderRow.session_id == session_id)
+            .order_by(FillRow.filled_at, FillRow.id)
+        ).all()
+    return [
+        RecordedFill(
+            execution_id=fill.execution_id,
+            client_order_id=coid,
+            contract=contract,
+            quantity=fill.quantity if side == "buy" else -fill.quantity,
+            price=fill.price,
+            commission=fill.commission,
+            time=fill.filled_at,
+        )
+        for fill, coid, contract, side in rows
+    ]
+
+
+def record_broker_fills(engine: Engine, fills: Sequence[Fill]) -> int:
+    """Record the session's fills the broker logged and SQL lacks (the session had no state
+    when they were delivered); returns how many were new."""
+    added = 0
+    for fill in fills:
+        if insert_fill_if_absent(
+            engine,
+            fill.execution_id,
+            fill.client_order_id,
+            abs(fill.quantity),
+            fill.price,
+            fill.commission,
+            fill.time,
+        ):
+            added += 1
+    return added
+
+
+def close_final_orders(
+    engine: Engine, records: Sequence[OrderRecord], broker_orders: dict[str, BrokerOrder | None]
+) -> list[str]:
+    """Order rows the broker holds as final take that status; returns their client ids."""
+    closed: list[str] = []
+    for record in records:
+        answer = broker_orders.get(record.client_order_id)
+        if answer is None or answer.status in ("working", "unknown"):
+            continue
+        status = BROKER_TO_LOCAL[answer.status]
+        update_order_row(engine, record.client_order_id, status, answer.broker_order_id or None)
+        closed.append(record.client_order_id)
+    return closed
+
+
+# --------------------------------------------------------------------------- broker
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerView:
+    """The broker's truth about one session, read as one consistent picture."""
+
+    quantity: int
+    average_price: Decimal | None
+    balance: Decimal
+    log_end: str
+    session_fills: tuple[Fill, ...]
+    """The session's fills in the account's log, oldest first."""
+    orders: dict[str, BrokerOrder | None]
+    """The broker's answer for each of the session's open order rows (None: unknown there)."""
+
+
+def read_log(broker: AccountManager, account: str, cursor: str) -> tuple[list[Fill], str]:
+    fills: list[Fill] = []
+    while True:
+        batch, after = broker.fills_since(account, cursor)
+        if not batch:
+            return fills, cursor
+        fills.extend(batch)
+        cursor = after
+
+
+def read_broker(
+    broker: AccountManager,
+    account: str,
+    contract: str,
+    session_id: str,
+    open_ids: Sequence[str],
+) -> BrokerView:
+    """Position, average price, balance, fill log and open orders of the session at the
+    broker; ``RetryLater`` if fills keep arriving while it is read. Broker errors propagate."""
+    fills, end = read_log(broker, account, FILLS_START)
+    for _ in range(BROKER_READ_TRIES):
+        orders = {coid: broker.order(QueryOrder(account, coid)) for coid in open_ids}
+        quantity = broker.positions(QueryPositions(account)).get(contract, 0)
+        average: Decimal | None = None
+        averages = getattr(broker, "average_prices", None)
+        if callable(averages) and quantity != 0:
+            average = averages(QueryPositions(account)).get(contract)
+        balance = broker.balance(QueryBalance(account)).cash
+        late, late_end = read_log(broker, account, end)
+        if not late:
+            mine = tuple(f for f in fills if f.session_id == session_id)
+            return BrokerView(quantity, average, balance, end, mine, orders)
+        fills.extend(late)
+        end = late_end
+    raise RetryLater(f"fills keep arriving on account {account}; recovery retried later")
+
+
+# --------------------------------------------------------------------------- the tick stream
+
+
+def stream_end(client: redis.Redis, instrument: str) -> str:
+    """The id of the instrument stream's last entry ("0-0" when it has none)."""
+    last = cast(list[Any], client.xrevrange(stream_key(instrument), count=1))
+    if not last:
+        return "0-0"
+    raw = last[0][0]
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def read_history(
+    client: redis.Redis,
+    instrument: str,
+    end: str,
+    timeframe: Timeframe,
+    need: int,
+    since: str | None,
+    max_candles: int,
+) -> list[StreamEntry]:
+    """The entries up to ``end`` to re-warm the candles from, oldest first (see
+    ``rebuild.history_window``): read back from ``end`` in chunks until far enough."""
+    if end == "0-0":
+        return []
+    key = stream_key(instrument)
+    newest_first: list[StreamEntry] = []
+    upper = end
+    while True:
+        chunk = cast(list[Any], client.xrevrange(key, max=upper, min="-", count=HISTORY_CHUNK))
+        at_start = len(chunk) < HISTORY_CHUNK
+        newest_first.extend((entry, values) for entry, values in chunk)
+        done, entries = history_window(newest_first, timeframe, need, since, max_candles, at_start)
+        if done:
+            return entries
+        last = chunk[-1][0]
+        upper = "(" + (last.decode() if isinstance(last, bytes) else str(last))

@@ -1,0 +1,1 @@
+"""Portfolio heat and the risk controls around it (``trading.risk`` holds the arithmetic)."""

@@ -1,0 +1,64 @@
+"""After a fill changed a session's position: its open risk on the account book, the daily loss.
+
+Called by ``workers.fills`` under the session's lock, before its state write, so the session's
+heat fields are written with the position. Exits and reductions release risk here (a flat
+session holds none). A failure is logged and never stops the fill from being applied:
+reconciliation and the next fill correct the book.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+import redis
+from sqlalchemy.engine import Engine
+
+from models.state import ContractDetails, OpenPosition
+from workers.records import record_event
+from workers.risk.book import RiskBook
+from workers.risk.entry import warn_event
+from workers.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def risk_after_fill(
+    client: redis.Redis,
+    engine: Engine,
+    account: str,
+    session_id: str,
+    position: OpenPosition,
+    details: ContractDetails,
+    mark: Decimal,
+    realized: Decimal,
+    trade_date: str,
+    equity: Decimal | None,
+) -> dict[str, object]:
+    """The session's heat fields after its position became ``position`` (marked at ``mark``)."""
+    try:
+        book = RiskBook(client, get_settings())
+        per_contract = None
+        if position.stop_price is not None:
+            per_contract = abs(mark - position.stop_price) * details.multiplier
+        answer = book.set_position(account, session_id, position.quantity, per_contract, equity)
+        crossing = warn_event(answer, account)
+        if crossing is not None:
+            record_event(engine, session_id, "risk", *crossing)
+        if realized and book.add_realized(account, trade_date, realized):
+            record_event(
+                engine,
+                session_id,
+                "risk",
+                "warning",
+                f"account {account} reached its daily loss limit: entries blocked for {trade_date}",
+                {"account": account, "trade_date": trade_date},
+            )
+    except Exception:
+        log.exception("session %s: the account risk book was not updated", session_id)
+        return {}
+    return {
+        "portfolio_heat": answer.heat.quantize(Decimal("0.000001")),
+        "portfolio_heat_warned": answer.warned,
+        "portfolio_heat_blocked": answer.blocked,
+    }

@@ -1,0 +1,237 @@
+"""Starting, resuming, aborting and failing rolls; the Celery chain that runs one.
+
+A roll runs as one Celery chain on the ``rolls`` queue, one thin task per step
+(``tradefleet.rolls.<step>``, each taking the roll id), with an errback
+(``tradefleet.rolls.failed``): a step that fails for good marks the roll failed, and the
+session stops trading with an event. The operator then resumes the roll (the chain again from
+the step its row records) or aborts it.
+
+Triggers: ``check_rolls`` (beat, every ``roll_check_interval_s``) starts a roll for each active
+session inside its contract's roll window, judged on the session's clock (the data time of its
+last tick in replay, the wall clock before its first tick). A session never has two unfinished
+rolls: the partial unique index on ``rolls`` refuses the second.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import Celery, chain
+from celery.canvas import Signature
+
+from models.codec import state_key
+from models.tables import RollRow
+from trading.exceptions import BadInput, UnknownSession
+from trading.rolls import decision_time, roll_target, session_clock, should_roll, steps_from
+from workers.brokers.commands import CancelOrder, QueryOrder
+from workers.exchange_holidays import exchange_holidays
+from workers.fills import LOCK_WAIT_S, deliver_fills
+from workers.order_records import update_order_row
+from workers.orders import session_broker
+from workers.records import get_session_row, list_session_rows
+from workers.rolls import records
+from workers.rolls import state as marks
+from workers.rolls.records import RollExists
+from workers.rolls.state import RollMeta
+from workers.runtime import Runtime
+from workers.ticks.step import PROGRESS_FIELD, TickProgress
+
+log = logging.getLogger(__name__)
+
+TASK_PREFIX = "tradefleet.rolls."
+FAILED_TASK = TASK_PREFIX + "failed"
+CHECK_TASK = TASK_PREFIX + "check"
+OPERATOR_STATUSES = frozenset({"failed", "needs_operator"})
+
+
+def step_task(step: str) -> str:
+    return TASK_PREFIX + step
+
+
+def roll_chain(app: Celery, roll_id: int, from_step: str, queue: str) -> Signature[Any]:
+    """The chain of the steps from ``from_step`` to the end, with the errback on every one."""
+    steps = steps_from(from_step)
+    if not steps:
+        raise BadInput(f"roll {roll_id} has no step left to run")
+    signatures = [
+        app.signature(step_task(step), args=(roll_id,), immutable=True, queue=queue)
+        for step in steps
+    ]
+    errback = app.signature(FAILED_TASK, args=(roll_id,), immutable=True, queue=queue)
+    return chain(*signatures).on_error(errback)
+
+
+def launch(rt: Runtime, app: Celery, row: RollRow) -> None:
+    roll_chain(app, row.id, row.step, rt.settings.queue_rolls).apply_async()
+
+
+def session_clock_of(rt: Runtime, session_id: str, now: datetime) -> tuple[datetime, datetime]:
+    """(the session's clock, the decision time of a roll decided now) — see ``trading.rolls``."""
+    raw: Any = rt.redis.hget(state_key(session_id), PROGRESS_FIELD)
+    progress = TickProgress.from_json(raw.decode() if isinstance(raw, bytes) else raw)
+    return session_clock(progress.last_ms, now), decision_time(progress.last_ms, now)
+
+
+def start_roll(
+    rt: Runtime,
+    app: Celery,
+    session_id: str,
+    to: str | None = None,
+    decided_at: datetime | None = None,
+) -> RollRow:
+    """Create the roll's row (refused if the session has an unfinished roll) and queue its
+    chain. ``decided_at``: the data time the roll is decided at (default: the session's)."""
+    session = get_session_row(rt.engine, session_id)
+    if session is None:
+        raise UnknownSession(session_id)
+    if session.status != "active":
+        raise BadInput(f"session {session_id} is {session.status}; only active sessions roll")
+    state = rt.store.load(session_id)
+    contract = state.session.contract
+    target = roll_target(contract, to)
+    when = decided_at or session_clock_of(rt, session_id, datetime.now(UTC))[1]
+    row = records.create_roll(rt.engine, session_id, contract, target, when)
+    marks.event(
+        rt,
+        session_id,
+        "info",
+        f"roll {row.id} started: {contract} -> {target}, decided at {when.isoformat()}",
+        {"roll_id": row.id},
+    )
+    launch(rt, app, row)
+    return row
+
+
+def find_roll(rt: Runtime, target: str) -> RollRow:
+    """A roll by its id (digits), or a session id's unfinished (else latest) roll."""
+    if target.isdigit():
+        return records.require_roll(rt.engine, int(target))
+    row = records.unfinished_roll(rt.engine, target)
+    if row is None:
+        rolls = records.list_rolls(rt.engine, target)
+        if not rolls:
+            raise records.UnknownRoll(f"{target} (no roll id, no session with a roll)")
+        row = rolls[-1]
+    return row
+
+
+def resume_roll(rt: Runtime, app: Celery, roll_id: int) -> RollRow:
+    """A failed or waiting roll runs again from the step its row records."""
+    row = records.require_roll(rt.engine, roll_id)
+    if row.status not in OPERATOR_STATUSES:
+        raise BadInput(f"roll {roll_id} is {row.status}; only a failed or waiting roll resumes")
+    row = records.update_roll(rt.engine, roll_id, status="running", error=None)
+    marks.event(
+        rt, row.session_id, "info", f"roll {roll_id} resumed at {row.step}", {"roll_id": roll_id}
+    )
+    launch(rt, app, row)
+    return row
+
+
+def abort_roll(rt: Runtime, roll_id: int) -> RollRow:
+    """End a failed or waiting roll without finishing it: its working orders are cancelled at
+    the broker, fills already made are applied to the session, ``rolling`` is cleared, and the
+    session stays NOT trading (the operator checks its position, e.g. with ``tradefleet
+    reconcile positions``, and restarts it)."""
+    row = records.require_roll(rt.engine, roll_id)
+    if row.status not in OPERATOR_STATUSES:
+        raise BadInput(f"roll {roll_id} is {row.status}; only a failed or waiting roll aborts")
+    session = get_session_row(rt.engine, row.session_id)
+    if session is None:
+        raise UnknownSession(row.session_id)
+    broker = session_broker(rt, session)
+    cancelled = []
+    for coid in (row.close_client_order_id, row.open_client_order_id):
+        if coid is None:
+            continue
+        order = broker.order(QueryOrder(session.account, coid))
+        if order is not None and order.status == "working":
+            ack = broker.cancel_order(CancelOrder(session.account, coid))
+            update_order_row(rt.engine, coid, "cancelled" if ack.status == "cancelled" else "lost")
+            cancelled.append(coid)
+    deliver_fills(rt.redis, rt.store, rt.engine, broker, session.account)
+    with rt.store.locked(row.session_id, wait_s=LOCK_WAIT_S) as lease:
+        orders = {
+            k: v for k, v in lease.value("orders").items() if not k.startswith(f"roll-{roll_id}-")
+        }
+        marks.write(
+            rt,
+            lease,
+            {
+                "trading": False,
+                "rolling": False,
+                "rolling_close_order_id": None,
+                "rolling_close_qty": None,
+                "orders": orders,
+            },
+            RollMeta(),
+        )
+    row = records.set_status(rt.engine, roll_id, "aborted")
+    marks.event(
+        rt,
+        row.session_id,
+        "warning",
+        f"roll {roll_id} aborted at step {row.step} by the operator; the session is not "
+        f"trading (cancelled: {', '.join(cancelled) or 'nothing'})",
+        {"roll_id": roll_id, "cancelled": cancelled},
+    )
+    return row
+
+
+def mark_failed(rt: Runtime, roll_id: int) -> RollRow:
+    """The errback: the roll failed (unless it already waits for the operator), the session
+    stops trading (``rolling`` stays true: no strategy until the roll is resumed or aborted),
+    an event."""
+    row = records.require_roll(rt.engine, roll_id)
+    if row.status == "running":
+        row = records.set_status(rt.engine, roll_id, "failed")
+    marks.stop_trading(rt, row.session_id, roll_id)
+    marks.event(
+        rt,
+        row.session_id,
+        "error",
+        f"roll {roll_id} {row.status} at step {row.step}: {row.error or 'a step failed'}; "
+        "the session is not trading (tradefleet roll ID --resume | --abort)",
+        {"roll_id": roll_id, "step": row.step},
+    )
+    return row
+
+
+def record_error(rt: Runtime, roll_id: int, error: str) -> None:
+    """What made a step fail for good, on the roll's row (its status is the errback's)."""
+    row = records.get_roll(rt.engine, roll_id)
+    if row is not None and row.error is None:
+        records.update_roll(rt.engine, roll_id, error=error[:2000])
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    started: list[int]
+    skipped: list[str]
+
+
+def check_rolls(rt: Runtime, app: Celery, now: datetime | None = None) -> CheckResult:
+    """Start a roll for each active session inside its roll window, on the session's clock."""
+    wall = now or datetime.now(UTC)
+    holidays = exchange_holidays()
+    started: list[int] = []
+    skipped: list[str] = []
+    for session in list_session_rows(rt.engine):
+        if session.status != "active" or records.unfinished_roll(rt.engine, session.id):
+            continue
+        try:
+            state = rt.store.load(session.id)
+            clock, decided = session_clock_of(rt, session.id, wall)
+            contract = state.session.contract
+            if not should_roll(contract, clock, holidays, rt.settings.roll_window_days):
+                continue
+            started.append(start_roll(rt, app, session.id, decided_at=decided).id)
+        except (RollExists, UnknownSession) as exc:
+            skipped.append(f"{session.id}: {exc}")
+        except BadInput as exc:
+            log.warning("session %s: no roll check (%s)", session.id, exc)
+            skipped.append(f"{session.id}: {exc}")
+    return CheckResult(started, skipped)

@@ -1,0 +1,96 @@
+"""Roll tasks (queue ``rolls``): one thin task per step of a roll, its errback, the trigger.
+
+Each step task takes the roll id and runs ``workers.rolls.steps.run_step``. A step whose roll
+is not running (or whose chain copy is behind the roll's row) is ignored, ending that copy of
+the chain. An await step whose order is still working retries itself after
+``roll_fill_retry_s``, at most ``roll_fill_max_tries`` tries in all; then it fails, and the
+errback (``tradefleet.rolls.failed``) marks the roll failed and stops the session's trading.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task, shared_task
+from celery.exceptions import Ignore
+
+from trading.exceptions import RetryLater
+from workers.rolls.chain import (
+    CHECK_TASK,
+    FAILED_TASK,
+    TASK_PREFIX,
+    check_rolls,
+    mark_failed,
+    record_error,
+)
+from workers.rolls.steps import Outcome, run_step
+from workers.runtime import runtime
+
+MAX_RETRIES = 50
+"""Retries of a step that met a transient condition (a busy lock, a fill not applied yet)."""
+
+
+class RollStepTask(Task):  # type: ignore[type-arg]
+    """Records, on the roll's row, the error that made a step fail for good."""
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        if args:
+            record_error(runtime(), int(args[0]), f"{type(exc).__name__}: {exc}")
+
+
+def _run(task: Task[Any, Any], roll_id: int, step: str) -> str:
+    rt = runtime()
+    outcome = run_step(rt, roll_id, step)
+    if outcome is Outcome.STALE:
+        raise Ignore()
+    if outcome is Outcome.WAIT:
+        tries = rt.settings.roll_fill_max_tries
+        raise task.retry(countdown=rt.settings.roll_fill_retry_s, max_retries=tries - 1)
+    return outcome.value
+
+
+def _step_task(step: str) -> RollStepTask:
+    def run(self: RollStepTask, roll_id: int) -> str:
+        return _run(self, roll_id, step)
+
+    run.__name__ = run.__qualname__ = step
+    return shared_task(
+        name=f"{TASK_PREFIX}{step}",
+        bind=True,
+        base=RollStepTask,
+        autoretry_for=(RetryLater,),
+        retry_backoff=True,
+        retry_backoff_max=5,
+        max_retries=MAX_RETRIES,
+    )(run)
+
+
+begin = _step_task("begin")
+close = _step_task("close")
+await_close = _step_task("await_close")
+open_ = _step_task("open")
+await_open = _step_task("await_open")
+switch = _step_task("switch")
+end = _step_task("end")
+
+
+@shared_task(
+    name=FAILED_TASK,
+    bind=True,
+    autoretry_for=(RetryLater,),
+    retry_backoff=True,
+    retry_backoff_max=5,
+    max_retries=MAX_RETRIES,
+)
+def failed(self: Task[Any, Any], roll_id: int) -> str:
+    """The chain's errback."""
+    return mark_failed(runtime(), roll_id).status
+
+
+@shared_task(name=CHECK_TASK)
+def check() -> list[int]:
+    """Beat: start a roll for each session inside its roll window (on the session's clock)."""
+    rt = runtime()
+    return check_rolls(rt, check.app).started
