@@ -38,6 +38,8 @@ from workers.brokers.base import AccountManager
 from workers.brokers.commands import Fill, QueryBalance
 from workers.order_records import get_order_row, insert_fill_if_absent, update_order_row
 from workers.risk.fills import risk_after_fill
+from workers.risk.stops import is_stop_id, sync_stop
+from workers.settings import get_settings
 from workers.state.store import Lease, StateChanges, StateStore
 
 log = logging.getLogger(__name__)
@@ -124,7 +126,20 @@ def apply_fill_to_session(
         fill.time,
     )
     update_order_row(engine, fill.client_order_id, "filled", fill.broker_order_id)
+    _protect(store, engine, broker, fill)
     return newly
+
+
+def _protect(store: StateStore, engine: Engine, broker: AccountManager, fill: Fill) -> None:
+    """After every fill (also one applied before: a crash may have come in between), the
+    broker holds the stop the position needs (``workers.risk.stops``). A failure is left to
+    the next fill and to order reconciliation: the fill itself is applied."""
+    if not get_settings().protective_stops:
+        return
+    try:
+        sync_stop(store, engine, broker, fill.session_id, fill.account, fill.time)
+    except (RetryLater, UnknownSession) as exc:
+        log.warning("session %s: protective stop not synced: %s", fill.session_id, exc)
 
 
 def _risk_changes(
@@ -165,7 +180,7 @@ def _already_applied(client: redis.Redis, fill: Fill) -> bool:
 def _order_not_recorded_yet(engine: Engine, lease: Lease, fill: Fill) -> bool:
     """Whether the session's state lacks the order of ``fill`` while its SQL row is young."""
     orders: dict[str, WorkingOrder] = lease.value("orders")
-    if fill.client_order_id in orders:
+    if fill.client_order_id in orders or is_stop_id(fill.client_order_id):
         return False
     row = get_order_row(engine, fill.client_order_id)
     if row is None or row.session_id != fill.session_id:

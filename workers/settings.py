@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     """Short re-checks of a busy session before it waits for the next period."""
     adopt_external_orders: bool = True
     """An order open at the broker and unknown to its session is adopted (else only flagged)."""
+    protective_stops: bool = False
+    """A position opened with a stop price gets a stop order resting at the broker
+    (``workers.risk.stops``). Off by default until a strategy's own exit and a touched broker
+    stop cannot both close the same position (see ``workers.risk.stops``)."""
     max_candles: Annotated[int, Field(ge=10, le=100_000)] = 500
     roll_check_interval_s: Annotated[float, Field(ge=0.5, le=604_800)] = 86_400.0
     """How often beat looks for sessions inside their roll window (daily by default)."""

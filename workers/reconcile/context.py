@@ -19,6 +19,7 @@ from workers.brokers.base import AccountManager
 from workers.fills import LAST_FILL_FIELD
 from workers.orders import session_broker
 from workers.records import get_session_row, record_event
+from workers.risk.stops import is_stop_id
 from workers.runtime import Runtime
 from workers.state.store import Lease, StateChanges
 
@@ -118,7 +119,8 @@ def held_position(fields: Mapping[str, str]) -> OpenPosition:
 
 
 def local_position(rt: Runtime, session_id: str, fields: Mapping[str, str]) -> LocalPosition:
-    """The session's side of the comparison: quantity, orders in flight, last fill time."""
+    """The session's side of the comparison: quantity, orders in flight, last fill time (a
+    protective stop, ``workers.risk.stops``, rests as long as its position: not in flight)."""
     contract = contract_of(fields)
     position = held_position(fields)
     in_other_contract = position.contract != contract and position.quantity != 0
@@ -128,7 +130,11 @@ def local_position(rt: Runtime, session_id: str, fields: Mapping[str, str]) -> L
         for coid, order in working_orders(fields).items()
         if order.status in OPEN_ORDER_STATUSES
     }
-    durable = {row.client_order_id for row in open_rows(rt, session_id)}
+    durable = {
+        row.client_order_id
+        for row in open_rows(rt, session_id)
+        if not is_stop_id(row.client_order_id)
+    }
     raw_fill = fields.get(LAST_FILL_FIELD)
     last_fill = datetime.fromisoformat(raw_fill) if raw_fill else None
     return LocalPosition(

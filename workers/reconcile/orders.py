@@ -8,6 +8,9 @@
 - open there, unknown here: adopted (a durable row marked ``external`` and a working copy),
   or only flagged once when ``adopt_external_orders`` is off or the owner is ambiguous.
 - open here, absent there: one query by client order id; no such order → lost.
+- an open position with a stop price has its protective stop resting there; a missing one
+  is re-placed (``workers.risk.stops.sync_stop``), a stop a flat position no longer needs is
+  cancelled.
 
 Every change is an event row (kind ``reconciliation``).
 """
@@ -44,6 +47,7 @@ from workers.fills import apply_fill_to_session, deliver_fills
 from workers.order_records import get_order_row, update_order_row
 from workers.reconcile import context
 from workers.reconcile.context import LOCK_WAIT_S, Target
+from workers.risk.stops import is_stop_id, sync_stop
 from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -131,7 +135,32 @@ def reconcile_orders(rt: Runtime, session_id: str) -> OrdersReport:
         report.changes.append((action.client_order_id, what))
     if flagged:
         _remember(rt, session_id, flagged)
+    if rt.settings.protective_stops and not report.failed:
+        _check_stop(rt, target, report)
     return report
+
+
+def _check_stop(rt: Runtime, target: Target, report: OrdersReport) -> None:
+    """The open position's protective stop rests at the broker; a missing one is re-placed
+    (``workers.risk.stops``), with an event."""
+    sid = target.session_id
+    try:
+        outcome = sync_stop(rt.store, rt.engine, target.broker, sid, target.account, verify=True)
+    except (RetryLater, LockBusy) as exc:
+        report.failed = context.describe(exc)
+        return
+    if outcome.placed is None and not outcome.cancelled:
+        return
+    lost = outcome.missing or next((c for c, _ in report.changes if is_stop_id(c)), None)
+    if outcome.placed is not None:
+        why = f"stop {lost} is gone at the broker" if lost else "the position had no stop"
+        message = f"protective stop missing ({why}): placed {outcome.placed}"
+        details = {"missing": lost, "placed": outcome.placed, "status": outcome.status}
+        context.record(rt, sid, "warning", message, details)
+        report.changes.append((outcome.placed, f"protective stop placed ({why})"))
+    for coid in outcome.cancelled:
+        context.record(rt, sid, "warning", f"protective stop {coid} not needed: cancelled", {})
+        report.changes.append((coid, "protective stop not needed: cancelled"))
 
 
 def _state(order: BrokerOrder) -> BrokerOrderState:

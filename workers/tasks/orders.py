@@ -8,6 +8,7 @@ from celery import Task, shared_task
 
 from trading.exceptions import RetryLater
 from workers.orders import poll_order, send_order
+from workers.risk.stops import STOP_POLL_INTERVAL_S, is_stop_id, keep_polling
 from workers.runtime import runtime
 
 POLL_TASK = "tradefleet.orders.poll"
@@ -46,14 +47,19 @@ def send(self: Task[Any, Any], session_id: str, client_order_id: str) -> str:
     max_retries=50,
 )
 def poll(self: Task[Any, Any], session_id: str, client_order_id: str, attempt: int) -> str:
-    """Match a resting order against newer prices; poll again (bounded) while it rests."""
+    """Match a resting order against newer prices; poll again while it rests: an order at
+    most ``MAX_POLLS`` times, a protective stop for as long as it rests (it ends filled or
+    cancelled when its position closes or its stop moves; ``workers.risk.stops``)."""
     rt = runtime()
     outcome = poll_order(rt, session_id, client_order_id)
-    if outcome.resting and attempt < MAX_POLLS:
+    stop = is_stop_id(client_order_id)
+    if outcome.resting and (stop or attempt < MAX_POLLS):
+        if stop:
+            keep_polling(rt.redis, client_order_id)
         self.app.send_task(
             POLL_TASK,
             args=[session_id, client_order_id, attempt + 1],
             queue=rt.settings.queue_orders,
-            countdown=POLL_INTERVAL_S,
+            countdown=STOP_POLL_INTERVAL_S if stop else POLL_INTERVAL_S,
         )
     return outcome.status

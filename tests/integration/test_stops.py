@@ -1,0 +1,163 @@
+"""Protective stops at the broker, through a real worker (real Redis, SQLite, the paper broker).
+
+The entry is made the way the tick step makes one: a working copy carrying ``stop_price`` in
+the session's state, the order row written, then the ``tradefleet.orders.send`` task (the
+strategy is warming up all along, so it decides nothing of its own). When the entry fills, a
+stop rests at the broker; a tick through it closes the position at the stop price; a stop
+deleted at the broker behind the session's back is re-placed by order reconciliation. Both run
+with the ``protective_stops`` setting on (the rig's settings, so its workers' environment too).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from models.state import WorkingOrder
+from tests.conftest import wait_until
+from tests.integration import worker as worker_fixtures
+from tests.integration.reconcile_rig import (
+    CONTRACT,
+    T0,
+    make_rig,
+    paper,
+    quantity,
+    reconciliation_events,
+    runtime_for,
+    state,
+)
+from tests.integration.tickpath_harness import SessionPlan, TickPathRig, replay_ticks
+from tests.integration.worker import WorkerFactory
+from trading.intents import client_order_id
+from workers.brokers.commands import BrokerOrder, CancelOrder, QueryOpenOrders, QueryPositions
+from workers.brokers.paper import PaperBroker
+from workers.order_records import get_order_row, insert_order_if_absent
+from workers.reconcile.schedule import ORDERS_TASK
+from workers.risk.stops import is_stop_id, stop_id
+from workers.state.store import StateChanges
+from workers.ticks.drain import SEND_ORDER_TASK
+from workers.ticks.publisher import epoch_ms
+
+pytestmark = pytest.mark.integration
+
+start_worker = worker_fixtures.start_worker
+ACCOUNT = "ACC-STOP"
+STOP = Decimal("1674.00")
+"""Below every price of the first 50 replay ticks (1675.50 .. 1676.75)."""
+ENTRY_TICKS = 50
+
+
+def open_session(rig: TickPathRig) -> str:
+    """A breakout session that stays in warmup (its lookback exceeds the ticks published)."""
+    plan = SessionPlan("stops", ACCOUNT, "breakout", (("lookback", "500"),))
+    return rig.create_sessions([plan])["stops"]
+
+
+def enter_long_with_stop(rig: TickPathRig, session_id: str) -> str:
+    """What the tick step does for a breakout entry: working copy with its stop, row, send."""
+    ticks = replay_ticks()[:ENTRY_TICKS]
+    assert min(t.price for t in ticks) > STOP
+    rig.publish_replay(ticks)
+    order = WorkingOrder(
+        client_order_id=client_order_id(session_id, 1, 0),
+        contract=CONTRACT,
+        side="buy",
+        quantity=1,
+        order_type="market",
+        intent="entry",
+        status="new",
+        created_at=T0,
+        stop_price=STOP,
+    )
+    with rig.store.locked(session_id, wait_s=5) as lease:
+        orders = {**lease.value("orders"), order.client_order_id: order}
+        rig.store.write(lease, StateChanges.of({"orders": orders}))
+    assert insert_order_if_absent(rig.engine, session_id, order, T0, "day")
+    rig.app.send_task(SEND_ORDER_TASK, args=[session_id, order.client_order_id], queue="orders")
+    return order.client_order_id
+
+
+def resting_stops(broker: PaperBroker) -> list[BrokerOrder]:
+    return [o for o in broker.open_orders(QueryOpenOrders(ACCOUNT)) if o.order_type == "stop"]
+
+
+def wait_for_stop(rig: TickPathRig, broker: PaperBroker, session_id: str) -> BrokerOrder:
+    wait_until(lambda: quantity(rig, session_id) == 1 and len(resting_stops(broker)) == 1, 30)
+    (stop,) = resting_stops(broker)
+    return stop
+
+
+def test_a_stop_rests_after_the_entry_fills_and_closes_the_position_at_its_price(
+    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+) -> None:
+    with make_rig(redis_url, tmp_path, protective_stops=True) as rig:
+        sid = open_session(rig)
+        start_worker(redis_url, queues=("ticks", "orders"), env=rig.worker_env())
+        broker = paper(runtime_for(rig.settings), ACCOUNT)
+        entry = enter_long_with_stop(rig, sid)
+        stop = wait_for_stop(rig, broker, sid)
+        held = state(rig, sid).open_position
+        stop_row = get_order_row(rig.engine, stop.client_order_id)
+
+        through = epoch_ms(replay_ticks()[ENTRY_TICKS - 1]) + 60_000
+        rig.publish_raw([(str(through), str(STOP), "1", "", "")])
+        wait_until(lambda: quantity(rig, sid) == 0, 30)
+        final = state(rig, sid)
+        broker_positions = broker.positions(QueryPositions(ACCOUNT))
+        still_resting = resting_stops(broker)
+        filled_row = get_order_row(rig.engine, stop.client_order_id)
+
+    assert stop.client_order_id == stop_id(sid, 1) and is_stop_id(stop.client_order_id)
+    assert (stop.side, stop.quantity, stop.stop_price) == ("sell", 1, STOP)
+    assert stop.session_id == sid and stop.contract == CONTRACT
+    assert held is not None and held.stop_price == STOP
+    assert stop_row is not None and (stop_row.intent, stop_row.status) == ("exit", "working")
+    assert final.open_position is not None and final.open_position.quantity == 0
+    assert final.open_position.stop_price is None
+    assert [(t.client_order_id, t.quantity) for t in final.trades] == [
+        (entry, 1),
+        (stop.client_order_id, -1),
+    ]
+    assert final.trades[-1].price == STOP
+    assert final.orders == {}
+    assert broker_positions == {} and still_resting == []
+    assert filled_row is not None and filled_row.status == "filled"
+
+
+def test_a_stop_deleted_at_the_broker_is_re_placed_by_order_reconciliation(
+    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+) -> None:
+    with make_rig(redis_url, tmp_path, reconcile_grace_s=0, protective_stops=True) as rig:
+        sid = open_session(rig)
+        worker = start_worker(
+            redis_url, queues=("ticks", "orders", "reconcile"), env=rig.worker_env()
+        )
+        broker = paper(runtime_for(rig.settings), ACCOUNT)
+        enter_long_with_stop(rig, sid)
+        first = wait_for_stop(rig, broker, sid)
+        assert broker.cancel_order(CancelOrder(ACCOUNT, first.client_order_id)).status == (
+            "cancelled"
+        )
+        assert resting_stops(broker) == []
+
+        report = worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
+        replaced = resting_stops(broker)
+        events = [e.message for e in reconciliation_events(rig, sid)]
+        again = worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
+        events_again = len(reconciliation_events(rig, sid))
+        old_row = get_order_row(rig.engine, first.client_order_id)
+        held = quantity(rig, sid)
+
+    (new,) = replaced
+    assert new.client_order_id == stop_id(sid, 2)
+    assert (new.side, new.quantity, new.stop_price) == ("sell", 1, STOP)
+    assert held == 1
+    assert old_row is not None and old_row.status == "cancelled"
+    assert "protective stop placed" in report and new.client_order_id in report
+    assert any(
+        m.startswith("protective stop missing") and new.client_order_id in m for m in events
+    ), events
+    assert again == f"{sid}: in sync (1 open)"
+    assert events_again == len(events)

@@ -1,0 +1,350 @@
+"""Protective stops at the broker: every position opened with a stop has a stop order resting.
+
+The stop a position needs follows from the session's state: ``open_position.stop_price`` (set
+by ``workers.fills`` when an entry carrying a ``stop_price`` fills), ``|quantity|`` contracts on
+the opposite side, in the position's contract (a position that lost its stop price to a
+rebuild keeps the price of its open stop). ``sync_stop`` makes the broker match it, under
+the session's lock (so two deliveries cannot race):
+
+- no stop needed (flat, or no stop price): every open stop order of the session is cancelled;
+- the newest open stop row matches (contract, side, quantity, price): it is placed if its row
+  is still ``new`` (a crash between writing the row and sending it; placing is idempotent by
+  client order id), and every older open stop is cancelled;
+- otherwise (first stop, the stop price or the quantity changed, or the last stop is gone): a
+  new row ``<16 hex of the session>-stop-<n>`` (``n`` = stop rows so far + 1) is written, the
+  other open stops are cancelled, THEN the new one is placed (never two stops resting at once,
+  which could reverse the position).
+
+Stop orders are not working copies in the session's ``orders`` (the tick step would count
+them as pending quantity); their record is the SQL order row (``order_type`` stop, ``intent``
+exit). A resting stop is polled (``tradefleet.orders.poll``: the paper broker matches resting
+orders only when asked) for as long as it rests; a Redis guard key keeps one poll chain per
+stop, and a chain that died is restarted by the next sync (every fill, every orders pass).
+
+Behind the ``protective_stops`` setting (off by default): a strategy that exits by itself
+(``breakout`` closes on a candle close through its stop) races the broker stop touched inside
+that candle; until an exit cancels the stop first and is dropped when the stop already filled,
+both can fill and reverse the position.
+
+Heat needs nothing here: it is measured to ``open_position.stop_price``, which is the price of
+the stop resting at the broker whenever the two are in sync.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import redis
+from celery import current_app
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session as DbSession
+
+from models.state import OpenPosition, OrderStatus, Side, WorkingOrder
+from models.tables import OrderRow
+from trading.intents import client_order_id
+from workers.brokers.base import AccountManager
+from workers.brokers.commands import CancelOrder, OrderAck, PlaceOrder, QueryOrder
+from workers.order_records import insert_order_if_absent, update_order_row
+from workers.settings import get_settings
+from workers.state.store import StateStore
+
+log = logging.getLogger(__name__)
+
+LOCK_WAIT_S = 5.0
+OPEN_STATUSES: tuple[OrderStatus, ...] = ("new", "sent", "working", "partially_filled")
+STOP_ID = re.compile(r"[0-9a-f]{16}-stop-[0-9]+")
+POLL_TASK = "tradefleet.orders.poll"
+STOP_POLL_INTERVAL_S = 0.5
+"""How often a resting stop is matched against new prices (the paper broker)."""
+POLL_GUARD_TTL_S = 30
+"""A stop's poll chain holds its guard this long past its last poll; then it may restart."""
+ACK_TO_LOCAL: dict[str, OrderStatus] = {
+    "working": "working",
+    "cancelled": "cancelled",
+    "rejected": "rejected",
+    "unknown": "lost",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WantedStop:
+    """The stop order a position needs."""
+
+    contract: str
+    side: Side
+    quantity: int
+    stop_price: Decimal
+
+
+@dataclass(slots=True)
+class StopOutcome:
+    """What one sync did: ``placed`` the new stop's id (if one was written), ``cancelled``
+    ids, ``resting`` the id of the stop resting now (if any)."""
+
+    session_id: str
+    placed: str | None = None
+    cancelled: list[str] = field(default_factory=list)
+    resting: str | None = None
+    missing: str | None = None
+    status: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.placed is not None or bool(self.cancelled)
+
+
+def is_stop_id(coid: str) -> bool:
+    """Whether ``coid`` names a protective stop order (``<hex>-stop-<n>``)."""
+    return STOP_ID.fullmatch(coid) is not None
+
+
+def stop_id(session_id: str, n: int) -> str:
+    """The ``n``-th protective stop of the session: deterministic, retry-safe."""
+    prefix = client_order_id(session_id, 0, 0).split("-", 1)[0]
+    return f"{prefix}-stop-{n}"
+
+
+def poll_guard_key(coid: str) -> str:
+    return f"tf:stoppoll:{coid}"
+
+
+def wanted_stop(position: OpenPosition | None) -> WantedStop | None:
+    """The stop ``position`` needs, or None (flat, or opened without a stop)."""
+    if position is None or position.quantity == 0 or position.stop_price is None:
+        return None
+    side: Side = "sell" if position.quantity > 0 else "buy"
+    return WantedStop(position.contract, side, abs(position.quantity), position.stop_price)
+
+
+def _inherited(position: OpenPosition | None, rows: list[OrderRow]) -> WantedStop | None:
+    """An open position without a stop price (its state was rebuilt or corrected) keeps the
+    price of the stop still open for it, resized: a position is never unprotected silently."""
+    if position is None or position.quantity == 0 or not rows or rows[-1].stop_price is None:
+        return None
+    side: Side = "sell" if position.quantity > 0 else "buy"
+    if (rows[-1].contract, rows[-1].side) != (position.contract, side):
+        return None
+    return WantedStop(position.contract, side, abs(position.quantity), Decimal(rows[-1].stop_price))
+
+
+def open_stop_rows(engine: Engine, session_id: str) -> list[OrderRow]:
+    """The session's protective stop rows that are not final, oldest first."""
+    query = (
+        select(OrderRow)
+        .where(
+            OrderRow.session_id == session_id,
+            OrderRow.order_type == "stop",
+            OrderRow.intent == "exit",
+            OrderRow.status.in_(OPEN_STATUSES),
+        )
+        .order_by(OrderRow.id)
+    )
+    with DbSession(engine, expire_on_commit=False) as db:
+        return [row for row in db.scalars(query).all() if is_stop_id(row.client_order_id)]
+
+
+def _stop_count(engine: Engine, session_id: str) -> int:
+    query = select(func.count(OrderRow.id)).where(
+        OrderRow.session_id == session_id,
+        OrderRow.order_type == "stop",
+        OrderRow.client_order_id.like("%-stop-%"),
+    )
+    with DbSession(engine) as db:
+        return int(db.scalar(query) or 0)
+
+
+def _last_decided(engine: Engine, session_id: str) -> datetime | None:
+    """When the session's newest stop was decided (a re-placed stop is decided no earlier)."""
+    query = (
+        select(OrderRow.decided_at)
+        .where(OrderRow.session_id == session_id, OrderRow.order_type == "stop")
+        .order_by(OrderRow.id.desc())
+        .limit(1)
+    )
+    with DbSession(engine) as db:
+        return db.scalar(query)
+
+
+def _matches(row: OrderRow, wanted: WantedStop) -> bool:
+    return (
+        row.contract == wanted.contract
+        and row.side == wanted.side
+        and row.quantity == wanted.quantity
+        and row.stop_price is not None
+        and Decimal(row.stop_price) == wanted.stop_price
+    )
+
+
+def _data_now(fields: dict[str, str], hint: datetime | None) -> datetime:
+    """The data time a stop is decided at: the later of ``hint`` (the fill's time) and the
+    session's last processed tick; wall-clock now when neither is known."""
+    times = [] if hint is None else [hint]
+    raw = fields.get("_progress")
+    if raw:
+        last_ms = json.loads(raw).get("last_ms")
+        if isinstance(last_ms, int) and last_ms > 0:
+            times.append(datetime.fromtimestamp(last_ms / 1000, tz=UTC))
+    return max(times) if times else datetime.now(UTC)
+
+
+def sync_stop(
+    store: StateStore,
+    engine: Engine,
+    broker: AccountManager,
+    session_id: str,
+    account: str,
+    as_of: datetime | None = None,
+    *,
+    verify: bool = False,
+) -> StopOutcome:
+    """Make the broker hold exactly the stop the session's position needs (see the module).
+
+    ``as_of``: the data time of the fill that changed the position. ``verify``: also ask the
+    broker whether the stop the session holds as working still rests there (reconciliation);
+    one that does not (cancelled or lost behind the session's back) is ``missing`` and is
+    replaced. A stop that filled while being cancelled stops the sync: its fill comes first.
+    """
+    outcome = StopOutcome(session_id)
+    with store.locked(session_id, wait_s=LOCK_WAIT_S) as lease:
+        position: OpenPosition | None = lease.value("open_position")
+        rows = open_stop_rows(engine, session_id)
+        wanted = wanted_stop(position) or _inherited(position, rows)
+        keep = rows[-1] if rows and wanted is not None and _matches(rows[-1], wanted) else None
+        if keep is not None and verify and not _still_working(engine, broker, account, keep):
+            outcome.missing = keep.client_order_id
+            keep = None
+        raced = False
+        for row in rows:
+            if row is not keep and row.client_order_id != outcome.missing:
+                raced = not _cancel(engine, broker, account, row, outcome) or raced
+        if wanted is None or raced:
+            return outcome
+        if keep is None:
+            n = _stop_count(engine, session_id) + 1
+            coid = stop_id(session_id, n)
+            order = WorkingOrder(
+                client_order_id=coid,
+                contract=wanted.contract,
+                side=wanted.side,
+                quantity=wanted.quantity,
+                order_type="stop",
+                intent="exit",
+                status="new",
+                created_at=datetime.now(UTC),
+                stop_price=wanted.stop_price,
+            )
+            decided = _data_now(dict(lease.fields), as_of or _last_decided(engine, session_id))
+            insert_order_if_absent(engine, session_id, order, decided, "gtc")
+            outcome.placed = coid
+            status = _place(engine, broker, account, session_id, order, decided)
+        elif keep.status == "new":
+            assert keep.decided_at is not None
+            order = _as_order(keep)
+            status = _place(engine, broker, account, session_id, order, keep.decided_at)
+        else:
+            status = keep.status
+        outcome.status = status
+        if status == "working":
+            outcome.resting = outcome.placed or (None if keep is None else keep.client_order_id)
+    if outcome.resting is not None:
+        start_polling(store.client, session_id, outcome.resting)
+    return outcome
+
+
+def _as_order(row: OrderRow) -> WorkingOrder:
+    side: Side = "sell" if row.side == "sell" else "buy"
+    return WorkingOrder(
+        client_order_id=row.client_order_id,
+        contract=row.contract,
+        side=side,
+        quantity=row.quantity,
+        order_type="stop",
+        intent="exit",
+        status="new",
+        created_at=row.created_at,
+        stop_price=None if row.stop_price is None else Decimal(row.stop_price),
+    )
+
+
+def _place(
+    engine: Engine,
+    broker: AccountManager,
+    account: str,
+    session_id: str,
+    order: WorkingOrder,
+    decided: datetime,
+) -> str:
+    ack = broker.place_order(
+        PlaceOrder(
+            account=account,
+            session_id=session_id,
+            client_order_id=order.client_order_id,
+            contract=order.contract,
+            side=order.side,
+            quantity=order.quantity,
+            order_type="stop",
+            stop_price=order.stop_price,
+            time_in_force="gtc",
+            decided_at=decided,
+        )
+    )
+    _record(engine, ack)
+    log.info("session %s: protective stop %s is %s", session_id, ack.client_order_id, ack.status)
+    return ack.status
+
+
+def _cancel(
+    engine: Engine, broker: AccountManager, account: str, row: OrderRow, outcome: StopOutcome
+) -> bool:
+    """Cancel one stop (True); False when it filled meanwhile: its row stays open for its
+    fill."""
+    ack = broker.cancel_order(CancelOrder(account, row.client_order_id))
+    if ack.status == "filled":
+        log.warning("protective stop %s filled before it could be cancelled", row.client_order_id)
+        return False
+    _record(engine, ack)
+    outcome.cancelled.append(row.client_order_id)
+    return True
+
+
+def _still_working(engine: Engine, broker: AccountManager, account: str, row: OrderRow) -> bool:
+    """Whether the broker still works ``row``'s stop; a dead one takes the broker's status
+    (a filled one stays open here: its fill is delivered like any fill)."""
+    if row.status == "new":
+        return True
+    answer = broker.order(QueryOrder(account, row.client_order_id))
+    status = "unknown" if answer is None else answer.status
+    if status in {"working", "filled"}:
+        return True
+    update_order_row(engine, row.client_order_id, ACK_TO_LOCAL[status])
+    return False
+
+
+def _record(engine: Engine, ack: OrderAck) -> None:
+    local = ACK_TO_LOCAL.get(ack.status)
+    if local is not None:
+        update_order_row(engine, ack.client_order_id, local, ack.broker_order_id or None)
+
+
+def start_polling(client: redis.Redis, session_id: str, coid: str) -> bool:
+    """Start the poll chain of a resting stop unless one holds its guard; True if started."""
+    if not client.set(poll_guard_key(coid), "1", nx=True, ex=POLL_GUARD_TTL_S):
+        return False
+    current_app.send_task(
+        POLL_TASK,
+        args=[session_id, coid, 1],
+        queue=get_settings().queue_orders,
+        countdown=STOP_POLL_INTERVAL_S,
+    )
+    return True
+
+
+def keep_polling(client: redis.Redis, coid: str) -> None:
+    """A stop's poll chain is alive: hold its guard for another ``POLL_GUARD_TTL_S``."""
+    client.set(poll_guard_key(coid), "1", ex=POLL_GUARD_TTL_S)
