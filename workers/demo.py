@@ -101,6 +101,9 @@ class SessionSummary:
     broker_position: int
     realized_pnl: str
     commissions: str
+    portfolio_heat: str = "0"
+    portfolio_heat_warned: bool = False
+    portfolio_heat_blocked: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -116,6 +119,9 @@ class SessionSummary:
             "position": self.position,
             "broker_position": self.broker_position,
             "realized_pnl": self.realized_pnl,
+            "portfolio_heat": self.portfolio_heat,
+            "portfolio_heat_warned": self.portfolio_heat_warned,
+            "portfolio_heat_blocked": self.portfolio_heat_blocked,
         }
 
 
@@ -408,6 +414,9 @@ class Demo:
                     broker_position=broker_position,
                     realized_pnl=str(state.account_pnl_info.realized),
                     commissions=str(state.account_pnl_info.commissions),
+                    portfolio_heat=str(state.portfolio_heat),
+                    portfolio_heat_warned=state.portfolio_heat_warned,
+                    portfolio_heat_blocked=state.portfolio_heat_blocked,
                 )
             )
         return out

@@ -20,14 +20,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
-from models.state import OrderStatus, WorkingOrder
+from models.state import OpenPosition, OrderStatus, WorkingOrder
 from models.tables import OrderRow, TradingSessionRow
 from trading.exceptions import UnknownSession
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import OrderAck, PlaceOrder, QueryOrder
 from workers.fills import LOCK_WAIT_S, deliver_fills
 from workers.order_records import get_order_row, update_order_row
-from workers.records import get_session_row
+from workers.records import get_session_row, record_event
+from workers.risk.fills import release_entry
+from workers.risk.stops import clear_for_exit, is_stop_id
 from workers.runtime import Runtime
 from workers.state.store import StateChanges
 
@@ -90,8 +92,27 @@ def send_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcom
         return SendOutcome(row.status)
     broker = session_broker(rt, session)
     for earlier in unsent_orders_before(rt, session_id, row.id):
-        _record_ack(rt, session, _place(broker, session, earlier))
-    return _after_ack(rt, broker, session, _place(broker, session, row))
+        _record_ack(rt, session, _send(rt, broker, session, earlier))
+    return _after_ack(rt, broker, session, _send(rt, broker, session, row))
+
+
+def _send(
+    rt: Runtime, broker: AccountManager, session: TradingSessionRow, row: OrderRow
+) -> OrderAck:
+    """Place one order; an exit first cancels the session's resting protective stops and is
+    answered ``cancelled`` without reaching the broker when one of them had already filled
+    (the stop closed the position; sending the exit too would reverse it)."""
+    exit_order = row.intent == "exit" and not is_stop_id(row.client_order_id)
+    if (
+        exit_order
+        and rt.settings.protective_stops
+        and not clear_for_exit(rt.store, rt.engine, broker, session.id, session.account)
+    ):
+        coid = row.client_order_id
+        message = f"exit {coid} dropped: the protective stop already closed the position"
+        record_event(rt.engine, session.id, "risk", "info", message, {"client_order_id": coid})
+        return OrderAck(coid, "", "cancelled")
+    return _place(broker, session, row)
 
 
 def _place(broker: AccountManager, session: TradingSessionRow, row: OrderRow) -> OrderAck:
@@ -153,4 +174,9 @@ def _drop_working_order(rt: Runtime, session_id: str, coid: str, status: str) ->
             return
         remaining = {k: v for k, v in orders.items() if k != coid}
         rt.store.write(lease, StateChanges.of({"orders": remaining}))
+        if orders[coid].intent == "entry":
+            row = get_session_row(rt.engine, session_id)
+            position: OpenPosition | None = lease.value("open_position")
+            if row is not None:
+                release_entry(rt.redis, row.account, session_id, position, remaining)
     log.warning("session %s: order %s is %s at the broker", session_id, coid, status)

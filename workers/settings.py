@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     queue_rolls: str = "rolls"
     queue_default: str = "default"
     tick_batch: Annotated[int, Field(ge=1, le=100_000)] = 2_000
-    claim_batch: Annotated[int, Field(ge=1, le=1_000)] = 16
+    claim_batch: Annotated[int, Field(ge=1, le=1_000)] = 128
     max_drainers: Annotated[int, Field(ge=1, le=1_000)] = 4
     drainer_grace_ms: Annotated[int, Field(ge=1_000, le=3_600_000)] = 30_000
     drain_budget_s: Annotated[float, Field(gt=0, le=600)] = 5.0
@@ -57,8 +57,9 @@ class Settings(BaseSettings):
     """An order open at the broker and unknown to its session is adopted (else only flagged)."""
     protective_stops: bool = False
     """A position opened with a stop price gets a stop order resting at the broker
-    (``workers.risk.stops``). Off by default until a strategy's own exit and a touched broker
-    stop cannot both close the same position (see ``workers.risk.stops``)."""
+    (``workers.risk.stops``); an exit cancels it first and is dropped if it already filled.
+    Off by default: the tick-path test harness (``settled``, ``assert_consistent``) still
+    expects every order of a run to end filled, which a resting or cancelled stop never is."""
     max_candles: Annotated[int, Field(ge=10, le=100_000)] = 500
     roll_check_interval_s: Annotated[float, Field(ge=0.5, le=604_800)] = 86_400.0
     """How often beat looks for sessions inside their roll window (daily by default)."""

@@ -5,6 +5,7 @@ one query, then lost."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ from tests.integration.worker import WorkerFactory
 from workers.brokers.commands import CancelOrder, QueryOpenOrders
 from workers.reconcile.orders import reconcile_orders
 from workers.reconcile.schedule import ORDERS_TASK
+from workers.risk.book import RiskBook
 from workers.ticks.publisher import epoch_ms
 
 pytestmark = pytest.mark.integration
@@ -150,3 +152,35 @@ def test_external_orders_are_only_flagged_when_adoption_is_off(
         assert event.message.startswith("external order outsider:")
         assert state(rig, sid).orders == {} and rows(rig) == {}
         assert open_there == ["outsider"]
+
+
+def test_an_entry_rejected_at_the_broker_gives_its_reservation_back(
+    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+) -> None:
+    """A flat session reserved 600 of heat for an entry the broker then rejected: the orders
+    pass closes the entry and the account's risk book holds nothing for the session again;
+    a second session's reservation on the same account is untouched."""
+    with make_rig(redis_url, tmp_path, reconcile_grace_s=0) as rig:
+        sid = create(rig, "rejected-entry", ACCOUNT)
+        other = create(rig, "other-entry", ACCOUNT)
+        book = RiskBook(rig.client, rig.settings)
+        equity = Decimal(100_000)
+        for session_id in (sid, other):
+            answer = book.reserve(
+                ACCOUNT, session_id, Decimal(600), Decimal(600), equity, "2013-10-07"
+            )
+            assert answer.accepted, answer
+        assert book.read(ACCOUNT).total == Decimal(1200)
+        local_order(rig, sid, "entry-rejected")
+        rejected_at_broker(rig, sid, "entry-rejected")
+
+        worker = start_worker(redis_url, queues=("reconcile",), env=rig.worker_env())
+        worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
+        after = book.read(ACCOUNT)
+        working = state(rig, sid).orders
+
+    assert rows(rig)["entry-rejected"] == ("rejected", False)
+    assert working == {}
+    assert after.sessions.get(sid, Decimal(0)) == 0
+    assert after.sessions[other] == Decimal(600)
+    assert after.total == Decimal(600)

@@ -81,6 +81,7 @@ class SessionPlan:
     strategy: str
     args: tuple[tuple[str, str], ...]
     timeframe: str = "1m"
+    quantity: int = 1
 
     def request(self) -> NewSession:
         return NewSession(
@@ -91,6 +92,7 @@ class SessionPlan:
             strategy=self.strategy,
             strategy_args=dict(self.args),
             timeframe=self.timeframe,
+            quantity=self.quantity,
         )
 
 

@@ -139,8 +139,10 @@ def reduce_coid(session_id: str, coid: str) -> str:
 
 
 def seq_leg(key: str) -> tuple[int, int]:
-    seq, leg = key.split("-")
-    return int(seq), int(leg)
+    """``<seq>-<leg>`` → (seq, leg); a protective stop ``stop-<n>`` → (-1, n): stops are
+    compared by their own number, after nothing else."""
+    head, leg = key.split("-")
+    return (-1 if head == "stop" else int(head)), int(leg)
 
 
 def text(raw: bytes | str) -> str:

@@ -58,24 +58,53 @@ def test_an_accepted_entry_never_takes_heat_above_the_block(
         assert Decimal(others + new) / equity <= Decimal(block) / PPM
 
 
-@given(st.lists(cents, min_size=1, max_size=30), cents.filter(lambda e: e > 0))
-def test_warn_sets_once_per_crossing(totals: list[int], equity: int) -> None:
-    warn, hyst = 60_000, 10_000
-    warned, sets = False, 0
+@st.composite
+def heat_paths(draw: st.DrawFn) -> tuple[list[int], int, int, int]:
+    """Totals (cents) whose heat wanders around the warn level and through its hysteresis
+    band, with the equity, the warn level and the hysteresis (ppm) they are judged by."""
+    equity = draw(st.integers(min_value=1, max_value=10**9))
+    warn = draw(st.integers(min_value=1, max_value=PPM))
+    hyst = draw(st.integers(min_value=0, max_value=warn))
+    levels = st.integers(min_value=0, max_value=2 * PPM)
+    near = st.integers(min_value=max(0, warn - hyst - 2), max_value=warn + 2)
+    heats = draw(st.lists(st.one_of(levels, near), min_size=1, max_size=40))
+    return [h * equity // PPM for h in heats], equity, warn, hyst
+
+
+@given(heat_paths())
+def test_warn_sets_exactly_once_per_crossing(path: tuple[list[int], int, int, int]) -> None:
+    """The flag rises exactly when heat reaches warn while armed, and re-arms only once heat
+    fell below ``warn - hysteresis``: moves inside the band never set it twice (no flapping),
+    and the number of sets is the number of crossings, no more, no fewer."""
+    totals, equity, warn, hyst = path
+    warned, sets, armed, crossings = False, 0, True, 0
     for total in totals:
+        hot = total > 0 and total * PPM >= warn * equity
+        cold = total * PPM < (warn - hyst) * equity
+        if armed and hot:
+            crossings, armed = crossings + 1, False
+        elif not armed and cold:
+            armed = True
         after = next_warned(warned, total, equity, warn, hyst)
         sets += after and not warned
-        if after:
-            assert total * PPM >= (warn - hyst) * equity
-        else:
-            assert total * PPM < warn * equity
+        assert after == (not armed), (total, warned)
+        if after and not warned:
+            assert hot
+        if warned and not after:
+            assert cold
         warned = after
-    crossings = sum(
-        1
-        for before, now in zip([0, *totals], totals, strict=False)
-        if now * PPM >= warn * equity > 0 and before * PPM < (warn - hyst) * equity
-    )
-    assert sets >= min(crossings, 1) or crossings == 0
+    assert sets == crossings
+
+
+def test_warn_inside_the_band_does_not_flap() -> None:
+    """6 % warn, 1 % hysteresis, equity 100 000: 6 % sets, 5.5 % keeps, 6.5 % does not set
+    again, 4.99 % clears, 6 % sets again."""
+    equity, warn, hyst = 10_000_000, 60_000, 10_000
+    flags, warned = [], False
+    for total in (600_000, 550_000, 650_000, 500_000, 499_900, 600_000):
+        warned = next_warned(warned, total, equity, warn, hyst)
+        flags.append(warned)
+    assert flags == [True, True, True, True, False, True]
 
 
 @given(cents, cents.filter(lambda e: e > 0), ppm.filter(lambda b: b > 0))

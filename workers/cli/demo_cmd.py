@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from decimal import Decimal
 from typing import Annotated
 
 import typer
@@ -16,7 +17,7 @@ from workers.demo import Demo, DemoResult, SessionSummary
 from workers.processes import ChildProcesses
 from workers.settings import get_settings
 
-PIPED_WIDTH = 150
+PIPED_WIDTH = 170
 """Width of the tables when the output is not a terminal (a log file, CI)."""
 
 
@@ -34,6 +35,7 @@ def _table(summaries: list[SessionSummary], *, brokers: bool) -> Table:
         "broker",
         "realized",
         "commissions",
+        "heat",
     ):
         table.add_column(column, justify="left" if column in {"session", "contract"} else "right")
     for s in summaries:
@@ -49,8 +51,18 @@ def _table(summaries: list[SessionSummary], *, brokers: bool) -> Table:
             str(s.broker_position) if brokers else "-",
             s.realized_pnl,
             s.commissions,
+            _heat(s),
         )
     return table
+
+
+def _heat(s: SessionSummary) -> str:
+    """The session's heat as a percentage of its account's equity, flagged when warned or
+    blocked."""
+    shown = f"{Decimal(s.portfolio_heat) * 100:.2f}%"
+    if s.portfolio_heat_blocked:
+        return shown + " BLOCKED"
+    return shown + " warn" if s.portfolio_heat_warned else shown
 
 
 class _LiveView:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session as DbSession
 
-from models.state import Intent, OrderStatus, WorkingOrder
+from models.state import Intent, OpenPosition, OrderStatus, WorkingOrder
 from models.tables import OrderRow
 from trading.exceptions import LockBusy, RetryLater
 from trading.reconcile import (
@@ -47,6 +47,8 @@ from workers.fills import apply_fill_to_session, deliver_fills
 from workers.order_records import get_order_row, update_order_row
 from workers.reconcile import context
 from workers.reconcile.context import LOCK_WAIT_S, Target
+from workers.records import get_session_row
+from workers.risk.fills import release_entry
 from workers.risk.stops import is_stop_id, sync_stop
 from workers.runtime import Runtime
 
@@ -274,6 +276,17 @@ def _close(rt: Runtime, session_id: str, coid: str, status: OrderStatus) -> None
             remaining = {k: v for k, v in orders.items() if k != coid}
             meta = context.meta_of(lease.fields)
             context.write(rt, lease, meta, {"orders": remaining})
+            if status != "filled" and orders[coid].intent == "entry":
+                _release(rt, session_id, context.held_position(lease.fields), remaining)
+
+
+def _release(
+    rt: Runtime, session_id: str, position: OpenPosition, remaining: dict[str, WorkingOrder]
+) -> None:
+    """A dead entry gives its reservation on the account's risk book back."""
+    row = get_session_row(rt.engine, session_id)
+    if row is not None:
+        release_entry(rt.redis, row.account, session_id, position, remaining)
 
 
 def _adopt(rt: Runtime, session_id: str, order: BrokerOrder) -> None:

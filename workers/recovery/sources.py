@@ -41,6 +41,7 @@ from workers.brokers.commands import (
 from workers.order_records import insert_fill_if_absent, update_order_row
 from workers.orders import BROKER_TO_LOCAL
 from workers.recovery.rebuild import Definition, OrderRecord, RecordedFill, history_window
+from workers.risk.stops import is_stop_id
 from workers.ticks.keys import stream_key
 from workers.ticks.step import StreamEntry
 
@@ -122,7 +123,8 @@ def client_order_ids(engine: Engine, session_id: str) -> list[str]:
 
 
 def open_order_records(engine: Engine, session_id: str) -> list[OrderRecord]:
-    """The session's order rows that are not final, oldest first."""
+    """The session's order rows that are not final, oldest first; protective stops are left
+    out (they are not working copies: a rebuilt session must not count one as pending)."""
     query = (
         select(OrderRow)
         .where(OrderRow.session_id == session_id, OrderRow.status.in_(OPEN_ORDER_STATUSES))
@@ -144,6 +146,7 @@ def open_order_records(engine: Engine, session_id: str) -> list[OrderRecord]:
                 broker_order_id=row.broker_order_id,
             )
             for row in db.scalars(query).all()
+            if not is_stop_id(row.client_order_id)
         ]
 
 

@@ -9,12 +9,13 @@ reconciliation and the next fill correct the book.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from decimal import Decimal
 
 import redis
 from sqlalchemy.engine import Engine
 
-from models.state import ContractDetails, OpenPosition
+from models.state import ContractDetails, OpenPosition, WorkingOrder
 from workers.records import record_event
 from workers.risk.book import RiskBook
 from workers.risk.entry import warn_event
@@ -62,3 +63,30 @@ def risk_after_fill(
         "portfolio_heat_warned": answer.warned,
         "portfolio_heat_blocked": answer.blocked,
     }
+
+
+def release_entry(
+    client: redis.Redis,
+    account: str,
+    session_id: str,
+    position: OpenPosition | None,
+    remaining: Mapping[str, WorkingOrder],
+) -> Decimal | None:
+    """An entry reserved at order time died at the broker (rejected, cancelled, lost): the
+    session's risk on the account book goes back to what it holds plus what its remaining
+    open orders still ask for (at the per-contract risk of its last entry; flat → none).
+    Returns the account's heat after, or None when the book could
+    not be updated (logged; the next fill or reconciliation corrects it)."""
+    held = 0 if position is None else position.quantity
+    pending = sum(
+        (o.quantity - o.filled_quantity) * (1 if o.side == "buy" else -1)
+        for o in remaining.values()
+        if o.status in ("new", "sent", "working", "partially_filled")
+    )
+    try:
+        book = RiskBook(client, get_settings())
+        answer = book.set_position(account, session_id, held + pending, None, None)
+    except Exception:
+        log.exception("session %s: the reservation of a dead entry was not released", session_id)
+        return None
+    return answer.heat

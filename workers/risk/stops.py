@@ -21,10 +21,12 @@ exit). A resting stop is polled (``tradefleet.orders.poll``: the paper broker ma
 orders only when asked) for as long as it rests; a Redis guard key keeps one poll chain per
 stop, and a chain that died is restarted by the next sync (every fill, every orders pass).
 
-Behind the ``protective_stops`` setting (off by default): a strategy that exits by itself
-(``breakout`` closes on a candle close through its stop) races the broker stop touched inside
-that candle; until an exit cancels the stop first and is dropped when the stop already filled,
-both can fill and reverse the position.
+A strategy that exits by itself (``breakout`` closes on a candle close through its stop)
+races the broker stop touched inside that candle. Every exit therefore cancels the session's
+resting stops before it is sent (``clear_for_exit``) and is dropped when one had already
+filled, and no stop is placed while an exit of the session is open (``exit_pending``): the
+two never both fill. Behind the ``protective_stops`` setting (off by default, see
+``workers.settings``).
 
 Heat needs nothing here: it is measured to ``open_position.stop_price``, which is the price of
 the stop resting at the broker whenever the two are in sync.
@@ -215,6 +217,8 @@ def sync_stop(
         position: OpenPosition | None = lease.value("open_position")
         rows = open_stop_rows(engine, session_id)
         wanted = wanted_stop(position) or _inherited(position, rows)
+        if exit_pending(lease.value("orders")):
+            wanted = None
         keep = rows[-1] if rows and wanted is not None and _matches(rows[-1], wanted) else None
         if keep is not None and verify and not _still_working(engine, broker, account, keep):
             outcome.missing = keep.client_order_id
@@ -255,6 +259,24 @@ def sync_stop(
     if outcome.resting is not None:
         start_polling(store.client, session_id, outcome.resting)
     return outcome
+
+
+def exit_pending(orders: dict[str, WorkingOrder]) -> bool:
+    """Whether the session has an exit order of its own still open: while it is, no stop is
+    placed (the exit cancels the stop before it is sent; a stop re-placed meanwhile could fill
+    after the exit and reverse the position)."""
+    return any(o.intent == "exit" and o.status in OPEN_STATUSES for o in orders.values())
+
+
+def clear_for_exit(
+    store: StateStore, engine: Engine, broker: AccountManager, session_id: str, account: str
+) -> bool:
+    """Before an exit of the session is sent: cancel its resting protective stops. False when
+    one of them had already filled (it closed the position: the exit must not be sent)."""
+    outcome = StopOutcome(session_id)
+    with store.locked(session_id, wait_s=LOCK_WAIT_S):
+        rows = open_stop_rows(engine, session_id)
+        return all([_cancel(engine, broker, account, row, outcome) for row in rows])
 
 
 def _as_order(row: OrderRow) -> WorkingOrder:

@@ -33,6 +33,7 @@ from workers.settings import Settings
 from workers.state import scripts as store_scripts
 from workers.ticks import scripts
 from workers.ticks.keys import DRAINERS_KEY, READY_KEY, stream_key
+from workers.ticks.lazy_fields import BEGIN_FIELDS, LazyFields, RoundLoader
 from workers.ticks.pipelines import execute, queue_script
 from workers.ticks.step import CURSOR_FIELD, NewOrder, SessionStep, StepResult
 
@@ -98,34 +99,29 @@ class TickDrainer:
             scripts.end_session_script(store_scripts.WRITE_BODY, store_scripts.HELPERS)
         )
         self._claim = client.register_script(scripts.CLAIM)
-        self._alive = client.register_script(scripts.DRAIN_ALIVE)
         self._done = client.register_script(scripts.DRAIN_DONE)
         self._unlock = client.register_script(store_scripts.RELEASE)
-        self._scripts = (self._begin, self._end, self._claim, self._alive)
+        self._scripts = (self._begin, self._end, self._claim)
         self._latency: list[int] = []
         self._risk = RiskBook(client, settings, broker_equity(engine, settings))
 
     def drain(self, drainer_id: str, budget_s: float) -> DrainReport:
         """Serve ready sessions until none is due (finished) or the time budget is spent.
 
-        Each round is three round trips whatever the number of sessions claimed: renew this
-        drainer's place and claim (one pipeline), begin every claimed session (one pipeline),
-        end every one of them (one pipeline).
+        Each round is two round trips whatever the number of sessions claimed: begin every
+        claimed session (one pipeline), then end every one of them, renew this drainer's place
+        and claim the next round's sessions (one pipeline). Only a drainer that found nothing
+        to claim claims on its own.
         """
-        settings = self.settings
         deadline = time.monotonic() + budget_s
         sessions = ticks = 0
         idle_since = 0.0
+        claimed: list[str] = []
         while time.monotonic() < deadline:
-            now = _now_ms()
-            with self.client.pipeline(transaction=False) as pipe:
-                alive_args = [drainer_id, now + settings.drainer_grace_ms]
-                queue_script(pipe, self._alive, [DRAINERS_KEY], alive_args)
-                claim_args = [now, settings.lock_ttl_ms, settings.claim_batch]
-                queue_script(pipe, self._claim, [READY_KEY], claim_args)
-                self._flush_latency(pipe)
-                replies = execute(pipe, self._scripts)
-            claimed = [_checked(reply) for reply in replies][1]
+            if not claimed:
+                with self.client.pipeline(transaction=False) as pipe:
+                    self._queue_claim(pipe, drainer_id)
+                    claimed = self._claimed(execute(pipe, self._scripts))
             if not claimed:
                 idle_since = idle_since or time.monotonic()
                 if time.monotonic() - idle_since < IDLE_LINGER_S:
@@ -137,19 +133,40 @@ class TickDrainer:
                 time.sleep(0.002)
                 continue
             idle_since = 0.0
-            session_ids = [_text(raw) for raw in claimed]
-            sessions += len(session_ids)
-            ticks += self._process_guarded(session_ids)
+            sessions += len(claimed)
+            done, claimed = self._round_guarded(claimed, drainer_id, deadline)
+            ticks += done
+        if claimed:
+            self.client.zadd(READY_KEY, dict.fromkeys(claimed, _now_ms()), xx=True)
         if self._latency:
             with self.client.pipeline(transaction=False) as pipe:
                 self._flush_latency(pipe)
                 pipe.execute()
         return DrainReport(sessions, ticks, finished=False)
 
-    def _process_guarded(self, session_ids: Sequence[str]) -> int:
-        """A failure outside any one session's step (Redis down) retries them all later."""
+    def _queue_claim(self, pipe: redis.client.Pipeline, drainer_id: str) -> None:
+        """Renew this drainer's place and claim due sessions (the second reply); the latency
+        samples gathered so far go along."""
+        settings = self.settings
+        now = _now_ms()
+        pipe.zadd(DRAINERS_KEY, {drainer_id: now + settings.drainer_grace_ms})
+        claim_args = [now, settings.lock_ttl_ms, settings.claim_batch]
+        queue_script(pipe, self._claim, [READY_KEY], claim_args)
+        self._flush_latency(pipe)
+
+    def _claimed(self, replies: Sequence[Any]) -> list[str]:
+        """The session ids claimed by the replies of ``_queue_claim`` (errors raised)."""
+        checked = [_checked(reply) for reply in replies]
+        claim = checked[1]
+        return [_text(raw) for raw in claim]
+
+    def _round_guarded(
+        self, session_ids: Sequence[str], drainer_id: str, deadline: float
+    ) -> tuple[int, list[str]]:
+        """One round, and the sessions claimed for the next one (none once the budget is
+        spent). A failure outside any one session's step (Redis down) retries them all later."""
         try:
-            return self.process_many(session_ids)
+            return self._round(session_ids, drainer_id, deadline)
         except Exception:
             log.exception(
                 "tick steps of %s sessions failed; retrying in %s ms",
@@ -158,7 +175,7 @@ class TickDrainer:
             )
             due = _now_ms() + ERROR_RETRY_MS
             self.client.zadd(READY_KEY, dict.fromkeys(session_ids, due), xx=True)
-            return 0
+            return 0, []
 
     def process(self, session_id: str) -> int:
         """One step of one session; returns the number of entries it consumed."""
@@ -170,17 +187,29 @@ class TickDrainer:
         A failure in one session's step is logged and that session retried later; the others
         go on. Locks taken here and not yet given back are released if this is interrupted.
         """
+        return self._round(session_ids, None, 0.0)[0]
+
+    def _round(
+        self, session_ids: Sequence[str], drainer_id: str | None, deadline: float
+    ) -> tuple[int, list[str]]:
+        """``process_many``; with a drainer id and time left before ``deadline``, the end
+        pipeline also claims the next round's sessions (returned)."""
         tokens = [secrets.token_hex(16) for _ in session_ids]
+        ttl_ms, batch = self.settings.lock_ttl_ms, self.settings.tick_batch
         with self.client.pipeline(transaction=False) as pipe:
             for session_id, token in zip(session_ids, tokens, strict=True):
                 keys = [lock_key(session_id), fence_key(session_id), state_key(session_id)]
-                args = [token, self.settings.lock_ttl_ms, self.settings.tick_batch, session_id]
+                args = [token, ttl_ms, batch, session_id, *BEGIN_FIELDS]
                 queue_script(pipe, self._begin, [*keys, READY_KEY], args)
             replies = execute(pipe, self._scripts)
         held: dict[str, str] = {}
         steps: list[_Step] = []
         retry: dict[str, int] = {}
         consumed = 0
+        claimed: list[str] = []
+        claim_for = drainer_id if drainer_id and time.monotonic() < deadline else None
+        loader = RoundLoader(self.client)
+        begun: list[tuple[str, str, int, LazyFields, Sequence[Any]]] = []
         try:
             for session_id, token, reply in zip(session_ids, tokens, replies, strict=True):
                 if isinstance(reply, Exception):
@@ -196,8 +225,11 @@ class TickDrainer:
                     retry[session_id] = BUSY_RETRY_MS
                     continue
                 held[session_id] = token
+                fields = loader.fields(state_key(session_id), reply[2])
+                begun.append((session_id, token, int(reply[1]), fields, reply[3]))
+            for session_id, token, fence, fields, raw in begun:
                 try:
-                    steps.append(self._step(session_id, token, int(reply[1]), reply[2], reply[3]))
+                    steps.append(self._step(session_id, token, fence, fields, raw))
                 except Exception:
                     log.exception(
                         "session %s: tick step failed; retrying in %s ms",
@@ -207,18 +239,21 @@ class TickDrainer:
                     self._release(session_id, token)
                     del held[session_id]
                     retry[session_id] = ERROR_RETRY_MS
-            consumed = self._end_all(steps, retry)
+            consumed, claimed = self._end_all(steps, retry, claim_for)
             held.clear()
         finally:
             for session_id, token in held.items():
                 self._release(session_id, token)
-        return consumed
+        return consumed, claimed
 
     def _step(
-        self, session_id: str, token: str, fence: int, flat: Sequence[bytes], raw: Sequence[Any]
+        self,
+        session_id: str,
+        token: str,
+        fence: int,
+        fields: LazyFields,
+        raw: Sequence[Any],
     ) -> _Step:
-        pairs = iter(flat)
-        fields = {_text(name): _text(value) for name, value in zip(pairs, pairs, strict=True)}
         entries = [(entry_id, _pairs(values)) for entry_id, values in raw]
         stepper = SessionStep(session_id, fields, self._history(session_id), self._risk)
         step = stepper.run(entries)
@@ -238,18 +273,39 @@ class TickDrainer:
             snapshot,
         )
 
-    def _end_all(self, steps: Sequence[_Step], retry: dict[str, int]) -> int:
-        """Write every step (fenced), release and re-ready, and put back sessions to retry."""
+    def _end_all(
+        self, steps: Sequence[_Step], retry: dict[str, int], claim_for: str | None
+    ) -> tuple[int, list[str]]:
+        """Write every step (fenced), release and re-ready, and put back sessions to retry;
+        with ``claim_for`` (a drainer id) also claim the next round's sessions (returned)."""
         now = _now_ms()
         with self.client.pipeline(transaction=False) as pipe:
             for item in steps:
                 queue_script(pipe, self._end, _end_keys(item), self._end_args(item))
             for session_id, delay_ms in retry.items():
                 pipe.zadd(READY_KEY, {session_id: now + delay_ms}, xx=True)
+            if claim_for is not None:
+                self._queue_claim(pipe, claim_for)
             replies = execute(pipe, self._scripts)
+        written = len(steps) + len(retry)
+        claimed: list[str] = []
+        if claim_for is not None:
+            try:
+                claimed = self._claimed(replies[written:])
+            except redis.RedisError as exc:
+                log.error("claiming the next round failed (%s); claiming again", exc)
+        try:
+            return self._written(steps, replies[: len(steps)], now), claimed
+        except BaseException:
+            if claimed:
+                self.client.zadd(READY_KEY, dict.fromkeys(claimed, _now_ms()), xx=True)
+            raise
+
+    def _written(self, steps: Sequence[_Step], replies: Sequence[Any], now: int) -> int:
+        """What follows the end replies: counts, latency samples, events, snapshots."""
         consumed = 0
         snapshots: list[StrategySnapshot] = []
-        for item, reply in zip(steps, replies[: len(steps)], strict=True):
+        for item, reply in zip(steps, replies, strict=True):
             if isinstance(reply, Exception):
                 log.error("session %s: end failed (%s); retrying", item.session_id, reply)
                 self.client.zadd(READY_KEY, {item.session_id: now + ERROR_RETRY_MS}, xx=True)
@@ -384,7 +440,7 @@ def _end_keys(item: _Step) -> list[str]:
     ]
 
 
-def _instrument(fields: dict[str, str]) -> str:
+def _instrument(fields: Mapping[str, str]) -> str:
     candle_key: str = json.loads(fields["candle_key"])
     return candle_key.split(":", 1)[0]
 

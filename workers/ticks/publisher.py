@@ -1,9 +1,9 @@
 """Publishing ticks: one capped stream per instrument, and waking the sessions it feeds.
 
-One script call per batch appends the ticks, marks every subscribed session ready once
-(``ZADD NX``: however many ticks arrive) and names the drain tasks to start, so that at most
-``max_drainers`` drain tasks count as queued or running (a dead one stops counting after its
-grace time).
+One script call per batch (of any number of instruments) appends the ticks, marks every
+subscribed session ready once (``ZADD NX``: however many ticks arrive) and names the drain
+tasks to start, so that at most ``max_drainers`` drain tasks count as queued or running (a
+dead one stops counting after its grace time).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from workers.ticks.pipelines import execute, queue_script
 
 DRAIN_TASK = "tradefleet.ticks.drain"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CALL_TICKS = 1_000
+"""``publish_many`` starts a new script call once one holds this many ticks."""
 RawTick = tuple[str, str, str, str, str]
 """A stream entry as published: (t epoch ms, price, size, bid or '', ask or '')."""
 
@@ -77,37 +79,35 @@ class TickPublisher:
 
     def publish_raw(self, instrument: str, rows: Sequence[RawTick]) -> PublishResult:
         """Publish stream entries as given (consumers validate them; a bad one is counted)."""
-        if not rows:
-            return PublishResult(0, 0, 0)
-        args: list[str | int] = [self._maxlen, _now_ms(), self._max_drainers, len(rows)]
-        for row in rows:
-            args.extend(row)
-        args.append(self._grace_ms)
-        keys = [stream_key(instrument), subscribers_key(instrument), READY_KEY, DRAINERS_KEY]
-        newly, drainer_ids = self._publish(keys=keys, args=args)
-        self._start_drainers(drainer_ids)
-        return PublishResult(len(rows), int(newly), len(drainer_ids))
+        return self.publish_many({instrument: rows})
 
     def publish_many(self, batches: Mapping[str, Sequence[RawTick]]) -> PublishResult:
-        """``publish_raw`` for several instruments in one round trip (a pipeline of scripts)."""
-        keys_args: list[tuple[list[str], list[str | int]]] = []
+        """``publish_raw`` for several instruments in one round trip: one script call per
+        ``CALL_TICKS`` ticks or so (a long script would hold up every other client)."""
+        calls: list[tuple[list[str], list[str | int]]] = []
+        keys: list[str] = []
+        args: list[str | int] = []
         now = _now_ms()
-        published = 0
+        published = size = 0
         for instrument, rows in batches.items():
             if not rows:
                 continue
+            if not keys or size >= CALL_TICKS:
+                keys = [READY_KEY, DRAINERS_KEY]
+                args = [self._maxlen, now, self._max_drainers, self._grace_ms]
+                calls.append((keys, args))
+                size = 0
             published += len(rows)
-            args: list[str | int] = [self._maxlen, now, self._max_drainers, len(rows)]
+            size += len(rows)
+            keys += [stream_key(instrument), subscribers_key(instrument)]
+            args.append(len(rows))
             for row in rows:
                 args.extend(row)
-            args.append(self._grace_ms)
-            keys = [stream_key(instrument), subscribers_key(instrument), READY_KEY, DRAINERS_KEY]
-            keys_args.append((keys, args))
-        if not keys_args:
+        if not calls:
             return PublishResult(0, 0, 0)
         with self._client.pipeline(transaction=False) as pipe:
-            for keys, args in keys_args:
-                queue_script(pipe, self._publish, keys, args)
+            for call_keys, call_args in calls:
+                queue_script(pipe, self._publish, call_keys, call_args)
             replies = execute(pipe, [self._publish])
         newly = started = 0
         for reply in replies:

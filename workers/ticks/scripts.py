@@ -23,49 +23,73 @@ end
 PUBLISH = (
     _START_DRAINERS
     + """
--- KEYS: stream, subscribers, ready, drainers
--- ARGV: maxlen, now_ms, max_drainers, n, n x (t, p, s, b, a), grace_ms
-local stream, subs, ready, drainers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- KEYS: ready, drainers, then per instrument: stream, subscribers
+-- ARGV: maxlen, now_ms, max_drainers, grace_ms, then per instrument: n, n x (t, p, s, b, a)
+-- One call publishes the ticks of any number of instruments, marks their subscribers ready
+-- once and names the drain tasks to start (checked once for the whole call).
+local ready, drainers = KEYS[1], KEYS[2]
 local maxlen, now = ARGV[1], tonumber(ARGV[2])
-local max_drainers, n = tonumber(ARGV[3]), tonumber(ARGV[4])
-local last = 0
-if redis.call('EXISTS', stream) == 1 then
+local max_drainers, grace_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
+local function last_ms(stream)
+  if redis.call('EXISTS', stream) == 0 then return 0 end
   local info = redis.call('XINFO', 'STREAM', stream)
   for j = 1, #info, 2 do
     if info[j] == 'last-generated-id' then
-      last = tonumber(string.match(info[j + 1], '^(%d+)-'))
+      return tonumber(string.match(info[j + 1], '^(%d+)-'))
     end
   end
+  return 0
 end
-local i = 5
-for _ = 1, n do
-  local t = tonumber(ARGV[i])
-  local ms = last
-  if t and t == t and t > last and t < 1e15 then ms = math.floor(t) end
+local function append(stream, i, ms)
   local id = string.format('%d-*', ms)
   if ARGV[i + 3] ~= '' or ARGV[i + 4] ~= '' then
-    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, id, 't', ARGV[i], 'p', ARGV[i + 1],
-      's', ARGV[i + 2], 'b', ARGV[i + 3], 'a', ARGV[i + 4])
-  else
-    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, id, 't', ARGV[i], 'p', ARGV[i + 1],
-      's', ARGV[i + 2])
+    return redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, id, 't', ARGV[i],
+      'p', ARGV[i + 1], 's', ARGV[i + 2], 'b', ARGV[i + 3], 'a', ARGV[i + 4])
   end
-  last = ms
-  i = i + 5
+  return redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, id, 't', ARGV[i],
+    'p', ARGV[i + 1], 's', ARGV[i + 2])
 end
-local members = redis.call('SMEMBERS', subs)
 local newly = 0
-local batch = {}
-for _, m in ipairs(members) do
-  batch[#batch + 1] = now
-  batch[#batch + 1] = m
-  if #batch >= 1000 then
-    newly = newly + redis.call('ZADD', ready, 'NX', unpack(batch))
-    batch = {}
+local i = 5
+for k = 3, #KEYS, 2 do
+  local stream, subs = KEYS[k], KEYS[k + 1]
+  local n = tonumber(ARGV[i])
+  i = i + 1
+  -- The stream's last id is read only when a tick's time is not past it (XADD refused it):
+  -- such a tick gets the last id's time, so ids stay in publishing order.
+  local last = nil
+  for _ = 1, n do
+    local t = tonumber(ARGV[i])
+    local ms = nil
+    if t and t == t and t >= 1 and t < 1e15 then ms = math.floor(t) end
+    if ms and (last == nil or ms > last) then
+      local reply = append(stream, i, ms)
+      if type(reply) == 'table' and reply.err then ms = nil end
+    else
+      ms = nil
+    end
+    if ms == nil then
+      if last == nil then last = last_ms(stream) end
+      ms = last
+      local reply = append(stream, i, ms)
+      if type(reply) == 'table' and reply.err then return redis.error_reply(reply.err) end
+    end
+    last = ms
+    i = i + 5
   end
+  local members = redis.call('SMEMBERS', subs)
+  local batch = {}
+  for _, m in ipairs(members) do
+    batch[#batch + 1] = now
+    batch[#batch + 1] = m
+    if #batch >= 1000 then
+      newly = newly + redis.call('ZADD', ready, 'NX', unpack(batch))
+      batch = {}
+    end
+  end
+  if #batch > 0 then newly = newly + redis.call('ZADD', ready, 'NX', unpack(batch)) end
 end
-if #batch > 0 then newly = newly + redis.call('ZADD', ready, 'NX', unpack(batch)) end
-return {newly, start_drainers(ready, drainers, now, max_drainers, tonumber(ARGV[5 + 5 * n]))}
+return {newly, start_drainers(ready, drainers, now, max_drainers, grace_ms)}
 """
 )
 
@@ -88,13 +112,6 @@ for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', until_ms, m) end
 return due
 """
 
-DRAIN_ALIVE = """
--- KEYS: drainers   ARGV: drainer_id, until_ms
--- A running drain task renews its place (it may be a redelivered copy whose place expired).
-redis.call('ZADD', KEYS[1], tonumber(ARGV[2]), ARGV[1])
-return 1
-"""
-
 DRAIN_DONE = """
 -- KEYS: ready, drainers   ARGV: now_ms, drainer_id, horizon_ms
 -- A drain task may stop only when nothing is due, nor due within the horizon (a session put
@@ -106,11 +123,12 @@ return 1
 """
 
 BEGIN_SESSION = """
--- KEYS: lock, fence, state, ready   ARGV: token, ttl_ms, count, session_id
--- Takes the lease and a fencing token, and reads the state hash and the ticks after the
--- session's cursor, in one step. The stream is the one named by the session's candle_key.
+-- KEYS: lock, fence, state, ready   ARGV: token, ttl_ms, count, session_id, field...
+-- Takes the lease and a fencing token, and reads the named fields of the state hash and the
+-- ticks after the session's cursor, in one step (the drainer reads any other field it needs
+-- later, still under the lease). The stream is the one named by the session's candle_key.
 -- Returns {-1} unknown session (dropped from the ready set), {0} busy,
--- {1, fence, {field, value, ...}, entries}.
+-- {1, fence, {value or false, ...}, entries}.
 if redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('ZREM', KEYS[4], ARGV[4])
   return {-1}
@@ -119,13 +137,13 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {0}
 end
 local fence = redis.call('INCR', KEYS[2])
-local flat = redis.call('HGETALL', KEYS[3])
-local cursor = redis.call('HGET', KEYS[3], '_cursor') or '0-0'
-local candle_key = cjson.decode(redis.call('HGET', KEYS[3], 'candle_key'))
+local values = redis.call('HMGET', KEYS[3], '_cursor', 'candle_key', unpack(ARGV, 5))
+local cursor = values[1] or '0-0'
+local candle_key = cjson.decode(values[2])
 local instrument = string.match(candle_key, '^([^:]+)')
 local stream = 'md:{' .. instrument .. '}:ticks'
 local entries = redis.call('XRANGE', stream, '(' .. cursor, '+', 'COUNT', tonumber(ARGV[3]))
-return {1, fence, flat, entries}
+return {1, fence, values, entries}
 """
 
 

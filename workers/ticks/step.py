@@ -361,7 +361,8 @@ _MISSING = object()
 
 def _decode_immutable(name: str, raw: str) -> Any:
     """Most of these fields do not change from one step to the next: each text is decoded
-    once per process (a bounded cache, oldest entries dropped first)."""
+    once per process (a bounded cache, emptied when full: popping its oldest key costs a scan
+    over the slots of deleted entries, and with many sessions every step would pay it)."""
     key = (name, raw)
     value = _DECODED.get(key, _MISSING)
     if value is _MISSING:
@@ -379,7 +380,7 @@ def _encode_immutable(name: str, value: Any) -> str:
 
 def _remember(key: tuple[str, str], value: Any) -> None:
     if len(_DECODED) >= _DECODED_MAX:
-        _DECODED.pop(next(iter(_DECODED)), None)
+        _DECODED.clear()
     _DECODED[key] = value
 
 

@@ -1,0 +1,105 @@
+"""The state fields a tick step reads: a few read by the begin script, the rest on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import redis
+
+from workers.ticks.step import CURSOR_FIELD, PROGRESS_FIELD
+
+BEGIN_FIELDS = (
+    PROGRESS_FIELD,
+    "session",
+    "latest_partial_candle",
+    "open_position",
+)
+"""Fields read by the begin script besides ``_cursor`` and ``candle_key``: what every step
+reads. The rest of the hash is read only by a step that needs it (a candle closed)."""
+_BEGUN = (CURSOR_FIELD, "candle_key", *BEGIN_FIELDS)
+
+
+class RoundLoader:
+    """Reads whole state hashes for the steps of one round: when one step needs a field the
+    begin script did not read, the hashes of every step of the round not loaded yet are read
+    in one pipeline (steps that close a candle come together: at a candle's end, every
+    session's step closes one)."""
+
+    __slots__ = ("_client", "_pending")
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._pending: list[LazyFields] = []
+
+    def fields(self, key: str, values: Sequence[bytes | None]) -> LazyFields:
+        """The fields of one step, loaded with the others of its round when needed."""
+        fields = LazyFields(self, key, values)
+        self._pending.append(fields)
+        return fields
+
+    def load(self, first: LazyFields) -> None:
+        wanted = [first, *(f for f in self._pending if f is not first and not f.loaded)]
+        self._pending = []
+        with self._client.pipeline(transaction=False) as pipe:
+            for fields in wanted:
+                pipe.hgetall(fields.key)
+            replies = pipe.execute()
+        for fields, flat in zip(wanted, replies, strict=True):
+            fields.fill(flat)
+
+
+class LazyFields(Mapping[str, str]):
+    """The state fields the begin script read; the first look-up of any other field reads
+    the whole hash (under the same lease: nobody else writes meanwhile)."""
+
+    __slots__ = ("_absent", "_known", "_loader", "key", "loaded")
+
+    def __init__(self, loader: RoundLoader, key: str, values: Sequence[bytes | None]) -> None:
+        self._loader = loader
+        self.key = key
+        self._known: dict[str, str] = {}
+        self._absent: set[str] = set()
+        for name, value in zip(_BEGUN, values, strict=True):
+            if value is None:
+                self._absent.add(name)
+            else:
+                self._known[name] = _text(value)
+        self.loaded = False
+
+    def __getitem__(self, name: str) -> str:
+        value = self._known.get(name)
+        if value is not None:
+            return value
+        if name not in self._absent:
+            self._load()
+        return self._known[name]
+
+    def __contains__(self, name: object) -> bool:
+        if name in self._known:
+            return True
+        if name in self._absent:
+            return False
+        self._load()
+        return name in self._known
+
+    def __iter__(self) -> Iterator[str]:
+        self._load()
+        return iter(self._known)
+
+    def __len__(self) -> int:
+        self._load()
+        return len(self._known)
+
+    def _load(self) -> None:
+        if not self.loaded:
+            self._loader.load(self)
+
+    def fill(self, flat: Mapping[bytes, bytes]) -> None:
+        """The whole hash as read (``RoundLoader``)."""
+        self._known = {_text(name): _text(value) for name, value in flat.items()}
+        self._absent = set()
+        self.loaded = True
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
