@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import threading
 from functools import cache
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 
 from trading.exceptions import StrategyError, UnknownRegisteredName
+from trading.plugins import plugin_entry_points
 from trading.strategies.base import Strategy
 from trading.strategies.breakout import Breakout
 from trading.strategies.sma_cross import SmaCross
@@ -30,14 +31,7 @@ _lock = threading.Lock()
 @cache
 def _plugins() -> dict[str, tuple[EntryPoint, ...]]:
     """Entry points of the group by name, built-in names left out."""
-    found: dict[str, list[EntryPoint]] = {}
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        if point.name in BUILTINS:
-            continue
-        same = found.setdefault(point.name, [])
-        if all(other.value != point.value for other in same):
-            same.append(point)
-    return {name: tuple(points) for name, points in found.items()}
+    return plugin_entry_points(ENTRY_POINT_GROUP, BUILTINS)
 
 
 def strategy_names() -> list[str]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import threading
 from functools import cache
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 
 from trading.exceptions import BadInput, UnknownRegisteredName
+from trading.plugins import plugin_entry_points
 from workers.feeds.base import FeedArgs, MarketDataSource, SourceFactory
 from workers.feeds.replay import ReplaySource
 from workers.feeds.synthetic import SyntheticSource
@@ -31,14 +32,7 @@ _lock = threading.Lock()
 
 @cache
 def _plugins() -> dict[str, tuple[EntryPoint, ...]]:
-    found: dict[str, list[EntryPoint]] = {}
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        if point.name in BUILTINS:
-            continue
-        same = found.setdefault(point.name, [])
-        if all(other.value != point.value for other in same):
-            same.append(point)
-    return {name: tuple(points) for name, points in found.items()}
+    return plugin_entry_points(ENTRY_POINT_GROUP, BUILTINS)
 
 
 def feed_names() -> list[str]:
