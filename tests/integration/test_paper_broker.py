@@ -63,9 +63,9 @@ class Feed:
 
 
 def place(coid: str, when: datetime, side="buy", quantity=1, order_type="market", **kw):
-    kw = {"account": ACC, "contract": "ESZ13", **kw}
+    kw = {"account": ACC, "contract": "ESZ13", "session_id": "sess-1", **kw}
     return PlaceOrder(
-        session_id="sess-1", client_order_id=coid, side=side, quantity=quantity,
+        client_order_id=coid, side=side, quantity=quantity,
         order_type=order_type, decided_at=when, **kw,
     )  # fmt: skip
 

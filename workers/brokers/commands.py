@@ -55,6 +55,10 @@ class PlaceOrder:
     stop_price: Decimal | None = None
     time_in_force: TimeInForce = "day"
     decided_at: datetime = field(kw_only=True)
+    parent_client_order_id: str | None = field(default=None, kw_only=True)
+    """One-triggers-other: this order works only once that order (of the same account) has
+    filled, from its fill on; it is cancelled if that order ends unfilled (a protective stop
+    attached to its entry)."""
 
     def __post_init__(self) -> None:
         _text(self.account, "account")
@@ -90,12 +94,19 @@ class PlaceOrder:
 
 @dataclass(frozen=True, slots=True)
 class CancelOrder:
+    """Cancel one order. ``as_of``: the DATA time the cancel takes effect (the decision that
+    asked for it); a broker that simulates the market fills the order first if prices before
+    that time reached it. None: now."""
+
     account: str
     client_order_id: str
+    as_of: datetime | None = None
 
     def __post_init__(self) -> None:
         _text(self.account, "account")
         _text(self.client_order_id, "client_order_id")
+        if self.as_of is not None:
+            object.__setattr__(self, "as_of", utc(self.as_of, "as_of"))
 
 
 @dataclass(frozen=True, slots=True)

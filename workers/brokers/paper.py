@@ -22,8 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar, cast
@@ -48,7 +47,9 @@ from workers.brokers.commands import (
     QueryPositions,
     utc,
 )
+from workers.brokers.paper_io import answering, read_entries, read_members
 from workers.brokers.paper_model import (
+    MarketBound,
     PaperConfig,
     decimal_or_none,
     eligible_tick,
@@ -68,31 +69,6 @@ _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _ACCOUNT = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _STREAM_ID = re.compile(r"[0-9]+-[0-9]+")
-_DOWN = (redis.ConnectionError, redis.TimeoutError)
-
-
-def _members(client: redis.Redis, key: str) -> list[str]:
-    return sorted(text(m) for m in cast(set[Any], client.smembers(key)))
-
-
-def _entries(
-    client: redis.Redis, key: str, start: str, count: int
-) -> list[tuple[str, dict[str, str]]]:
-    """Stream entries after ``start`` (``(id`` exclusive, ``id`` inclusive), oldest first."""
-    raw = cast(list[Any], client.xrange(key, min=start, max="+", count=count))
-    return [(text(entry_id), strings(fields)) for entry_id, fields in raw]
-
-
-@contextmanager
-def _answering(what: str) -> Iterator[None]:
-    try:
-        yield
-    except _DOWN as exc:
-        raise ServiceUnavailable(
-            f"paper broker: {what} did not answer ({type(exc).__name__})"
-        ) from exc
-
-
 FIRST_SCAN = 16
 """A market order usually fills on the first eligible tick: scan a few first, then more."""
 
@@ -154,6 +130,7 @@ class PaperBroker:
             "cursor": "",
             "filled_quantity": "0",
             "average_fill_price": "",
+            "parent": command.parent_client_order_id or "",
         }
         keys = [
             self._order_key(account, coid),
@@ -163,22 +140,38 @@ class PaperBroker:
         ]
         args = [f"PB-{account}-", coid, self._member(account, coid)]
         args += [item for pair in fields.items() for item in pair]
-        with _answering("broker Redis"):
+        try:
+            decided = MarketBound(until_ms=int(fields["decided_ms"]))
+            self.match(command.contract, session_id=command.session_id, bound=decided)
+        except ServiceUnavailable as exc:
+            _log.warning("resting orders before %s not matched: %s", coid, exc)
+        with answering("broker Redis"):
             broker_order_id, status, duplicate = self._place(keys=keys, args=args)
         ack = OrderAck(coid, text(broker_order_id), text(status), bool(duplicate))  # type: ignore[arg-type]
         if ack.status != "working":
             return ack
+        resting = command.order_type != "market"
+        bound = MarketBound(until_ms=int(fields["decided_ms"]) + 1) if resting else None
         try:
-            _, now = self._match_order(account, coid)
+            _, now = self._match_order(account, coid, bound=bound)
         except ServiceUnavailable as exc:
             _log.warning("order %s rests; matching deferred: %s", coid, exc)
             return ack
         return OrderAck(coid, ack.broker_order_id, now, ack.duplicate)  # type: ignore[arg-type]
 
     def cancel_order(self, command: CancelOrder) -> OrderAck:
+        """Cancel; with ``as_of``, the order is first matched against the prices before that
+        data time (a stop touched before the cancel was decided has filled: ``filled``)."""
         account, coid = command.account, command.client_order_id
         key = self._order_key(account, coid)
-        with _answering("broker Redis"):
+        if command.as_of is not None:
+            as_of = MarketBound(until_ms=epoch_ms_ceil(command.as_of))
+            fill, status = self._match_order(account, coid, bound=as_of)
+            if fill is not None or status == "filled":
+                with answering("broker Redis"):
+                    boid = text(self._broker.hget(key, "broker_order_id") or "")
+                return OrderAck(coid, boid, "filled")
+        with answering("broker Redis"):
             contract = self._broker.hget(key, "contract")
             if contract is None:
                 return OrderAck(coid, "", "unknown")
@@ -194,12 +187,12 @@ class PaperBroker:
         return OrderAck(coid, text(boid), text(status), bool(duplicate))  # type: ignore[arg-type]
 
     def order(self, command: QueryOrder) -> BrokerOrder | None:
-        with _answering("broker Redis"):
+        with answering("broker Redis"):
             raw = self._broker.hgetall(self._order_key(command.account, command.client_order_id))
         return order_from_fields(strings(raw)) if raw else None
 
     def positions(self, command: QueryPositions) -> dict[str, int]:
-        with _answering("broker Redis"):
+        with answering("broker Redis"):
             raw = self._broker.hgetall(self._key(command.account, "positions"))
         held = {k: int(v) for k, v in strings(raw).items()}
         return {contract: qty for contract, qty in held.items() if qty != 0}
@@ -207,14 +200,14 @@ class PaperBroker:
     def average_prices(self, command: QueryPositions) -> dict[str, Decimal]:
         """Contract → average price of the open position (beyond the protocol: reconciliation
         values a corrected position with it when a broker offers it)."""
-        with _answering("broker Redis"):
+        with answering("broker Redis"):
             raw = self._broker.hgetall(self._key(command.account, "avg_price"))
         return {contract: Decimal(value) for contract, value in strings(raw).items()}
 
     def open_orders(self, command: QueryOpenOrders) -> list[BrokerOrder]:
         account = command.account
-        with _answering("broker Redis"):
-            ids = _members(self._broker, self._key(account, "open"))
+        with answering("broker Redis"):
+            ids = read_members(self._broker, self._key(account, "open"))
             pipe = self._broker.pipeline(transaction=False)
             for coid in ids:
                 pipe.hgetall(self._order_key(account, coid))
@@ -223,13 +216,13 @@ class PaperBroker:
         return sorted(orders, key=lambda o: (o.decided_at, o.broker_order_id))
 
     def balance(self, command: QueryBalance) -> Balance:
-        with _answering("broker Redis"):
+        with answering("broker Redis"):
             raw = strings(self._broker.hgetall(self._key(command.account, "balance")))
         return self._balance_of(command.account, raw)
 
     def realized_by_contract(self, account: str) -> dict[str, Decimal]:
         """Realized P&L of ``account`` per contract (contracts never reduced are absent)."""
-        with _answering("broker Redis"):
+        with answering("broker Redis"):
             raw = self._broker.hgetall(self._key(account, "realized"))
         return {k: Decimal(v) for k, v in strings(raw).items()}
 
@@ -237,44 +230,74 @@ class PaperBroker:
         if cursor and not _STREAM_ID.fullmatch(cursor):
             raise BadInput(f"bad fills cursor {cursor!r} (expected <ms>-<seq>, e.g. {FILLS_START})")
         start = "(" + (cursor or FILLS_START)
-        with _answering("broker Redis"):
-            entries = _entries(self._broker, self._key(account, "fills"), start, self.config.batch)
+        with answering("broker Redis"):
+            key = self._key(account, "fills")
+            entries = read_entries(self._broker, key, start, self.config.batch)
         if not entries:
             return [], cursor
         return [fill_from_fields(fields) for _, fields in entries], entries[-1][0]
 
     # matching ---------------------------------------------------------------------------
 
-    def match(self, instrument: str) -> list[Fill]:
-        """Fill every resting order on ``instrument`` that the new ticks make due."""
+    def match(
+        self,
+        instrument: str,
+        *,
+        session_id: str | None = None,
+        bound: MarketBound | None = None,
+    ) -> list[Fill]:
+        """Fill every resting order on ``instrument`` that the new ticks make due: only the
+        orders of ``session_id`` (and orders of no session, placed outside tradefleet) if
+        given, and only on the ticks within ``bound`` if given (the market as of then)."""
         spec_for(instrument)
-        with _answering("broker Redis"):
-            members = _members(self._broker, self._resting_key(instrument))
+        with answering("broker Redis"):
+            members = read_members(self._broker, self._resting_key(instrument))
         fills: list[Fill] = []
         for member in members:
             account, coid = json.loads(member)
-            fill, _ = self._match_order(account, coid)
+            fill, _ = self._match_order(account, coid, bound=bound, session_id=session_id)
             if fill is not None:
                 fills.append(fill)
         return fills
 
-    def _match_order(self, account: str, coid: str) -> tuple[Fill | None, str]:
+    def match_order(self, account: str, client_order_id: str, bound: MarketBound | None) -> str:
+        """Match one resting order (on the ticks within ``bound`` if given); its status."""
+        return self._match_order(account, client_order_id, bound=bound)[1]
+
+    def _match_order(
+        self,
+        account: str,
+        coid: str,
+        *,
+        bound: MarketBound | None = None,
+        session_id: str | None = None,
+    ) -> tuple[Fill | None, str]:
         key = self._order_key(account, coid)
-        with _answering("broker Redis"):
+        with answering("broker Redis"):
             order = strings(self._broker.hgetall(key))
             if not order:
                 return None, "unknown"
             if order["status"] != "working":
                 self._broker.srem(self._resting_key(order["contract"]), self._member(account, coid))
                 return None, order["status"]
+        if session_id is not None and order["session_id"] not in {session_id, ""}:
+            return None, order["status"]
         instrument = order["contract"]
         spec = spec_for(instrument)
         decided_ms = int(order["decided_ms"])
         start = "(" + order["cursor"] if order["cursor"] else f"{max(decided_ms, 0)}-0"
+        if order.get("parent"):
+            gate = self._parent_gate(account, coid, order)
+            if isinstance(gate, str):
+                return None, gate
+            decided_ms = max(decided_ms, gate[0])
+            start = start if order["cursor"] else gate[1]
         count = FIRST_SCAN
         while True:
-            with _answering("market-data Redis"):
-                entries = _entries(self._market, market_stream_key(instrument), start, count)
+            with answering("market-data Redis"):
+                entries = read_entries(self._market, market_stream_key(instrument), start, count)
+            if bound is not None:
+                entries = bound.cut(entries)
             for entry_id, fields in entries:
                 tick = eligible_tick(instrument, entry_id, fields, decided_ms)
                 if tick is None:
@@ -283,17 +306,31 @@ class PaperBroker:
                 if price is not None:
                     return self._fill_order(account, coid, price, tick.time, entry_id)
                 if order["time_in_force"] == "ioc":
-                    with _answering("broker Redis"):
+                    with answering("broker Redis"):
                         return None, self._cancel_known(account, coid, instrument).status
             if not entries:
                 return None, "working"
             last = entries[-1][0]
-            with _answering("broker Redis"):
+            with answering("broker Redis"):
                 self._advance(keys=[key], args=[last])
             if len(entries) < count:
                 return None, "working"
             start = "(" + last
             count = min(count * 8, self.config.batch)
+
+    def _parent_gate(self, account: str, coid: str, order: dict[str, str]) -> str | tuple[int, str]:
+        """An order attached to a parent works from the parent's fill on: (its fill time in
+        ms, the stream id of its fill tick); else the status to answer (still waiting, or
+        cancelled with a parent that ended unfilled)."""
+        with answering("broker Redis"):
+            parent = strings(self._broker.hgetall(self._order_key(account, order["parent"])))
+            status = parent.get("status", "")
+            if status in {"cancelled", "rejected"}:
+                return self._cancel_known(account, coid, order["contract"]).status
+        if status != "filled" or not parent.get("cursor"):
+            return "working"
+        filled_ms = epoch_ms_ceil(datetime.fromisoformat(parent["filled_at"]))
+        return filled_ms, parent["cursor"]
 
     def _fill_order(
         self, account: str, coid: str, price: Decimal, time: datetime, entry_id: str
@@ -333,7 +370,7 @@ class PaperBroker:
             self._queue_book(pipe, fill, book)
             return fill, "filled"
 
-        with _answering("broker Redis"):
+        with answering("broker Redis"):
             return self._transaction([key, *self._account_keys(account)], apply)
 
     def book_external_fill(
@@ -352,7 +389,7 @@ class PaperBroker:
         if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
             raise BadInput(f"external fill price must be a positive Decimal, got {price!r}")
         per_contract = self.config.commission_per_contract if commission is None else commission
-        with _answering("broker Redis"):
+        with answering("broker Redis"):
             number = self._broker.incr(self._key(account, "seq"))
         external_id = f"EXT-{account}-{number}"
         fill = Fill(
@@ -374,7 +411,7 @@ class PaperBroker:
             self._queue_book(pipe, fill, book)
             return fill
 
-        with _answering("broker Redis"):
+        with answering("broker Redis"):
             return self._transaction(self._account_keys(account), apply)
 
     # book keeping -----------------------------------------------------------------------

@@ -174,3 +174,35 @@ def fill_from_fields(row: dict[str, str]) -> Fill:
         commission=Decimal(row["commission"]),
         time=datetime.fromisoformat(row["time"]),
     )
+
+
+def stream_id(entry_id: str) -> tuple[int, int]:
+    """A stream id ``<ms>-<seq>`` as numbers, in stream order."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def tick_ms(entry_id: str, fields: dict[str, str]) -> int:
+    """A stream entry's data time (its id's when the entry has no readable ``t``)."""
+    try:
+        return int(fields["t"])
+    except (KeyError, ValueError):
+        return stream_id(entry_id)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class MarketBound:
+    """The market as of a point in data time: the ticks before ``until_ms`` and, if given,
+    only the stream entries up to ``through_id`` (what a session has processed)."""
+
+    until_ms: int | None = None
+    through_id: str | None = None
+
+    def cut(self, entries: list[tuple[str, dict[str, str]]]) -> list[tuple[str, dict[str, str]]]:
+        """The leading ``entries`` within the bound."""
+        last = None if self.through_id is None else stream_id(self.through_id)
+        for index, (entry_id, fields) in enumerate(entries):
+            late = self.until_ms is not None and tick_ms(entry_id, fields) >= self.until_ms
+            if late or (last is not None and stream_id(entry_id) > last):
+                return entries[:index]
+        return entries
