@@ -36,11 +36,14 @@ from trading.exceptions import RetryLater, UnknownSession
 from trading.positions import apply_fill
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import Fill, QueryBalance
+from workers.brokers.paper_model import epoch_ms_ceil
 from workers.order_records import get_order_row, insert_fill_if_absent, update_order_row
 from workers.risk.fills import risk_after_fill
 from workers.risk.stops import is_stop_id, sync_stop
 from workers.settings import get_settings
 from workers.state.store import Lease, StateChanges, StateStore
+from workers.ticks.step import PROGRESS_FIELD, TickProgress
+from workers.ticks.stop_watch import after_stop_fill
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +113,9 @@ def apply_fill_to_session(
                 balance = broker.balance(QueryBalance(fill.account)).cash
                 changes, trade = _changes_for(lease.fields, fill, balance)
                 changes.update(_risk_changes(store, engine, lease, fill, changes, trade, balance))
-                applied_at = {LAST_FILL_FIELD: datetime.now(UTC).isoformat()}
-                store.write(lease, StateChanges.of(changes, trades=[trade], meta=applied_at))
+                settled = _stop_settled(engine, lease, fill)
+                meta = {LAST_FILL_FIELD: datetime.now(UTC).isoformat(), **settled}
+                store.write(lease, StateChanges.of(changes, trades=[trade], meta=meta))
                 newly = True
     except UnknownSession:
         log.warning("fill %s is for unknown session %s", fill.execution_id, fill.session_id)
@@ -128,6 +132,23 @@ def apply_fill_to_session(
     update_order_row(engine, fill.client_order_id, "filled", fill.broker_order_id)
     _protect(store, engine, broker, fill)
     return newly
+
+
+def _stop_settled(engine: Engine, lease: Lease, fill: Fill) -> dict[str, str]:
+    """A protective stop's fill settles the touch the tick step took as closed when it saw
+    it (``workers.ticks.stop_watch``): the new ``_progress``, if it changes."""
+    raw = lease.fields.get(PROGRESS_FIELD)
+    if not is_stop_id(fill.client_order_id) or not raw:
+        return {}
+    progress = TickProgress.from_json(raw)
+    if not progress.stops_out:
+        return {}
+    row = get_order_row(engine, fill.client_order_id)
+    price = None if row is None or row.stop_price is None else Decimal(row.stop_price)
+    settled = after_stop_fill(progress.stops_out, fill.quantity, price)
+    if settled == progress.stops_out:
+        return {}
+    return {PROGRESS_FIELD: replace(progress, stops_out=settled).to_json()}
 
 
 def _protect(store: StateStore, engine: Engine, broker: AccountManager, fill: Fill) -> None:
@@ -180,7 +201,9 @@ def _already_applied(client: redis.Redis, fill: Fill) -> bool:
 def _order_not_recorded_yet(engine: Engine, lease: Lease, fill: Fill) -> bool:
     """Whether the session's state lacks the order of ``fill`` while its SQL row is young."""
     orders: dict[str, WorkingOrder] = lease.value("orders")
-    if fill.client_order_id in orders or is_stop_id(fill.client_order_id):
+    if is_stop_id(fill.client_order_id):
+        return _touch_not_seen_yet(engine, lease, fill)
+    if fill.client_order_id in orders:
         return False
     row = get_order_row(engine, fill.client_order_id)
     if row is None or row.session_id != fill.session_id:
@@ -195,6 +218,21 @@ def _order_not_recorded_yet(engine: Engine, lease: Lease, fill: Fill) -> bool:
         fill.client_order_id,
     )
     return False
+
+
+def _touch_not_seen_yet(engine: Engine, lease: Lease, fill: Fill) -> bool:
+    """Whether a protective stop filled on a tick the session's step has not processed yet:
+    it waits, like an order not recorded yet, so that the step sees the touch first
+    (``workers.ticks.stop_watch``) and the same replay gives the same events and decisions;
+    applied anyway once the stop's row is ``UNRECORDED_FILL_WAIT_S`` old."""
+    raw = lease.fields.get(PROGRESS_FIELD)
+    last_ms = TickProgress.from_json(raw).last_ms if raw else None
+    if last_ms is not None and last_ms >= epoch_ms_ceil(fill.time):
+        return False
+    row = get_order_row(engine, fill.client_order_id)
+    if row is None:
+        return False
+    return datetime.now(UTC) - row.created_at < timedelta(seconds=UNRECORDED_FILL_WAIT_S)
 
 
 def _execution_id(raw: bytes) -> str:

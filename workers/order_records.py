@@ -155,3 +155,15 @@ def session_fills(engine: Engine, session_id: str) -> list[FillRecord]:
             )
             for fill, side, intent in rows
         ]
+
+
+def fill_time(engine: Engine, client_order_id: str) -> datetime | None:
+    """When the order's first recorded fill happened (data time), or None."""
+    with Session(engine) as db:
+        return db.scalar(
+            select(FillRow.filled_at)
+            .join(OrderRow, FillRow.order_id == OrderRow.id)
+            .where(OrderRow.client_order_id == client_order_id)
+            .order_by(FillRow.filled_at)
+            .limit(1)
+        )

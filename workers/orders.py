@@ -29,7 +29,7 @@ from workers.fills import LOCK_WAIT_S, deliver_fills
 from workers.order_records import get_order_row, update_order_row
 from workers.records import get_session_row, record_event
 from workers.risk.fills import release_entry
-from workers.risk.stops import clear_for_exit, is_stop_id
+from workers.risk.stops import clear_for_exit, is_stop_id, parent_of, session_horizon
 from workers.runtime import Runtime
 from workers.state.store import StateChanges
 
@@ -106,7 +106,7 @@ def _send(
     if (
         exit_order
         and rt.settings.protective_stops
-        and not clear_for_exit(rt.store, rt.engine, broker, session.id, session.account)
+        and not clear_for_exit(rt.store, rt.engine, broker, row, session.account)
     ):
         coid = row.client_order_id
         message = f"exit {coid} dropped: the protective stop already closed the position"
@@ -131,19 +131,24 @@ def _place(broker: AccountManager, session: TradingSessionRow, row: OrderRow) ->
             stop_price=row.stop_price,
             time_in_force=row.time_in_force,
             decided_at=row.decided_at,
+            parent_client_order_id=parent_of(row.client_order_id),
         )
     )
 
 
 def poll_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcome:
-    """Let the broker match a resting order against new prices, then apply any fills."""
+    """Let the broker match a resting order against new prices, then apply any fills; a
+    protective stop only against the prices the session has seen (``matching_horizon``),
+    none while the session has no state (lost: it is recovered first)."""
     session, row = _session_and_order(rt, session_id, client_order_id)
     if row.status in FINAL:
         return SendOutcome(row.status)
     broker = session_broker(rt, session)
-    match = getattr(broker, "match", None)
-    if callable(match):
-        match(row.contract)
+    match_order = getattr(broker, "match_order", None)
+    if callable(match_order):
+        stop = is_stop_id(client_order_id)
+        horizon = session_horizon(rt.redis, session_id) if stop else None
+        match_order(session.account, client_order_id, horizon)
     answer = broker.order(QueryOrder(session.account, client_order_id))
     status = "unknown" if answer is None else answer.status
     ack = OrderAck(client_order_id, "" if answer is None else answer.broker_order_id, status)

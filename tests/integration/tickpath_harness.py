@@ -57,6 +57,7 @@ from workers.feeds.runner import run_feed
 from workers.orders import FINAL
 from workers.processes import celery_beat_argv
 from workers.records import list_events
+from workers.risk.stops import is_stop_id
 from workers.runtime import make_publisher
 from workers.sessions import NewSession, create_session
 from workers.settings import DEFAULT_MARKET_DATA_DIR, Settings
@@ -229,18 +230,52 @@ class TickPathRig:
             return list(db.scalars(query).all())
 
     def settled(self) -> bool:
-        """Every cursor at the stream's end, every order final, no working copy left."""
+        """Every cursor at the stream's end, no working copy left, no touched stop's fill
+        awaited, every order final but the protective stop each open position needs."""
+        return not self.unsettled()
+
+    def unsettled(self) -> list[str]:
+        """Why the run has not settled yet (empty when it has)."""
         last = self.last_id()
+        why: list[str] = []
         for name in self.session_ids:
             if self.field(name, CURSOR_FIELD) != last:
-                return False
+                why.append(f"{name}: cursor {self.field(name, CURSOR_FIELD)} before {last}")
             working = decode_field("orders", self.field(name, "orders") or "{}")
             if working:
-                return False
-        return all(row.status in FINAL for row in self.sql_orders())
+                why.append(f"{name}: working copies {sorted(working)[:3]}...")
+            if self.progress(name).stops_out:
+                why.append(f"{name}: touched stops awaiting fills {self.progress(name).stops_out}")
+            if not self._stop_settled(name):
+                why.append(f"{name}: open stop rows do not fit the position")
+        why += [
+            f"order {row.client_order_id} is {row.status}"
+            for row in self.sql_orders()
+            if row.status not in FINAL and not is_stop_id(row.client_order_id)
+        ][:3]
+        return why
+
+    def _stop_settled(self, name: str) -> bool:
+        """The session's open stop rows are exactly the working stop its position needs (with
+        protective stops on)."""
+        if not self.settings.protective_stops:
+            return True
+        held = self.store.load(self.session_ids[name]).open_position
+        resting = [
+            (row.side, row.quantity, row.stop_price, row.status)
+            for row in self.sql_orders(name)
+            if is_stop_id(row.client_order_id) and row.status not in FINAL
+        ]
+        if held is None or held.quantity == 0 or held.stop_price is None:
+            return not resting
+        side = "sell" if held.quantity > 0 else "buy"
+        return resting == [(side, abs(held.quantity), held.stop_price, "working")]
 
     def wait_settled(self, timeout: float = SETTLE_TIMEOUT_S) -> None:
-        wait_until(self.settled, timeout=timeout, interval=0.1, what="the tick path to settle")
+        try:
+            wait_until(self.settled, timeout=timeout, interval=0.1, what="the tick path to settle")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {'; '.join(self.unsettled())}") from exc
 
     # ------------------------------------------------------------ snapshots
 
@@ -359,21 +394,26 @@ class BeatProcess:
 
 # --------------------------------------------------------------------------- reference run
 
-_references: dict[tuple[SessionPlan, ...], RunResult] = {}
+_references: dict[tuple[tuple[SessionPlan, ...], tuple[tuple[str, Any], ...]], RunResult] = {}
 
 
 def reference_run(
-    server: RedisServer, workdir: Path, plans: tuple[SessionPlan, ...] = DEFAULT_PLANS
+    server: RedisServer,
+    workdir: Path,
+    plans: tuple[SessionPlan, ...] = DEFAULT_PLANS,
+    **overrides: Any,
 ) -> RunResult:
     """The replay through ONE worker process with ONE pool child: the reference every other
-    run must equal. Computed once per test process (the private server is flushed first)."""
-    cached = _references.get(plans)
+    run must equal. Computed once per test process and settings ``overrides`` (the private
+    server is flushed first)."""
+    key = (plans, tuple(sorted(overrides.items())))
+    cached = _references.get(key)
     if cached is not None:
         return cached
     flush = server.client()
     flush.flushall()
     flush.close()
-    with TickPathRig(server.url, workdir) as rig:
+    with TickPathRig(server.url, workdir, **overrides) as rig:
         rig.create_sessions(plans)
         worker = CeleryWorker(
             server.url,
@@ -386,7 +426,7 @@ def reference_run(
             rig.publish_replay(replay_ticks())
             rig.wait_settled()
             result = rig.snapshot()
-    _references[plans] = result
+    _references[key] = result
     return result
 
 

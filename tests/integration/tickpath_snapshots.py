@@ -138,11 +138,15 @@ def reduce_coid(session_id: str, coid: str) -> str:
     return rest
 
 
-def seq_leg(key: str) -> tuple[int, int]:
-    """``<seq>-<leg>`` → (seq, leg); a protective stop ``stop-<n>`` → (-1, n): stops are
-    compared by their own number, after nothing else."""
-    head, leg = key.split("-")
-    return (-1 if head == "stop" else int(head)), int(leg)
+def seq_leg(key: str) -> tuple[int, ...]:
+    """``<seq>-<leg>`` → (seq, leg); a stop attached to an entry ``stop-<seq>-<leg>`` →
+    (seq, leg, 1), right after its entry; a stop placed on its own ``stop-<n>`` → (-1, n)."""
+    parts = key.split("-")
+    if parts[0] != "stop":
+        return int(parts[0]), int(parts[1])
+    if len(parts) == 3:
+        return int(parts[1]), int(parts[2]), 1
+    return -1, int(parts[1])
 
 
 def text(raw: bytes | str) -> str:
@@ -158,13 +162,47 @@ def assert_consistent(result: RunResult) -> None:
         assert snap.broker_positions == (
             {snap.state.contract_details.symbol: snap.position} if snap.position else {}
         ), name
-        broker_orders = sorted(map(snap.reduce, snap.broker_orders), key=seq_leg)
-        assert [o.key for o in snap.orders] == broker_orders, name
-        assert snap.broker_seq == len(snap.orders), name
-        assert {f.key for f in snap.fills} == {o.key for o in snap.orders}, name
-        assert all(o.status == "filled" for o in snap.orders), name
+        at_broker = set(map(snap.reduce, snap.broker_orders))
+        assert at_broker <= {o.key for o in snap.orders}, name
+        assert snap.broker_seq == len(at_broker), name
+        for order in snap.orders:
+            assert order.status in _ENDS[_kind(order, at_broker)], (name, order)
+        filled = {o.key for o in snap.orders if o.status == "filled"}
+        assert {f.key for f in snap.fills} == filled, name
+        assert resting_stop_fits(snap), name
+        assert progress.stop_out == 0, name
         assert len(snap.state.trades) == len(snap.fills), name
         assert sum(t.quantity for t in snap.state.trades) == snap.position, name
+
+
+_ENDS = {
+    "order": {"filled"},
+    "dropped": {"cancelled"},
+    "stop": {"filled", "cancelled", "working"},
+}
+
+
+def _kind(order: OrderView, at_broker: set[str]) -> str:
+    """A protective stop; an exit dropped before reaching the broker (its stop had closed the
+    position); any other order (it must have filled)."""
+    if order.key.startswith("stop-"):
+        return "stop"
+    return "order" if order.key in at_broker or order.intent != "exit" else "dropped"
+
+
+def resting_stop_fits(snap: SessionSnapshot) -> bool:
+    """At most one protective stop still works, and only the one the position needs (a run
+    with protective stops off has none at all)."""
+    if not any(o.key.startswith("stop-") for o in snap.orders):
+        return True
+    resting = [o for o in snap.orders if o.key.startswith("stop-") and o.status == "working"]
+    held = snap.state.open_position
+    if held is None or held.quantity == 0 or held.stop_price is None:
+        return not resting
+    side = "sell" if held.quantity > 0 else "buy"
+    return [(o.side, o.quantity, o.stop_price) for o in resting] == [
+        (side, abs(held.quantity), held.stop_price)
+    ]
 
 
 def differences(got: RunResult, want: RunResult, limit: int = 3) -> list[str]:

@@ -82,18 +82,22 @@ class Session:
     candles: list[Candle] = field(default_factory=list)
     orders: list[NewOrder] = field(default_factory=list)
     events: list[StepEvent] = field(default_factory=list)
+    protective_stops: bool = False
 
     @classmethod
-    def of(cls, state: SessionState) -> Session:
+    def of(cls, state: SessionState, protective_stops: bool = False) -> Session:
         fields = dict(encode_state(state).hash)
         fields[CURSOR_FIELD] = "0-0"
-        return cls(state.session.id, fields, list(state.candles))
+        return cls(state.session.id, fields, list(state.candles), protective_stops=protective_stops)
 
     def history(self, count: int) -> list[Candle]:
         return self.candles[-count:]
 
     def step(self, entries: Sequence[StreamEntry]) -> Session:
-        result = SessionStep(self.session_id, self.fields, self.history).run(entries)
+        step = SessionStep(
+            self.session_id, self.fields, self.history, protective_stops=self.protective_stops
+        )
+        result = step.run(entries)
         self.fields.update(result.fields)
         if result.cursor is not None:
             self.fields[CURSOR_FIELD] = result.cursor

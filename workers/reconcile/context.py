@@ -147,10 +147,16 @@ def local_position(rt: Runtime, session_id: str, fields: Mapping[str, str]) -> L
 
 
 def write(
-    rt: Runtime, lease: Lease, meta: ReconcileMeta, values: Mapping[str, Any] | None = None
+    rt: Runtime,
+    lease: Lease,
+    meta: ReconcileMeta,
+    values: Mapping[str, Any] | None = None,
+    more_meta: Mapping[str, str] | None = None,
 ) -> None:
-    """One fenced write of state fields and the reconciliation record."""
-    changes = StateChanges.of(values or {}, meta={RECONCILE_FIELD: meta.to_json()})
+    """One fenced write of state fields, the reconciliation record and ``more_meta``."""
+    changes = StateChanges.of(
+        values or {}, meta={RECONCILE_FIELD: meta.to_json(), **(more_meta or {})}
+    )
     rt.store.write(lease, changes)
 
 

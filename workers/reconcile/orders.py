@@ -18,6 +18,7 @@ Every change is an event row (kind ``reconciliation``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -41,7 +42,7 @@ from trading.reconcile import (
     plan_orders,
     remember_flagged,
 )
-from workers.brokers.base import FILLS_START
+from workers.brokers.base import FILLS_START, AccountManager
 from workers.brokers.commands import BrokerOrder, QueryOpenOrders, QueryOrder
 from workers.fills import apply_fill_to_session, deliver_fills
 from workers.order_records import get_order_row, update_order_row
@@ -49,7 +50,7 @@ from workers.reconcile import context
 from workers.reconcile.context import LOCK_WAIT_S, Target
 from workers.records import get_session_row
 from workers.risk.fills import release_entry
-from workers.risk.stops import is_stop_id, sync_stop
+from workers.risk.stops import is_stop_id, matching_horizon, sync_stop
 from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,27 @@ class OrdersReport:
         return f"{self.session_id}: {done}"
 
 
+def _work_resting(
+    broker: AccountManager,
+    account: str,
+    session_id: str,
+    fields: Mapping[str, str],
+    broker_open: list[BrokerOrder],
+) -> bool:
+    """Let a broker that works resting orders only when asked (the paper broker) match the
+    session's and the account's unowned ones: a protective stop only on the prices the
+    session has seen (``matching_horizon``). True if it was asked."""
+    match_order = getattr(broker, "match_order", None)
+    if not callable(match_order):
+        return False
+    horizon = matching_horizon(fields)
+    for order in broker_open:
+        if order.session_id in {session_id, ""}:
+            coid = order.client_order_id
+            match_order(account, coid, horizon if is_stop_id(coid) else None)
+    return True
+
+
 def reconcile_orders(rt: Runtime, session_id: str) -> OrdersReport:
     """One pass over one session's orders (see the module)."""
     report = OrdersReport(session_id)
@@ -93,10 +115,9 @@ def reconcile_orders(rt: Runtime, session_id: str) -> OrdersReport:
     contract = context.contract_of(fields)
     broker, account = target.broker, target.account
     try:
-        match = getattr(broker, "match", None)
-        if callable(match):
-            match(contract)
         broker_open = broker.open_orders(QueryOpenOrders(account))
+        if _work_resting(broker, account, session_id, fields, broker_open):
+            broker_open = broker.open_orders(QueryOpenOrders(account))
     except Exception as exc:
         report.failed = context.describe(exc)
         log.warning("session %s: open orders not read: %s", session_id, report.failed)

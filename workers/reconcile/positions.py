@@ -19,6 +19,7 @@ A broker that fails is never read as flat: the session is only marked stale, and
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -49,6 +50,7 @@ from workers.reconcile import context
 from workers.reconcile.context import LOCK_WAIT_S, Target
 from workers.runtime import Runtime
 from workers.state.store import Lease
+from workers.ticks.step import PROGRESS_FIELD, TickProgress
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +250,8 @@ def _correct(
         values["account_balance"] = target.broker.balance(QueryBalance(target.account)).cash
     except Exception as exc:
         log.warning("session %s: balance not refreshed: %s", sid, context.describe(exc))
-    context.write(rt, lease, replace(meta, absorbed_cursor=answer.log_end), values)
+    absorbed = replace(meta, absorbed_cursor=answer.log_end)
+    context.write(rt, lease, absorbed, values, _stop_out_settled(fields))
     details = {
         "local": decision.local,
         "broker": decision.broker,
@@ -264,3 +267,13 @@ def _correct(
         details,
     )
     return PositionReport(sid, "corrected", decision.reason, decision.local, decision.broker)
+
+
+def _stop_out_settled(fields: Mapping[str, str]) -> dict[str, str]:
+    """The broker's position is the truth: what the tick step took as closed by a touched
+    protective stop (``workers.ticks.stop_watch``) is settled by the correction."""
+    raw = fields.get(PROGRESS_FIELD)
+    progress = TickProgress.from_json(raw)
+    if not raw or not progress.stops_out:
+        return {}
+    return {PROGRESS_FIELD: replace(progress, stops_out=()).to_json()}

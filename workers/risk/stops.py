@@ -1,10 +1,16 @@
 """Protective stops at the broker: every position opened with a stop has a stop order resting.
 
-The stop a position needs follows from the session's state: ``open_position.stop_price`` (set
-by ``workers.fills`` when an entry carrying a ``stop_price`` fills), ``|quantity|`` contracts on
-the opposite side, in the position's contract (a position that lost its stop price to a
-rebuild keeps the price of its open stop). ``sync_stop`` makes the broker match it, under
-the session's lock (so two deliveries cannot race):
+An entry decided with a stop price is decided together with its stop: the tick step writes
+both rows, and the stop (``<hex>-stop-<seq>-<leg>``: ``stop_watch.attached_stop_id``) is sent
+right after its entry, attached to it (one-triggers-other: the broker works it from the
+entry's fill on, in data time). So whether a stop rested, and from when, never depends on how
+fast the entry's fill came back.
+
+Afterwards the stop a position needs follows from the session's state:
+``open_position.stop_price`` (set by ``workers.fills`` when an entry carrying a ``stop_price``
+fills), ``|quantity|`` contracts on the opposite side, in the position's contract (a position
+that lost its stop price to a rebuild keeps the price of its open stop). ``sync_stop`` makes
+the broker match it, under the session's lock (so two deliveries cannot race):
 
 - no stop needed (flat, or no stop price): every open stop order of the session is cancelled;
 - the newest open stop row matches (contract, side, quantity, price): it is placed if its row
@@ -23,10 +29,13 @@ stop, and a chain that died is restarted by the next sync (every fill, every ord
 
 A strategy that exits by itself (``breakout`` closes on a candle close through its stop)
 races the broker stop touched inside that candle. Every exit therefore cancels the session's
-resting stops before it is sent (``clear_for_exit``) and is dropped when one had already
-filled, and no stop is placed while an exit of the session is open (``exit_pending``): the
-two never both fill. Behind the ``protective_stops`` setting (off by default, see
-``workers.settings``).
+resting stops as of its decision's data time before it is sent (``clear_for_exit``) and is
+dropped when one had filled before that, and ``sync_stop`` leaves the stops alone while an
+exit of the session is open (``exit_pending``): the two never both fill. The broker works a
+session's stops only on the prices the session has seen (``matching_horizon``), and the
+tick step watches the same stop on the same prices (``workers.ticks.stop_watch``), so the
+same replay fills the same stops whatever the workers' speed. Behind the
+``protective_stops`` setting (off by default, see ``workers.settings``).
 
 Heat needs nothing here: it is measured to ``open_position.stop_price``, which is the price of
 the stop resting at the broker whenever the two are in sync.
@@ -37,8 +46,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import redis
@@ -47,11 +57,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as DbSession
 
+from models.codec import decode_field, state_key
 from models.state import OpenPosition, OrderStatus, Side, WorkingOrder
 from models.tables import OrderRow
 from trading.intents import client_order_id
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import CancelOrder, OrderAck, PlaceOrder, QueryOrder
+from workers.brokers.paper_model import MarketBound, epoch_ms_ceil
 from workers.order_records import insert_order_if_absent, update_order_row
 from workers.settings import get_settings
 from workers.state.store import StateStore
@@ -59,9 +71,15 @@ from workers.state.store import StateStore
 log = logging.getLogger(__name__)
 
 LOCK_WAIT_S = 5.0
+EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+MS_DELTA = timedelta(milliseconds=1)
 OPEN_STATUSES: tuple[OrderStatus, ...] = ("new", "sent", "working", "partially_filled")
-STOP_ID = re.compile(r"[0-9a-f]{16}-stop-[0-9]+")
+STOP_ID = re.compile(r"([0-9a-f]{16})-stop-([0-9]+)(?:-([0-9]+))?")
+"""``<hex>-stop-<n>``: the n-th stop ``sync_stop`` placed for the session; ``<hex>-stop-<seq>-
+<leg>``: the stop attached to the entry ``<hex>-<seq>-<leg>`` (decided with it)."""
 POLL_TASK = "tradefleet.orders.poll"
+CURSOR_FIELD = "_cursor"
+"""The last stream entry the session's tick step processed (``workers.ticks.step``)."""
 STOP_POLL_INTERVAL_S = 0.5
 """How often a resting stop is matched against new prices (the paper broker)."""
 POLL_GUARD_TTL_S = 30
@@ -112,6 +130,14 @@ def stop_id(session_id: str, n: int) -> str:
     return f"{prefix}-stop-{n}"
 
 
+def parent_of(coid: str) -> str | None:
+    """The entry a protective stop is attached to, or None (not an attached stop)."""
+    found = STOP_ID.fullmatch(coid)
+    if found is None or found.group(3) is None:
+        return None
+    return f"{found.group(1)}-{found.group(2)}-{found.group(3)}"
+
+
 def poll_guard_key(coid: str) -> str:
     return f"tf:stoppoll:{coid}"
 
@@ -135,8 +161,17 @@ def _inherited(position: OpenPosition | None, rows: list[OrderRow]) -> WantedSto
     return WantedStop(position.contract, side, abs(position.quantity), Decimal(rows[-1].stop_price))
 
 
-def open_stop_rows(engine: Engine, session_id: str) -> list[OrderRow]:
-    """The session's protective stop rows that are not final, oldest first."""
+def open_stop_rows(
+    engine: Engine,
+    session_id: str,
+    *,
+    before: int | None = None,
+    pending: Collection[str] = (),
+) -> list[OrderRow]:
+    """The session's protective stop rows that are not final, oldest first: only those
+    decided before the order row ``before`` if given, and none attached to an entry still
+    ``pending`` (a working copy of the session: until its fill is applied, its stop protects
+    nothing the session holds)."""
     query = (
         select(OrderRow)
         .where(
@@ -147,8 +182,11 @@ def open_stop_rows(engine: Engine, session_id: str) -> list[OrderRow]:
         )
         .order_by(OrderRow.id)
     )
+    if before is not None:
+        query = query.where(OrderRow.id < before)
     with DbSession(engine, expire_on_commit=False) as db:
-        return [row for row in db.scalars(query).all() if is_stop_id(row.client_order_id)]
+        rows = [row for row in db.scalars(query).all() if is_stop_id(row.client_order_id)]
+    return [row for row in rows if parent_of(row.client_order_id) not in pending]
 
 
 def _stop_count(engine: Engine, session_id: str) -> int:
@@ -215,18 +253,19 @@ def sync_stop(
     outcome = StopOutcome(session_id)
     with store.locked(session_id, wait_s=LOCK_WAIT_S) as lease:
         position: OpenPosition | None = lease.value("open_position")
-        rows = open_stop_rows(engine, session_id)
-        wanted = wanted_stop(position) or _inherited(position, rows)
         if exit_pending(lease.value("orders")):
-            wanted = None
+            return outcome
+        rows = open_stop_rows(engine, session_id, pending=set(lease.value("orders")))
+        wanted = wanted_stop(position) or _inherited(position, rows)
         keep = rows[-1] if rows and wanted is not None and _matches(rows[-1], wanted) else None
         if keep is not None and verify and not _still_working(engine, broker, account, keep):
             outcome.missing = keep.client_order_id
             keep = None
+        horizon = as_of or _horizon_time(lease.fields)
         raced = False
         for row in rows:
             if row is not keep and row.client_order_id != outcome.missing:
-                raced = not _cancel(engine, broker, account, row, outcome) or raced
+                raced = not _cancel(engine, broker, account, row, outcome, horizon) or raced
         if wanted is None or raced:
             return outcome
         if keep is None:
@@ -243,7 +282,7 @@ def sync_stop(
                 created_at=datetime.now(UTC),
                 stop_price=wanted.stop_price,
             )
-            decided = _data_now(dict(lease.fields), as_of or _last_decided(engine, session_id))
+            decided = as_of or _data_now(dict(lease.fields), _last_decided(engine, session_id))
             insert_order_if_absent(engine, session_id, order, decided, "gtc")
             outcome.placed = coid
             status = _place(engine, broker, account, session_id, order, decided)
@@ -261,22 +300,68 @@ def sync_stop(
     return outcome
 
 
+def matching_horizon(fields: Mapping[str, str]) -> MarketBound:
+    """How far the broker may work the session's resting orders: the stream entries the
+    session has processed (its cursor), and never past the decision of an exit of its own
+    still open (that exit cancels the stops as of its decision). A simulated broker working
+    stops beyond what the session has seen would race its decisions; bounded, the same replay
+    fills the same stops at the same ticks however fast workers are, and the tick step has
+    always seen a touch before its fill comes back. A session with no cursor: nothing."""
+    orders: dict[str, WorkingOrder] = decode_field("orders", fields.get("orders") or "{}")
+    exits = [
+        epoch_ms_ceil(o.created_at)
+        for o in orders.values()
+        if o.intent == "exit" and o.status in OPEN_STATUSES
+    ]
+    cursor = fields.get(CURSOR_FIELD)
+    if not cursor:
+        return MarketBound(until_ms=0)
+    return MarketBound(until_ms=min(exits) if exits else None, through_id=cursor)
+
+
+def session_horizon(client: redis.Redis, session_id: str) -> MarketBound:
+    """``matching_horizon`` of the session's state as stored now (read without its lock)."""
+    names = (CURSOR_FIELD, "orders")
+    raw = client.hmget(state_key(session_id), list(names))
+    values = [v.decode() if isinstance(v, bytes) else v for v in raw]  # type: ignore[union-attr]
+    return matching_horizon({k: v for k, v in zip(names, values, strict=True) if v})
+
+
 def exit_pending(orders: dict[str, WorkingOrder]) -> bool:
-    """Whether the session has an exit order of its own still open: while it is, no stop is
-    placed (the exit cancels the stop before it is sent; a stop re-placed meanwhile could fill
-    after the exit and reverse the position)."""
+    """Whether the session has an exit order of its own still open: while it is, its stops
+    are left alone (the exit cancels them as of its decision before it is sent; a stop placed
+    meanwhile could fill after the exit and reverse the position)."""
     return any(o.intent == "exit" and o.status in OPEN_STATUSES for o in orders.values())
 
 
 def clear_for_exit(
-    store: StateStore, engine: Engine, broker: AccountManager, session_id: str, account: str
+    store: StateStore,
+    engine: Engine,
+    broker: AccountManager,
+    exit_row: OrderRow,
+    account: str,
 ) -> bool:
-    """Before an exit of the session is sent: cancel its resting protective stops. False when
-    one of them had already filled (it closed the position: the exit must not be sent)."""
+    """Before an exit of the session is sent: cancel its protective stops decided before it,
+    as of the exit's decision (data) time. False when the newest of them, the one protecting
+    the position the exit closes, had filled before it (it closed that position: the exit must
+    not be sent); an older one filling now closed an earlier position, which the session had
+    already taken as closed when it saw its stop touched. A session with no such stop row
+    takes no lock: no stop is placed while its exit is open (``exit_pending``)."""
+    session_id, decided_at = exit_row.session_id, exit_row.decided_at
+    if decided_at is None or not open_stop_rows(engine, session_id, before=exit_row.id):
+        return True
     outcome = StopOutcome(session_id)
     with store.locked(session_id, wait_s=LOCK_WAIT_S):
-        rows = open_stop_rows(engine, session_id)
-        return all([_cancel(engine, broker, account, row, outcome) for row in rows])
+        rows = open_stop_rows(engine, session_id, before=exit_row.id)
+        cancelled = [_cancel(engine, broker, account, row, outcome, decided_at) for row in rows]
+        return cancelled[-1] if cancelled else True
+
+
+def _horizon_time(fields: Mapping[str, str]) -> datetime | None:
+    """The data time of the session's last processed tick: stops are cancelled as of then."""
+    raw = fields.get("_progress")
+    last_ms = json.loads(raw).get("last_ms") if raw else None
+    return None if not isinstance(last_ms, int) else EPOCH_UTC + (last_ms + 1) * MS_DELTA
 
 
 def _as_order(row: OrderRow) -> WorkingOrder:
@@ -314,6 +399,7 @@ def _place(
             stop_price=order.stop_price,
             time_in_force="gtc",
             decided_at=decided,
+            parent_client_order_id=parent_of(order.client_order_id),
         )
     )
     _record(engine, ack)
@@ -322,11 +408,16 @@ def _place(
 
 
 def _cancel(
-    engine: Engine, broker: AccountManager, account: str, row: OrderRow, outcome: StopOutcome
+    engine: Engine,
+    broker: AccountManager,
+    account: str,
+    row: OrderRow,
+    outcome: StopOutcome,
+    as_of: datetime | None,
 ) -> bool:
-    """Cancel one stop (True); False when it filled meanwhile: its row stays open for its
-    fill."""
-    ack = broker.cancel_order(CancelOrder(account, row.client_order_id))
+    """Cancel one stop as of ``as_of`` (True); False when it filled before: its row stays open
+    for its fill."""
+    ack = broker.cancel_order(CancelOrder(account, row.client_order_id, as_of))
     if ack.status == "filled":
         log.warning("protective stop %s filled before it could be cancelled", row.client_order_id)
         return False

@@ -45,9 +45,10 @@ from trading.rolls import (
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import QueryOrder, QueryPositions
 from workers.fills import LOCK_WAIT_S, deliver_fills
-from workers.order_records import insert_order_if_absent
+from workers.order_records import fill_time, insert_order_if_absent
 from workers.orders import poll_order, send_order, session_broker
 from workers.records import get_session_row
+from workers.risk.stops import sync_stop
 from workers.rolls import records
 from workers.rolls import state as marks
 from workers.rolls.state import RollMeta, RollNeedsOperator, meta_of
@@ -94,6 +95,7 @@ def run_step(rt: Runtime, roll_id: int, step: str) -> Outcome:
         switch_contract(rt, records.require_roll(rt.engine, roll_id), session)
     elif step == "end":
         end_roll(rt, row)
+        _protect_rolled(rt, row, session)
     _test_pause(rt, roll_id, step)
     after = next_step(step)
     records.advance(rt.engine, roll_id, step, after)  # type: ignore[arg-type]
@@ -217,6 +219,16 @@ def _send(rt: Runtime, row: RollRow, plan: RollPlan, step: str) -> None:
     marks.add_working_order(rt, plan.session_id, order, extra)
     outcome = send_order(rt, plan.session_id, order.client_order_id)
     log.info("roll %s: %s %s sent (%s)", row.id, step, order.client_order_id, outcome.status)
+
+
+def _protect_rolled(rt: Runtime, row: RollRow, session: TradingSessionRow) -> None:
+    """The rolled position gets its protective stop (the old one, moved by the spread at the
+    switch), resting from the open's fill; the roll's close cancelled the old contract's."""
+    if not rt.settings.protective_stops or row.quantity == 0 or not row.open_client_order_id:
+        return
+    opened = fill_time(rt.engine, row.open_client_order_id)
+    broker = session_broker(rt, session)
+    sync_stop(rt.store, rt.engine, broker, row.session_id, session.account, opened)
 
 
 def _session_holds(rt: Runtime, plan: RollPlan, contract: str, quantity: int) -> bool:

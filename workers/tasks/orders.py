@@ -8,7 +8,7 @@ from celery import Task, shared_task
 
 from trading.exceptions import RetryLater
 from workers.orders import poll_order, send_order
-from workers.risk.stops import STOP_POLL_INTERVAL_S, is_stop_id, keep_polling
+from workers.risk.stops import STOP_POLL_INTERVAL_S, is_stop_id, keep_polling, start_polling
 from workers.runtime import runtime
 
 POLL_TASK = "tradefleet.orders.poll"
@@ -28,7 +28,9 @@ def send(self: Task[Any, Any], session_id: str, client_order_id: str) -> str:
     """Place one order (idempotent by client order id) and apply the fills it brings."""
     rt = runtime()
     outcome = send_order(rt, session_id, client_order_id)
-    if outcome.resting:
+    if outcome.resting and is_stop_id(client_order_id):
+        start_polling(rt.redis, session_id, client_order_id)
+    elif outcome.resting:
         self.app.send_task(
             POLL_TASK,
             args=[session_id, client_order_id, 1],

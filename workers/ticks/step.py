@@ -37,13 +37,21 @@ from trading.risk import EntryGate
 from trading.strategies import StrategyContext, call_strategy, get_strategy
 from trading.timeframes import parse_timeframe
 from workers.risk.entry import EntryCheck, check_entry
+from workers.ticks.stop_watch import (
+    OPEN_STATUSES,
+    StopOut,
+    attached_stop_id,
+    expected_stop,
+    first_touch,
+    pending_quantity,
+    taken_as_closed,
+)
 
 log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CURSOR_FIELD = "_cursor"
 PROGRESS_FIELD = "_progress"
-OPEN_STATUSES = frozenset({"new", "sent", "working", "partially_filled"})
 StreamEntry = tuple[bytes | str, Mapping[bytes, bytes]]
 
 
@@ -56,19 +64,25 @@ class TickProgress:
     candles_closed: int = 0
     ticks_processed: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    stops_out: tuple[StopOut, ...] = ()
+    """Protective stops seen touched whose fills are not applied yet, the positions they
+    protect taken as closed (``workers.ticks.stop_watch``); written only when there are."""
+
+    @property
+    def stop_out(self) -> int:
+        return taken_as_closed(self.stops_out)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "last_ms": self.last_ms,
-                "signal_seq": self.signal_seq,
-                "candles_closed": self.candles_closed,
-                "ticks_processed": self.ticks_processed,
-                "rejected": self.rejected,
-            },
-            separators=(",", ":"),
-            sort_keys=True,
-        )
+        data: dict[str, Any] = {
+            "last_ms": self.last_ms,
+            "signal_seq": self.signal_seq,
+            "candles_closed": self.candles_closed,
+            "ticks_processed": self.ticks_processed,
+            "rejected": self.rejected,
+        }
+        if self.stops_out:
+            data["stops_out"] = [out.to_json() for out in self.stops_out]
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
     @classmethod
     def from_json(cls, raw: str | None) -> TickProgress:
@@ -81,6 +95,7 @@ class TickProgress:
             candles_closed=int(data["candles_closed"]),
             ticks_processed=int(data["ticks_processed"]),
             rejected={str(k): int(v) for k, v in data["rejected"].items()},
+            stops_out=tuple(StopOut.from_json(raw) for raw in data.get("stops_out", ())),
         )
 
     @property
@@ -145,9 +160,18 @@ class SessionStep:
         fields: Mapping[str, str],
         history: Callable[[int], list[Candle]],
         risk: EntryGate | None = None,
+        *,
+        protective_stops: bool = False,
     ) -> None:
+        """``protective_stops``: the session's stops rest at the broker, so the step watches
+        them (``workers.ticks.stop_watch``)."""
         self.session_id = session_id
         self._risk = risk
+        self._stops = protective_stops
+        self._good: list[Tick] = []
+        self._watched = 0
+        self._stops_out: tuple[StopOut, ...] = ()
+        self._orders: dict[str, WorkingOrder] | None = None
         self._fields = fields
         self._history = history
         self.progress = TickProgress.from_json(fields.get(PROGRESS_FIELD))
@@ -198,10 +222,13 @@ class SessionStep:
             ticks_processed=progress.ticks_processed + len(good),
             rejected=rejected,
         )
+        self._good, self._stops_out = good, progress.stops_out
         if folded.closed:
             progress = self._on_closed(folded.closed, timeframe.delta, progress)
+        self._watch(None)
         if good:
             self._mark_to_market(good[-1].price)
+        progress = replace(progress, stops_out=self._stops_out)
         self.progress = progress
         self.result.fields[PROGRESS_FIELD] = progress.to_json()
         return self.result
@@ -229,7 +256,7 @@ class SessionStep:
         candles = self._history(need) + list(closed)
         details: ContractDetails = self._get("contract_details")
         position: OpenPosition | None = self._get("open_position")
-        orders: dict[str, WorkingOrder] = self._get("orders")
+        orders = self._current_orders()
         template: OrderTemplate = self._get("order_template")
         balance: Decimal | None = self._get("account_balance")
         state = strategy_ref.state
@@ -237,12 +264,13 @@ class SessionStep:
         orders_changed = False
         first_live = len(candles) - len(closed)
         for index in range(first_live, len(candles)):
-            if index + 1 < warmup:
-                continue
             candle = candles[index]
             now = candle.start + step
+            self._watch(now)
+            if index + 1 < warmup:
+                continue
             held = 0 if position is None else position.quantity
-            expected = held + _pending_quantity(orders)
+            expected = held + pending_quantity(orders) + taken_as_closed(self._stops_out)
             context = StrategyContext(
                 candles=candles[max(0, index + 1 - need) : index + 1],
                 position=expected,
@@ -281,12 +309,14 @@ class SessionStep:
                         stop_price=intent.stop_price,
                     )
                     orders = {**orders, order.client_order_id: order}
+                    self._orders = orders
                     orders_changed = True
                     self.result.new_orders.append(
                         NewOrder(
                             order, now, self.info.account, self.session_id, template.time_in_force
                         )
                     )
+                    self._attach_stop(order, now)
                 expected += sum(intent.signed_quantity for intent in intents)
         self.result.fields["strategy"] = encode_field(
             "strategy", replace(strategy_ref, state=state)
@@ -294,6 +324,66 @@ class SessionStep:
         if orders_changed:
             self.result.fields["orders"] = encode_field("orders", orders)
         return replace(progress, signal_seq=seq)
+
+    def _attach_stop(self, entry: WorkingOrder, now: datetime) -> None:
+        """An entry with a stop price is decided with its protective stop, attached to it
+        (``workers.risk.stops``); the stop is no working copy (no pending quantity)."""
+        if not self._stops or entry.intent != "entry" or entry.stop_price is None:
+            return
+        stop = WorkingOrder(
+            client_order_id=attached_stop_id(entry.client_order_id),
+            contract=entry.contract,
+            side="sell" if entry.side == "buy" else "buy",
+            quantity=entry.quantity,
+            order_type="stop",
+            intent="exit",
+            status="new",
+            created_at=now,
+            stop_price=entry.stop_price,
+        )
+        self.result.new_orders.append(
+            NewOrder(stop, now, self.info.account, self.session_id, "gtc")
+        )
+
+    def _current_orders(self) -> dict[str, WorkingOrder]:
+        """The session's working copies, with the orders this step decided so far."""
+        if self._orders is None:
+            raw = self._fields["orders"]
+            self._orders = {} if raw == "{}" else self._get("orders")
+        return self._orders
+
+    def _watch(self, until: datetime | None) -> None:
+        """Watch the expected protective stop over the good ticks not watched yet that come
+        before ``until`` (all of them with None): the first that reaches it takes the position
+        it protects as closed (``workers.ticks.stop_watch``)."""
+        if not self._stops:
+            return
+        good, start = self._good, self._watched
+        end = start
+        while end < len(good) and (until is None or good[end].time < until):
+            end += 1
+        self._watched = end
+        if end == start:
+            return
+        position: OpenPosition | None = self._get("open_position")
+        orders = self._current_orders()
+        stop = expected_stop(position, orders, self._stops_out)
+        tick = None if stop is None else first_touch(stop, good[start:end])
+        if stop is None or tick is None:
+            return
+        held = 0 if position is None else position.quantity
+        closed = held + pending_quantity(orders) + taken_as_closed(self._stops_out)
+        if closed == 0:
+            return
+        out = StopOut(stop.direction, stop.price, -closed, _epoch_ms(tick.time))
+        self._stops_out = (*self._stops_out, out)
+        message = (
+            f"protective stop {stop.price} touched at {tick.price}: position {closed} taken "
+            "as closed until the stop's fill arrives"
+        )
+        self.result.events.append(
+            StepEvent("risk", "info", message, {"at": tick.time.isoformat(), "closed": closed})
+        )
 
     def _allowed(self, intents: list[OrderIntent]) -> list[OrderIntent]:
         """Entries are dropped while reconciliation blocks them (the broker stopped answering,
@@ -384,19 +474,16 @@ def _remember(key: tuple[str, str], value: Any) -> None:
     _DECODED[key] = value
 
 
-def _pending_quantity(orders: Mapping[str, WorkingOrder]) -> int:
-    """The signed quantity still to fill on the session's open orders."""
-    total = 0
-    for order in orders.values():
-        if order.status in OPEN_STATUSES:
-            remaining = order.quantity - order.filled_quantity
-            total += remaining if order.side == "buy" else -remaining
-    return total
-
-
 def _epoch_ms(t: datetime) -> int:
     delta = t - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-__all__ = ["CollaboratorRef", "SessionStep", "StepResult", "TickProgress", "entry_to_tick"]
+__all__ = [
+    "OPEN_STATUSES",
+    "CollaboratorRef",
+    "SessionStep",
+    "StepResult",
+    "TickProgress",
+    "entry_to_tick",
+]

@@ -1,0 +1,137 @@
+"""The session's own view of its protective stop, kept in data time by the tick step.
+
+A protective stop rests at the broker (``workers.risk.stops``), and the broker fills it when a
+price reaches it. The session learns of that fill through a task, at a wall-clock moment that
+depends on how fast workers run; a strategy deciding on the session's next candles must not
+depend on that moment. So the step watches the ticks itself: when a tick reaches the stop the
+session expects to rest (the broker's own rule, ``workers.brokers.paper_model.fill_price``: a
+sell stop at a trade at or below it, a buy stop at or above), the position it protects is
+taken as closed (a ``StopOut`` in ``_progress``, one per touched stop) until that stop's fill
+is applied (``workers.fills`` settles it). The strategy sees ``held + pending + taken as
+closed``, the same whenever the fill arrives.
+
+The stop the session expects is derived from its state, never stored twice. With orders of
+its own open, the newest decision rules: an entry carrying a stop (the entry leg of a reversal
+included) expects that stop (it rests from the entry's fill, the first tick at or after its
+decision) unless it was touched already; anything else (an exit, a roll's order, an entry
+without a stop) expects none (an exit cancels the stop as of its decision). Otherwise the
+open position's stop, unless it was touched already (its fill is awaited).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from models.state import OpenPosition, WorkingOrder
+from trading.market import Tick
+
+OPEN_STATUSES = frozenset({"new", "sent", "working", "partially_filled"})
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedStop:
+    """The stop the session expects at the broker: it protects a long (``direction`` 1, a
+    sell stop) or a short (-1, a buy stop) at ``price``."""
+
+    direction: int
+    price: Decimal
+
+    def touched_by(self, price: Decimal) -> bool:
+        return price <= self.price if self.direction > 0 else price >= self.price
+
+
+def pending_quantity(orders: Mapping[str, WorkingOrder]) -> int:
+    """The signed quantity still to fill on the session's open orders."""
+    total = 0
+    for order in orders.values():
+        if order.status in OPEN_STATUSES:
+            remaining = order.quantity - order.filled_quantity
+            total += remaining if order.side == "buy" else -remaining
+    return total
+
+
+def attached_stop_id(entry_client_order_id: str) -> str:
+    """The id of the protective stop attached to an entry ``<hex>-<seq>-<leg>``."""
+    prefix, seq, leg = entry_client_order_id.rsplit("-", 2)
+    return f"{prefix}-stop-{seq}-{leg}"
+
+
+@dataclass(frozen=True, slots=True)
+class StopOut:
+    """A stop the step saw touched, its fill not applied yet: the stop (``direction``,
+    ``price``), the signed ``quantity`` taken as closed, and when (``at_ms``, data time)."""
+
+    direction: int
+    price: Decimal
+    quantity: int
+    at_ms: int
+
+    def to_json(self) -> list[object]:
+        return [self.direction, str(self.price), self.quantity, self.at_ms]
+
+    @classmethod
+    def from_json(cls, raw: Sequence[object]) -> StopOut:
+        direction, price, quantity, at_ms = raw
+        return cls(int(str(direction)), Decimal(str(price)), int(str(quantity)), int(str(at_ms)))
+
+    def covers(self, direction: int, price: Decimal, since: datetime | None) -> bool:
+        """Whether this is the touch of that stop (decided or opened at ``since``)."""
+        after = since is None or self.at_ms >= _ms(since)
+        return (self.direction, self.price) == (direction, price) and after
+
+
+def taken_as_closed(stops_out: Sequence[StopOut]) -> int:
+    """The signed quantity the session takes as closed by touched stops."""
+    return sum(out.quantity for out in stops_out)
+
+
+def expected_stop(
+    position: OpenPosition | None,
+    orders: Mapping[str, WorkingOrder],
+    stops_out: Sequence[StopOut] = (),
+) -> ExpectedStop | None:
+    """The stop the session expects to rest at the broker now (see the module), or None:
+    never one it already saw touched."""
+    pending = [o for o in orders.values() if o.status in OPEN_STATUSES]
+    if pending:
+        newest = max(pending, key=lambda o: (o.created_at, o.intent == "entry"))
+        if newest.intent != "entry" or newest.stop_price is None:
+            return None
+        stop = ExpectedStop(1 if newest.side == "buy" else -1, newest.stop_price)
+        since: datetime | None = newest.created_at
+    elif position is None or position.quantity == 0 or position.stop_price is None:
+        return None
+    else:
+        stop = ExpectedStop(1 if position.quantity > 0 else -1, position.stop_price)
+        since = position.opened_at
+    if any(out.covers(stop.direction, stop.price, since) for out in stops_out):
+        return None
+    return stop
+
+
+def first_touch(stop: ExpectedStop, ticks: Sequence[Tick]) -> Tick | None:
+    """The first of ``ticks`` that reaches ``stop``."""
+    for tick in ticks:
+        if stop.touched_by(tick.price):
+            return tick
+    return None
+
+
+def after_stop_fill(
+    stops_out: Sequence[StopOut], fill_quantity: int, stop_price: Decimal | None
+) -> tuple[StopOut, ...]:
+    """``stops_out`` once a protective stop's fill is applied: the touch of that stop (a buy
+    fill closes a short: direction -1) is settled, the oldest first; a fill the step did not
+    see coming settles nothing."""
+    direction = -1 if fill_quantity > 0 else 1
+    for index, out in enumerate(stops_out):
+        if stop_price is not None and (out.direction, out.price) == (direction, stop_price):
+            return (*stops_out[:index], *stops_out[index + 1 :])
+    return tuple(stops_out)
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
