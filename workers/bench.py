@@ -11,12 +11,15 @@ Phases (all against a private redis-server, SQLite file and Celery workers start
 3. the same at ``big_rate`` ticks/s over ``big_sessions`` sessions.
 4. baseline: the same step work as phase 1 (``SessionStep``) in this one process, with no
    Redis or Celery.
+
+``BenchConfig.only`` runs one phase alone (its figures only; the others read 0).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select
@@ -24,8 +27,18 @@ from sqlalchemy.orm import Session as DbSession
 
 from models.tables import OrderRow
 from trading.exceptions import BadInput
-from workers.bench_env import STRATEGY, STRATEGY_ARGS, TIMEFRAME, bench_env, instrument_names
+from workers.bench_env import (
+    STRATEGY,
+    STRATEGY_ARGS,
+    TIMEFRAME,
+    BenchEnv,
+    bench_env,
+    instrument_names,
+)
 from workers.bench_load import (
+    Baseline,
+    Chunk,
+    FlatOut,
     Paced,
     processed_total,
     publish_flat_out,
@@ -36,6 +49,15 @@ from workers.bench_load import (
 from workers.db import engine_for
 
 Say = Callable[[str], None]
+
+
+class Phase(StrEnum):
+    """A phase of the benchmark, to run it alone (``--only``) while working on it."""
+
+    FLAT = "flat"
+    LATENCY = "latency"
+    BIG = "big"
+    BASELINE = "baseline"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +71,8 @@ class BenchConfig:
     big_sessions: int = 1_000
     big_rate: float = 10_000.0
     ticks: int = 600_000
+    only: Phase | None = None
+    """Run this phase alone (the other figures read 0); None runs them all."""
 
     def __post_init__(self) -> None:
         if self.sessions < 1 or self.big_sessions < 1:
@@ -59,6 +83,9 @@ class BenchConfig:
             raise BadInput("--seconds, --rate and --big-rate must be positive")
         if self.ticks < self.sessions:
             raise BadInput("--ticks must be at least one per session")
+
+    def runs(self, phase: Phase) -> bool:
+        return self.only is None or self.only is phase
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,36 +134,47 @@ class BenchReport:
 
 
 def run_bench(config: BenchConfig, say: Say) -> BenchReport:
-    """Run every phase against a private deployment; ``say`` gets one-line progress."""
+    """Run the phases against a private deployment; ``say`` gets one-line progress."""
     small = instrument_names(config.sessions)
     big = instrument_names(max(config.big_sessions, config.sessions))[: config.big_sessions]
-    say(f"generating {config.ticks:,} synthetic ticks over {len(small)} contracts")
-    chunks = synthetic_chunks(small, config.ticks)
-    say(f"starting redis-server and {config.workers} tick worker process(es)")
-    with bench_env(config.workers) as env:
-        spent = env.create_sessions(small)
-        say(f"created {len(small)} sessions in {spent:.1f}s")
-        flat = publish_flat_out(env, small, chunks, timeout_s=max(120.0, config.ticks / 2_000))
-        done, rejected = processed_total(env, small)
-        if done + rejected != flat.ticks:
-            raise BadInput(f"sessions consumed {done + rejected} ticks of {flat.ticks} published")
-        say(
-            f"flat out: {flat.ticks:,} ticks in {flat.seconds:.2f}s = {flat.ticks_per_s:,.0f}/s "
-            f"(publishing took {flat.publish_seconds:.2f}s)"
-        )
-        say(f"latency: {config.rate:,.0f} ticks/s over {len(small)} sessions, {config.seconds}s")
-        latency = publish_paced(env, small, config.rate, config.seconds)
-        _say_paced(say, latency)
-        spent = env.create_sessions(big)
-        say(f"created {len(big)} sessions in all ({spent:.1f}s)")
-        say(f"latency: {config.big_rate:,.0f} ticks/s over {len(big)} sessions, {config.seconds}s")
-        latency_big = publish_paced(env, big, config.big_rate, config.seconds, seed=3)
-        _say_paced(say, latency_big)
-        with DbSession(engine_for(env.settings.sqlalchemy_url)) as db:
-            orders = int(db.scalar(select(func.count()).select_from(OrderRow)) or 0)
-    say("baseline: the same step work in this process, no Redis, no Celery")
-    baseline = run_baseline(small, chunks)
-    say(f"baseline: {baseline.ticks:,} ticks in {baseline.seconds:.2f}s")
+    chunks: list[Chunk] = []
+    if config.runs(Phase.FLAT) or config.runs(Phase.BASELINE):
+        say(f"generating {config.ticks:,} synthetic ticks over {len(small)} contracts")
+        chunks = synthetic_chunks(small, config.ticks)
+    flat, rejected = FlatOut(0, 0.0, 0.0), 0
+    latency = latency_big = Paced.empty()
+    orders = 0
+    if config.only is not Phase.BASELINE:
+        say(f"starting redis-server and {config.workers} tick worker process(es)")
+        with bench_env(config.workers) as env:
+            if config.runs(Phase.FLAT) or config.runs(Phase.LATENCY):
+                spent = env.create_sessions(small)
+                say(f"created {len(small)} sessions in {spent:.1f}s")
+            if config.runs(Phase.FLAT):
+                flat, rejected = _flat_out(env, small, chunks, say)
+            if config.runs(Phase.LATENCY):
+                say(
+                    f"latency: {config.rate:,.0f} ticks/s over {len(small)} sessions, "
+                    f"{config.seconds}s"
+                )
+                latency = publish_paced(env, small, config.rate, config.seconds)
+                _say_paced(say, latency)
+            if config.runs(Phase.BIG):
+                spent = env.create_sessions(big)
+                say(f"created {len(big)} sessions in all ({spent:.1f}s)")
+                say(
+                    f"latency: {config.big_rate:,.0f} ticks/s over {len(big)} sessions, "
+                    f"{config.seconds}s"
+                )
+                latency_big = publish_paced(env, big, config.big_rate, config.seconds, seed=3)
+                _say_paced(say, latency_big)
+            with DbSession(engine_for(env.settings.sqlalchemy_url)) as db:
+                orders = int(db.scalar(select(func.count()).select_from(OrderRow)) or 0)
+    baseline = Baseline(0, 0.0, 0)
+    if config.runs(Phase.BASELINE):
+        say("baseline: the same step work in this process, no Redis, no Celery")
+        baseline = run_baseline(small, chunks)
+        say(f"baseline: {baseline.ticks:,} ticks in {baseline.seconds:.2f}s")
     result = BenchResult(
         ticks_per_s=flat.ticks_per_s,
         baseline_ticks_per_s=baseline.ticks_per_s,
@@ -160,6 +198,22 @@ def run_bench(config: BenchConfig, say: Say) -> BenchReport:
         latency=latency,
         latency_big=latency_big,
     )
+
+
+def _flat_out(
+    env: BenchEnv, instruments: Sequence[str], chunks: Sequence[Chunk], say: Say
+) -> tuple[FlatOut, int]:
+    """Phase 1: the flat-out run, checked (every published tick consumed or rejected)."""
+    ticks = sum(len(rows) for chunk in chunks for rows in chunk.values())
+    flat = publish_flat_out(env, instruments, chunks, timeout_s=max(120.0, ticks / 2_000))
+    done, rejected = processed_total(env, instruments)
+    if done + rejected != flat.ticks:
+        raise BadInput(f"sessions consumed {done + rejected} ticks of {flat.ticks} published")
+    say(
+        f"flat out: {flat.ticks:,} ticks in {flat.seconds:.2f}s = {flat.ticks_per_s:,.0f}/s "
+        f"(publishing took {flat.publish_seconds:.2f}s)"
+    )
+    return flat, rejected
 
 
 def _say_paced(say: Say, paced: Paced) -> None:

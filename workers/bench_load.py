@@ -3,6 +3,7 @@ sessions to drain, and the same step work in one process without Redis or Celery
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import time
@@ -108,7 +109,7 @@ class FlatOut:
 
     @property
     def ticks_per_s(self) -> float:
-        return self.ticks / self.seconds
+        return self.ticks / self.seconds if self.seconds > 0 else 0.0
 
 
 def publish_flat_out(
@@ -132,6 +133,11 @@ class Paced:
     steps: int
     max_publish_lag_ms: float
     latencies_us: list[int]
+
+    @classmethod
+    def empty(cls) -> Paced:
+        """A phase not run."""
+        return cls(0.0, 0.0, 0, 0, 0.0, [])
 
     def percentile_ms(self, p: float) -> float:
         return percentile(self.latencies_us, p) / 1000.0
@@ -164,6 +170,7 @@ def publish_paced(
     at decision time is the tick-to-decision latency), and collect the drainers' samples."""
     count = max(1, int(rate * seconds))
     prices = paced_prices(instruments, count, seed)
+    gc.freeze()  # the prepared ticks would make each full collection pause the feed ~50 ms
     _settle(env, instruments, prices)
     start = time.time() + 0.05
     sent = 0
@@ -188,6 +195,7 @@ def publish_paced(
             on_second(next_report)
             next_report += 1
     elapsed = time.time() - start
+    gc.unfreeze()
     wait_drained(env, instruments, timeout_s=60.0 + seconds)
     samples = _final_samples(env)
     return Paced(

@@ -8,9 +8,11 @@ use.
 
 from __future__ import annotations
 
+import gc
 from datetime import timedelta
 
 from celery import Celery
+from celery.signals import worker_process_init
 from kombu import Queue
 
 from workers.settings import Settings, get_settings
@@ -112,6 +114,14 @@ def create_app(settings: Settings | None = None) -> Celery:
         beat_schedule=beat_schedule(settings),
     )
     return app
+
+
+@worker_process_init.connect
+def _freeze_startup_objects(**_: object) -> None:
+    """A pool process starts with everything its parent imported: those objects live as long
+    as the process, so they are moved out of the collector's reach. Otherwise each full
+    collection walks them all, which pauses a tick drainer for 50-90 ms every few seconds."""
+    gc.freeze()
 
 
 def __getattr__(name: str) -> Celery:

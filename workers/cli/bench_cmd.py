@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from workers.bench import BenchConfig, BenchReport, run_bench
+from workers.bench import BenchConfig, BenchReport, Phase, run_bench
 
 _DEFAULT = BenchConfig()
 
@@ -42,6 +42,10 @@ def bench(
     ticks: Annotated[
         int, typer.Option(help="Ticks published in the flat-out run.")
     ] = _DEFAULT.ticks,
+    only: Annotated[
+        Phase | None,
+        typer.Option(help="Run this phase alone (the other figures read 0)."),
+    ] = None,
 ) -> None:
     """Measure the tick path: throughput, tick-to-decision latency, one-process baseline."""
     config = BenchConfig(
@@ -52,6 +56,7 @@ def bench(
         big_sessions=big_sessions,
         big_rate=big_rate,
         ticks=ticks,
+        only=only,
     )
     console = Console(highlight=False)
     report = run_bench(config, lambda line: console.print(line, markup=False, soft_wrap=True))

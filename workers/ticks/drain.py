@@ -1,14 +1,15 @@
 """Draining ready sessions: claim a few, run each one's step under its fenced lock, repeat.
 
-Per session: one script takes the lease and fencing token and reads the state hash and the new
-ticks; ``SessionStep`` folds them (no I/O); orders it decides are written to SQL and queued for
-sending; one script writes the state and cursor (refused if the fence is stale), releases the
-lock and marks the session ready again if ticks remain. Work is proportional to the new ticks.
+Per session: one script takes the lease and fencing token and reads the state fields every
+step needs and the new ticks; ``SessionStep`` folds them (no I/O; the rest of the state and the
+candle history, when a step needs them, are read for the whole round at once); orders it
+decides are written to SQL and queued for sending; one script writes the state and cursor
+(refused if the fence is stale), releases the lock and marks the session ready again if ticks
+remain. Work is proportional to the new ticks.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
@@ -20,8 +21,7 @@ from typing import Any
 import redis
 from sqlalchemy.engine import Engine
 
-from models.codec import candles_key, decode_candle, encode_candle, fence_key, lock_key, state_key
-from models.codec import trades_key as trades_list_key
+from models.codec import candles_key, encode_candle, fence_key, lock_key, state_key
 from trading.market import Candle
 from workers.order_records import insert_order_if_absent
 from workers.records import record_event
@@ -32,12 +32,14 @@ from workers.risk.equity import broker_equity
 from workers.settings import Settings
 from workers.state import scripts as store_scripts
 from workers.ticks import scripts
-from workers.ticks.keys import DRAINERS_KEY, READY_KEY, stream_key
-from workers.ticks.lazy_fields import BEGIN_FIELDS, LazyFields, RoundLoader
+from workers.ticks.keys import DRAINERS_KEY, READY_KEY
+from workers.ticks.lazy_fields import BEGIN_FIELDS, LazyFields, RoundHistory, RoundLoader
 from workers.ticks.pipelines import execute, queue_script
 from workers.ticks.step import CURSOR_FIELD, NewOrder, SessionStep, StepResult
 
 log = logging.getLogger(__name__)
+_History = Callable[[int], list[Candle]]
+"""A step's reader of its last candles (``RoundHistory``)."""
 
 SEND_ORDER_TASK = "tradefleet.orders.send"
 _STALE = -2
@@ -54,6 +56,8 @@ LATENCY_KEY = "tf:latency"
 """With ``settings.latency_probe``: ages in microseconds (newest first) of the oldest tick of
 each written step, measured when its state write completed (read by ``tradefleet bench``)."""
 LATENCY_KEEP = 500_000
+_KEYS_KEPT = 100_000
+"""Sessions whose key names a drainer keeps (the cache is emptied when full)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +68,25 @@ class DrainReport:
 
 
 @dataclass(frozen=True, slots=True)
+class _Keys:
+    """The keys of one session the tick path touches."""
+
+    lock: str
+    fence: str
+    state: str
+    candles: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Step:
     """One session's step between its begin and its end."""
 
     session_id: str
+    end_keys: list[str]
     token: str
     fence: int
     result: StepResult
     cursor: str
-    instrument: str
     entries: int
     oldest: Mapping[bytes, bytes] | None
     """The first entry's fields, kept only for the latency probe."""
@@ -95,14 +109,13 @@ class TickDrainer:
         self.settings = settings
         self._send_task = send_task
         self._begin = client.register_script(scripts.BEGIN_SESSION)
-        self._end = client.register_script(
-            scripts.end_session_script(store_scripts.WRITE_BODY, store_scripts.HELPERS)
-        )
+        self._end = client.register_script(scripts.END_SESSION)
         self._claim = client.register_script(scripts.CLAIM)
         self._done = client.register_script(scripts.DRAIN_DONE)
         self._unlock = client.register_script(store_scripts.RELEASE)
         self._scripts = (self._begin, self._end, self._claim)
         self._latency: list[int] = []
+        self._keys: dict[str, _Keys] = {}
         self._risk = RiskBook(client, settings, broker_equity(engine, settings))
 
     def drain(self, drainer_id: str, budget_s: float) -> DrainReport:
@@ -111,16 +124,18 @@ class TickDrainer:
         Each round is two round trips whatever the number of sessions claimed: begin every
         claimed session (one pipeline), then end every one of them, renew this drainer's place
         and claim the next round's sessions (one pipeline). Only a drainer that found nothing
-        to claim claims on its own.
+        to claim claims on its own. The budget is cut by up to a quarter at random: drain
+        tasks started together would otherwise all hand over (through the broker) at once.
         """
-        deadline = time.monotonic() + budget_s
+        deadline = time.monotonic() + budget_s * (1 - secrets.randbelow(250) / 1000)
         sessions = ticks = 0
         idle_since = 0.0
         claimed: list[str] = []
         while time.monotonic() < deadline:
             if not claimed:
                 with self.client.pipeline(transaction=False) as pipe:
-                    self._queue_claim(pipe, drainer_id)
+                    for command in self._claim_commands(drainer_id):
+                        pipe.execute_command(*command)  # type: ignore[no-untyped-call]
                     claimed = self._claimed(execute(pipe, self._scripts))
             if not claimed:
                 idle_since = idle_since or time.monotonic()
@@ -140,22 +155,26 @@ class TickDrainer:
             self.client.zadd(READY_KEY, dict.fromkeys(claimed, _now_ms()), xx=True)
         if self._latency:
             with self.client.pipeline(transaction=False) as pipe:
-                self._flush_latency(pipe)
+                for command in self._latency_commands():
+                    pipe.execute_command(*command)  # type: ignore[no-untyped-call]
                 pipe.execute()
         return DrainReport(sessions, ticks, finished=False)
 
-    def _queue_claim(self, pipe: redis.client.Pipeline, drainer_id: str) -> None:
+    def _claim_commands(self, drainer_id: str) -> list[tuple[Any, ...]]:
         """Renew this drainer's place and claim due sessions (the second reply); the latency
         samples gathered so far go along."""
         settings = self.settings
         now = _now_ms()
-        pipe.zadd(DRAINERS_KEY, {drainer_id: now + settings.drainer_grace_ms})
-        claim_args = [now, settings.lock_ttl_ms, settings.claim_batch]
-        queue_script(pipe, self._claim, [READY_KEY], claim_args)
-        self._flush_latency(pipe)
+        claim_keys = (READY_KEY, DRAINERS_KEY)
+        claim_args = (now, settings.lock_ttl_ms, settings.claim_batch)
+        return [
+            ("ZADD", DRAINERS_KEY, now + settings.drainer_grace_ms, drainer_id),
+            ("EVALSHA", self._claim.sha, len(claim_keys), *claim_keys, *claim_args),
+            *self._latency_commands(),
+        ]
 
     def _claimed(self, replies: Sequence[Any]) -> list[str]:
-        """The session ids claimed by the replies of ``_queue_claim`` (errors raised)."""
+        """The session ids claimed by the replies of ``_claim_commands`` (errors raised)."""
         checked = [_checked(reply) for reply in replies]
         claim = checked[1]
         return [_text(raw) for raw in claim]
@@ -194,13 +213,17 @@ class TickDrainer:
     ) -> tuple[int, list[str]]:
         """``process_many``; with a drainer id and time left before ``deadline``, the end
         pipeline also claims the next round's sessions (returned)."""
-        tokens = [secrets.token_hex(16) for _ in session_ids]
+        token = secrets.token_hex(16)  # one lease token per round: each lease is its own key
         ttl_ms, batch = self.settings.lock_ttl_ms, self.settings.tick_batch
+        session_keys = [self._session_keys(session_id) for session_id in session_ids]
         with self.client.pipeline(transaction=False) as pipe:
-            for session_id, token in zip(session_ids, tokens, strict=True):
-                keys = [lock_key(session_id), fence_key(session_id), state_key(session_id)]
-                args = [token, ttl_ms, batch, session_id, *BEGIN_FIELDS]
-                queue_script(pipe, self._begin, [*keys, READY_KEY], args)
+            for session_id, keys in zip(session_ids, session_keys, strict=True):
+                queue_script(
+                    pipe,
+                    self._begin,
+                    [keys.lock, keys.fence, keys.state, READY_KEY],
+                    [token, ttl_ms, batch, session_id, *BEGIN_FIELDS],
+                )
             replies = execute(pipe, self._scripts)
         held: dict[str, str] = {}
         steps: list[_Step] = []
@@ -208,10 +231,10 @@ class TickDrainer:
         consumed = 0
         claimed: list[str] = []
         claim_for = drainer_id if drainer_id and time.monotonic() < deadline else None
-        loader = RoundLoader(self.client)
-        begun: list[tuple[str, str, int, LazyFields, Sequence[Any]]] = []
+        loader, history = RoundLoader(self.client), RoundHistory(self.client)
+        begun: list[tuple[str, _Keys, int, LazyFields, Sequence[Any], str, _History]] = []
         try:
-            for session_id, token, reply in zip(session_ids, tokens, replies, strict=True):
+            for session_id, keys, reply in zip(session_ids, session_keys, replies, strict=True):
                 if isinstance(reply, Exception):
                     log.error("session %s: begin failed (%s); retrying", session_id, reply)
                     retry[session_id] = ERROR_RETRY_MS
@@ -225,11 +248,14 @@ class TickDrainer:
                     retry[session_id] = BUSY_RETRY_MS
                     continue
                 held[session_id] = token
-                fields = loader.fields(state_key(session_id), reply[2])
-                begun.append((session_id, token, int(reply[1]), fields, reply[3]))
-            for session_id, token, fence, fields, raw in begun:
+                fields = loader.fields(keys.state, reply[2])
+                read = history.reader(keys.candles)
+                fence, stream = int(reply[1]), _text(reply[4])
+                begun.append((session_id, keys, fence, fields, reply[3], stream, read))
+            for session_id, keys, fence, fields, raw, stream, read in begun:
+                end_keys = [keys.state, keys.candles, keys.fence, keys.lock, stream, READY_KEY]
                 try:
-                    steps.append(self._step(session_id, token, fence, fields, raw))
+                    steps.append(self._step(session_id, token, fence, fields, raw, read, end_keys))
                 except Exception:
                     log.exception(
                         "session %s: tick step failed; retrying in %s ms",
@@ -246,6 +272,20 @@ class TickDrainer:
                 self._release(session_id, token)
         return consumed, claimed
 
+    def _session_keys(self, session_id: str) -> _Keys:
+        """The key names of a session (made once per session: each checks the id)."""
+        keys = self._keys.get(session_id)
+        if keys is None:
+            if len(self._keys) >= _KEYS_KEPT:
+                self._keys.clear()
+            keys = self._keys[session_id] = _Keys(
+                lock_key(session_id),
+                fence_key(session_id),
+                state_key(session_id),
+                candles_key(session_id),
+            )
+        return keys
+
     def _step(
         self,
         session_id: str,
@@ -253,21 +293,31 @@ class TickDrainer:
         fence: int,
         fields: LazyFields,
         raw: Sequence[Any],
+        history: _History,
+        end_keys: list[str],
     ) -> _Step:
         entries = [(entry_id, _pairs(values)) for entry_id, values in raw]
-        stepper = SessionStep(session_id, fields, self._history(session_id), self._risk)
+        stepper = SessionStep(
+            session_id,
+            fields,
+            history,
+            self._risk,
+            protective_stops=self.settings.protective_stops,
+        )
         step = stepper.run(entries)
         cursor = step.cursor or fields.get(CURSOR_FIELD, "0-0")
         self._record_orders(step.new_orders)
         oldest = entries[0][1] if entries and self.settings.latency_probe else None
-        snapshot = snapshot_of(session_id, fields, step, cursor, datetime.now(UTC))
+        snapshot = None
+        if step.candles:
+            snapshot = snapshot_of(session_id, fields, step, cursor, datetime.now(UTC))
         return _Step(
             session_id,
+            end_keys,
             token,
             fence,
             step,
             cursor,
-            _instrument(fields),
             len(entries),
             oldest,
             snapshot,
@@ -281,11 +331,12 @@ class TickDrainer:
         now = _now_ms()
         with self.client.pipeline(transaction=False) as pipe:
             for item in steps:
-                queue_script(pipe, self._end, _end_keys(item), self._end_args(item))
+                queue_script(pipe, self._end, item.end_keys, self._end_args(item))
             for session_id, delay_ms in retry.items():
                 pipe.zadd(READY_KEY, {session_id: now + delay_ms}, xx=True)
             if claim_for is not None:
-                self._queue_claim(pipe, claim_for)
+                for command in self._claim_commands(claim_for):
+                    pipe.execute_command(*command)  # type: ignore[no-untyped-call]
             replies = execute(pipe, self._scripts)
         written = len(steps) + len(retry)
         claimed: list[str] = []
@@ -354,24 +405,16 @@ class TickDrainer:
             return
         self._latency.append(time.time_ns() // 1_000 - tick_ms * 1_000)
 
-    def _flush_latency(self, pipe: redis.client.Pipeline) -> None:
-        """Samples are sent with the next claim (no round trip of their own)."""
-        if self._latency:
-            pipe.lpush(LATENCY_KEY, *self._latency)
-            pipe.ltrim(LATENCY_KEY, 0, LATENCY_KEEP - 1)
-            self._latency.clear()
+    def _latency_commands(self) -> list[tuple[Any, ...]]:
+        """The samples gathered so far, sent with the next claim (no round trip of their
+        own)."""
+        if not self._latency:
+            return []
+        samples, self._latency = self._latency, []
+        return [("LPUSH", LATENCY_KEY, *samples), ("LTRIM", LATENCY_KEY, 0, LATENCY_KEEP - 1)]
 
     def _release(self, session_id: str, token: str) -> None:
         self._unlock(keys=[lock_key(session_id)], args=[token])
-
-    def _history(self, session_id: str) -> Callable[[int], list[Candle]]:
-        key = candles_key(session_id)
-
-        def read(count: int) -> list[Candle]:
-            raws: list[bytes] = self.client.lrange(key, -count, -1)  # type: ignore[assignment]
-            return [decode_candle(raw) for raw in raws]
-
-        return read
 
     def _record_orders(self, orders: Sequence[NewOrder]) -> None:
         """The order row is written before the order is sent; then the send is queued.
@@ -390,22 +433,21 @@ class TickDrainer:
             )
 
     def _end_args(self, item: _Step) -> list[str | int]:
-        """ARGV of the end script: the store's fenced write, then cursor, session, now."""
-        updates = dict(item.result.fields)
-        updates[CURSOR_FIELD] = item.cursor
+        """ARGV of the end script: lease, fence, cursor, session, now, candles, fields."""
         candles = [encode_candle(c) for c in item.result.candles]
         args: list[str | int] = [
             item.token,
             item.fence,
-            "1",
-            "0",
+            item.cursor,
+            item.session_id,
+            _now_ms(),
             self.settings.max_candles,
-            1000,
-            len(updates),
+            len(candles),
+            *candles,
         ]
-        for name, value in updates.items():
-            args += [name, value]
-        args += [len(candles), *candles, 0, item.cursor, item.session_id, _now_ms()]
+        for name, value in item.result.fields.items():
+            if name != CURSOR_FIELD:
+                args += [name, value]
         return args
 
     def _record_events(self, session_id: str, step: StepResult) -> None:
@@ -425,24 +467,6 @@ def _checked(reply: Any) -> Any:
     if isinstance(reply, Exception):
         raise reply
     return reply
-
-
-def _end_keys(item: _Step) -> list[str]:
-    session_id = item.session_id
-    return [
-        state_key(session_id),
-        candles_key(session_id),
-        trades_list_key(session_id),
-        fence_key(session_id),
-        lock_key(session_id),
-        stream_key(item.instrument),
-        READY_KEY,
-    ]
-
-
-def _instrument(fields: Mapping[str, str]) -> str:
-    candle_key: str = json.loads(fields["candle_key"])
-    return candle_key.split(":", 1)[0]
 
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:

@@ -1,11 +1,15 @@
-"""The state fields a tick step reads: a few read by the begin script, the rest on demand."""
+"""What a tick step reads: the state fields every step needs come with the begin script's
+reply; the rest of the state hash and the candle history are read on demand, for every step
+of the round at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import redis
 
+from models.codec import decode_candle
+from trading.market import Candle
 from workers.ticks.step import CURSOR_FIELD, PROGRESS_FIELD
 
 BEGIN_FIELDS = (
@@ -13,9 +17,16 @@ BEGIN_FIELDS = (
     "session",
     "latest_partial_candle",
     "open_position",
+    "orders",
+    "contract_details",
+    "account_pnl_info",
 )
 """Fields read by the begin script besides ``_cursor`` and ``candle_key``: what every step
-reads. The rest of the hash is read only by a step that needs it (a candle closed)."""
+reads (``orders``: the protective stop the step watches follows from them;
+``contract_details`` and ``account_pnl_info``: a step marks an open position to market, and
+without them every step of a session holding a position would read its whole hash, and with
+it those of the rest of its round). The rest of the hash is read only by a step that needs it
+(a candle closed)."""
 _BEGUN = (CURSOR_FIELD, "candle_key", *BEGIN_FIELDS)
 
 
@@ -46,6 +57,48 @@ class RoundLoader:
             replies = pipe.execute()
         for fields, flat in zip(wanted, replies, strict=True):
             fields.fill(flat)
+
+
+class RoundHistory:
+    """Reads the candle histories of the steps of one round: the first step that reads its
+    history reads, in one pipeline, as many last candles of each step of the round still to
+    run (those that close a candle come together, like the hashes); a step that wants more
+    candles than were read for it reads its own."""
+
+    __slots__ = ("_client", "_keys", "_order", "_read")
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._keys: list[str] = []
+        self._order: dict[str, int] = {}
+        self._read: dict[str, tuple[int, list[bytes]]] = {}
+
+    def reader(self, key: str) -> Callable[[int], list[Candle]]:
+        """The history of the step whose candle list is ``key``; every step of the round is
+        registered before the first one runs, and they run in that order."""
+        self._order.setdefault(key, len(self._keys))
+        self._keys.append(key)
+
+        def read(count: int) -> list[Candle]:
+            return [decode_candle(raw) for raw in self._raw(key, count)]
+
+        return read
+
+    def _raw(self, key: str, count: int) -> list[bytes]:
+        if count <= 0:
+            return []
+        known = self._read.pop(key, None)
+        if known is not None and known[0] >= count:
+            return known[1][-count:]
+        later = self._keys[self._order[key] + 1 :]
+        keys = [key, *(k for k in later if k not in self._read)]
+        with self._client.pipeline(transaction=False) as pipe:
+            for k in keys:
+                pipe.lrange(k, -count, -1)
+            replies: list[list[bytes]] = pipe.execute()
+        for k, raws in zip(keys[1:], replies[1:], strict=True):
+            self._read[k] = (count, raws)
+        return replies[0]
 
 
 class LazyFields(Mapping[str, str]):

@@ -103,13 +103,20 @@ return start_drainers(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), to
 )
 
 CLAIM = """
--- KEYS: ready   ARGV: now_ms, lease_ms, count
--- Claims up to count due sessions: their score moves to now + lease, so a worker that dies
--- holding a claim loses it when the lease runs out.
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-local until_ms = tonumber(ARGV[1]) + tonumber(ARGV[2])
-for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', until_ms, m) end
-return due
+-- KEYS: ready, drainers   ARGV: now_ms, lease_ms, count
+-- Claims up to count due sessions, and no more than this drainer's share of them (due
+-- sessions / drainers counted, rounded up), so that a backlog is split among the drainers
+-- instead of making one long round. A claimed session's score moves to now + lease, so a
+-- worker that dies holding a claim loses it when the lease runs out.
+local now = ARGV[1]
+local due = redis.call('ZCOUNT', KEYS[1], '-inf', now)
+if due == 0 then return {} end
+local drainers = math.max(1, redis.call('ZCARD', KEYS[2]))
+local count = math.min(tonumber(ARGV[3]), math.ceil(due / drainers))
+local claimed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, count)
+local until_ms = tonumber(now) + tonumber(ARGV[2])
+for _, m in ipairs(claimed) do redis.call('ZADD', KEYS[1], 'XX', until_ms, m) end
+return claimed
 """
 
 DRAIN_DONE = """
@@ -128,8 +135,9 @@ BEGIN_SESSION = """
 -- ticks after the session's cursor, in one step (the drainer reads any other field it needs
 -- later, still under the lease). The stream is the one named by the session's candle_key.
 -- Returns {-1} unknown session (dropped from the ready set), {0} busy,
--- {1, fence, {value or false, ...}, entries}.
-if redis.call('EXISTS', KEYS[3]) == 0 then
+-- {1, fence, {value or false, ...}, entries, stream}.
+local values = redis.call('HMGET', KEYS[3], '_cursor', 'candle_key', unpack(ARGV, 5))
+if not values[2] and redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('ZREM', KEYS[4], ARGV[4])
   return {-1}
 end
@@ -137,43 +145,52 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {0}
 end
 local fence = redis.call('INCR', KEYS[2])
-local values = redis.call('HMGET', KEYS[3], '_cursor', 'candle_key', unpack(ARGV, 5))
-local cursor = values[1] or '0-0'
-local candle_key = cjson.decode(values[2])
-local instrument = string.match(candle_key, '^([^:]+)')
+local instrument = string.match(cjson.decode(values[2]), '^([^:]+)')
 local stream = 'md:{' .. instrument .. '}:ticks'
+local cursor = values[1] or '0-0'
 local entries = redis.call('XRANGE', stream, '(' .. cursor, '+', 'COUNT', tonumber(ARGV[3]))
-return {1, fence, values, entries}
+return {1, fence, values, entries, stream}
 """
 
-
-def end_session_script(write_body: str, helpers: str) -> str:
-    """The fenced write of the state store, then release and re-ready, as one script.
-
-    KEYS: state, candles, trades, fence, lock, stream, ready.
-    ARGV: the write script's ARGV, then cursor, session_id, now_ms.
-    After an accepted write: if the stream has entries past the new cursor the session is
-    ready again at once, otherwise it leaves the ready set (a publisher re-adds it).
-    """
-    return (
-        helpers
-        + "local function fenced_write()\n"
-        + write_body
-        + """
+END_SESSION = """
+-- KEYS: state, candles, fence, lock, stream, ready
+-- ARGV: token, fence, cursor, session_id, now_ms, max_candles, ncandles, candle...,
+--       field, value, ...
+-- The fenced write of one step: refused (nothing written) when the session is unknown (-1)
+-- or a newer fencing token was taken or has written (-2); otherwise the fields, _fence and
+-- _cursor are set and the closed candles appended (kept to max_candles), the lease is
+-- released, and the session is ready again at once if its stream has entries past the new
+-- cursor (2) or leaves the ready set (1; a publisher adds it again).
+local fence = tonumber(ARGV[2])
+local last = redis.call('HGET', KEYS[1], '_fence')
+if not last and redis.call('EXISTS', KEYS[1]) == 0 then
+  return -1
 end
-local status = fenced_write()
-if status ~= 1 then return status end
-local n = #ARGV
-local cursor, sid, now = ARGV[n - 2], ARGV[n - 1], ARGV[n]
-local last = redis.call('XREVRANGE', KEYS[6], '+', '-', 'COUNT', 1)
-if #last > 0 and last[1][1] ~= cursor then
-  redis.call('ZADD', KEYS[7], now, sid)
+if tonumber(redis.call('GET', KEYS[3]) or '0') ~= fence or tonumber(last or '0') > fence then
+  return -2
+end
+local ncandles = tonumber(ARGV[7])
+local first, stop = 8, 7 + ncandles
+while first <= stop do
+  local upto = math.min(first + 499, stop)
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, first, upto))
+  first = upto + 1
+end
+if ncandles > 0 then
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[6]), -1)
+end
+redis.call('HSET', KEYS[1], '_fence', ARGV[2], '_cursor', ARGV[3], unpack(ARGV, 8 + ncandles))
+if redis.call('GET', KEYS[4]) == ARGV[1] then
+  redis.call('DEL', KEYS[4])
+end
+local newest = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)
+if #newest > 0 and newest[1][1] ~= ARGV[3] then
+  redis.call('ZADD', KEYS[6], ARGV[5], ARGV[4])
   return 2
 end
-redis.call('ZREM', KEYS[7], sid)
+redis.call('ZREM', KEYS[6], ARGV[4])
 return 1
 """
-    )
 
 
 SUBSCRIBE = """

@@ -1,0 +1,139 @@
+"""The tick path's begin and end scripts and its round-wide history reads, on a private Redis:
+the end script's write is fenced (a stale token writes nothing), atomic with the cursor, and
+re-readies the session only when its stream holds entries past the new cursor."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+import redis
+
+from models.codec import candles_key, encode_candle, fence_key, lock_key, state_key
+from trading.market import Candle
+from workers.ticks import scripts
+from workers.ticks.keys import READY_KEY, stream_key
+from workers.ticks.lazy_fields import BEGIN_FIELDS, RoundHistory
+
+pytestmark = pytest.mark.integration
+
+SID = "tick-scripts-1"
+CONTRACT = "ESZ13"
+
+
+def _state(client: redis.Redis, sid: str = SID) -> None:
+    client.hset(
+        state_key(sid),
+        mapping={"_fence": "0", "_cursor": "0-0", "candle_key": f'"{CONTRACT}:1m"', "x": "old"},
+    )
+    client.set(fence_key(sid), 0)
+
+
+def _begin(client: redis.Redis, token: str, sid: str = SID) -> list:
+    script = client.register_script(scripts.BEGIN_SESSION)
+    keys = [lock_key(sid), fence_key(sid), state_key(sid), READY_KEY]
+    return script(keys=keys, args=[token, 10_000, 100, sid, *BEGIN_FIELDS])
+
+
+def _end(client: redis.Redis, token: str, fence: int, cursor: str, candles: list[str]) -> int:
+    script = client.register_script(scripts.END_SESSION)
+    keys = [
+        state_key(SID),
+        candles_key(SID),
+        fence_key(SID),
+        lock_key(SID),
+        stream_key(CONTRACT),
+        READY_KEY,
+    ]
+    args = [token, fence, cursor, SID, 123, 3, len(candles), *candles, "x", "new"]
+    return int(script(keys=keys, args=args))
+
+
+def test_begin_takes_the_lease_and_reads_fields_and_new_ticks(redis_client: redis.Redis) -> None:
+    _state(redis_client)
+    first = redis_client.xadd(stream_key(CONTRACT), {"t": "1", "p": "1", "s": "1"})
+    status, fence, values, entries, stream = _begin(redis_client, "a")
+    assert (status, fence, stream) == (1, 1, stream_key(CONTRACT).encode())
+    assert values[:2] == [b"0-0", f'"{CONTRACT}:1m"'.encode()]
+    assert len(values) == 2 + len(BEGIN_FIELDS)
+    assert [entry_id for entry_id, _ in entries] == [first]
+    assert _begin(redis_client, "b") == [0]
+    assert redis_client.get(lock_key(SID)) == b"a"
+
+
+def test_begin_drops_an_unknown_session_from_the_ready_set(redis_client: redis.Redis) -> None:
+    redis_client.zadd(READY_KEY, {SID: 1})
+    assert _begin(redis_client, "a") == [-1]
+    assert redis_client.zscore(READY_KEY, SID) is None
+    assert not redis_client.exists(lock_key(SID))
+
+
+def test_end_writes_fields_cursor_and_candles_at_once_and_releases(
+    redis_client: redis.Redis,
+) -> None:
+    _state(redis_client)
+    entry = redis_client.xadd(stream_key(CONTRACT), {"t": "1", "p": "1", "s": "1"}).decode()
+    redis_client.zadd(READY_KEY, {SID: 1})
+    fence = _begin(redis_client, "a")[1]
+    assert _end(redis_client, "a", fence, entry, ["c1", "c2", "c3", "c4"]) == 1
+    assert redis_client.hmget(state_key(SID), "x", "_cursor", "_fence") == [
+        b"new",
+        entry.encode(),
+        str(fence).encode(),
+    ]
+    assert redis_client.lrange(candles_key(SID), 0, -1) == [b"c2", b"c3", b"c4"]
+    assert not redis_client.exists(lock_key(SID))
+    assert redis_client.zscore(READY_KEY, SID) is None
+
+
+def test_end_readies_the_session_again_when_ticks_arrived_meanwhile(
+    redis_client: redis.Redis,
+) -> None:
+    _state(redis_client)
+    entry = redis_client.xadd(stream_key(CONTRACT), {"t": "1", "p": "1", "s": "1"}).decode()
+    fence = _begin(redis_client, "a")[1]
+    redis_client.xadd(stream_key(CONTRACT), {"t": "2", "p": "1", "s": "1"})
+    assert _end(redis_client, "a", fence, entry, []) == 2
+    assert redis_client.zscore(READY_KEY, SID) == 123
+    assert redis_client.llen(candles_key(SID)) == 0
+
+
+def test_a_stale_fence_writes_nothing(redis_client: redis.Redis) -> None:
+    _state(redis_client)
+    entry = redis_client.xadd(stream_key(CONTRACT), {"t": "1", "p": "1", "s": "1"}).decode()
+    stale = _begin(redis_client, "a")[1]
+    redis_client.delete(lock_key(SID))
+    newer = _begin(redis_client, "b")[1]
+    assert newer > stale
+    assert _end(redis_client, "a", stale, entry, ["c1"]) == -2
+    assert redis_client.hmget(state_key(SID), "x", "_cursor") == [b"old", b"0-0"]
+    assert redis_client.llen(candles_key(SID)) == 0
+    assert redis_client.get(lock_key(SID)) == b"b"
+    assert _end(redis_client, "b", newer, entry, []) == 1
+    redis_client.set(fence_key(SID), stale)
+    assert _end(redis_client, "a", stale, entry, []) == -2
+
+
+def test_end_of_an_unknown_session_is_refused(redis_client: redis.Redis) -> None:
+    assert _end(redis_client, "a", 1, "0-0", ["c1"]) == -1
+    assert not redis_client.exists(state_key(SID), candles_key(SID))
+
+
+def _candle(minute: int) -> Candle:
+    price = Decimal(minute)
+    start = datetime(2013, 10, 7, 14, minute, tzinfo=UTC)
+    return Candle(start, price, price, price, price, 1)
+
+
+def test_round_history_reads_later_steps_with_the_first(redis_client: redis.Redis) -> None:
+    keys = [candles_key(f"h{i}") for i in range(3)]
+    for key in keys:
+        redis_client.rpush(key, *[encode_candle(_candle(n)) for n in range(5)])
+    history = RoundHistory(redis_client)
+    readers = [history.reader(key) for key in keys]
+    assert readers[0](2) == [_candle(3), _candle(4)]
+    for key in keys:
+        redis_client.delete(key)
+    assert readers[1](1) == [_candle(4)], "read with the first step's"
+    assert readers[2](3) == [], "more than were read: its own read"
