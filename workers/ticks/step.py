@@ -8,7 +8,6 @@ candles, the new cursor) plus the orders and events that follow from it.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,6 +36,7 @@ from trading.risk import EntryGate
 from trading.strategies import StrategyContext, call_strategy, get_strategy
 from trading.timeframes import parse_timeframe
 from workers.risk.entry import EntryCheck, check_entry
+from workers.ticks.progress import PROGRESS_FIELD, TickProgress
 from workers.ticks.stop_watch import (
     OPEN_STATUSES,
     StopOut,
@@ -51,56 +51,7 @@ log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CURSOR_FIELD = "_cursor"
-PROGRESS_FIELD = "_progress"
 StreamEntry = tuple[bytes | str, Mapping[bytes, bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class TickProgress:
-    """The tick path's own counters, kept in the state hash beside the struct (``_progress``)."""
-
-    last_ms: int | None = None
-    signal_seq: int = 0
-    candles_closed: int = 0
-    ticks_processed: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-    stops_out: tuple[StopOut, ...] = ()
-    """Protective stops seen touched whose fills are not applied yet, the positions they
-    protect taken as closed (``workers.ticks.stop_watch``); written only when there are."""
-
-    @property
-    def stop_out(self) -> int:
-        return taken_as_closed(self.stops_out)
-
-    def to_json(self) -> str:
-        data: dict[str, Any] = {
-            "last_ms": self.last_ms,
-            "signal_seq": self.signal_seq,
-            "candles_closed": self.candles_closed,
-            "ticks_processed": self.ticks_processed,
-            "rejected": self.rejected,
-        }
-        if self.stops_out:
-            data["stops_out"] = [out.to_json() for out in self.stops_out]
-        return json.dumps(data, separators=(",", ":"), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, raw: str | None) -> TickProgress:
-        if not raw:
-            return cls()
-        data = json.loads(raw)
-        return cls(
-            last_ms=data["last_ms"],
-            signal_seq=int(data["signal_seq"]),
-            candles_closed=int(data["candles_closed"]),
-            ticks_processed=int(data["ticks_processed"]),
-            rejected={str(k): int(v) for k, v in data["rejected"].items()},
-            stops_out=tuple(StopOut.from_json(raw) for raw in data.get("stops_out", ())),
-        )
-
-    @property
-    def ticks_rejected(self) -> int:
-        return sum(self.rejected.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +125,7 @@ class SessionStep:
         self._orders: dict[str, WorkingOrder] | None = None
         self._fields = fields
         self._history = history
-        self.progress = TickProgress.from_json(fields.get(PROGRESS_FIELD))
+        self.progress = _progress_of(fields.get(PROGRESS_FIELD))
         self.info: SessionInfo = _decode_immutable("session", fields["session"])
         self.result = StepResult()
 
@@ -230,7 +181,9 @@ class SessionStep:
             self._mark_to_market(good[-1].price)
         progress = replace(progress, stops_out=self._stops_out)
         self.progress = progress
-        self.result.fields[PROGRESS_FIELD] = progress.to_json()
+        raw = progress.to_json()
+        _remember(("_progress", raw), progress)
+        self.result.fields[PROGRESS_FIELD] = raw
         return self.result
 
     def _first_reject(self, reason: str, values: Mapping[bytes, bytes]) -> None:
@@ -468,6 +421,20 @@ def _encode_immutable(name: str, value: Any) -> str:
     return raw
 
 
+def _progress_of(raw: str | None) -> TickProgress:
+    """The tick path's counters of this text, decoded once per process like the immutable
+    fields (``TickProgress`` is frozen; ``run`` copies its ``rejected`` before counting)."""
+    if not raw:
+        return TickProgress()
+    key = ("_progress", raw)
+    value = _DECODED.get(key, _MISSING)
+    if value is _MISSING:
+        value = TickProgress.from_json(raw)
+        _remember(key, value)
+    assert isinstance(value, TickProgress)
+    return value
+
+
 def _remember(key: tuple[str, str], value: Any) -> None:
     if len(_DECODED) >= _DECODED_MAX:
         _DECODED.clear()
@@ -481,6 +448,7 @@ def _epoch_ms(t: datetime) -> int:
 
 __all__ = [
     "OPEN_STATUSES",
+    "PROGRESS_FIELD",
     "CollaboratorRef",
     "SessionStep",
     "StepResult",
