@@ -43,7 +43,6 @@ the stop resting at the broker whenever the two are in sync.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Collection, Mapping
@@ -67,6 +66,7 @@ from workers.brokers.paper_model import MarketBound, epoch_ms_ceil
 from workers.order_records import insert_order_if_absent, update_order_row
 from workers.settings import get_settings
 from workers.state.store import StateStore
+from workers.ticks.progress import PROGRESS_FIELD, TickProgress
 
 log = logging.getLogger(__name__)
 
@@ -225,12 +225,16 @@ def _data_now(fields: dict[str, str], hint: datetime | None) -> datetime:
     """The data time a stop is decided at: the later of ``hint`` (the fill's time) and the
     session's last processed tick; wall-clock now when neither is known."""
     times = [] if hint is None else [hint]
-    raw = fields.get("_progress")
-    if raw:
-        last_ms = json.loads(raw).get("last_ms")
-        if isinstance(last_ms, int) and last_ms > 0:
-            times.append(datetime.fromtimestamp(last_ms / 1000, tz=UTC))
+    last_ms = _last_ms(fields)
+    if last_ms is not None and last_ms > 0:
+        times.append(EPOCH_UTC + last_ms * MS_DELTA)
     return max(times) if times else datetime.now(UTC)
+
+
+def _last_ms(fields: Mapping[str, str]) -> int | None:
+    """The data time (epoch ms) of the session's last processed tick, if any."""
+    raw = fields.get(PROGRESS_FIELD)
+    return TickProgress.from_json(raw).last_ms if raw else None
 
 
 def sync_stop(
@@ -359,9 +363,8 @@ def clear_for_exit(
 
 def _horizon_time(fields: Mapping[str, str]) -> datetime | None:
     """The data time of the session's last processed tick: stops are cancelled as of then."""
-    raw = fields.get("_progress")
-    last_ms = json.loads(raw).get("last_ms") if raw else None
-    return None if not isinstance(last_ms, int) else EPOCH_UTC + (last_ms + 1) * MS_DELTA
+    last_ms = _last_ms(fields)
+    return None if last_ms is None else EPOCH_UTC + (last_ms + 1) * MS_DELTA
 
 
 def _as_order(row: OrderRow) -> WorkingOrder:
