@@ -43,6 +43,7 @@ from tests.integration.tickpath_snapshots import (
     assert_consistent,
     differences,
     dump,
+    needed_stop,
     order_view,
     reduce_coid,
     seq_leg,
@@ -261,15 +262,13 @@ class TickPathRig:
         if not self.settings.protective_stops:
             return True
         held = self.store.load(self.session_ids[name]).open_position
-        resting = [
-            (row.side, row.quantity, row.stop_price, row.status)
+        rows = [
+            row
             for row in self.sql_orders(name)
             if is_stop_id(row.client_order_id) and row.status not in FINAL
         ]
-        if held is None or held.quantity == 0 or held.stop_price is None:
-            return not resting
-        side = "sell" if held.quantity > 0 else "buy"
-        return resting == [(side, abs(held.quantity), held.stop_price, "working")]
+        working = all(row.status == "working" for row in rows)
+        return working and [(r.side, r.quantity, r.stop_price) for r in rows] == needed_stop(held)
 
     def wait_settled(self, timeout: float = SETTLE_TIMEOUT_S) -> None:
         try:

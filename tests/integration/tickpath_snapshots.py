@@ -190,19 +190,23 @@ def _kind(order: OrderView, at_broker: set[str]) -> str:
     return "order" if order.key in at_broker or order.intent != "exit" else "dropped"
 
 
+def needed_stop(held: OpenPosition | None) -> list[tuple[str, int, Decimal]]:
+    """The protective stop a position needs, as (side, quantity, stop price): none when flat
+    or opened without a stop."""
+    if held is None or held.quantity == 0 or held.stop_price is None:
+        return []
+    return [("sell" if held.quantity > 0 else "buy", abs(held.quantity), held.stop_price)]
+
+
 def resting_stop_fits(snap: SessionSnapshot) -> bool:
     """At most one protective stop still works, and only the one the position needs (a run
     with protective stops off has none at all)."""
     if not any(o.key.startswith("stop-") for o in snap.orders):
         return True
     resting = [o for o in snap.orders if o.key.startswith("stop-") and o.status == "working"]
-    held = snap.state.open_position
-    if held is None or held.quantity == 0 or held.stop_price is None:
-        return not resting
-    side = "sell" if held.quantity > 0 else "buy"
-    return [(o.side, o.quantity, o.stop_price) for o in resting] == [
-        (side, abs(held.quantity), held.stop_price)
-    ]
+    return [(o.side, o.quantity, o.stop_price) for o in resting] == needed_stop(
+        snap.state.open_position
+    )
 
 
 def differences(got: RunResult, want: RunResult, limit: int = 3) -> list[str]:

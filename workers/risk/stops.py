@@ -67,13 +67,13 @@ from workers.order_records import insert_order_if_absent, update_order_row
 from workers.settings import get_settings
 from workers.state.store import StateStore
 from workers.ticks.progress import PROGRESS_FIELD, TickProgress
+from workers.ticks.stop_watch import OPEN_STATUSES
 
 log = logging.getLogger(__name__)
 
 LOCK_WAIT_S = 5.0
 EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 MS_DELTA = timedelta(milliseconds=1)
-OPEN_STATUSES: tuple[OrderStatus, ...] = ("new", "sent", "working", "partially_filled")
 STOP_ID = re.compile(r"([0-9a-f]{16})-stop-([0-9]+)(?:-([0-9]+))?")
 """``<hex>-stop-<n>``: the n-th stop ``sync_stop`` placed for the session; ``<hex>-stop-<seq>-
 <leg>``: the stop attached to the entry ``<hex>-<seq>-<leg>`` (decided with it)."""
