@@ -351,6 +351,8 @@ class EncodedState:
 
 def encode_field(name: str, value: Any) -> str:
     """One state-hash field as JSON text."""
+    if name == _PARTIAL and value is not None:
+        return _candle_text(value, name)
     if name not in HASH_FIELDS:
         raise ValueError(f"{name!r} is not a state-hash field (one of {', '.join(HASH_FIELDS)})")
     encode, _ = _state_field_converters()[name]
@@ -361,6 +363,9 @@ def decode_field(name: str, raw: str | bytes) -> Any:
     """The Python value of one state-hash field from its stored JSON text."""
     if name not in HASH_FIELDS:
         raise ValueError(f"{name!r} is not a state-hash field (one of {', '.join(HASH_FIELDS)})")
+    if name == _PARTIAL:
+        data = _loads(raw, name)
+        return None if data is None else _candle_of(data, name)
     _, decode = _state_field_converters()[name]
     return decode(_loads(raw, name), name)
 
@@ -373,13 +378,52 @@ def encode_fields(source: SessionState | Mapping[str, Any], names: Iterable[str]
 
 
 def encode_candle(candle: Candle) -> str:
-    encode, _ = _converters(Candle)
-    return _dumps(encode(candle, "candle"))
+    return _candle_text(candle, "candle")
 
 
 def decode_candle(raw: str | bytes) -> Candle:
+    return _candle_of(_loads(raw, "candle"), "candle")
+
+
+# Candles are written on every tick step (the partial candle) and read back by the dozen when
+# one closes (the strategy's history): their text is written and read directly, with the same
+# checks and the same text as the generic converters, which still name a bad value's place.
+_PARTIAL = "latest_partial_candle"
+_CANDLE_KEYS = frozenset(("start", "open", "high", "low", "close", "volume"))
+
+
+def _candle_text(candle: Any, where: str) -> str:
+    if type(candle) is not Candle or type(candle.volume) is not int:
+        encode, _ = _converters(Candle)
+        return _dumps(encode(candle, where))
+    try:
+        start = _enc_datetime(candle.start, where)
+        o, h = _enc_decimal(candle.open, where), _enc_decimal(candle.high, where)
+        lo, c = _enc_decimal(candle.low, where), _enc_decimal(candle.close, where)
+    except ValueError:
+        encode, _ = _converters(Candle)
+        return _dumps(encode(candle, where))
+    return (
+        f'{{"start":"{start}","open":"{o}","high":"{h}","low":"{lo}","close":"{c}",'
+        f'"volume":{candle.volume}}}'
+    )
+
+
+def _candle_of(data: Any, where: str) -> Candle:
+    if type(data) is dict and data.keys() == _CANDLE_KEYS and type(data["volume"]) is int:
+        try:
+            return Candle(
+                _dec_datetime(data["start"], where),
+                _dec_decimal(data["open"], where),
+                _dec_decimal(data["high"], where),
+                _dec_decimal(data["low"], where),
+                _dec_decimal(data["close"], where),
+                data["volume"],
+            )
+        except ValueError:
+            pass
     _, decode = _converters(Candle)
-    candle: Candle = decode(_loads(raw, "candle"), "candle")
+    candle: Candle = decode(data, where)
     return candle
 
 

@@ -4,6 +4,7 @@ stop decided together with its attached stop order."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -97,6 +98,30 @@ def test_touches_round_trip_through_the_progress_json(touches: list[tuple[int, i
     again = TickProgress.from_json(progress.to_json())
     assert again == progress
     assert again.stop_out == -sum(d * q for d, q in touches)
+
+
+@given(
+    st.one_of(st.none(), st.integers(0, 2**53)),
+    st.integers(0, 10**9),
+    st.integers(0, 10**9),
+    st.integers(0, 10**12),
+)
+def test_progress_json_without_rejects_or_stops_is_the_sorted_json(
+    last_ms: int | None, seq: int, closed: int, ticks: int
+) -> None:
+    """The common counters are written directly (every tick step): the same text as
+    ``json.dumps(..., sort_keys=True)`` and read back equal."""
+    progress = TickProgress(last_ms, seq, closed, ticks)
+    generic = {
+        "last_ms": last_ms,
+        "signal_seq": seq,
+        "candles_closed": closed,
+        "ticks_processed": ticks,
+        "rejected": {},
+    }
+    assert progress.to_json() == json.dumps(generic, separators=(",", ":"), sort_keys=True)
+    assert TickProgress.from_json(progress.to_json()) == progress
+    assert progress.advanced(7, 3, {}) == TickProgress(7, seq, closed, ticks + 3)
 
 
 def test_a_touched_stop_takes_the_position_as_closed_before_the_strategy_runs() -> None:

@@ -28,7 +28,27 @@ class TickProgress:
     def stop_out(self) -> int:
         return taken_as_closed(self.stops_out)
 
+    def advanced(self, last_ms: int | None, ticks: int, rejected: dict[str, int]) -> TickProgress:
+        """These counters after a step that processed ``ticks`` good ticks (the last one at
+        ``last_ms``) and counted ``rejected`` (``dataclasses.replace``, without its cost on
+        every step)."""
+        return TickProgress(
+            last_ms,
+            self.signal_seq,
+            self.candles_closed,
+            self.ticks_processed + ticks,
+            rejected,
+            self.stops_out,
+        )
+
     def to_json(self) -> str:
+        if not self.rejected and not self.stops_out:
+            last_ms = "null" if self.last_ms is None else int(self.last_ms)
+            return (
+                f'{{"candles_closed":{int(self.candles_closed)},"last_ms":{last_ms},'
+                f'"rejected":{{}},"signal_seq":{int(self.signal_seq)},'
+                f'"ticks_processed":{int(self.ticks_processed)}}}'
+            )
         data: dict[str, Any] = {
             "last_ms": self.last_ms,
             "signal_seq": self.signal_seq,

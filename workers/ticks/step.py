@@ -36,6 +36,7 @@ from trading.risk import EntryGate
 from trading.strategies import StrategyContext, call_strategy, get_strategy
 from trading.timeframes import parse_timeframe
 from workers.risk.entry import EntryCheck, check_entry
+from workers.ticks.decoded import IMMUTABLE_FIELDS, decoded, encoded, remember
 from workers.ticks.progress import PROGRESS_FIELD, TickProgress
 from workers.ticks.stop_watch import (
     OPEN_STATUSES,
@@ -125,14 +126,14 @@ class SessionStep:
         self._orders: dict[str, WorkingOrder] | None = None
         self._fields = fields
         self._history = history
-        self.progress = _progress_of(fields.get(PROGRESS_FIELD))
-        self.info: SessionInfo = _decode_immutable("session", fields["session"])
+        self.progress = _progress_of(session_id, fields.get(PROGRESS_FIELD))
+        self.info: SessionInfo = decoded(session_id, "session", fields["session"])
         self.result = StepResult()
 
     def _get(self, name: str) -> Any:
         raw = self._fields[name]
         if name in IMMUTABLE_FIELDS:
-            return _decode_immutable(name, raw)
+            return decoded(self.session_id, name, raw)
         return decode_field(name, raw)
 
     def run(self, entries: Sequence[StreamEntry]) -> StepResult:
@@ -163,15 +164,12 @@ class SessionStep:
         timeframe = parse_timeframe(self.info.timeframe)
         partial: Candle | None = self._get("latest_partial_candle")
         folded = fold_ticks(partial, good, timeframe, last_time=None)
-        self.result.fields["latest_partial_candle"] = _encode_immutable(
-            "latest_partial_candle", folded.partial
+        self.result.fields["latest_partial_candle"] = encoded(
+            self.session_id, "latest_partial_candle", folded.partial
         )
         self.result.candles.extend(folded.closed)
-        progress = replace(
-            progress,
-            last_ms=progress.last_ms if last_time is None else _epoch_ms(last_time),
-            ticks_processed=progress.ticks_processed + len(good),
-            rejected=rejected,
+        progress = progress.advanced(
+            progress.last_ms if last_time is None else _epoch_ms(last_time), len(good), rejected
         )
         self._good, self._stops_out = good, progress.stops_out
         if folded.closed:
@@ -179,10 +177,11 @@ class SessionStep:
         self._watch(None)
         if good:
             self._mark_to_market(good[-1].price)
-        progress = replace(progress, stops_out=self._stops_out)
+        if self._stops_out != progress.stops_out:
+            progress = replace(progress, stops_out=self._stops_out)
         self.progress = progress
         raw = progress.to_json()
-        _remember(("_progress", raw), progress)
+        remember(self.session_id, PROGRESS_FIELD, raw, progress)
         self.result.fields[PROGRESS_FIELD] = raw
         return self.result
 
@@ -374,71 +373,19 @@ class SessionStep:
         details: ContractDetails = self._get("contract_details")
         pnl: PnlInfo = self._get("account_pnl_info")
         unrealized = (price - position.average_price) * position.quantity * details.multiplier
-        self.result.fields["account_pnl_info"] = encode_field(
-            "account_pnl_info", replace(pnl, unrealized=unrealized)
+        self.result.fields["account_pnl_info"] = encoded(
+            self.session_id, "account_pnl_info", replace(pnl, unrealized=unrealized)
         )
 
 
-IMMUTABLE_FIELDS = frozenset(
-    {
-        "session",
-        "latest_partial_candle",
-        "open_position",
-        "contract_details",
-        "order_template",
-        "account_pnl_info",
-        "account_balance",
-        "trading",
-        "rolling",
-        "warmup_periods",
-    }
-)
-"""State fields whose decoded values are immutable (frozen dataclasses of scalars, scalars),
-so one decoded value may be shared by every step that reads the same stored text."""
-
-
-_DECODED: dict[tuple[str, str], Any] = {}
-_DECODED_MAX = 8_192
-_MISSING = object()
-
-
-def _decode_immutable(name: str, raw: str) -> Any:
-    """Most of these fields do not change from one step to the next: each text is decoded
-    once per process (a bounded cache, emptied when full: popping its oldest key costs a scan
-    over the slots of deleted entries, and with many sessions every step would pay it)."""
-    key = (name, raw)
-    value = _DECODED.get(key, _MISSING)
-    if value is _MISSING:
-        value = decode_field(name, raw)
-        _remember(key, value)
-    return value
-
-
-def _encode_immutable(name: str, value: Any) -> str:
-    """Encode, remembering the value for its text: the session's next step reads it back."""
-    raw = encode_field(name, value)
-    _remember((name, raw), value)
-    return raw
-
-
-def _progress_of(raw: str | None) -> TickProgress:
-    """The tick path's counters of this text, decoded once per process like the immutable
-    fields (``TickProgress`` is frozen; ``run`` copies its ``rejected`` before counting)."""
+def _progress_of(session_id: str, raw: str | None) -> TickProgress:
+    """The tick path's counters of this text (``TickProgress`` is frozen; ``run`` copies its
+    ``rejected`` before counting)."""
     if not raw:
         return TickProgress()
-    key = ("_progress", raw)
-    value = _DECODED.get(key, _MISSING)
-    if value is _MISSING:
-        value = TickProgress.from_json(raw)
-        _remember(key, value)
+    value = decoded(session_id, PROGRESS_FIELD, raw, TickProgress.from_json)
     assert isinstance(value, TickProgress)
     return value
-
-
-def _remember(key: tuple[str, str], value: Any) -> None:
-    if len(_DECODED) >= _DECODED_MAX:
-        _DECODED.clear()
-    _DECODED[key] = value
 
 
 def _epoch_ms(t: datetime) -> int:
