@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +16,33 @@ from models.state import OrderStatus, WorkingOrder
 from models.tables import FillRow, OrderRow
 
 
+@dataclass(frozen=True, slots=True)
+class OrderToWrite:
+    """One decided order's row, before it is sent."""
+
+    session_id: str
+    order: WorkingOrder
+    decided_at: datetime
+    time_in_force: str
+
+    def row(self) -> OrderRow:
+        order = self.order
+        return OrderRow(
+            client_order_id=order.client_order_id,
+            session_id=self.session_id,
+            contract=order.contract,
+            side=order.side,
+            quantity=order.quantity,
+            order_type=order.order_type,
+            limit_price=order.limit_price,
+            stop_price=order.stop_price if order.order_type == "stop" else None,
+            time_in_force=self.time_in_force,
+            status="new",
+            intent=order.intent,
+            decided_at=self.decided_at,
+        )
+
+
 def insert_order_if_absent(
     engine: Engine,
     session_id: str,
@@ -26,28 +54,41 @@ def insert_order_if_absent(
     with Session(engine) as db:
         if db.scalar(select(OrderRow.id).where(OrderRow.client_order_id == order.client_order_id)):
             return False
-        db.add(
-            OrderRow(
-                client_order_id=order.client_order_id,
-                session_id=session_id,
-                contract=order.contract,
-                side=order.side,
-                quantity=order.quantity,
-                order_type=order.order_type,
-                limit_price=order.limit_price,
-                stop_price=order.stop_price if order.order_type == "stop" else None,
-                time_in_force=time_in_force,
-                status="new",
-                intent=order.intent,
-                decided_at=decided_at,
-            )
-        )
+        db.add(OrderToWrite(session_id, order, decided_at, time_in_force).row())
         try:
             db.commit()
         except IntegrityError:
             db.rollback()
             return False
     return True
+
+
+def insert_orders_if_absent(engine: Engine, orders: Sequence[OrderToWrite]) -> None:
+    """``insert_order_if_absent`` for many orders in one transaction (one commit, and one
+    sync to disk, for all the orders a round of tick steps decided). Rows already there are
+    kept; if another writer inserts one of them meanwhile, each is written on its own."""
+    if not orders:
+        return
+    ids = [item.order.client_order_id for item in orders]
+    with Session(engine) as db:
+        present = set(
+            db.scalars(select(OrderRow.client_order_id).where(OrderRow.client_order_id.in_(ids)))
+        )
+        missing = {
+            item.order.client_order_id: item
+            for item in orders
+            if item.order.client_order_id not in present
+        }
+        db.add_all([item.row() for item in missing.values()])
+        try:
+            db.commit()
+            return
+        except IntegrityError:
+            db.rollback()
+    for item in orders:
+        insert_order_if_absent(
+            engine, item.session_id, item.order, item.decided_at, item.time_in_force
+        )
 
 
 def get_order_row(engine: Engine, client_order_id: str) -> OrderRow | None:

@@ -2,10 +2,10 @@
 
 Per session: one script takes the lease and fencing token and reads the state fields every
 step needs and the new ticks; ``SessionStep`` folds them (no I/O; the rest of the state and the
-candle history, when a step needs them, are read for the whole round at once); orders it
-decides are written to SQL and queued for sending; one script writes the state and cursor
-(refused if the fence is stale), releases the lock and marks the session ready again if ticks
-remain. Work is proportional to the new ticks.
+candle history, when a step needs them, are read for the whole round at once); the orders
+the round decides are written to SQL in one transaction and queued for sending; one script
+per session writes the state and cursor (refused if the fence is stale), releases the lock and
+marks the session ready again if ticks remain. Work is proportional to the new ticks.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from models.codec import candles_key, encode_candle, fence_key, lock_key, state_key
 from trading.market import Candle
-from workers.order_records import insert_order_if_absent
+from workers.order_records import OrderToWrite, insert_orders_if_absent
 from workers.records import record_event
 from workers.recovery.snapshots import StrategySnapshot, save_snapshots, snapshot_of
 from workers.recovery.trigger import request_recovery
@@ -35,7 +35,7 @@ from workers.ticks import scripts
 from workers.ticks.keys import DRAINERS_KEY, READY_KEY
 from workers.ticks.lazy_fields import BEGIN_FIELDS, LazyFields, RoundHistory, RoundLoader
 from workers.ticks.pipelines import execute, queue_script
-from workers.ticks.step import CURSOR_FIELD, NewOrder, SessionStep, StepResult
+from workers.ticks.step import CURSOR_FIELD, SessionStep, StepResult
 
 log = logging.getLogger(__name__)
 _History = Callable[[int], list[Candle]]
@@ -265,6 +265,7 @@ class TickDrainer:
                     self._release(session_id, token)
                     del held[session_id]
                     retry[session_id] = ERROR_RETRY_MS
+            steps = self._record_orders(steps, held, retry)
             consumed, claimed = self._end_all(steps, retry, claim_for)
             held.clear()
         finally:
@@ -306,7 +307,6 @@ class TickDrainer:
         )
         step = stepper.run(entries)
         cursor = step.cursor or fields.get(CURSOR_FIELD, "0-0")
-        self._record_orders(step.new_orders)
         oldest = entries[0][1] if entries and self.settings.latency_probe else None
         snapshot = None
         if step.candles:
@@ -416,21 +416,38 @@ class TickDrainer:
     def _release(self, session_id: str, token: str) -> None:
         self._unlock(keys=[lock_key(session_id)], args=[token])
 
-    def _record_orders(self, orders: Sequence[NewOrder]) -> None:
-        """The order row is written before the order is sent; then the send is queued.
+    def _record_orders(
+        self, steps: list[_Step], held: dict[str, str], retry: dict[str, int]
+    ) -> list[_Step]:
+        """The rows of the orders a round decided are written (one transaction) before any
+        of them is sent; then the sends are queued, before the steps' state is written. The
+        steps whose state may be written are returned: if the rows cannot be written, none
+        (their sessions are released and retried).
 
-        A retry decides the same orders with the same client ids: the row is found, the send
-        is queued again, and the broker refuses the duplicate id.
+        A retry decides the same orders with the same client ids: the rows are found, the sends
+        are queued again, and the broker refuses the duplicate ids.
         """
-        for new in orders:
-            insert_order_if_absent(
-                self.engine, new.session_id, new.order, new.decided_at, new.time_in_force
+        orders = [new for item in steps for new in item.result.new_orders]
+        rows = [OrderToWrite(o.session_id, o.order, o.decided_at, o.time_in_force) for o in orders]
+        try:
+            insert_orders_if_absent(self.engine, rows)
+        except Exception:
+            log.exception(
+                "the rows of %s orders were not written; retrying their round in %s ms",
+                len(rows),
+                ERROR_RETRY_MS,
             )
+            for item in steps:
+                self._release(item.session_id, held.pop(item.session_id))
+                retry[item.session_id] = ERROR_RETRY_MS
+            return []
+        for new in orders:
             self._send_task(
                 SEND_ORDER_TASK,
                 args=[new.session_id, new.order.client_order_id],
                 queue=self.settings.queue_orders,
             )
+        return steps
 
     def _end_args(self, item: _Step) -> list[str | int]:
         """ARGV of the end script: lease, fence, cursor, session, now, candles, fields."""

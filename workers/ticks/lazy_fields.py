@@ -59,6 +59,21 @@ class RoundLoader:
             fields.fill(flat)
 
 
+_CANDLES: dict[bytes, Candle] = {}
+_CANDLES_KEPT = 200_000
+"""Decoded history candles by stored text, per process (emptied when full): a strategy reads
+its last N candles on every close, and all but one of them were read on the close before."""
+
+
+def _candle(raw: bytes) -> Candle:
+    candle = _CANDLES.get(raw)
+    if candle is None:
+        if len(_CANDLES) >= _CANDLES_KEPT:
+            _CANDLES.clear()
+        candle = _CANDLES[raw] = decode_candle(raw)
+    return candle
+
+
 class RoundHistory:
     """Reads the candle histories of the steps of one round: the first step that reads its
     history reads, in one pipeline, as many last candles of each step of the round still to
@@ -80,7 +95,7 @@ class RoundHistory:
         self._keys.append(key)
 
         def read(count: int) -> list[Candle]:
-            return [decode_candle(raw) for raw in self._raw(key, count)]
+            return [_candle(raw) for raw in self._raw(key, count)]
 
         return read
 
