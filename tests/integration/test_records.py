@@ -20,10 +20,12 @@ from models.state import (
     SessionInfo,
     SessionState,
     StrategyRef,
+    WorkingOrder,
 )
 from models.tables import EventRow, FillRow, OrderRow, TradingSessionRow
 from trading.exceptions import BadInput, UnknownSession
 from workers.db import engine_for, make_engine, upgrade
+from workers.order_records import OrderToWrite, insert_order_if_absent, insert_orders_if_absent
 from workers.records import (
     create_session_row,
     find_session_row_by_name,
@@ -392,3 +394,37 @@ def test_set_session_status(engine: Engine) -> None:
     assert loaded is not None and loaded.status == "stopped"
     with pytest.raises(UnknownSession):
         set_session_status(engine, "missing", "active")
+
+
+def test_a_rounds_order_rows_are_written_together_and_kept_once(engine: Engine) -> None:
+    """The tick path writes the orders a round decided in one transaction: rows already there
+    (a retried round) are kept as they were, the others written, each client id once."""
+    state = initial_state()
+    create_session_row(engine, state)
+    sid = state.session.id
+
+    def order(n: int, quantity: int = 1) -> OrderToWrite:
+        working = WorkingOrder(
+            client_order_id=f"{sid[:8]}-{n}",
+            contract="ESM5",
+            side="buy",
+            quantity=quantity,
+            order_type="market",
+            intent="entry",
+            status="new",
+            created_at=DECIDED,
+        )
+        return OrderToWrite(sid, working, DECIDED, "day")
+
+    assert insert_order_if_absent(engine, sid, order(1).order, DECIDED, "day")
+    insert_orders_if_absent(engine, [order(1, quantity=9), order(2), order(3, quantity=2)])
+    insert_orders_if_absent(engine, [order(2, quantity=7)])
+    insert_orders_if_absent(engine, [])
+    with Session(engine) as db:
+        rows = db.scalars(select(OrderRow).order_by(OrderRow.client_order_id)).all()
+    assert [(row.client_order_id, row.quantity) for row in rows] == [
+        (f"{sid[:8]}-1", 1),
+        (f"{sid[:8]}-2", 1),
+        (f"{sid[:8]}-3", 2),
+    ]
+    assert all(row.status == "new" and row.decided_at == DECIDED for row in rows)
