@@ -31,7 +31,7 @@ from workers.demo_report import write_report
 from workers.exchange_holidays import exchange_holidays
 from workers.feeds.replay import ReplayConfig, ReplaySource
 from workers.feeds.runner import run_feed
-from workers.order_records import count_rows, open_order_count
+from workers.order_records import count_rows, unsettled_order_count
 from workers.processes import ChildProcesses, celery_beat_argv, celery_worker_argv, ensure_redis
 from workers.records import list_session_rows
 from workers.rolls.chain import start_roll
@@ -376,7 +376,7 @@ class Demo:
             last = self.client.xrevrange(stream_key(instrument), count=1)
             if last and last[0][0].decode() != cursor:  # type: ignore[index]
                 return False
-            if open_order_count(engine, sid):
+            if unsettled_order_count(engine, sid):
                 return False
         return True
 

@@ -153,13 +153,16 @@ def count_rows(engine: Engine, session_id: str) -> tuple[int, int]:
         return len(orders), len(fills)
 
 
-def open_order_count(engine: Engine, session_id: str) -> int:
-    """How many of the session's orders are not final yet (new, sent, working, partial)."""
+def unsettled_order_count(engine: Engine, session_id: str) -> int:
+    """How many of the session's orders are not final yet (new, sent, working, partially
+    filled), leaving out stop orders resting at the broker: a protective stop works there by
+    design until it is touched or cancelled."""
     with Session(engine) as db:
         rows = db.scalars(
             select(OrderRow.id).where(
                 OrderRow.session_id == session_id,
                 OrderRow.status.in_(("new", "sent", "working", "partially_filled")),
+                ~((OrderRow.order_type == "stop") & (OrderRow.status == "working")),
             )
         ).all()
         return len(rows)

@@ -10,6 +10,8 @@ with the ``protective_stops`` setting on (the rig's settings, so its workers' en
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,11 +33,15 @@ from tests.integration.reconcile_rig import (
 from tests.integration.tickpath_harness import SessionPlan, TickPathRig, replay_ticks
 from tests.integration.worker import WorkerFactory
 from trading.intents import client_order_id
+from workers import orders as orders_module
 from workers.brokers.commands import BrokerOrder, CancelOrder, QueryOpenOrders, QueryPositions
 from workers.brokers.paper import PaperBroker
 from workers.order_records import get_order_row, insert_order_if_absent
+from workers.orders import send_order
 from workers.reconcile.schedule import ORDERS_TASK
+from workers.records import get_session_row
 from workers.risk.stops import is_stop_id, stop_id
+from workers.settings import get_settings
 from workers.state.store import StateChanges
 from workers.ticks.drain import SEND_ORDER_TASK
 from workers.ticks.publisher import epoch_ms
@@ -55,8 +61,9 @@ def open_session(rig: TickPathRig) -> str:
     return rig.create_sessions([plan])["stops"]
 
 
-def enter_long_with_stop(rig: TickPathRig, session_id: str) -> str:
-    """What the tick step does for a breakout entry: working copy with its stop, row, send."""
+def enter_long_with_stop(rig: TickPathRig, session_id: str, *, send: bool = True) -> str:
+    """What the tick step does for a breakout entry: working copy with its stop, row, send
+    (queued for a worker; without ``send`` the caller sends it)."""
     ticks = replay_ticks()[:ENTRY_TICKS]
     assert min(t.price for t in ticks) > STOP
     rig.publish_replay(ticks)
@@ -75,7 +82,8 @@ def enter_long_with_stop(rig: TickPathRig, session_id: str) -> str:
         orders = {**lease.value("orders"), order.client_order_id: order}
         rig.store.write(lease, StateChanges.of({"orders": orders}))
     assert insert_order_if_absent(rig.engine, session_id, order, T0, "day")
-    rig.app.send_task(SEND_ORDER_TASK, args=[session_id, order.client_order_id], queue="orders")
+    if send:
+        rig.app.send_task(SEND_ORDER_TASK, args=[session_id, order.client_order_id], queue="orders")
     return order.client_order_id
 
 
@@ -161,3 +169,71 @@ def test_a_stop_deleted_at_the_broker_is_re_placed_by_order_reconciliation(
     ), events
     assert again == f"{sid}: in sync (1 open)"
     assert events_again == len(events)
+
+
+@pytest.fixture
+def stops_in_this_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process's settings (read by the fill path run here) with protective stops on."""
+    monkeypatch.setenv("TRADEFLEET_PROTECTIVE_STOPS", "1")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.usefixtures("stops_in_this_process")
+def test_an_exit_dropped_for_a_filled_stop_stays_dropped_for_a_second_send(
+    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+) -> None:
+    """Two sends of one exit (a retry, or a later order's send placing earlier rows first) may
+    run at once. The first finds the stop filled before the exit's decision and drops the exit;
+    the second, holding the row as read before that and finding the stop's fill applied (its
+    row no longer open), must drop it too: placing it would close the position twice. (Sends
+    run in this process; a worker runs the session's tick steps, which see the touch.)"""
+    with make_rig(redis_url, tmp_path, protective_stops=True) as rig:
+        sid = open_session(rig)
+        rt = runtime_for(rig.settings)
+        broker = paper(rt, ACCOUNT)
+        entry = enter_long_with_stop(rig, sid, send=False)
+        assert send_order(rt, sid, entry).status == "filled"
+        (stop,) = resting_stops(broker)
+        through = epoch_ms(replay_ticks()[ENTRY_TICKS - 1]) + 60_000
+        start_worker(redis_url, queues=("ticks",), env=rig.worker_env())
+        rig.publish_raw([(str(through), str(STOP - 1), "1", "", "")])
+        wait_until(lambda: rig.progress("stops").last_ms == through, 30)
+        decided = datetime.fromtimestamp(through / 1000, UTC) + timedelta(seconds=30)
+        exit_order = WorkingOrder(
+            client_order_id=client_order_id(sid, 2, 0),
+            contract=CONTRACT,
+            side="sell",
+            quantity=1,
+            order_type="market",
+            intent="exit",
+            status="new",
+            created_at=decided,
+        )
+        with rig.store.locked(sid, wait_s=5) as lease:
+            orders = {**lease.value("orders"), exit_order.client_order_id: exit_order}
+            rig.store.write(lease, StateChanges.of({"orders": orders}))
+        assert insert_order_if_absent(rig.engine, sid, exit_order, decided, "day")
+        stale = get_order_row(rig.engine, exit_order.client_order_id)
+        assert stale is not None and stale.status == "new"
+
+        first = send_order(rt, sid, exit_order.client_order_id)
+        stop_row = get_order_row(rig.engine, stop.client_order_id)
+        session_row = get_session_row(rig.engine, sid)
+        assert session_row is not None
+        second = orders_module._send(rt, broker, session_row, stale)
+        exit_row = get_order_row(rig.engine, exit_order.client_order_id)
+        positions = broker.positions(QueryPositions(ACCOUNT))
+        final = state(rig, sid)
+
+    assert first.status == "cancelled"
+    assert stop_row is not None and stop_row.status == "filled"
+    assert second.status == "cancelled"
+    assert exit_row is not None and exit_row.status == "cancelled"
+    assert positions == {}, "the exit never reached the broker: the stop alone closed the long"
+    assert final.open_position is not None and final.open_position.quantity == 0
+    assert [(t.client_order_id, t.quantity, t.price) for t in final.trades] == [
+        (entry, 1, final.trades[0].price),
+        (stop.client_order_id, -1, STOP - 1),
+    ], "the stop filled at the tick that gapped through it"

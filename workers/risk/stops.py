@@ -63,7 +63,7 @@ from trading.intents import client_order_id
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import CancelOrder, OrderAck, PlaceOrder, QueryOrder
 from workers.brokers.paper_model import MarketBound, epoch_ms_ceil
-from workers.order_records import insert_order_if_absent, update_order_row
+from workers.order_records import get_order_row, insert_order_if_absent, update_order_row
 from workers.settings import get_settings
 from workers.state.store import StateStore
 from workers.ticks.progress import PROGRESS_FIELD, TickProgress
@@ -349,16 +349,24 @@ def clear_for_exit(
     as of the exit's decision (data) time. False when the newest of them, the one protecting
     the position the exit closes, had filled before it (it closed that position: the exit must
     not be sent); an older one filling now closed an earlier position, which the session had
-    already taken as closed when it saw its stop touched. A session with no such stop row
-    takes no lock: no stop is placed while its exit is open (``exit_pending``)."""
+    already taken as closed when it saw its stop touched. Decided once, under the session's
+    lock: a dropped exit's row is marked cancelled before the lock is given back, so another
+    send of the same exit (a retry, or the send of a later order placing earlier ones first)
+    drops it too instead of finding the filled stop no longer open and placing the exit."""
     session_id, decided_at = exit_row.session_id, exit_row.decided_at
-    if decided_at is None or not open_stop_rows(engine, session_id, before=exit_row.id):
+    if decided_at is None:
         return True
     outcome = StopOutcome(session_id)
     with store.locked(session_id, wait_s=LOCK_WAIT_S):
+        current = get_order_row(engine, exit_row.client_order_id)
+        if current is not None and current.status == "cancelled":
+            return False
         rows = open_stop_rows(engine, session_id, before=exit_row.id)
         cancelled = [_cancel(engine, broker, account, row, outcome, decided_at) for row in rows]
-        return cancelled[-1] if cancelled else True
+        if cancelled and not cancelled[-1]:
+            update_order_row(engine, exit_row.client_order_id, "cancelled")
+            return False
+        return True
 
 
 def _horizon_time(fields: Mapping[str, str]) -> datetime | None:
