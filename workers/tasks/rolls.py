@@ -15,6 +15,7 @@ from celery import Task, shared_task
 from celery.exceptions import Ignore
 
 from trading.exceptions import RetryLater
+from workers.rolls import records
 from workers.rolls.chain import (
     CHECK_TASK,
     FAILED_TASK,
@@ -26,6 +27,8 @@ from workers.rolls.chain import (
 from workers.rolls.steps import Outcome, run_step
 from workers.runtime import runtime
 
+ERROR_WAITS = 3
+"""Retries of the errback waiting for the failed step's error (then it goes on without)."""
 MAX_RETRIES = 50
 """Retries of a step that met a transient condition (a busy lock, a fill not applied yet)."""
 
@@ -85,8 +88,14 @@ end = _step_task("end")
     max_retries=MAX_RETRIES,
 )
 def failed(self: Task[Any, Any], roll_id: int) -> str:
-    """The chain's errback."""
-    return mark_failed(runtime(), roll_id).status
+    """The chain's errback. Celery sends it before the failed step's ``on_failure`` has
+    recorded the error, so it waits (a few short retries) for that error to be on the row:
+    the failure, its event and the row then say why."""
+    rt = runtime()
+    row = records.require_roll(rt.engine, roll_id)
+    if row.error is None and self.request.retries < ERROR_WAITS:
+        raise RetryLater(f"roll {roll_id}: the failed step's error is not recorded yet")
+    return mark_failed(rt, roll_id).status
 
 
 @shared_task(name=CHECK_TASK)
