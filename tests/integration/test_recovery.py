@@ -44,6 +44,8 @@ from workers.records import list_events
 from workers.recovery.recover import RecoveryReport, recover_session
 from workers.recovery.snapshots import load_snapshot
 from workers.recovery.trigger import RECOVER_TASK
+from workers.risk.accounts import AccountChange, set_account
+from workers.risk.book import RiskBook
 
 pytestmark = pytest.mark.integration
 
@@ -193,8 +195,11 @@ def test_a_lost_redis_world_is_recovered_by_the_cli_and_the_broker_survives(
         start_worker(redis_url, queues=("ticks", "orders"), concurrency=2, env=rig.worker_env())
         rig.start_beat()
         before = lose_in_the_middle(rig)
+        book, account = RiskBook(rig.client, rig.settings), rig.accounts["sma-fast"]
+        set_account(rig.engine, book, account, AccountChange(max_daily_loss=Decimal("1000000")))
         broker_keys = rig.broker_client.dbsize()
         assert drop_every_tf_key(rig.client) > 0
+        assert book.read(account).max_daily_loss is None
         assert rig.broker_client.dbsize() == broker_keys
         ticks = replay_ticks()
         rig.publish_replay(ticks[FIRST_PART : FIRST_PART + MEETING_PART])
@@ -204,6 +209,7 @@ def test_a_lost_redis_world_is_recovered_by_the_cli_and_the_broker_survives(
         assert sorted(line.split(":")[0] for line in lines) == sorted(rig.session_ids.values())
         assert all(": recovered: state rebuilt: position " in line for line in lines), lines
         seqs = {name: check_recovery_event(rig, name, before[name]) for name in rig.session_ids}
+        assert book.read(account).max_daily_loss == Decimal("1000000"), "levels from SQL"
         assert run_cli(env, "recover").ok().stdout == "no session needs recovery\n"
         sid = rig.session_ids["sma-fast"]
         again = run_cli(env, "recover", "--session", sid).ok().stdout

@@ -9,14 +9,18 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.integration import worker as worker_fixtures
 from tests.integration.cli_helpers import run_cli
 from tests.integration.test_heat import ARGS, cli_env, decisions, position_of, risk_events
 from tests.integration.tickpath_harness import SessionPlan, TickPathRig, replay_ticks
 from tests.integration.worker import WorkerFactory
-from workers.risk.accounts import AccountChange, set_account
-from workers.risk.book import RiskBook
+from trading.risk import RiskLevels
+from workers.db import make_engine, upgrade
+from workers.risk.accounts import AccountChange, restore_account, set_account, set_halted
+from workers.risk.book import RiskBook, risk_key
+from workers.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +93,37 @@ def test_an_account_past_its_daily_loss_refuses_entries_for_the_day(
         assert any("daily_loss" in m for m in risk_events(rig, "loser")), risk_events(rig, "loser")
         assert position_of(rig, "other") == first.target
         assert rig.broker_positions("ACC-FINE") == {"ESZ13": first.target}
+
+
+def test_an_accounts_levels_and_halt_come_back_from_sql_after_redis_loses_them(
+    redis_client: redis.Redis, sqlite_url: str
+) -> None:
+    """The levels and the halted flag are kept in SQL; when the sessions' Redis loses the risk
+    hash, recovery puts them back, keeping any value an operator wrote in the meantime."""
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    settings = Settings(redis_url="redis://unused:1/0", database_url=sqlite_url)
+    book = RiskBook(redis_client, settings)
+    change = AccountChange(Decimal("0.03"), Decimal("0.05"), Decimal("2000"))
+    set_account(engine, book, "ACC-LOST", change)
+    set_halted(engine, book, "ACC-LOST", True)
+    set_account(engine, book, "ACC-KEPT", change)
+    redis_client.delete(risk_key("ACC-LOST"), risk_key("ACC-KEPT"))
+    lost = book.read("ACC-LOST")
+    book.set_levels("ACC-KEPT", RiskLevels(Decimal("0.04"), Decimal("0.08"), Decimal("0.01")))
+
+    assert restore_account(engine, book, "ACC-LOST")
+    assert restore_account(engine, book, "ACC-KEPT")
+    assert not restore_account(engine, book, "ACC-NO-ROW")
+    back, kept = book.read("ACC-LOST"), book.read("ACC-KEPT")
+    engine.dispose()
+
+    assert (lost.halted, lost.heat_warn, lost.max_daily_loss) == (False, Decimal("0.06"), None)
+    assert (back.halted, back.heat_warn, back.heat_block) == (
+        True,
+        Decimal("0.03"),
+        Decimal("0.05"),
+    )
+    assert back.max_daily_loss == Decimal("2000")
+    assert (kept.heat_warn, kept.heat_block) == (Decimal("0.04"), Decimal("0.08"))
+    assert not kept.halted and kept.max_daily_loss == Decimal("2000")

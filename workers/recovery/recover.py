@@ -11,7 +11,9 @@
   share the account and contract, the session's own fills give its share instead;
 - rolling: set while a roll of the session is unfinished (its chain resumes the roll);
 - candles: re-warmed by folding the instrument stream up to its end WITHOUT running the
-  strategy; the session's cursor starts at that end.
+  strategy; the session's cursor starts at that end;
+- the account's risk levels and halted flag: its ``accounts`` row, written into the account's
+  risk hash where that lacks them (``restore_account``; a halted account stays halted).
 
 The state is written with ``StateStore.create`` together with its meta fields (``_cursor``,
 ``_progress``, ``_reconcile`` whose ``absorbed_cursor`` is the broker's fill-log end, so no
@@ -49,6 +51,8 @@ from workers.records import get_session_row, record_event
 from workers.recovery import rebuild, sources
 from workers.recovery.snapshots import StrategySnapshot, load_snapshot
 from workers.recovery.trigger import lock_key, queued_key
+from workers.risk.accounts import restore_account
+from workers.risk.book import RiskBook
 from workers.runtime import Runtime
 from workers.state import scripts as store_scripts
 from workers.ticks.keys import READY_KEY, stream_key, subscribers_key
@@ -188,6 +192,7 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
     except SessionExists:
         return RecoveryReport(sid, "present", "state present; rebuilt by another recovery")
     _resubscribe(rt, sid, contract, end)
+    _restore_account(rt, account)
     late = _apply_late_fills(rt, row, view.log_end)
     if view.log_end != FILLS_START:
         rt.redis.set(fills_cursor_key(account), view.log_end, nx=True)
@@ -248,6 +253,14 @@ def _apply_late_fills(rt: Runtime, row: TradingSessionRow, log_end: str) -> int:
     except Exception as exc:
         log.warning("session %s: late fills left to reconciliation: %s", row.id, exc)
     return applied
+
+
+def _restore_account(rt: Runtime, account: str) -> None:
+    """The account's risk levels and halted flag, if its risk hash went with the state."""
+    try:
+        restore_account(rt.engine, RiskBook(rt.redis, rt.settings), account)
+    except Exception as exc:
+        log.warning("account %s: risk levels not restored: %s", account, exc)
 
 
 def _resubscribe(rt: Runtime, session_id: str, instrument: str, cursor: str) -> None:

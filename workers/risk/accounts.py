@@ -1,7 +1,8 @@
 """Per-account settings: kept in SQL (``accounts``), pushed to the account's risk hash.
 
 ``set_account`` upserts the row and writes the levels into Redis in the same call; ``halt`` /
-``resume`` flip the halted flag in both. ``account_report`` is what ``tradefleet risk`` shows.
+``resume`` flip the halted flag in both; ``restore_account`` puts them back into a risk hash the
+sessions' Redis lost (recovery). ``account_report`` is what ``tradefleet risk`` shows.
 """
 
 from __future__ import annotations
@@ -88,6 +89,19 @@ def set_halted(engine: Engine, book: RiskBook, account: str, halted: bool) -> No
     book.set_halted(account, halted)
 
 
+def restore_account(engine: Engine, book: RiskBook, account: str) -> bool:
+    """The account's levels and halted flag from its SQL row into a risk hash that lost them
+    (the sessions' Redis was lost): without this a halted account would trade again and its
+    levels fall back to the defaults. False when the account has no row (defaults apply)."""
+    with Session(engine) as db:
+        row = db.get(AccountRow, account)
+        if row is None:
+            return False
+        levels, halted = levels_of(row, book.settings), row.halted
+    book.fill_in_levels(account, levels, halted)
+    return True
+
+
 def known_accounts(engine: Engine) -> list[str]:
     """Every account with a session or its own settings, sorted."""
     with Session(engine) as db:
@@ -137,6 +151,7 @@ __all__ = [
     "active_sessions",
     "known_accounts",
     "levels_of",
+    "restore_account",
     "set_account",
     "set_halted",
 ]

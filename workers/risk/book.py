@@ -187,6 +187,21 @@ class RiskBook:
             pipe.execute()
         return self.refresh(account)
 
+    def fill_in_levels(self, account: str, levels: RiskLevels, halted: bool) -> RiskAnswer:
+        """``set_levels`` and ``set_halted`` for the fields the risk hash lacks (after the
+        sessions' Redis lost it): a value already there, written by an operator's command
+        meanwhile, is kept."""
+        key = risk_key(account)
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "warn_ppm", str(to_ppm(levels.heat_warn)))
+            pipe.hsetnx(key, "block_ppm", str(to_ppm(levels.heat_block)))
+            pipe.hsetnx(key, "hyst_ppm", str(to_ppm(levels.hysteresis)))
+            if levels.max_daily_loss is not None:
+                pipe.hsetnx(key, "max_loss", str(to_cents(levels.max_daily_loss, up=False)))
+            pipe.hsetnx(key, "halted", "1" if halted else "0")
+            pipe.execute()
+        return self.refresh(account)
+
     def set_halted(self, account: str, halted: bool) -> None:
         self.client.hset(risk_key(account), "halted", "1" if halted else "0")
 
