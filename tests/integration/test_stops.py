@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from models.state import WorkingOrder
+from models.state import Intent, Side, WorkingOrder
 from tests.conftest import wait_until
 from tests.integration import worker as worker_fixtures
 from tests.integration.reconcile_rig import (
@@ -67,24 +67,39 @@ def enter_long_with_stop(rig: TickPathRig, session_id: str, *, send: bool = True
     ticks = replay_ticks()[:ENTRY_TICKS]
     assert min(t.price for t in ticks) > STOP
     rig.publish_replay(ticks)
+    order = decide_market(rig, session_id, 1, "buy", "entry", T0, stop_price=STOP)
+    if send:
+        rig.app.send_task(SEND_ORDER_TASK, args=[session_id, order.client_order_id], queue="orders")
+    return order.client_order_id
+
+
+def decide_market(
+    rig: TickPathRig,
+    session_id: str,
+    seq: int,
+    side: Side,
+    intent: Intent,
+    decided: datetime,
+    stop_price: Decimal | None = None,
+) -> WorkingOrder:
+    """What the tick step does with a market order it decides: the working copy in the
+    session's state, then the order row (the send is the caller's)."""
     order = WorkingOrder(
-        client_order_id=client_order_id(session_id, 1, 0),
+        client_order_id=client_order_id(session_id, seq, 0),
         contract=CONTRACT,
-        side="buy",
+        side=side,
         quantity=1,
         order_type="market",
-        intent="entry",
+        intent=intent,
         status="new",
-        created_at=T0,
-        stop_price=STOP,
+        created_at=decided,
+        stop_price=stop_price,
     )
     with rig.store.locked(session_id, wait_s=5) as lease:
         orders = {**lease.value("orders"), order.client_order_id: order}
         rig.store.write(lease, StateChanges.of({"orders": orders}))
-    assert insert_order_if_absent(rig.engine, session_id, order, T0, "day")
-    if send:
-        rig.app.send_task(SEND_ORDER_TASK, args=[session_id, order.client_order_id], queue="orders")
-    return order.client_order_id
+    assert insert_order_if_absent(rig.engine, session_id, order, decided, "day")
+    return order
 
 
 def resting_stops(broker: PaperBroker) -> list[BrokerOrder]:
@@ -201,20 +216,7 @@ def test_an_exit_dropped_for_a_filled_stop_stays_dropped_for_a_second_send(
         rig.publish_raw([(str(through), str(STOP - 1), "1", "", "")])
         wait_until(lambda: rig.progress("stops").last_ms == through, 30)
         decided = datetime.fromtimestamp(through / 1000, UTC) + timedelta(seconds=30)
-        exit_order = WorkingOrder(
-            client_order_id=client_order_id(sid, 2, 0),
-            contract=CONTRACT,
-            side="sell",
-            quantity=1,
-            order_type="market",
-            intent="exit",
-            status="new",
-            created_at=decided,
-        )
-        with rig.store.locked(sid, wait_s=5) as lease:
-            orders = {**lease.value("orders"), exit_order.client_order_id: exit_order}
-            rig.store.write(lease, StateChanges.of({"orders": orders}))
-        assert insert_order_if_absent(rig.engine, sid, exit_order, decided, "day")
+        exit_order = decide_market(rig, sid, 2, "sell", "exit", decided)
         stale = get_order_row(rig.engine, exit_order.client_order_id)
         assert stale is not None and stale.status == "new"
 
