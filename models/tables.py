@@ -256,6 +256,7 @@ class EventRow(Base):
         CheckConstraint(_in_check("kind", EVENT_KINDS), name="kind"),
         CheckConstraint(_in_check("severity", SEVERITIES), name="severity"),
         Index("ix_events_session_id_created_at", "session_id", "created_at"),
+        Index("ix_events_dedupe_key", "dedupe_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -265,6 +266,8 @@ class EventRow(Base):
     message: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    dedupe_key: Mapped[str | None] = mapped_column(String(64))
+    """Set on a tick step's events (written before its state, again by a re-run: one kept)."""
 
 
 class RollRow(Base):

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.state import SessionState
@@ -123,6 +124,34 @@ def record_event(
         session.add(row)
         session.flush()
         return row
+
+
+def record_events_once(engine: Engine, rows: Sequence[EventRow]) -> int:
+    """Append events that carry a ``dedupe_key``, each once: a row whose key is there already
+    (written by an earlier run of the same work) is skipped. One transaction; if another
+    writer inserts one of them meanwhile, each is written on its own. Returns rows written."""
+    keyed = {row.dedupe_key: row for row in rows if row.dedupe_key is not None}
+    if not keyed:
+        return 0
+    with Session(engine) as db:
+        present = set(db.scalars(select(EventRow.dedupe_key).where(EventRow.dedupe_key.in_(keyed))))
+        fresh = [row for key, row in keyed.items() if key not in present]
+        db.add_all(fresh)
+        try:
+            db.commit()
+            return len(fresh)
+        except IntegrityError:
+            db.rollback()
+    written = 0
+    for row in fresh:
+        with Session(engine) as db:
+            db.add(row)
+            try:
+                db.commit()
+                written += 1
+            except IntegrityError:
+                db.rollback()
+    return written
 
 
 def list_events(

@@ -18,7 +18,7 @@ from workers.db import current_revision, downgrade, make_engine, upgrade
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-HEAD = "0005"
+HEAD = "0006"
 """The newest revision (each new migration moves it)."""
 
 

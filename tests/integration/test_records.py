@@ -33,8 +33,11 @@ from workers.records import (
     list_events,
     list_session_rows,
     record_event,
+    record_events_once,
     set_session_status,
 )
+from workers.ticks.events import step_events
+from workers.ticks.step import StepEvent
 
 pytestmark = pytest.mark.integration
 
@@ -428,3 +431,29 @@ def test_a_rounds_order_rows_are_written_together_and_kept_once(engine: Engine) 
         (f"{sid[:8]}-3", 2),
     ]
     assert all(row.status == "new" and row.decided_at == DECIDED for row in rows)
+
+
+def test_a_steps_events_are_written_once_however_often_the_step_runs(engine: Engine) -> None:
+    """A tick step's events are written before its state (``workers.ticks.events``): a re-run
+    of the step from the same cursor derives the same keys and writes nothing twice; the same
+    message in a later step (another cursor) is an event of its own."""
+    state = initial_state()
+    create_session_row(engine, state)
+    sid = state.session.id
+    touched = StepEvent("risk", "info", "protective stop 99 touched at 98", {"closed": 1})
+    moved = StepEvent("risk", "info", "stop moved from 99 to 101", {})
+
+    assert record_events_once(engine, step_events(sid, "100-0", [touched, moved])) == 2
+    assert record_events_once(engine, step_events(sid, "100-0", [touched, moved])) == 0
+    assert record_events_once(engine, step_events(sid, "250-3", [moved])) == 1
+    assert record_events_once(engine, step_events(sid, "250-3", [])) == 0
+    events = list_events(engine, session_id=sid)
+    assert [(e.kind, e.message, e.details) for e in events] == [
+        ("risk", touched.message, {"closed": 1}),
+        ("risk", moved.message, {}),
+        ("risk", moved.message, {}),
+    ]
+    with Session(engine) as db, pytest.raises(IntegrityError), db.begin():
+        again = step_events(sid, "100-0", [touched])
+        db.add_all(again)
+        db.flush()

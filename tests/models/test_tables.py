@@ -51,7 +51,16 @@ EXPECTED_COLUMNS = {
         "external",
     },
     "fills": {"id", "execution_id", "order_id", "quantity", "price", "commission", "filled_at"},
-    "events": {"id", "session_id", "kind", "severity", "message", "details", "created_at"},
+    "events": {
+        "id",
+        "session_id",
+        "kind",
+        "severity",
+        "message",
+        "details",
+        "created_at",
+        "dedupe_key",
+    },
     "rolls": {
         "id",
         "session_id",
@@ -131,7 +140,12 @@ def test_key_constraints_exist() -> None:
         "fk_events_session_id_trading_sessions",
     } <= names
     events_index = {i.name: [c.name for c in i.columns] for i in metadata.tables["events"].indexes}
-    assert events_index == {"ix_events_session_id_created_at": ["session_id", "created_at"]}
+    assert events_index == {
+        "ix_events_session_id_created_at": ["session_id", "created_at"],
+        "ix_events_dedupe_key": ["dedupe_key"],
+    }
+    unique = {i.name for i in metadata.tables["events"].indexes if i.unique}
+    assert unique == {"ix_events_dedupe_key"}
 
 
 def test_nullability() -> None:

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from models.codec import candles_key, encode_candle, fence_key, lock_key, state_key
 from trading.market import Candle
 from workers.order_records import OrderToWrite, insert_orders_if_absent
-from workers.records import record_event
+from workers.records import record_events_once
 from workers.recovery.snapshots import StrategySnapshot, save_snapshots, snapshot_of
 from workers.recovery.trigger import request_recovery
 from workers.risk.book import RiskBook
@@ -32,6 +32,7 @@ from workers.risk.equity import broker_equity
 from workers.settings import Settings
 from workers.state import scripts as store_scripts
 from workers.ticks import scripts
+from workers.ticks.events import step_events
 from workers.ticks.keys import DRAINERS_KEY, READY_KEY
 from workers.ticks.lazy_fields import BEGIN_FIELDS, LazyFields, RoundHistory, RoundLoader
 from workers.ticks.pipelines import execute, queue_script
@@ -92,6 +93,8 @@ class _Step:
     """The first entry's fields, kept only for the latency probe."""
     snapshot: StrategySnapshot | None = None
     """The strategy-state snapshot to keep in SQL once the write is accepted (closed candles)."""
+    cursor_before: str = ""
+    """The session's cursor when the step began: a re-run of the same step starts there too."""
 
 
 class TickDrainer:
@@ -306,7 +309,8 @@ class TickDrainer:
             protective_stops=self.settings.protective_stops,
         )
         step = stepper.run(entries)
-        cursor = step.cursor or fields.get(CURSOR_FIELD, "0-0")
+        cursor_before = fields.get(CURSOR_FIELD, "0-0")
+        cursor = step.cursor or cursor_before
         oldest = entries[0][1] if entries and self.settings.latency_probe else None
         snapshot = None
         if step.candles:
@@ -321,6 +325,7 @@ class TickDrainer:
             len(entries),
             oldest,
             snapshot,
+            cursor_before,
         )
 
     def _end_all(
@@ -378,8 +383,6 @@ class TickDrainer:
                 snapshots.append(item.snapshot)
             if item.oldest is not None:
                 self._sample_latency(item.oldest)
-            if item.result.events:
-                self._record_events(item.session_id, item.result)
         self._save_snapshots(snapshots)
         return consumed
 
@@ -420,17 +423,25 @@ class TickDrainer:
         self, steps: list[_Step], held: dict[str, str], retry: dict[str, int]
     ) -> list[_Step]:
         """The rows of the orders a round decided are written (one transaction) before any
-        of them is sent; then the sends are queued, before the steps' state is written. The
-        steps whose state may be written are returned: if the rows cannot be written, none
-        (their sessions are released and retried).
+        of them is sent, and its events too; then the sends are queued, before the steps'
+        state is written. The steps whose state may be written are returned: if the rows
+        cannot be written, none (their sessions are released and retried).
 
         A retry decides the same orders with the same client ids: the rows are found, the sends
-        are queued again, and the broker refuses the duplicate ids.
+        are queued again, and the broker refuses the duplicate ids. Its events have the same
+        keys (``step_events``): a worker killed after the state write loses none, and a re-run
+        writes none twice.
         """
         orders = [new for item in steps for new in item.result.new_orders]
         rows = [OrderToWrite(o.session_id, o.order, o.decided_at, o.time_in_force) for o in orders]
         try:
             insert_orders_if_absent(self.engine, rows)
+            events = [
+                row
+                for item in steps
+                for row in step_events(item.session_id, item.cursor_before, item.result.events)
+            ]
+            record_events_once(self.engine, events)
         except Exception:
             log.exception(
                 "the rows of %s orders were not written; retrying their round in %s ms",
@@ -466,17 +477,6 @@ class TickDrainer:
             if name != CURSOR_FIELD:
                 args += [name, value]
         return args
-
-    def _record_events(self, session_id: str, step: StepResult) -> None:
-        for event in step.events:
-            record_event(
-                self.engine,
-                session_id,
-                event.kind,
-                event.severity,
-                event.message,
-                event.details,
-            )
 
 
 def _checked(reply: Any) -> Any:
