@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.state import OrderStatus, WorkingOrder
 from models.tables import FillRow, OrderRow
+
+FINAL_STATUSES: frozenset[str] = frozenset({"filled", "cancelled", "rejected", "lost"})
+"""An order in one of these is over: it never works again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +105,17 @@ def update_order_row(
     status: OrderStatus,
     broker_order_id: str | None = None,
 ) -> None:
+    """The order's new status (and the broker's id). One conditional statement: a final order
+    (filled, cancelled, rejected, lost) is never reopened by a late answer (a poll that read
+    ``working`` before a concurrent cancel filled the stop); only a fill may still end it."""
+    values: dict[str, object] = {"status": status}
+    if broker_order_id is not None:
+        values["broker_order_id"] = broker_order_id
+    query = update(OrderRow).where(OrderRow.client_order_id == client_order_id)
+    if status != "filled":
+        query = query.where(OrderRow.status.not_in(FINAL_STATUSES))
     with Session(engine) as db, db.begin():
-        row = db.scalar(select(OrderRow).where(OrderRow.client_order_id == client_order_id))
-        if row is None:
-            return
-        row.status = status
-        if broker_order_id is not None:
-            row.broker_order_id = broker_order_id
+        db.execute(query.values(**values))
 
 
 def insert_fill_if_absent(

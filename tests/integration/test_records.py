@@ -25,7 +25,13 @@ from models.state import (
 from models.tables import EventRow, FillRow, OrderRow, TradingSessionRow
 from trading.exceptions import BadInput, UnknownSession
 from workers.db import engine_for, make_engine, upgrade
-from workers.order_records import OrderToWrite, insert_order_if_absent, insert_orders_if_absent
+from workers.order_records import (
+    OrderToWrite,
+    get_order_row,
+    insert_order_if_absent,
+    insert_orders_if_absent,
+    update_order_row,
+)
 from workers.records import (
     create_session_row,
     find_session_row_by_name,
@@ -457,3 +463,35 @@ def test_a_steps_events_are_written_once_however_often_the_step_runs(engine: Eng
         again = step_events(sid, "100-0", [touched])
         db.add_all(again)
         db.flush()
+
+
+def test_a_final_order_is_never_reopened_by_a_late_answer(engine: Engine) -> None:
+    """A poll that read ``working`` before a concurrent cancel filled the stop answers late:
+    the row stays filled. A final order may still become filled (its fill comes last)."""
+    state = initial_state()
+    create_session_row(engine, state)
+    sid = state.session.id
+    for n in (1, 2):
+        working = WorkingOrder(
+            f"{sid[:8]}-{n}",
+            "ESM5",
+            "sell",
+            1,
+            "stop",
+            "exit",
+            "new",
+            DECIDED,
+            stop_price=PRICES[0],
+        )
+        insert_order_if_absent(engine, sid, working, DECIDED, "gtc")
+    first, second = f"{sid[:8]}-1", f"{sid[:8]}-2"
+    update_order_row(engine, first, "working", "B-1")
+    update_order_row(engine, first, "filled")
+    update_order_row(engine, first, "working")
+    update_order_row(engine, first, "cancelled")
+    update_order_row(engine, second, "lost")
+    update_order_row(engine, second, "working", "B-2")
+    update_order_row(engine, second, "filled", "B-2")
+    rows = {r.client_order_id: r for r in (get_order_row(engine, c) for c in (first, second)) if r}
+    assert (rows[first].status, rows[first].broker_order_id) == ("filled", "B-1")
+    assert (rows[second].status, rows[second].broker_order_id) == ("filled", "B-2")
