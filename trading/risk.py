@@ -113,6 +113,18 @@ class EntryGate(Protocol):
         """Reserve ``risk`` (the session's whole open risk after the entry) if it fits."""
         ...
 
+    def set_position(
+        self,
+        account: str,
+        session_id: str,
+        quantity: int,
+        per_contract: Decimal | None,
+        equity: Decimal | None,
+    ) -> RiskAnswer:
+        """The session's open risk is now ``quantity`` contracts at ``per_contract`` each
+        (always accepted: a moved stop, an exit)."""
+        ...
+
 
 def position_risk(
     quantity: int, multiplier: Decimal, price: Decimal, stop: Decimal | None, default: Decimal

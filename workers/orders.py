@@ -26,16 +26,17 @@ from trading.exceptions import UnknownSession
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import OrderAck, PlaceOrder, QueryOrder
 from workers.fills import LOCK_WAIT_S, deliver_fills
-from workers.order_records import get_order_row, update_order_row
+from workers.order_records import FINAL_STATUSES, get_order_row, update_order_row
 from workers.records import get_session_row, record_event
 from workers.risk.fills import release_entry
-from workers.risk.stops import clear_for_exit, is_stop_id, parent_of, session_horizon
+from workers.risk.horizon import stop_horizon
+from workers.risk.stops import clear_for_exit, is_move_id, is_stop_id, parent_of
 from workers.runtime import Runtime
 from workers.state.store import StateChanges
 
 log = logging.getLogger(__name__)
 
-FINAL: frozenset[str] = frozenset({"filled", "cancelled", "rejected", "lost"})
+FINAL = FINAL_STATUSES
 BROKER_TO_LOCAL: dict[str, OrderStatus] = {
     "working": "working",
     "filled": "filled",
@@ -99,18 +100,22 @@ def send_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcom
 def _send(
     rt: Runtime, broker: AccountManager, session: TradingSessionRow, row: OrderRow
 ) -> OrderAck:
-    """Place one order; an exit first cancels the session's resting protective stops and is
-    answered ``cancelled`` without reaching the broker when one of them had already filled
-    (the stop closed the position; sending the exit too would reverse it)."""
-    exit_order = row.intent == "exit" and not is_stop_id(row.client_order_id)
+    """Place one order; an exit, and a stop move, first cancel the session's resting
+    protective stops as of its decision and are answered ``cancelled`` without reaching the
+    broker when one of them had already filled (the stop closed the position; sending the
+    exit too would reverse it, and the moved stop would protect nothing)."""
+    coid = row.client_order_id
+    replaces_stops = (row.intent == "exit" and not is_stop_id(coid)) or is_move_id(coid)
     if (
-        exit_order
+        replaces_stops
         and rt.settings.protective_stops
         and not clear_for_exit(rt.store, rt.engine, broker, row, session.account)
     ):
-        coid = row.client_order_id
-        message = f"exit {coid} dropped: the protective stop already closed the position"
-        record_event(rt.engine, session.id, "risk", "info", message, {"client_order_id": coid})
+        if is_move_id(coid):
+            log.info("stop move %s dropped: its position was closed by a stop before it", coid)
+        else:
+            message = f"exit {coid} dropped: the protective stop already closed the position"
+            record_event(rt.engine, session.id, "risk", "info", message, {"client_order_id": coid})
         return OrderAck(coid, "", "cancelled")
     return _place(broker, session, row)
 
@@ -147,7 +152,7 @@ def poll_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcom
     match_order = getattr(broker, "match_order", None)
     if callable(match_order):
         stop = is_stop_id(client_order_id)
-        horizon = session_horizon(rt.redis, session_id) if stop else None
+        horizon = stop_horizon(rt.redis, rt.engine, row) if stop else None
         match_order(session.account, client_order_id, horizon)
     answer = broker.order(QueryOrder(session.account, client_order_id))
     status = "unknown" if answer is None else answer.status

@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from models.codec import decode_field
+from models.codec import decode_field, encode_state
 from tests.integration import worker as worker_fixtures
 from tests.integration.cli_helpers import run_cli
 from tests.integration.tickpath_harness import SessionPlan, TickPathRig, replay_ticks
 from tests.integration.worker import WorkerFactory
+from tests.workers.test_stop_watch import LONG, TRAILING
+from tests.workers.test_tick_step import RISING, SID, entries_of, initial_state, minute_ticks
 from trading.candles import fold_ticks
 from trading.market import Tick
 from trading.risk import RiskLevels, default_stop_distance
@@ -30,6 +32,7 @@ from workers.records import list_events
 from workers.risk.accounts import AccountChange, set_account
 from workers.risk.book import RiskBook
 from workers.settings import Settings
+from workers.ticks.step import SessionStep
 
 pytestmark = pytest.mark.integration
 
@@ -207,3 +210,27 @@ def test_warn_fires_once_per_crossing_with_hysteresis(redis_client: redis.Redis)
     assert book.read("ACC-W").sessions == {"s2": Decimal(10_000)}
     exit_always = book.set_position("ACC-W", "s2", 0, None, None)
     assert exit_always.accepted and exit_always.total == 0 and not exit_always.blocked
+
+
+def test_a_moved_stop_measures_the_position_heat_to_the_new_stop(
+    redis_client: redis.Redis,
+) -> None:
+    """A trailing breakout holding one ES long at stop 99 moves its stop under each close (the
+    tick step, with the real risk book in Redis): the session's open risk on the account is
+    then |close - new stop| x 50, not the entry's distance, and its heat fields follow."""
+    book = RiskBook(redis_client, Settings())
+    book.set_levels("ACC-UNIT", RiskLevels(Decimal("0.06"), Decimal("0.10"), Decimal("0.01")))
+    assert book.set_position("ACC-UNIT", SID, 1, Decimal(500), EQUITY).accepted
+    state = initial_state(
+        strategy=TRAILING, warmup_periods=3, open_position=LONG, account_balance=EQUITY
+    )
+    fields = dict(encode_state(state).hash)
+    step = SessionStep(SID, fields, lambda count: [], book)
+    result = step.run(entries_of(minute_ticks(RISING[:3])))
+
+    (event,) = [e for e in result.events if e.message.startswith("stop moved")]
+    assert event.message == "stop moved from 99 to 101.00"
+    # the third candle closed at 102, its stop trailed to 101: 1 point x 50 = 50
+    assert book.read("ACC-UNIT").sessions == {SID: Decimal(50)}
+    heat = decode_field("portfolio_heat", result.fields["portfolio_heat"])
+    assert heat == Decimal("0.0005")

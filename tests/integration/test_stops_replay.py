@@ -1,42 +1,51 @@
-"""Protective stops on the real replay through a real worker (``TRADEFLEET_PROTECTIVE_STOPS``
-on): the breakout session's entries carry attached stops, every touch the tick step saw is
-one stop fill at the broker, at the stop or worse, and the run ends consistent."""
+"""Protective stops on the real replay through real workers (``TRADEFLEET_PROTECTIVE_STOPS``
+on): the breakout sessions' entries carry attached stops, a trailing breakout moves its stop
+(each move replaces the resting stop as of its decision), every touch the tick step saw is one
+stop fill at the broker, at the stop or worse, the run ends consistent, and three workers give
+the one-worker result."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import RedisServer
 from tests.integration import worker as worker_fixtures
 from tests.integration.tickpath_harness import (
+    DEFAULT_PLANS,
     RunResult,
+    SessionPlan,
+    TickPathRig,
     assert_consistent,
+    differences,
     reference_run,
+    replay_ticks,
 )
+from tests.integration.tickpath_snapshots import SessionSnapshot, is_stop_key
+from tests.integration.worker import WorkerFactory
 
 pytestmark = pytest.mark.integration
 
 start_worker = worker_fixtures.start_worker
 STOPS = {"protective_stops": True}
+TRAILING = SessionPlan(
+    "trailing", "ACC-TRL", "breakout", (("lookback", "10"), ("atr_mult", "3"), ("trail", "2"))
+)
+PLANS = (*DEFAULT_PLANS, TRAILING)
 
 
 @pytest.fixture(scope="module")
 def reference(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
-    return reference_run(redis_server, tmp_path_factory.mktemp("stops-reference"), **STOPS)
+    return reference_run(redis_server, tmp_path_factory.mktemp("stops-reference"), PLANS, **STOPS)
 
 
-def test_the_breakout_session_trades_with_stops_that_fill_in_data_time(
-    reference: RunResult,
-) -> None:
-    assert_consistent(reference)
-    snap = reference.sessions["breakout"]
-    entries = [o for o in snap.orders if o.intent == "entry"]
-    stops = [o for o in snap.orders if o.key.startswith("stop-")]
-    assert entries and len(stops) >= len(entries)
-    assert {o.status for o in stops} >= {"filled", "cancelled"}
+def check_stop_fills(snap: SessionSnapshot) -> None:
+    """Every touch the step saw is one stop fill, after the stop's decision, at it or worse."""
+    stops = [o for o in snap.orders if is_stop_key(o.key)]
     touched = [e for e in snap.events if e[2].startswith("protective stop")]
-    filled = [f for f in snap.fills if f.key.startswith("stop-")]
-    assert len(touched) == len(filled) > 0
+    filled = [f for f in snap.fills if is_stop_key(f.key)]
+    assert len(touched) == len(filled) > 0, snap.name
     for fill in filled:
         stop = next(o for o in stops if o.key == fill.key)
         assert stop.stop_price is not None and stop.decided_at is not None
@@ -45,4 +54,50 @@ def test_the_breakout_session_trades_with_stops_that_fill_in_data_time(
             fill.price >= stop.stop_price if stop.side == "buy" else fill.price <= stop.stop_price
         )
         assert worse, (fill, stop)
-    assert not [o for o in reference.sessions["sma-fast"].orders if o.key.startswith("stop-")]
+
+
+def test_the_breakout_session_trades_with_stops_that_fill_in_data_time(
+    reference: RunResult,
+) -> None:
+    assert_consistent(reference)
+    snap = reference.sessions["breakout"]
+    entries = [o for o in snap.orders if o.intent == "entry"]
+    stops = [o for o in snap.orders if is_stop_key(o.key)]
+    assert entries and len(stops) >= len(entries)
+    assert {o.status for o in stops} >= {"filled", "cancelled"}
+    check_stop_fills(snap)
+    assert not [o for o in reference.sessions["sma-fast"].orders if is_stop_key(o.key)]
+
+
+def test_a_trailing_stop_moves_at_the_broker_and_each_move_replaces_the_last(
+    reference: RunResult,
+) -> None:
+    snap = reference.sessions["trailing"]
+    moves = [o for o in snap.orders if o.key.startswith("move-")]
+    assert len(moves) >= 3, f"the trailing session should move its stop on this day: {moves}"
+    assert [e for e in snap.events if e[2].startswith("stop moved from")]
+    for move in moves:
+        assert (move.side, move.intent, move.stop_price is not None) in {
+            ("sell", "exit", True),
+            ("buy", "exit", True),
+        }
+    working = [o for o in snap.orders if is_stop_key(o.key) and o.status == "working"]
+    assert len(working) <= 1
+    check_stop_fills(snap)
+    held = snap.state.open_position
+    if working:
+        assert held is not None and held.stop_price == working[0].stop_price
+
+
+def test_three_workers_give_the_one_worker_result_with_stops_on(
+    reference: RunResult, start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+) -> None:
+    with TickPathRig(redis_url, tmp_path / "run", **STOPS) as rig:
+        rig.create_sessions(PLANS)
+        rig.start_workers(start_worker, count=3, concurrency=2)
+        rig.publish_replay(replay_ticks())
+        rig.wait_settled()
+        result = rig.snapshot()
+    assert_consistent(result)
+    diffs = differences(result, reference)
+    assert not diffs, "\n".join(diffs)

@@ -69,7 +69,7 @@ from workers.ticks.step import CURSOR_FIELD, PROGRESS_FIELD, TickProgress
 
 PRODUCT = "ES"
 REPLAY_DAY = date(2013, 10, 7)
-SETTLE_TIMEOUT_S = 90.0
+SETTLE_TIMEOUT_S = 240.0
 WORKER_QUEUES = ("ticks", "orders")
 
 

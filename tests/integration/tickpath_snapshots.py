@@ -71,7 +71,8 @@ class SessionSnapshot:
         """What must be identical between two runs of the same replay (ids reduced).
 
         Left out: ``account_pnl_info.unrealized`` (a mark-to-market working copy, valued at
-        whatever step last ran before the last fill arrived) and wall-clock times.
+        whatever step last ran before the last fill arrived), wall-clock times, and whether a
+        stop that ended cancelled reached the broker first (``placed_orders``).
         """
         state = self.state
         pnl = state.account_pnl_info
@@ -98,9 +99,17 @@ class SessionSnapshot:
             "fills": self.fills,
             "events": self.events,
             "broker_positions": self.broker_positions,
-            "broker_orders": tuple(self.reduce(c) for c in self.broker_orders),
-            "broker_seq": self.broker_seq,
+            "broker_orders": self.placed_orders(),
         }
+
+    def placed_orders(self) -> tuple[str, ...]:
+        """The orders the broker holds, but protective stops that ended cancelled: a stop
+        replaced (by a move, an exit, a fill's sync) before its own send ran never reaches the
+        broker, and after it, reaches it and is cancelled as of the same data time; which of
+        the two happens is the workers' timing, not the replay's (each run still sends every
+        id at most once: ``assert_consistent`` checks the broker's order counter)."""
+        cancelled = {o.key for o in self.orders if is_stop_key(o.key) and o.status == "cancelled"}
+        return tuple(k for k in map(self.reduce, self.broker_orders) if k not in cancelled)
 
     def reduce(self, coid: str) -> str:
         return reduce_coid(self.session_id, coid)
@@ -138,10 +147,22 @@ def reduce_coid(session_id: str, coid: str) -> str:
     return rest
 
 
+STOP_KEYS = ("stop-", "move-")
+
+
+def is_stop_key(key: str) -> bool:
+    """Whether ``key`` (``reduce_coid``) names a protective stop: attached, placed on its own,
+    or a move."""
+    return key.startswith(STOP_KEYS)
+
+
 def seq_leg(key: str) -> tuple[int, ...]:
     """``<seq>-<leg>`` → (seq, leg); a stop attached to an entry ``stop-<seq>-<leg>`` →
-    (seq, leg, 1), right after its entry; a stop placed on its own ``stop-<n>`` → (-1, n)."""
+    (seq, leg, 1), right after its entry; a stop move ``move-<seq>`` → (seq, 0); a stop placed
+    on its own ``stop-<n>`` → (-1, n)."""
     parts = key.split("-")
+    if parts[0] == "move":
+        return int(parts[1]), 0
     if parts[0] != "stop":
         return int(parts[0]), int(parts[1])
     if len(parts) == 3:
@@ -185,7 +206,7 @@ _ENDS = {
 def _kind(order: OrderView, at_broker: set[str]) -> str:
     """A protective stop; an exit dropped before reaching the broker (its stop had closed the
     position); any other order (it must have filled)."""
-    if order.key.startswith("stop-"):
+    if is_stop_key(order.key):
         return "stop"
     return "order" if order.key in at_broker or order.intent != "exit" else "dropped"
 
@@ -201,9 +222,9 @@ def needed_stop(held: OpenPosition | None) -> list[tuple[str, int, Decimal]]:
 def resting_stop_fits(snap: SessionSnapshot) -> bool:
     """At most one protective stop still works, and only the one the position needs (a run
     with protective stops off has none at all)."""
-    if not any(o.key.startswith("stop-") for o in snap.orders):
+    if not any(is_stop_key(o.key) for o in snap.orders):
         return True
-    resting = [o for o in snap.orders if o.key.startswith("stop-") and o.status == "working"]
+    resting = [o for o in snap.orders if is_stop_key(o.key) and o.status == "working"]
     return [(o.side, o.quantity, o.stop_price) for o in resting] == needed_stop(
         snap.state.open_position
     )

@@ -168,6 +168,35 @@ def test_breakout_long_with_atr_stop_then_stop_exit() -> None:
     assert "crossed stop 97.75" in emitted[1][1].reason
 
 
+def test_breakout_trailing_stop_only_tightens_and_is_signalled_for_the_held_position() -> None:
+    strategy = Breakout()
+    args = strategy.validate_args({**BREAKOUT_ARGS, "trail": "1"})
+    assert args["trail"] == "1" and strategy.validate_args(args) == args
+    candles = [
+        *BASE,
+        bar(4, "100.5", "103", "100", "102.5"),  # long, stop 97.75 (as without trail)
+        bar(5, "102.5", "104", "95", "103.5"),  # ATR 14/3: 103.5 - 4.67 -> 98.75, tighter
+        bar(6, "103.5", "103.6", "101", "101.5"),  # 101.5 - 4.87 -> 96.5 would loosen: kept
+        bar(7, "101.5", "101.5", "98", "98.5"),  # closes through 98.75: flat
+    ]
+    state, position, emitted = strategy.initial_state(args), 0, []
+    for n in range(5, len(candles) + 1):
+        signals, state = call_strategy(strategy, context(candles[:n], position, state), args)
+        for signal in signals:
+            emitted.append((n, signal.target_position, signal.stop_price))
+            position = signal.target_position
+        if n == 6:
+            assert state == {"stop": "98.75", "stop_side": 1}
+    assert emitted == [(5, 1, Decimal("97.75")), (6, 1, Decimal("98.75")), (8, 0, None)]
+
+
+def test_breakout_trail_is_optional_and_must_be_positive() -> None:
+    strategy = Breakout()
+    assert "trail" not in strategy.validate_args(BREAKOUT_ARGS)
+    with pytest.raises(BadInput, match="trail"):
+        strategy.validate_args({**BREAKOUT_ARGS, "trail": "0"})
+
+
 def test_breakout_short_stop_rounds_up_and_state_holds_stop() -> None:
     strategy = Breakout()
     args = strategy.validate_args({**BREAKOUT_ARGS, "atr_mult": "1.3"})

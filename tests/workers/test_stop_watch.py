@@ -30,6 +30,7 @@ from workers.ticks.stop_watch import (
     after_stop_fill,
     attached_stop_id,
     expected_stop,
+    move_stop_id,
     taken_as_closed,
 )
 
@@ -164,3 +165,81 @@ def test_an_entry_with_a_stop_is_decided_with_its_attached_stop() -> None:
     assert stops[0].order.stop_price == entry.stop_price
     assert stops[0].decided_at == entry.created_at and stops[0].time_in_force == "gtc"
     assert stops[0].order.client_order_id not in session.value("orders")
+
+
+TRAILING = StrategyRef(
+    "breakout",
+    {"lookback": 2, "atr_period": 2, "atr_mult": "2", "quantity": 1, "trail": "1"},
+    {"stop": "99", "stop_side": 1},
+)
+"""Holds a long with its stop at 99; on RISING (true range 1 a minute) the stop trails one
+ATR under each close."""
+
+
+def test_a_trailed_stop_moves_the_position_stop_and_decides_a_move_order() -> None:
+    state = initial_state(strategy=TRAILING, warmup_periods=3, open_position=LONG)
+    session = Session.of(state, protective_stops=True).step(entries_of(minute_ticks(RISING)))
+
+    moves = [(o.order.client_order_id, o.order.side, o.order.stop_price) for o in session.orders]
+    assert moves == [
+        (move_stop_id(SID, 1), "sell", Decimal("101.00")),
+        (move_stop_id(SID, 2), "sell", Decimal("102.00")),
+        (move_stop_id(SID, 3), "sell", Decimal("103.00")),
+    ]
+    for new in session.orders:
+        assert (new.order.order_type, new.order.intent, new.order.quantity) == ("stop", "exit", 1)
+        assert new.decided_at == new.order.created_at and new.time_in_force == "gtc"
+        assert new.order.client_order_id not in session.value("orders")
+    assert session.value("open_position").stop_price == Decimal("103.00")
+    assert session.progress.signal_seq == 3 and session.progress.stop_out == 0
+    assert [e.message for e in session.events] == [
+        "stop moved from 99 to 101.00",
+        "stop moved from 101.00 to 102.00",
+        "stop moved from 102.00 to 103.00",
+    ]
+    assert [o.decided_at for o in session.orders] == [
+        T0 + m * timedelta(minutes=1) for m in (3, 4, 5)
+    ]
+
+
+def test_a_moved_stop_is_watched_from_its_move_on() -> None:
+    state = initial_state(strategy=TRAILING, warmup_periods=3, open_position=LONG)
+    closes = [*RISING, "102.5"]
+    session = Session.of(state, protective_stops=True).step(entries_of(minute_ticks(closes)))
+
+    (touch,) = session.progress.stops_out
+    assert (touch.direction, touch.price, touch.quantity) == (1, Decimal("103.00"), -1)
+
+
+def test_without_broker_stops_a_move_changes_the_position_stop_only() -> None:
+    state = initial_state(strategy=TRAILING, warmup_periods=3, open_position=LONG)
+    session = Session.of(state).step(entries_of(minute_ticks(RISING)))
+    assert session.orders == []
+    assert session.value("open_position").stop_price == Decimal("103.00")
+    assert session.progress.signal_seq == 3, "a move is a decision either way: the same ids"
+
+
+def test_a_move_before_the_entry_fill_is_applied_moves_the_entry_stop() -> None:
+    """The same decision whether the entry's fill was applied yet: the pending entry's stop
+    moves (the position takes it on the fill), and the move order is the same."""
+    pending = order(7, "buy", "entry", -1, stop="99")
+    waiting = initial_state(
+        strategy=TRAILING,
+        warmup_periods=3,
+        orders=by_id(pending),
+        open_position=OpenPosition("ESZ13"),
+    )
+    moved = Session.of(waiting, protective_stops=True).step(entries_of(minute_ticks(RISING[:3])))
+    applied = Session.of(
+        initial_state(strategy=TRAILING, warmup_periods=3, open_position=LONG),
+        protective_stops=True,
+    ).step(entries_of(minute_ticks(RISING[:3])))
+
+    assert moved.value("orders")[pending.client_order_id].stop_price == Decimal("101.00")
+    assert moved.value("open_position").stop_price is None
+    assert [
+        (o.order.side, o.order.quantity, o.order.stop_price, o.decided_at) for o in moved.orders
+    ] == [
+        (o.order.side, o.order.quantity, o.order.stop_price, o.decided_at) for o in applied.orders
+    ]
+    assert len(moved.orders) == 1

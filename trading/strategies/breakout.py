@@ -1,7 +1,8 @@
 """Donchian breakout with an ATR stop.
 
 Args: ``lookback`` (default 20), ``atr_period`` (default 14), ``atr_mult`` (Decimal, default 2),
-``quantity`` (default 1). Warm-up is ``max(lookback, atr_period) + 1`` closed candles.
+``quantity`` (default 1), ``trail`` (Decimal ATR multiple, default 0: the stop stays where it
+was set). Warm-up is ``max(lookback, atr_period) + 1`` closed candles.
 
 On each closed candle:
 - a stop held in state for the current side is checked first: a close at or through it
@@ -12,7 +13,10 @@ On each closed candle:
 - a new position's stop is ``close - atr_mult * ATR`` (long) or ``close + atr_mult * ATR``
   (short), ATR being the simple ATR of ``indicators``, put on the contract's tick grid away
   from the price (a long stop rounds down, a short stop rounds up), so it is never tighter
-  than ``atr_mult`` ATRs.
+  than ``atr_mult`` ATRs;
+- with ``trail`` > 0, a held position's stop follows the close at ``trail`` ATRs (on the tick
+  grid, away from the price) and only ever tightens: when it moves, the answer is a signal for
+  the position already held with the new stop (the session moves its stop at the broker).
 
 State: ``{"stop": "<price>" | None, "stop_side": 1 | -1 | 0}``. A stop is kept while the
 position is flat (its entry may still be filling) and dropped once the position is on the
@@ -47,15 +51,17 @@ class BreakoutArgs:
     atr_period: int
     atr_mult: Decimal
     quantity: int
+    trail: Decimal
 
     @classmethod
     def parse(cls, raw: Mapping[str, object]) -> BreakoutArgs:
-        refuse_unknown_args(NAME, raw, ("lookback", "atr_period", "atr_mult", "quantity"))
+        refuse_unknown_args(NAME, raw, ("lookback", "atr_period", "atr_mult", "quantity", "trail"))
         return cls(
             lookback=int_arg(NAME, raw, "lookback", 20),
             atr_period=int_arg(NAME, raw, "atr_period", 14),
             atr_mult=decimal_arg(NAME, raw, "atr_mult", Decimal(2)),
             quantity=int_arg(NAME, raw, "quantity", 1),
+            trail=decimal_arg(NAME, raw, "trail", Decimal(0)) if "trail" in raw else Decimal(0),
         )
 
     @property
@@ -63,12 +69,15 @@ class BreakoutArgs:
         return max(self.lookback, self.atr_period) + 1
 
     def to_json(self) -> JsonObject:
-        return {
+        canonical: JsonObject = {
             "lookback": self.lookback,
             "atr_period": self.atr_period,
             "atr_mult": str(self.atr_mult),
             "quantity": self.quantity,
         }
+        if self.trail > 0:
+            canonical["trail"] = str(self.trail)
+        return canonical
 
 
 def _sign(value: int) -> int:
@@ -151,6 +160,15 @@ class Breakout:
             )
             reasons.append(f"close {close} broke {edge}, stop {stop}")
 
+        if target == position and stop is not None and held == stop_side and params.trail > 0:
+            trailed = round_to_tick(
+                close - held * params.trail * atr(candles, params.atr_period),
+                context.tick_size,
+                down=held > 0,
+            )
+            if (trailed - stop) * held > 0:
+                stop = trailed
+                return [Signal(position, stop, f"trail stop to {stop}")], _state(stop, stop_side)
         if target == position:
             return [], _state(stop, stop_side)
         signal = Signal(

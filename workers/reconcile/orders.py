@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as DbSession
 
 from models.state import Intent, OpenPosition, OrderStatus, WorkingOrder
@@ -50,7 +51,8 @@ from workers.reconcile import context
 from workers.reconcile.context import LOCK_WAIT_S, Target
 from workers.records import get_session_row
 from workers.risk.fills import release_entry
-from workers.risk.stops import is_stop_id, matching_horizon, sync_stop
+from workers.risk.horizon import matching_horizon, until_replaced
+from workers.risk.stops import is_stop_id, sync_stop
 from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,7 @@ class OrdersReport:
 
 
 def _work_resting(
+    engine: Engine,
     broker: AccountManager,
     account: str,
     session_id: str,
@@ -89,7 +92,8 @@ def _work_resting(
 ) -> bool:
     """Let a broker that works resting orders only when asked (the paper broker) match the
     session's and the account's unowned ones: a protective stop only on the prices the
-    session has seen (``matching_horizon``). True if it was asked."""
+    session has seen and never past its replacement (``workers.risk.horizon``). True if it
+    was asked."""
     match_order = getattr(broker, "match_order", None)
     if not callable(match_order):
         return False
@@ -97,7 +101,10 @@ def _work_resting(
     for order in broker_open:
         if order.session_id in {session_id, ""}:
             coid = order.client_order_id
-            match_order(account, coid, horizon if is_stop_id(coid) else None)
+            bound = None
+            if is_stop_id(coid):
+                bound = until_replaced(engine, horizon, get_order_row(engine, coid))
+            match_order(account, coid, bound)
     return True
 
 
@@ -116,7 +123,7 @@ def reconcile_orders(rt: Runtime, session_id: str) -> OrdersReport:
     broker, account = target.broker, target.account
     try:
         broker_open = broker.open_orders(QueryOpenOrders(account))
-        if _work_resting(broker, account, session_id, fields, broker_open):
+        if _work_resting(rt.engine, broker, account, session_id, fields, broker_open):
             broker_open = broker.open_orders(QueryOpenOrders(account))
     except Exception as exc:
         report.failed = context.describe(exc)

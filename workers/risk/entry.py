@@ -120,4 +120,33 @@ def check_entry(
     return outcome
 
 
-__all__ = ["EntryCheck", "EntryOutcome", "check_entry", "heat_fields", "per_contract_risk"]
+def risk_after_move(
+    gate: EntryGate,
+    account: str,
+    session_id: str,
+    details: ContractDetails,
+    balance: Decimal | None,
+    position: int,
+    stop: Decimal,
+    close: Decimal,
+) -> EntryOutcome:
+    """The strategy moved the stop of the ``position`` it holds: its open risk on the account
+    is measured to the new stop from the last close (a tighter stop frees heat, a looser one
+    takes more; a move is never refused, like an exit)."""
+    per_contract = abs(close - stop) * details.multiplier
+    answer = gate.set_position(account, session_id, position, per_contract, balance)
+    outcome = EntryOutcome([], fields=heat_fields(answer))
+    crossing = warn_event(answer, account)
+    if crossing is not None:
+        outcome.events.append(crossing)
+    return outcome
+
+
+__all__ = [
+    "EntryCheck",
+    "EntryOutcome",
+    "check_entry",
+    "heat_fields",
+    "per_contract_risk",
+    "risk_after_move",
+]

@@ -32,7 +32,7 @@ races the broker stop touched inside that candle. Every exit therefore cancels t
 resting stops as of its decision's data time before it is sent (``clear_for_exit``) and is
 dropped when one had filled before that, and ``sync_stop`` leaves the stops alone while an
 exit of the session is open (``exit_pending``): the two never both fill. The broker works a
-session's stops only on the prices the session has seen (``matching_horizon``), and the
+session's stops only on the prices the session has seen (``workers.risk.horizon``), and the
 tick step watches the same stop on the same prices (``workers.ticks.stop_watch``), so the
 same replay fills the same stops whatever the workers' speed. Behind the
 ``protective_stops`` setting (off by default, see ``workers.settings``).
@@ -44,26 +44,30 @@ the stop resting at the broker whenever the two are in sync.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import redis
 from celery import current_app
-from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session as DbSession
 
-from models.codec import decode_field, state_key
 from models.state import OpenPosition, OrderStatus, Side, WorkingOrder
 from models.tables import OrderRow
-from trading.intents import client_order_id
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import CancelOrder, OrderAck, PlaceOrder, QueryOrder
-from workers.brokers.paper_model import MarketBound, epoch_ms_ceil
 from workers.order_records import get_order_row, insert_order_if_absent, update_order_row
+from workers.risk.stop_rows import (
+    is_move_id,
+    is_stop_id,
+    last_decided,
+    newest_stop,
+    open_stop_rows,
+    parent_of,
+    stop_count,
+    stop_id,
+)
 from workers.settings import get_settings
 from workers.state.store import StateStore
 from workers.ticks.progress import PROGRESS_FIELD, TickProgress
@@ -74,14 +78,13 @@ log = logging.getLogger(__name__)
 LOCK_WAIT_S = 5.0
 EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 MS_DELTA = timedelta(milliseconds=1)
-STOP_ID = re.compile(r"([0-9a-f]{16})-stop-([0-9]+)(?:-([0-9]+))?")
-"""``<hex>-stop-<n>``: the n-th stop ``sync_stop`` placed for the session; ``<hex>-stop-<seq>-
-<leg>``: the stop attached to the entry ``<hex>-<seq>-<leg>`` (decided with it)."""
 POLL_TASK = "tradefleet.orders.poll"
 CURSOR_FIELD = "_cursor"
 """The last stream entry the session's tick step processed (``workers.ticks.step``)."""
 STOP_POLL_INTERVAL_S = 0.5
 """How often a resting stop is matched against new prices (the paper broker)."""
+CLEAR_KEY_TTL_S = 7 * 86_400
+"""How long an exit's ``clear_for_exit`` answer is kept (its sends are long over by then)."""
 POLL_GUARD_TTL_S = 30
 """A stop's poll chain holds its guard this long past its last poll; then it may restart."""
 ACK_TO_LOCAL: dict[str, OrderStatus] = {
@@ -90,6 +93,7 @@ ACK_TO_LOCAL: dict[str, OrderStatus] = {
     "rejected": "rejected",
     "unknown": "lost",
 }
+__all__ = ["is_move_id", "is_stop_id", "open_stop_rows", "parent_of", "stop_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,25 +123,6 @@ class StopOutcome:
         return self.placed is not None or bool(self.cancelled)
 
 
-def is_stop_id(coid: str) -> bool:
-    """Whether ``coid`` names a protective stop order (``<hex>-stop-<n>``)."""
-    return STOP_ID.fullmatch(coid) is not None
-
-
-def stop_id(session_id: str, n: int) -> str:
-    """The ``n``-th protective stop of the session: deterministic, retry-safe."""
-    prefix = client_order_id(session_id, 0, 0).split("-", 1)[0]
-    return f"{prefix}-stop-{n}"
-
-
-def parent_of(coid: str) -> str | None:
-    """The entry a protective stop is attached to, or None (not an attached stop)."""
-    found = STOP_ID.fullmatch(coid)
-    if found is None or found.group(3) is None:
-        return None
-    return f"{found.group(1)}-{found.group(2)}-{found.group(3)}"
-
-
 def poll_guard_key(coid: str) -> str:
     return f"tf:stoppoll:{coid}"
 
@@ -159,56 +144,6 @@ def _inherited(position: OpenPosition | None, rows: list[OrderRow]) -> WantedSto
     if (rows[-1].contract, rows[-1].side) != (position.contract, side):
         return None
     return WantedStop(position.contract, side, abs(position.quantity), Decimal(rows[-1].stop_price))
-
-
-def open_stop_rows(
-    engine: Engine,
-    session_id: str,
-    *,
-    before: int | None = None,
-    pending: Collection[str] = (),
-) -> list[OrderRow]:
-    """The session's protective stop rows that are not final, oldest first: only those
-    decided before the order row ``before`` if given, and none attached to an entry still
-    ``pending`` (a working copy of the session: until its fill is applied, its stop protects
-    nothing the session holds)."""
-    query = (
-        select(OrderRow)
-        .where(
-            OrderRow.session_id == session_id,
-            OrderRow.order_type == "stop",
-            OrderRow.intent == "exit",
-            OrderRow.status.in_(OPEN_STATUSES),
-        )
-        .order_by(OrderRow.id)
-    )
-    if before is not None:
-        query = query.where(OrderRow.id < before)
-    with DbSession(engine, expire_on_commit=False) as db:
-        rows = [row for row in db.scalars(query).all() if is_stop_id(row.client_order_id)]
-    return [row for row in rows if parent_of(row.client_order_id) not in pending]
-
-
-def _stop_count(engine: Engine, session_id: str) -> int:
-    query = select(func.count(OrderRow.id)).where(
-        OrderRow.session_id == session_id,
-        OrderRow.order_type == "stop",
-        OrderRow.client_order_id.like("%-stop-%"),
-    )
-    with DbSession(engine) as db:
-        return int(db.scalar(query) or 0)
-
-
-def _last_decided(engine: Engine, session_id: str) -> datetime | None:
-    """When the session's newest stop was decided (a re-placed stop is decided no earlier)."""
-    query = (
-        select(OrderRow.decided_at)
-        .where(OrderRow.session_id == session_id, OrderRow.order_type == "stop")
-        .order_by(OrderRow.id.desc())
-        .limit(1)
-    )
-    with DbSession(engine) as db:
-        return db.scalar(query)
 
 
 def _matches(row: OrderRow, wanted: WantedStop) -> bool:
@@ -259,13 +194,15 @@ def sync_stop(
         position: OpenPosition | None = lease.value("open_position")
         if exit_pending(lease.value("orders")):
             return outcome
-        rows = open_stop_rows(engine, session_id, pending=set(lease.value("orders")))
+        rows = open_stop_rows(engine, session_id, pending=lease.value("orders"))
         wanted = wanted_stop(position) or _inherited(position, rows)
         keep = rows[-1] if rows and wanted is not None and _matches(rows[-1], wanted) else None
         if keep is not None and verify and not _still_working(engine, broker, account, keep):
             outcome.missing = keep.client_order_id
             keep = None
         horizon = as_of or _horizon_time(lease.fields)
+        if keep is not None and keep.decided_at is not None:
+            horizon = keep.decided_at if horizon is None else min(horizon, keep.decided_at)
         raced = False
         for row in rows:
             if row is not keep and row.client_order_id != outcome.missing:
@@ -273,7 +210,7 @@ def sync_stop(
         if wanted is None or raced:
             return outcome
         if keep is None:
-            n = _stop_count(engine, session_id) + 1
+            n = stop_count(engine, session_id) + 1
             coid = stop_id(session_id, n)
             order = WorkingOrder(
                 client_order_id=coid,
@@ -286,7 +223,7 @@ def sync_stop(
                 created_at=datetime.now(UTC),
                 stop_price=wanted.stop_price,
             )
-            decided = as_of or _data_now(dict(lease.fields), _last_decided(engine, session_id))
+            decided = as_of or _data_now(dict(lease.fields), last_decided(engine, session_id))
             insert_order_if_absent(engine, session_id, order, decided, "gtc")
             outcome.placed = coid
             status = _place(engine, broker, account, session_id, order, decided)
@@ -304,33 +241,6 @@ def sync_stop(
     return outcome
 
 
-def matching_horizon(fields: Mapping[str, str]) -> MarketBound:
-    """How far the broker may work the session's resting orders: the stream entries the
-    session has processed (its cursor), and never past the decision of an exit of its own
-    still open (that exit cancels the stops as of its decision). A simulated broker working
-    stops beyond what the session has seen would race its decisions; bounded, the same replay
-    fills the same stops at the same ticks however fast workers are, and the tick step has
-    always seen a touch before its fill comes back. A session with no cursor: nothing."""
-    orders: dict[str, WorkingOrder] = decode_field("orders", fields.get("orders") or "{}")
-    exits = [
-        epoch_ms_ceil(o.created_at)
-        for o in orders.values()
-        if o.intent == "exit" and o.status in OPEN_STATUSES
-    ]
-    cursor = fields.get(CURSOR_FIELD)
-    if not cursor:
-        return MarketBound(until_ms=0)
-    return MarketBound(until_ms=min(exits) if exits else None, through_id=cursor)
-
-
-def session_horizon(client: redis.Redis, session_id: str) -> MarketBound:
-    """``matching_horizon`` of the session's state as stored now (read without its lock)."""
-    names = (CURSOR_FIELD, "orders")
-    raw = client.hmget(state_key(session_id), list(names))
-    values = [v.decode() if isinstance(v, bytes) else v for v in raw]  # type: ignore[union-attr]
-    return matching_horizon({k: v for k, v in zip(names, values, strict=True) if v})
-
-
 def exit_pending(orders: dict[str, WorkingOrder]) -> bool:
     """Whether the session has an exit order of its own still open: while it is, its stops
     are left alone (the exit cancels them as of its decision before it is sent; a stop placed
@@ -345,28 +255,45 @@ def clear_for_exit(
     exit_row: OrderRow,
     account: str,
 ) -> bool:
-    """Before an exit of the session is sent: cancel its protective stops decided before it,
-    as of the exit's decision (data) time. False when the newest of them, the one protecting
-    the position the exit closes, had filled before it (it closed that position: the exit must
-    not be sent); an older one filling now closed an earlier position, which the session had
-    already taken as closed when it saw its stop touched. Decided once, under the session's
-    lock: a dropped exit's row is marked cancelled before the lock is given back, so another
-    send of the same exit (a retry, or the send of a later order placing earlier ones first)
-    drops it too instead of finding the filled stop no longer open and placing the exit."""
+    """Before an exit (or a stop move) of the session is sent: cancel its protective stops
+    decided before it, as of the exit's decision (data) time. False when the newest stop
+    decided before it, the one protecting the position the exit closes, had filled before it
+    (it closed that position: the exit must not be sent); an older one filling closed an
+    earlier position, which the session had already taken as closed when it saw its stop
+    touched. The newest is judged whatever its row says (an open row, or one whose fill was
+    applied), so the answer does not depend on how far the account's fills have come back.
+
+    Decided once, under the session's lock, and kept (``clear_key``): every other send of the
+    same exit (a retry, or the send of a later order placing earlier ones first) gets the
+    same answer; a dropped exit's row is also marked cancelled."""
     session_id, decided_at = exit_row.session_id, exit_row.decided_at
     if decided_at is None:
         return True
     outcome = StopOutcome(session_id)
+    key = clear_key(session_id, exit_row.client_order_id)
     with store.locked(session_id, wait_s=LOCK_WAIT_S):
+        decided = store.client.get(key)
         current = get_order_row(engine, exit_row.client_order_id)
-        if current is not None and current.status == "cancelled":
-            return False
+        if decided is not None or (current is not None and current.status == "cancelled"):
+            return decided == b"place"
         rows = open_stop_rows(engine, session_id, before=exit_row.id)
-        cancelled = [_cancel(engine, broker, account, row, outcome, decided_at) for row in rows]
-        if cancelled and not cancelled[-1]:
+        still_open = {
+            row.client_order_id: _cancel(engine, broker, account, row, outcome, decided_at)
+            for row in rows
+        }
+        newest = newest_stop(engine, session_id, exit_row.id)
+        closed = newest is not None and (
+            newest.status == "filled" or still_open.get(newest.client_order_id) is False
+        )
+        store.client.set(key, "drop" if closed else "place", ex=CLEAR_KEY_TTL_S)
+        if closed:
             update_order_row(engine, exit_row.client_order_id, "cancelled")
-            return False
-        return True
+        return not closed
+
+
+def clear_key(session_id: str, coid: str) -> str:
+    """Where ``clear_for_exit`` keeps its answer for one exit (the session's hash tag)."""
+    return f"tf:{{{session_id}}}:clear:{coid}"
 
 
 def _horizon_time(fields: Mapping[str, str]) -> datetime | None:
@@ -432,7 +359,10 @@ def _cancel(
     if ack.status == "filled":
         log.warning("protective stop %s filled before it could be cancelled", row.client_order_id)
         return False
-    _record(engine, ack)
+    if ack.status == "unknown" and row.status == "new":
+        update_order_row(engine, row.client_order_id, "cancelled")  # replaced before its send
+    else:
+        _record(engine, ack)
     outcome.cancelled.append(row.client_order_id)
     return True
 

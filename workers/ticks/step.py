@@ -23,6 +23,7 @@ from models.state import (
     OrderTemplate,
     PnlInfo,
     SessionInfo,
+    Side,
     StrategyRef,
     WorkingOrder,
 )
@@ -35,7 +36,7 @@ from trading.reconcile import RECONCILE_FIELD, entries_blocked
 from trading.risk import EntryGate
 from trading.strategies import StrategyContext, call_strategy, get_strategy
 from trading.timeframes import parse_timeframe
-from workers.risk.entry import EntryCheck, check_entry
+from workers.risk.entry import EntryCheck, check_entry, risk_after_move
 from workers.ticks.decoded import IMMUTABLE_FIELDS, decoded, encoded, remember
 from workers.ticks.progress import PROGRESS_FIELD, TickProgress
 from workers.ticks.stop_watch import (
@@ -44,11 +45,14 @@ from workers.ticks.stop_watch import (
     attached_stop_id,
     expected_stop,
     first_touch,
+    move_stop_id,
     pending_quantity,
     taken_as_closed,
 )
 
 log = logging.getLogger(__name__)
+
+_UNREAD = object()
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CURSOR_FIELD = "_cursor"
@@ -124,6 +128,7 @@ class SessionStep:
         self._watched = 0
         self._stops_out: tuple[StopOut, ...] = ()
         self._orders: dict[str, WorkingOrder] | None = None
+        self._position: OpenPosition | object | None = _UNREAD
         self._fields = fields
         self._history = history
         self.progress = _progress_of(session_id, fields.get(PROGRESS_FIELD))
@@ -207,7 +212,7 @@ class SessionStep:
         need = max(warmup, 1) + 1
         candles = self._history(need) + list(closed)
         details: ContractDetails = self._get("contract_details")
-        position: OpenPosition | None = self._get("open_position")
+        position = self._open_position()
         orders = self._current_orders()
         template: OrderTemplate = self._get("order_template")
         balance: Decimal | None = self._get("account_balance")
@@ -239,6 +244,14 @@ class SessionStep:
                 break
             for signal in signals:
                 target = signal.target_position * template.quantity
+                if target == expected:
+                    if signal.stop_price is not None and self._move_stop(
+                        signal.stop_price, expected, template, (candle.close, now), seq + 1
+                    ):
+                        seq += 1
+                        if self._current_orders() is not orders:
+                            orders, orders_changed = self._current_orders(), True
+                    continue
                 intents = intents_for(expected, target, signal.stop_price, signal.reason)
                 intents = self._allowed(intents)
                 if self._risk is not None and intents:
@@ -282,20 +295,95 @@ class SessionStep:
         (``workers.risk.stops``); the stop is no working copy (no pending quantity)."""
         if not self._stops or entry.intent != "entry" or entry.stop_price is None:
             return
+        side: Side = "sell" if entry.side == "buy" else "buy"
+        coid = attached_stop_id(entry.client_order_id)
+        self._decide_stop(coid, entry.contract, side, entry.quantity, entry.stop_price, now)
+
+    def _decide_stop(
+        self, coid: str, contract: str, side: Side, quantity: int, price: Decimal, now: datetime
+    ) -> None:
+        """A protective stop order decided at ``now`` (good till cancelled)."""
         stop = WorkingOrder(
-            client_order_id=attached_stop_id(entry.client_order_id),
-            contract=entry.contract,
-            side="sell" if entry.side == "buy" else "buy",
-            quantity=entry.quantity,
-            order_type="stop",
-            intent="exit",
-            status="new",
-            created_at=now,
-            stop_price=entry.stop_price,
+            coid, contract, side, quantity, "stop", "exit", "new", now, stop_price=price
         )
         self.result.new_orders.append(
             NewOrder(stop, now, self.info.account, self.session_id, "gtc")
         )
+
+    def _move_stop(
+        self,
+        price: Decimal,
+        expected: int,
+        template: OrderTemplate,
+        at: tuple[Decimal, datetime],
+        seq: int,
+    ) -> bool:
+        """The strategy moved the stop of the position it holds (``expected``, signed) to
+        ``price`` when a candle closed (``at``: its close and its end): the stop the session
+        expects takes the new price (the position's, or its pending entry's, which the
+        position takes on its fill), the account's heat is measured to it, and, with
+        protective stops on, a stop order ``<hex>-move-<seq>`` is decided that replaces the
+        resting one as of the candle's end (``workers.risk.stops``). True if a move was
+        decided (it uses ``seq``).
+
+        Ignored when nothing would change, when the expected stop is not the held side's,
+        and for templates other than market: a resting entry may not have filled at ``now``,
+        and a stop moved ahead of its entry could reverse the position."""
+        close, now = at
+        position = self._open_position()
+        orders = self._current_orders()
+        stop = expected_stop(position, orders, self._stops_out)
+        direction = 1 if expected > 0 else -1
+        if stop is None or stop.price == price or stop.direction != direction:
+            return False
+        if template.order_type != "market":
+            log.info("session %s: stop move ignored for %s orders", self.session_id, template)
+            return False
+        pending = [o for o in orders.values() if o.status in OPEN_STATUSES]
+        if pending:
+            newest = max(pending, key=lambda o: (o.created_at, o.intent == "entry"))
+            self._orders = {**orders, newest.client_order_id: replace(newest, stop_price=price)}
+        else:
+            assert position is not None
+            self._position = replace(position, stop_price=price)
+            self.result.fields["open_position"] = encode_field("open_position", self._position)
+        self.result.events.append(
+            StepEvent(
+                "risk",
+                "info",
+                f"stop moved from {stop.price} to {price}",
+                {"at": now.isoformat(), "from": str(stop.price), "to": str(price)},
+            )
+        )
+        details: ContractDetails = self._get("contract_details")
+        if self._risk is not None:
+            balance: Decimal | None = self._get("account_balance")
+            outcome = risk_after_move(
+                self._risk,
+                self.info.account,
+                self.session_id,
+                details,
+                balance,
+                expected,
+                price,
+                close,
+            )
+            self.result.fields.update(outcome.fields)
+            for severity, message, data in outcome.events:
+                self.result.events.append(StepEvent("risk", severity, message, data))
+        if self._stops:
+            side: Side = "sell" if direction > 0 else "buy"
+            coid = move_stop_id(self.session_id, seq)
+            self._decide_stop(coid, details.symbol, side, abs(expected), price, now)
+        return True
+
+    def _open_position(self) -> OpenPosition | None:
+        """The session's position, with a stop this step moved."""
+        if self._position is not _UNREAD:
+            return self._position  # type: ignore[return-value]
+        position: OpenPosition | None = self._get("open_position")
+        self._position = position
+        return position
 
     def _current_orders(self) -> dict[str, WorkingOrder]:
         """The session's working copies, with the orders this step decided so far."""
@@ -317,7 +405,7 @@ class SessionStep:
         self._watched = end
         if end == start:
             return
-        position: OpenPosition | None = self._get("open_position")
+        position = self._open_position()
         orders = self._current_orders()
         stop = expected_stop(position, orders, self._stops_out)
         tick = None if stop is None else first_touch(stop, good[start:end])

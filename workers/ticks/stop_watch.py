@@ -26,6 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from models.state import OpenPosition, WorkingOrder
+from trading.intents import client_order_id
 from trading.market import Tick
 
 OPEN_STATUSES = frozenset({"new", "sent", "working", "partially_filled"})
@@ -57,6 +58,12 @@ def attached_stop_id(entry_client_order_id: str) -> str:
     """The id of the protective stop attached to an entry ``<hex>-<seq>-<leg>``."""
     prefix, seq, leg = entry_client_order_id.rsplit("-", 2)
     return f"{prefix}-stop-{seq}-{leg}"
+
+
+def move_stop_id(session_id: str, seq: int) -> str:
+    """The id of the stop order that moves the session's stop, decided as signal ``seq``."""
+    prefix = client_order_id(session_id, seq, 0).split("-", 1)[0]
+    return f"{prefix}-move-{seq}"
 
 
 @dataclass(frozen=True, slots=True)

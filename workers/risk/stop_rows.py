@@ -1,0 +1,134 @@
+"""The protective stops' ids and their SQL rows (``workers.risk.stops`` keeps them in line).
+
+Ids: ``<hex>-stop-<n>`` (placed on its own by ``sync_stop``), ``<hex>-stop-<seq>-<leg>``
+(attached to the entry ``<hex>-<seq>-<leg>``), ``<hex>-move-<seq>`` (a move the tick step
+decided). A stop's record is its SQL order row (``order_type`` stop, ``intent`` exit).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session as DbSession
+
+from models.state import WorkingOrder
+from models.tables import OrderRow
+from trading.intents import client_order_id
+from workers.ticks.stop_watch import OPEN_STATUSES
+
+STOP_ID = re.compile(r"([0-9a-f]{16})-(?:stop-([0-9]+)(?:-([0-9]+))?|move-([0-9]+))")
+"""``<hex>-stop-<n>``: the n-th stop ``sync_stop`` placed for the session; ``<hex>-stop-<seq>-
+<leg>``: the stop attached to the entry ``<hex>-<seq>-<leg>`` (decided with it); ``<hex>-move-
+<seq>``: the stop that moved the session's stop as its signal ``seq`` (the tick step)."""
+
+
+def is_stop_id(coid: str) -> bool:
+    """Whether ``coid`` names a protective stop order (``<hex>-stop-<n>``)."""
+    return STOP_ID.fullmatch(coid) is not None
+
+
+def stop_id(session_id: str, n: int) -> str:
+    """The ``n``-th protective stop of the session: deterministic, retry-safe."""
+    prefix = client_order_id(session_id, 0, 0).split("-", 1)[0]
+    return f"{prefix}-stop-{n}"
+
+
+def is_move_id(coid: str) -> bool:
+    """Whether ``coid`` names a stop move decided by the tick step (``<hex>-move-<seq>``)."""
+    found = STOP_ID.fullmatch(coid)
+    return found is not None and found.group(4) is not None
+
+
+def parent_of(coid: str) -> str | None:
+    """The entry a protective stop is attached to, or None (not an attached stop)."""
+    found = STOP_ID.fullmatch(coid)
+    if found is None or found.group(3) is None:
+        return None
+    return f"{found.group(1)}-{found.group(2)}-{found.group(3)}"
+
+
+def open_stop_rows(
+    engine: Engine,
+    session_id: str,
+    *,
+    before: int | None = None,
+    pending: Mapping[str, WorkingOrder] | None = None,
+) -> list[OrderRow]:
+    """The session's protective stop rows that are not final, oldest first: only those
+    decided before the order row ``before`` if given, and none attached to an entry still
+    ``pending`` (a working copy of the session: until its fill is applied, its stop protects
+    nothing the session holds), nor a move decided since such an entry (it moved that
+    entry's stop)."""
+    query = (
+        select(OrderRow)
+        .where(
+            OrderRow.session_id == session_id,
+            OrderRow.order_type == "stop",
+            OrderRow.intent == "exit",
+            OrderRow.status.in_(OPEN_STATUSES),
+        )
+        .order_by(OrderRow.id)
+    )
+    if before is not None:
+        query = query.where(OrderRow.id < before)
+    with DbSession(engine, expire_on_commit=False) as db:
+        rows = [row for row in db.scalars(query).all() if is_stop_id(row.client_order_id)]
+    if not pending:
+        return rows
+    entries = [o.created_at for o in pending.values() if o.intent == "entry"]
+    since = min(entries) if entries else None
+    return [
+        row
+        for row in rows
+        if parent_of(row.client_order_id) not in pending
+        and not (
+            since is not None
+            and is_move_id(row.client_order_id)
+            and row.decided_at is not None
+            and row.decided_at >= since
+        )
+    ]
+
+
+def stop_count(engine: Engine, session_id: str) -> int:
+    query = select(func.count(OrderRow.id)).where(
+        OrderRow.session_id == session_id,
+        OrderRow.order_type == "stop",
+        OrderRow.client_order_id.like("%-stop-%"),
+    )
+    with DbSession(engine) as db:
+        return int(db.scalar(query) or 0)
+
+
+def last_decided(engine: Engine, session_id: str) -> datetime | None:
+    """When the session's newest stop was decided (a re-placed stop is decided no earlier)."""
+    query = (
+        select(OrderRow.decided_at)
+        .where(OrderRow.session_id == session_id, OrderRow.order_type == "stop")
+        .order_by(OrderRow.id.desc())
+        .limit(1)
+    )
+    with DbSession(engine) as db:
+        return db.scalar(query)
+
+
+def newest_stop(engine: Engine, session_id: str, before: int) -> OrderRow | None:
+    """The session's newest protective stop row written before row ``before``, any status."""
+    query = (
+        select(OrderRow)
+        .where(
+            OrderRow.session_id == session_id,
+            OrderRow.order_type == "stop",
+            OrderRow.id < before,
+        )
+        .order_by(OrderRow.id.desc())
+    )
+    with DbSession(engine, expire_on_commit=False) as db:
+        for row in db.scalars(query):
+            if is_stop_id(row.client_order_id):
+                return row
+    return None
