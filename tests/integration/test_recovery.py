@@ -22,23 +22,34 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from models.state import WorkingOrder
 from models.tables import FillRow, OrderRow
 from tests.conftest import wait_until
 from tests.integration import worker as worker_fixtures
 from tests.integration.cli_helpers import cli_env, run_cli
-from tests.integration.reconcile_rig import local_order, make_rig, meta, paper, place, runtime_for
+from tests.integration.reconcile_rig import (
+    CONTRACT,
+    T0,
+    local_order,
+    make_rig,
+    meta,
+    paper,
+    place,
+    runtime_for,
+)
 from tests.integration.reconcile_rig import quantity as quantity_of
 from tests.integration.tickpath_harness import (
-    CONTRACT,
     DEFAULT_PLANS,
     TickPathRig,
     replay_ticks,
 )
-from tests.integration.tickpath_snapshots import reduce_coid, seq_leg, text
+from tests.integration.tickpath_snapshots import needed_stop, reduce_coid, seq_leg, text
 from tests.integration.worker import WorkerFactory
 from trading.intents import client_order_id
-from workers.brokers.commands import QueryBalance, QueryOpenOrders, QueryPositions
+from trading.positions import apply_fill
+from workers.brokers.commands import PlaceOrder, QueryBalance, QueryOpenOrders, QueryPositions
 from workers.fills import deliver_fills
+from workers.order_records import get_order_row, insert_order_if_absent, update_order_row
 from workers.reconcile.schedule import fan_out
 from workers.records import list_events
 from workers.recovery.recover import RecoveryReport, recover_session
@@ -46,6 +57,8 @@ from workers.recovery.snapshots import load_snapshot
 from workers.recovery.trigger import RECOVER_TASK
 from workers.risk.accounts import AccountChange, set_account
 from workers.risk.book import RiskBook
+from workers.risk.stops import is_stop_id
+from workers.ticks.stop_watch import attached_stop_id
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +68,8 @@ FIRST_PART = 2_400
 MEETING_PART = 300
 """Ticks published right after the loss: the sessions are met without state."""
 QUIET = {"reconcile_positions_interval_s": 600.0, "reconcile_orders_interval_s": 600.0}
+STOPS = pytest.mark.parametrize("protective_stops", [False, True], ids=["stops-off", "stops-on"])
+"""The sessions lose their state with protective stops at the broker off, and on."""
 
 
 def drop_session_keys(client: redis.Redis, session_id: str) -> int:
@@ -95,11 +110,37 @@ def lose_in_the_middle(rig: TickPathRig) -> dict[str, tuple[int, Decimal | None,
     return before
 
 
+def after_stops(
+    rig: TickPathRig, name: str, held: tuple[int, Decimal | None, Decimal], closed: list[str]
+) -> tuple[int, Decimal | None, Decimal]:
+    """What the broker ``held`` at the loss, once the protective stops the recovery ``closed``
+    have filled (worked on the ticks the session met without state): their recorded fills
+    applied as the broker applies them (cash moves by the realized P&L less commission)."""
+    quantity, average, cash = held
+    multiplier = rig.store.load(rig.session_ids[name]).contract_details.multiplier
+    with Session(rig.engine) as db:
+        for coid in closed:
+            order = db.scalars(select(OrderRow).where(OrderRow.client_order_id == coid)).one()
+            (fill,) = db.scalars(select(FillRow).where(FillRow.order_id == order.id)).all()
+            signed = fill.quantity if order.side == "buy" else -fill.quantity
+            change = apply_fill(quantity, average, signed, fill.price, multiplier)
+            quantity, average = change.quantity, change.average_price
+            cash += change.realized - fill.commission
+    return quantity, average, cash
+
+
 def check_recovery_event(rig: TickPathRig, name: str, before: tuple[Any, ...]) -> int:
-    """The event matches what the broker held at the loss; returns the sequence recovered."""
-    quantity, average, cash, seq = before
+    """The event matches what the broker held at the loss, after the protective stops touched
+    while the session had no state (with stops on); returns the sequence recovered."""
     (event,) = recovery_events(rig, rig.session_ids[name])
     details = event.details
+    closed = details["stops_closed"]
+    assert closed == [] or rig.settings.protective_stops, closed
+    assert all(is_stop_id(coid) for coid in closed)
+    statuses = {row.client_order_id: row.status for row in rig.sql_orders(name)}
+    assert all(statuses[coid] == "filled" for coid in closed), closed
+    quantity, average, cash = after_stops(rig, name, before[:3], closed)
+    seq = before[3]
     assert event.severity == "warning"
     assert details["position"] == quantity
     if quantity:
@@ -125,7 +166,15 @@ def check_final(rig: TickPathRig, name: str, recovered_seq: int) -> None:
         assert position.average_price == average
     assert state.account_balance == cash
     assert state.orders == {}
-    assert paper(runtime_for(rig.settings), account).open_orders(QueryOpenOrders(account)) == []
+    resting = paper(runtime_for(rig.settings), account).open_orders(QueryOpenOrders(account))
+    stops = [(o.side, o.quantity, o.stop_price) for o in resting if is_stop_id(o.client_order_id)]
+    assert len(stops) == len(resting), "only protective stops may rest at the end"
+    assert stops == needed_stop(position), (stops, position)
+    protects = rig.settings.protective_stops and any(
+        is_stop_id(c) for c in rig.broker_orders(account)
+    )
+    if protects and quantity:
+        assert stops, f"{name} holds {quantity} unprotected"
     rows = rig.sql_orders(name)
     coids = [row.client_order_id for row in rows]
     assert len(coids) == len(set(coids))
@@ -155,10 +204,12 @@ def check_final(rig: TickPathRig, name: str, recovered_seq: int) -> None:
     assert sum(q if side == "buy" else -q for q, side in fills) == quantity
 
 
+@STOPS
 def test_deleted_session_keys_are_recovered_by_the_worker_that_meets_them(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    start_worker: WorkerFactory, redis_url: str, tmp_path: Path, protective_stops: bool
 ) -> None:
-    with make_rig(redis_url, tmp_path, sweep_interval_s=1.0, **QUIET) as rig:
+    overrides = {**QUIET, "protective_stops": protective_stops}
+    with make_rig(redis_url, tmp_path, sweep_interval_s=1.0, **overrides) as rig:
         rig.create_sessions(DEFAULT_PLANS)
         queues = ("ticks", "orders", "reconcile")
         start_worker(redis_url, queues=queues, concurrency=3, env=rig.worker_env())
@@ -187,10 +238,12 @@ def test_deleted_session_keys_are_recovered_by_the_worker_that_meets_them(
             assert len(recovery_events(rig, rig.session_ids[name])) == 1
 
 
+@STOPS
 def test_a_lost_redis_world_is_recovered_by_the_cli_and_the_broker_survives(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    start_worker: WorkerFactory, redis_url: str, tmp_path: Path, protective_stops: bool
 ) -> None:
-    with make_rig(redis_url, tmp_path, sweep_interval_s=1.0, **QUIET) as rig:
+    overrides = {**QUIET, "protective_stops": protective_stops}
+    with make_rig(redis_url, tmp_path, sweep_interval_s=1.0, **overrides) as rig:
         rig.create_sessions(DEFAULT_PLANS)
         start_worker(redis_url, queues=("ticks", "orders"), concurrency=2, env=rig.worker_env())
         rig.start_beat()
@@ -305,3 +358,87 @@ def test_orders_and_fills_of_the_time_without_state_are_rebuilt_from_the_broker(
         assert meta(rig, sid).absorbed_cursor == log_end
         assert deliver_fills(rt.redis, rt.store, rt.engine, broker, account) == 0
         assert quantity_of(rig, sid) == 1, "a fill from before the recovery counted twice"
+
+
+@pytest.mark.parametrize("touched", [False, True], ids=["resting", "touched-without-state"])
+def test_a_rebuilt_position_keeps_its_stop_and_a_stop_touched_without_state_has_filled(
+    redis_url: str, tmp_path: Path, touched: bool
+) -> None:
+    """A short with its buy stop resting; the session loses its state and meets ticks without
+    it (above 1676.75 only after the loss). Rebuilt, the position keeps the price of its stop
+    (the step watches it again) and the stop keeps resting; or, when those ticks reached the
+    stop, the broker filled it on them before the position was read: the session is flat."""
+    with make_rig(redis_url, tmp_path, protective_stops=True) as rig:
+        (plan,) = DEFAULT_PLANS[:1]
+        sid, account = rig.create_sessions([plan])[plan.name], plan.account
+        ticks = replay_ticks()
+        assert (
+            max(t.price for t in ticks[:50])
+            < Decimal("1677.00")
+            <= max(t.price for t in ticks[50:300])
+        )
+        rig.publish_replay(ticks[:50])
+        rt = runtime_for(rig.settings)
+        broker = paper(rt, account)
+        entry = client_order_id(sid, 1, 0)
+        local_order(rig, sid, entry, side="sell", status="sent", working_copy=False)
+        assert place(broker, account, sid, entry, side="sell") == "filled"
+        price = Decimal("1677.00") if touched else Decimal("1700.00")
+        stop = attached_stop_id(entry)
+        order = WorkingOrder(
+            client_order_id=stop,
+            contract=CONTRACT,
+            side="buy",
+            quantity=1,
+            order_type="stop",
+            intent="exit",
+            status="new",
+            created_at=T0,
+            stop_price=price,
+        )
+        assert insert_order_if_absent(rig.engine, sid, order, T0, "gtc")
+        ack = broker.place_order(
+            PlaceOrder(
+                account=account,
+                session_id=sid,
+                client_order_id=stop,
+                contract=CONTRACT,
+                side="buy",
+                quantity=1,
+                order_type="stop",
+                stop_price=price,
+                time_in_force="gtc",
+                decided_at=T0,
+                parent_client_order_id=entry,
+            )
+        )
+        assert ack.status == "working"
+        update_order_row(rig.engine, stop, "working")
+        drop_session_keys(rig.client, sid)
+        rig.publish_replay(ticks[50:300])
+        report = recover_session(rt, sid)
+        assert report.outcome == "recovered", report.line()
+        state = rig.store.load(sid)
+        quantity, _, cash = broker_truth(rig, account)
+        assert state.open_position is not None
+        assert state.open_position.quantity == quantity == (0 if touched else -1)
+        assert state.account_balance == cash
+        row = get_order_row(rig.engine, stop)
+        assert row is not None
+        resting = [o.client_order_id for o in broker.open_orders(QueryOpenOrders(account))]
+        if touched:
+            assert report.details["stops_closed"] == [stop]
+            assert row.status == "filled"
+            assert state.open_position.stop_price is None
+            assert resting == []
+            (fill,) = [t for t in state.trades if t.client_order_id == stop]
+            assert fill.time > ticks[49].time and fill.price >= price
+        else:
+            assert report.details["stops_closed"] == []
+            assert row.status == "working"
+            assert state.open_position.stop_price == price
+            assert Decimal(report.details["stop_price"]) == price
+            assert report.details["stop_resting"] == stop
+            assert resting == [stop]
+        assert rig.progress(plan.name).stops_out == ()
+        assert rig.field(plan.name, "_cursor") == rig.last_id()

@@ -23,6 +23,7 @@ from workers.db import make_engine, upgrade
 from workers.records import create_session_row
 from workers.recovery.rebuild import (
     Definition,
+    OpenStop,
     OrderRecord,
     Position,
     RecordedFill,
@@ -34,6 +35,7 @@ from workers.recovery.rebuild import (
     replay_fills,
     rewarm,
     signal_seq_after,
+    stop_price_for,
     working_copy,
 )
 from workers.recovery.snapshots import (
@@ -45,6 +47,7 @@ from workers.recovery.snapshots import (
 from workers.sessions import NewSession, build_initial_state
 from workers.state.store import StateStore
 from workers.ticks.step import StepResult
+from workers.ticks.stop_watch import attached_stop_id, move_stop_id
 
 SID = "5d0c3d7e-1111-4a4a-9c9c-000000000001"
 T0 = datetime(2013, 10, 7, 13, 30, tzinfo=UTC)
@@ -77,6 +80,9 @@ def test_the_sequence_continues_after_every_client_id_the_session_used() -> None
     assert signal_seq_after(SID, mine, snapshot_seq=9) == 9
     next_id = client_order_id(SID, signal_seq_after(SID, mine, 0) + 1, 0)
     assert next_id not in mine
+    moved = [*mine, move_stop_id(SID, 9), attached_stop_id(client_order_id(SID, 12, 0))]
+    assert max_signal_seq(SID, moved) == 9, "a stop move used its sequence; an attached stop not"
+    assert max_signal_seq(SID, [move_stop_id("another-session", 20)]) == 0
 
 
 # --------------------------------------------------------------------------- candles
@@ -334,3 +340,15 @@ def test_create_writes_meta_fields_with_the_state_and_keeps_the_fence(
     with pytest.raises(ValueError):
         store.create(state, {"cursor": "x"})
     assert cast(bytes, redis_client.hget(state_key(SID), "_cursor")) == b"42-0"
+
+
+def test_a_rebuilt_position_takes_the_price_of_the_newest_open_stop_that_closes_it() -> None:
+    older = OpenStop("a-stop-1-0", "ESZ13", "sell", Decimal("1660.00"))
+    newest = OpenStop("a-move-4", "ESZ13", "sell", Decimal("1665.25"))
+    assert stop_price_for(2, "ESZ13", [older, newest]) == Decimal("1665.25")
+    assert stop_price_for(0, "ESZ13", [older, newest]) is None
+    assert stop_price_for(-1, "ESZ13", [older, newest]) is None, (
+        "a sell stop does not close a short"
+    )
+    assert stop_price_for(1, "ESH14", [older, newest]) is None, "another contract's stop"
+    assert stop_price_for(1, "ESZ13", []) is None

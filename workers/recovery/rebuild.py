@@ -7,6 +7,7 @@
   without running the strategy.
 - ``replay_fills``: trades, realized P&L and commissions from the session's recorded fills.
 - ``working_copy``: a durable order row and the broker's view of it → the session's working copy.
+- ``stop_price_for``: the stop price a rebuilt position keeps (its protective stop still open).
 - ``build_state``: the whole ``SessionState``.
 """
 
@@ -44,7 +45,8 @@ from trading.timeframes import Timeframe
 from workers.brokers.commands import BrokerOrder
 from workers.ticks.step import EPOCH, StreamEntry, TickProgress, entry_to_tick
 
-_COID = re.compile(r"^([0-9a-f]{16})-(\d+)-(\d+)$")
+_COID = re.compile(r"^([0-9a-f]{16})-(?:(\d+)-\d+|move-(\d+))$")
+"""A signal's order ``<hex>-<seq>-<leg>``, or its stop move ``<hex>-move-<seq>``."""
 
 
 # --------------------------------------------------------------------------- signal sequence
@@ -58,7 +60,7 @@ def max_signal_seq(session_id: str, client_order_ids: Iterable[str]) -> int:
     for coid in client_order_ids:
         match = _COID.match(coid)
         if match is not None and match.group(1) == prefix:
-            highest = max(highest, int(match.group(2)))
+            highest = max(highest, int(match.group(2) or match.group(3)))
     return highest
 
 
@@ -306,6 +308,32 @@ class Position:
     quantity: int
     average_price: Decimal | None
     opened_at: datetime | None = None
+    stop_price: Decimal | None = None
+    """The price of the protective stop still working for it (``stop_price_for``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenStop:
+    """A protective stop order row of the session that is not final."""
+
+    client_order_id: str
+    contract: str
+    side: Side
+    stop_price: Decimal
+
+
+def stop_price_for(quantity: int, contract: str, stops: Sequence[OpenStop]) -> Decimal | None:
+    """The stop price of a rebuilt position: the newest open stop's (``stops`` oldest first),
+    when it is on the side that closes ``quantity`` in ``contract``; None when flat or no stop
+    protects it. The rebuilt session then watches the stop that rests for it
+    (``workers.ticks.stop_watch``) and syncs it like any other (``workers.risk.stops``)."""
+    if quantity == 0 or not stops:
+        return None
+    newest = stops[-1]
+    closing: Side = "sell" if quantity > 0 else "buy"
+    if (newest.contract, newest.side) != (contract, closing):
+        return None
+    return newest.stop_price
 
 
 def build_state(
@@ -328,6 +356,7 @@ def build_state(
         quantity=position.quantity,
         average_price=position.average_price if position.quantity else None,
         opened_at=position.opened_at if position.quantity else None,
+        stop_price=position.stop_price if position.quantity else None,
     )
     unrealized = Decimal(0)
     if held.quantity and held.average_price is not None and warmed.partial is not None:
@@ -392,6 +421,7 @@ def progress_after(
 __all__ = [
     "Definition",
     "FillReplay",
+    "OpenStop",
     "OrderRecord",
     "Position",
     "RecordedFill",
@@ -403,5 +433,6 @@ __all__ = [
     "replay_fills",
     "rewarm",
     "signal_seq_after",
+    "stop_price_for",
     "working_copy",
 ]

@@ -9,6 +9,13 @@
   continues past every client order id the session ever used;
 - position (with the broker's average price), balance: the broker. When other active sessions
   share the account and contract, the session's own fills give its share instead;
+- protective stops: first worked at the broker on the ticks up to the rebuilt cursor (the
+  session met those without state and never processes them: a stop touched meanwhile has
+  filled before the position is read, ``sources.settle_stops``); the position keeps the price
+  of the stop still open for it (``rebuild.stop_price_for``), so the rebuilt session watches
+  that stop in data time like any other; once the state exists, the broker is made to hold the
+  stop the position needs and its poll chain runs (``workers.risk.stops.sync_stop``; the
+  chain's guard may have gone with the state);
 - rolling: set while a roll of the session is unfinished (its chain resumes the roll);
 - candles: re-warmed by folding the instrument stream up to its end WITHOUT running the
   strategy; the session's cursor starts at that end;
@@ -34,7 +41,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -53,6 +60,7 @@ from workers.recovery.snapshots import StrategySnapshot, load_snapshot
 from workers.recovery.trigger import lock_key, queued_key
 from workers.risk.accounts import restore_account
 from workers.risk.book import RiskBook
+from workers.risk.stops import sync_stop
 from workers.runtime import Runtime
 from workers.state import scripts as store_scripts
 from workers.ticks.keys import READY_KEY, stream_key, subscribers_key
@@ -135,9 +143,11 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
         rt.redis, contract, end, timeframe, need, since, settings.max_candles
     )
     warmed = rebuild.rewarm(contract, entries, timeframe)
+    broker = session_broker(rt, row)
     try:
+        stops_closed = sources.settle_stops(broker, engine, account, sid, end, records)
         view = sources.read_broker(
-            session_broker(rt, row),
+            broker,
             account,
             contract,
             sid,
@@ -158,6 +168,10 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
         sources.recorded_fills(engine, sid), contract, definition.spec.multiplier
     )
     position = _position(view, replay, warmed, sources.sole_owner(engine, row, contract))
+    stops = sources.open_stops(engine, sid, orders)
+    position = replace(
+        position, stop_price=rebuild.stop_price_for(position.quantity, contract, stops)
+    )
     seq = rebuild.signal_seq_after(
         sid, sources.client_order_ids(engine, sid), 0 if snapshot is None else snapshot.signal_seq
     )
@@ -196,12 +210,16 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
     late = _apply_late_fills(rt, row, view.log_end)
     if view.log_end != FILLS_START:
         rt.redis.set(fills_cursor_key(account), view.log_end, nx=True)
+    resting = _sync_stop(rt, row)
     details: dict[str, Any] = {
         "position": position.quantity,
         "average_price": None if position.average_price is None else str(position.average_price),
         "contract": contract,
         "orders": sorted(orders),
         "orders_closed": closed,
+        "stops_closed": stops_closed,
+        "stop_price": None if position.stop_price is None else str(position.stop_price),
+        "stop_resting": resting,
         "balance": str(view.balance),
         "snapshot_age_s": _age(snapshot, now),
         "signal_seq": seq,
@@ -253,6 +271,20 @@ def _apply_late_fills(rt: Runtime, row: TradingSessionRow, log_end: str) -> int:
     except Exception as exc:
         log.warning("session %s: late fills left to reconciliation: %s", row.id, exc)
     return applied
+
+
+def _sync_stop(rt: Runtime, row: TradingSessionRow) -> str | None:
+    """With protective stops on: the broker holds the stop the rebuilt position needs, and its
+    poll chain runs (``workers.risk.stops``); the id of the stop resting, if any. A failure is
+    left to the next fill and to order reconciliation, as after any fill."""
+    if not rt.settings.protective_stops:
+        return None
+    try:
+        outcome = sync_stop(rt.store, rt.engine, session_broker(rt, row), row.id, row.account)
+    except Exception as exc:
+        log.warning("session %s: protective stop not synced after recovery: %s", row.id, exc)
+        return None
+    return outcome.resting
 
 
 def _restore_account(rt: Runtime, account: str) -> None:

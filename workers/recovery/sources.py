@@ -8,7 +8,7 @@ answer raises: recovery is retried later and never assumes a flat position.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
@@ -17,7 +17,7 @@ import redis
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from models.state import CollaboratorRef, OrderTemplate, SessionInfo
+from models.state import CollaboratorRef, OrderTemplate, SessionInfo, WorkingOrder
 from models.tables import (
     UNFINISHED_ROLL_STATUSES,
     FillRow,
@@ -38,10 +38,18 @@ from workers.brokers.commands import (
     QueryOrder,
     QueryPositions,
 )
+from workers.brokers.paper_model import MarketBound, epoch_ms_ceil
 from workers.order_records import insert_fill_if_absent, update_order_row
 from workers.orders import BROKER_TO_LOCAL
-from workers.recovery.rebuild import Definition, OrderRecord, RecordedFill, history_window
-from workers.risk.stops import is_stop_id
+from workers.recovery.rebuild import (
+    Definition,
+    OpenStop,
+    OrderRecord,
+    RecordedFill,
+    history_window,
+)
+from workers.risk.horizon import until_replaced
+from workers.risk.stops import is_stop_id, open_stop_rows
 from workers.ticks.keys import stream_key
 from workers.ticks.step import StreamEntry
 
@@ -203,6 +211,57 @@ def close_final_orders(
         status = BROKER_TO_LOCAL[answer.status]
         update_order_row(engine, record.client_order_id, status, answer.broker_order_id or None)
         closed.append(record.client_order_id)
+    return closed
+
+
+def open_stops(
+    engine: Engine, session_id: str, pending: Mapping[str, WorkingOrder]
+) -> list[OpenStop]:
+    """The session's protective stops that are not final, oldest first, but those attached to
+    an entry still ``pending`` (``workers.risk.stops.open_stop_rows``)."""
+    return [
+        OpenStop(row.client_order_id, row.contract, row.side, Decimal(str(row.stop_price)))
+        for row in open_stop_rows(engine, session_id, pending=pending)
+        if row.stop_price is not None
+    ]
+
+
+def settle_stops(
+    broker: AccountManager,
+    engine: Engine,
+    account: str,
+    session_id: str,
+    through: str,
+    records: Sequence[OrderRecord],
+) -> list[str]:
+    """Let the broker work the session's open protective stops on the stream entries up to
+    ``through`` (the cursor the rebuilt session starts at), then give each stop row the
+    broker's status if final; returns the client ids of the rows closed.
+
+    The rebuilt session never processes the ticks it met without state (they only re-warm its
+    candles), and a stop is worked only on the entries its session has processed: worked here,
+    before the broker's position is read, a stop touched meanwhile has filled and the rebuilt
+    position holds its fill; a stop still working goes on from ``through``, on the ticks the
+    rebuilt session watches it on (``workers.ticks.stop_watch``). So the rebuilt session never
+    learns of such a fill at a wall-clock moment of its own, nor decides as if that stop still
+    rested. A stop is worked no later than the decision of a later stop of the session or of
+    an exit still open (``workers.risk.horizon``); a broker that works its orders by
+    itself (no ``match_order``) is only asked."""
+    match_order = getattr(broker, "match_order", None)
+    exits = [epoch_ms_ceil(r.created_at) for r in records if r.intent == "exit"]
+    closed: list[str] = []
+    for row in open_stop_rows(engine, session_id):
+        coid = row.client_order_id
+        if callable(match_order) and row.status != "new":
+            bound = MarketBound(min(exits, default=None), through)
+            match_order(account, coid, until_replaced(engine, bound, row))
+        answer = broker.order(QueryOrder(account, coid))
+        if answer is None or answer.status in ("working", "unknown"):
+            continue
+        update_order_row(
+            engine, coid, BROKER_TO_LOCAL[answer.status], answer.broker_order_id or None
+        )
+        closed.append(coid)
     return closed
 
 
