@@ -21,6 +21,12 @@ the broker match it, under the session's lock (so two deliveries cannot race):
   other open stops are cancelled, THEN the new one is placed (never two stops resting at once,
   which could reverse the position).
 
+A strategy that moves its stop (a signal for the position it holds with a new stop price)
+gets a stop move ``<hex>-move-<seq>``, decided by the tick step with the new
+``open_position.stop_price``: sent like an exit (``clear_for_exit`` cancels the older stops as
+of its decision, and drops the move if the newest of them had filled), then placed. Older
+stops are cancelled as of the decision of the newest matching row, and never worked past it.
+
 Stop orders are not working copies in the session's ``orders`` (the tick step would count
 them as pending quantity); their record is the SQL order row (``order_type`` stop, ``intent``
 exit). A resting stop is polled (``tradefleet.orders.poll``: the paper broker matches resting
@@ -35,7 +41,7 @@ exit of the session is open (``exit_pending``): the two never both fill. The bro
 session's stops only on the prices the session has seen (``workers.risk.horizon``), and the
 tick step watches the same stop on the same prices (``workers.ticks.stop_watch``), so the
 same replay fills the same stops whatever the workers' speed. Behind the
-``protective_stops`` setting (off by default, see ``workers.settings``).
+``protective_stops`` setting (on by default, see ``workers.settings``).
 
 Heat needs nothing here: it is measured to ``open_position.stop_price``, which is the price of
 the stop resting at the broker whenever the two are in sync.
@@ -354,15 +360,16 @@ def _cancel(
     as_of: datetime | None,
 ) -> bool:
     """Cancel one stop as of ``as_of`` (True); False when it filled before: its row stays open
-    for its fill."""
+    for its fill. A stop whose send has not run yet is placed first (as of its decision, an
+    idempotent send by its id): in data time it has rested since then, and a touch before
+    ``as_of`` fills it, whichever worker got there first."""
+    if row.status == "new" and as_of is not None and row.decided_at is not None:
+        _place(engine, broker, account, row.session_id, _as_order(row), row.decided_at)
     ack = broker.cancel_order(CancelOrder(account, row.client_order_id, as_of))
     if ack.status == "filled":
         log.warning("protective stop %s filled before it could be cancelled", row.client_order_id)
         return False
-    if ack.status == "unknown" and row.status == "new":
-        update_order_row(engine, row.client_order_id, "cancelled")  # replaced before its send
-    else:
-        _record(engine, ack)
+    _record(engine, ack)
     outcome.cancelled.append(row.client_order_id)
     return True
 
