@@ -18,6 +18,7 @@ from workers.brokers.commands import PlaceOrder
 from workers.brokers.paper import PaperBroker
 from workers.order_records import insert_order_if_absent, update_order_row
 from workers.records import list_events
+from workers.risk.stops import parent_of
 from workers.runtime import Runtime
 from workers.settings import Settings
 from workers.state.store import StateChanges
@@ -75,20 +76,24 @@ def local_order(
     status: str = "working",
     *,
     working_copy: bool = True,
+    stop: str | None = None,
 ) -> WorkingOrder:
-    """The session's own order: its durable row, and (unless told not to) its working copy."""
+    """The session's own order: its durable row, and (unless told not to) its working copy; a
+    stop order is a protective stop (an exit, good till cancelled)."""
     order = WorkingOrder(
         client_order_id=coid,
         contract=CONTRACT,
         side=side,  # type: ignore[arg-type]
         quantity=1,
         order_type=order_type,  # type: ignore[arg-type]
-        intent="entry",
+        intent="exit" if order_type == "stop" else "entry",
         status=status,  # type: ignore[arg-type]
         created_at=T0,
         limit_price=None if limit is None else Decimal(limit),
+        stop_price=None if stop is None else Decimal(stop),
     )
-    assert insert_order_if_absent(rig.engine, session_id, order, T0, "day")
+    tif = "gtc" if order_type == "stop" else "day"
+    assert insert_order_if_absent(rig.engine, session_id, order, T0, tif)
     update_order_row(rig.engine, coid, status)  # type: ignore[arg-type]
     if working_copy:
         with rig.store.locked(session_id, wait_s=5) as lease:
@@ -105,8 +110,10 @@ def place(
     side: str = "buy",
     order_type: str = "market",
     limit: str | None = None,
+    stop: str | None = None,
 ) -> str:
-    """Send an order to the paper broker directly (no task, no delivery); its status."""
+    """Send an order to the paper broker directly (no task, no delivery); its status. A stop
+    attached to an entry (by its id) is sent attached to it, good till cancelled."""
     ack = broker.place_order(
         PlaceOrder(
             account=account,
@@ -117,7 +124,10 @@ def place(
             quantity=1,
             order_type=order_type,  # type: ignore[arg-type]
             limit_price=None if limit is None else Decimal(limit),
+            stop_price=None if stop is None else Decimal(stop),
+            time_in_force="gtc" if order_type == "stop" else "day",
             decided_at=T0,
+            parent_client_order_id=parent_of(coid),
         )
     )
     return ack.status

@@ -22,14 +22,12 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.state import WorkingOrder
 from models.tables import FillRow, OrderRow
 from tests.conftest import wait_until
 from tests.integration import worker as worker_fixtures
 from tests.integration.cli_helpers import cli_env, run_cli
 from tests.integration.reconcile_rig import (
     CONTRACT,
-    T0,
     local_order,
     make_rig,
     meta,
@@ -47,9 +45,9 @@ from tests.integration.tickpath_snapshots import needed_stop, reduce_coid, seq_l
 from tests.integration.worker import WorkerFactory
 from trading.intents import client_order_id
 from trading.positions import apply_fill
-from workers.brokers.commands import PlaceOrder, QueryBalance, QueryOpenOrders, QueryPositions
+from workers.brokers.commands import QueryBalance, QueryOpenOrders, QueryPositions
 from workers.fills import deliver_fills
-from workers.order_records import get_order_row, insert_order_if_absent, update_order_row
+from workers.order_records import get_order_row
 from workers.reconcile.schedule import fan_out
 from workers.records import list_events
 from workers.recovery.recover import RecoveryReport, recover_session
@@ -385,35 +383,8 @@ def test_a_rebuilt_position_keeps_its_stop_and_a_stop_touched_without_state_has_
         assert place(broker, account, sid, entry, side="sell") == "filled"
         price = Decimal("1677.00") if touched else Decimal("1700.00")
         stop = attached_stop_id(entry)
-        order = WorkingOrder(
-            client_order_id=stop,
-            contract=CONTRACT,
-            side="buy",
-            quantity=1,
-            order_type="stop",
-            intent="exit",
-            status="new",
-            created_at=T0,
-            stop_price=price,
-        )
-        assert insert_order_if_absent(rig.engine, sid, order, T0, "gtc")
-        ack = broker.place_order(
-            PlaceOrder(
-                account=account,
-                session_id=sid,
-                client_order_id=stop,
-                contract=CONTRACT,
-                side="buy",
-                quantity=1,
-                order_type="stop",
-                stop_price=price,
-                time_in_force="gtc",
-                decided_at=T0,
-                parent_client_order_id=entry,
-            )
-        )
-        assert ack.status == "working"
-        update_order_row(rig.engine, stop, "working")
+        local_order(rig, sid, stop, "buy", "stop", stop=str(price), working_copy=False)
+        assert place(broker, account, sid, stop, "buy", "stop", stop=str(price)) == "working"
         drop_session_keys(rig.client, sid)
         rig.publish_replay(ticks[50:300])
         report = recover_session(rt, sid)

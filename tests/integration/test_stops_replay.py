@@ -16,11 +16,10 @@ from tests.integration.tickpath_harness import (
     DEFAULT_PLANS,
     RunResult,
     SessionPlan,
-    TickPathRig,
     assert_consistent,
     differences,
     reference_run,
-    replay_ticks,
+    workers_run,
 )
 from tests.integration.tickpath_snapshots import SessionSnapshot, is_stop_key
 from tests.integration.worker import WorkerFactory
@@ -92,12 +91,6 @@ def test_a_trailing_stop_moves_at_the_broker_and_each_move_replaces_the_last(
 def test_three_workers_give_the_one_worker_result_with_stops_on(
     reference: RunResult, start_worker: WorkerFactory, redis_url: str, tmp_path: Path
 ) -> None:
-    with TickPathRig(redis_url, tmp_path / "run", **STOPS) as rig:
-        rig.create_sessions(PLANS)
-        rig.start_workers(start_worker, count=3, concurrency=2)
-        rig.publish_replay(replay_ticks())
-        rig.wait_settled()
-        result = rig.snapshot()
-    assert_consistent(result)
+    result = workers_run(redis_url, tmp_path / "run", start_worker, PLANS, **STOPS)
     diffs = differences(result, reference)
     assert not diffs, "\n".join(diffs)

@@ -23,6 +23,7 @@ from tests.integration.tickpath_harness import (
     dump,
     reference_run,
     replay_ticks,
+    workers_run,
 )
 from tests.integration.worker import WorkerFactory
 from trading.candles import fold_ticks
@@ -57,13 +58,7 @@ def test_reference_run_trades_and_agrees_with_the_broker(reference: RunResult) -
 def test_three_workers_give_the_one_worker_result(
     reference: RunResult, start_worker: WorkerFactory, redis_url: str, tmp_path: Path
 ) -> None:
-    with TickPathRig(redis_url, tmp_path / "run") as rig:
-        rig.create_sessions(DEFAULT_PLANS)
-        rig.start_workers(start_worker, count=3, concurrency=2)
-        rig.publish_replay(replay_ticks())
-        rig.wait_settled()
-        result = rig.snapshot()
-    assert_consistent(result)
+    result = workers_run(redis_url, tmp_path / "run", start_worker)
     diffs = differences(result, reference)
     assert not diffs, "\n".join(diffs)
 

@@ -429,6 +429,26 @@ def reference_run(
     return result
 
 
+def workers_run(
+    redis_url: str,
+    workdir: Path,
+    start_worker: Callable[..., CeleryWorker],
+    plans: tuple[SessionPlan, ...] = DEFAULT_PLANS,
+    workers: int = 3,
+    **overrides: Any,
+) -> RunResult:
+    """The replay through ``workers`` worker processes (two pool children each), settled and
+    checked consistent: to compare with ``reference_run``."""
+    with TickPathRig(redis_url, workdir, **overrides) as rig:
+        rig.create_sessions(plans)
+        rig.start_workers(start_worker, count=workers, concurrency=2)
+        rig.publish_replay(replay_ticks())
+        rig.wait_settled()
+        result = rig.snapshot()
+    assert_consistent(result)
+    return result
+
+
 __all__ = [
     "CONTRACT",
     "DEFAULT_PLANS",
@@ -445,4 +465,5 @@ __all__ = [
     "reduce_coid",
     "reference_run",
     "replay_ticks",
+    "workers_run",
 ]
