@@ -55,12 +55,12 @@ class Settings(BaseSettings):
     """Short re-checks of a busy session before it waits for the next period."""
     adopt_external_orders: bool = True
     """An order open at the broker and unknown to its session is adopted (else only flagged)."""
-    protective_stops: bool = False
+    protective_stops: bool = True
     """A position opened with a stop price gets a stop order resting at the broker
     (``workers.risk.stops``), which the tick step watches in data time
     (``workers.ticks.stop_watch``); an exit cancels it first, as of its decision, and is
-    dropped if it had already filled. Off by default until a session recovered mid-replay
-    with stops on is shown to settle like the others (issue 6's note)."""
+    dropped if it had already filled; a strategy that moves its stop moves the order. Off
+    (``TRADEFLEET_PROTECTIVE_STOPS=0``): stops are only the strategies' own."""
     max_candles: Annotated[int, Field(ge=10, le=100_000)] = 500
     roll_check_interval_s: Annotated[float, Field(ge=0.5, le=604_800)] = 86_400.0
     """How often beat looks for sessions inside their roll window (daily by default)."""

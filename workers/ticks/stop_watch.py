@@ -15,7 +15,8 @@ its own open, the newest decision rules: an entry carrying a stop (the entry leg
 included) expects that stop (it rests from the entry's fill, the first tick at or after its
 decision) unless it was touched already; anything else (an exit, a roll's order, an entry
 without a stop) expects none (an exit cancels the stop as of its decision). Otherwise the
-open position's stop, unless it was touched already (its fill is awaited).
+open position's stop, unless it was touched already (its fill is awaited). A strategy that
+moves its stop moves the one of these that rules (``SessionStep._move_stop``).
 """
 
 from __future__ import annotations
