@@ -236,11 +236,10 @@ def test_deleted_session_keys_are_recovered_by_the_worker_that_meets_them(
             assert len(recovery_events(rig, rig.session_ids[name])) == 1
 
 
-@STOPS
 def test_a_lost_redis_world_is_recovered_by_the_cli_and_the_broker_survives(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path, protective_stops: bool
+    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
 ) -> None:
-    overrides = {**QUIET, "protective_stops": protective_stops}
+    overrides = {**QUIET, "protective_stops": True}
     with make_rig(redis_url, tmp_path, sweep_interval_s=1.0, **overrides) as rig:
         rig.create_sessions(DEFAULT_PLANS)
         start_worker(redis_url, queues=("ticks", "orders"), concurrency=2, env=rig.worker_env())

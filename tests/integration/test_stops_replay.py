@@ -1,42 +1,23 @@
-"""Protective stops on the real replay through real workers (``TRADEFLEET_PROTECTIVE_STOPS``
-on): the breakout sessions' entries carry attached stops, a trailing breakout moves its stop
-(each move replaces the resting stop as of its decision), every touch the tick step saw is one
-stop fill at the broker, at the stop or worse, the run ends consistent, and three workers give
-the one-worker result."""
+"""Protective stops (on by default) on the real replay through a real worker: the breakout
+sessions' entries carry attached stops, a trailing breakout moves its stop (each move replaces
+the resting stop as of its decision), every touch the tick step saw is one stop fill at the
+broker, at the stop or worse, and the run ends consistent. Three workers give this one-worker
+result: ``tests/integration/test_tick_path.py`` (the same reference)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import RedisServer
-from tests.integration import worker as worker_fixtures
-from tests.integration.tickpath_harness import (
-    DEFAULT_PLANS,
-    RunResult,
-    SessionPlan,
-    assert_consistent,
-    differences,
-    reference_run,
-    workers_run,
-)
+from tests.integration.tickpath_harness import RunResult, assert_consistent, reference_run
 from tests.integration.tickpath_snapshots import SessionSnapshot, is_stop_key
-from tests.integration.worker import WorkerFactory
 
 pytestmark = pytest.mark.integration
-
-start_worker = worker_fixtures.start_worker
-STOPS = {"protective_stops": True}
-TRAILING = SessionPlan(
-    "trailing", "ACC-TRL", "breakout", (("lookback", "10"), ("atr_mult", "3"), ("trail", "2"))
-)
-PLANS = (*DEFAULT_PLANS, TRAILING)
 
 
 @pytest.fixture(scope="module")
 def reference(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
-    return reference_run(redis_server, tmp_path_factory.mktemp("stops-reference"), PLANS, **STOPS)
+    return reference_run(redis_server, tmp_path_factory.mktemp("reference"))
 
 
 def check_stop_fills(snap: SessionSnapshot) -> None:
@@ -86,11 +67,3 @@ def test_a_trailing_stop_moves_at_the_broker_and_each_move_replaces_the_last(
     held = snap.state.open_position
     if working:
         assert held is not None and held.stop_price == working[0].stop_price
-
-
-def test_three_workers_give_the_one_worker_result_with_stops_on(
-    reference: RunResult, start_worker: WorkerFactory, redis_url: str, tmp_path: Path
-) -> None:
-    result = workers_run(redis_url, tmp_path / "run", start_worker, PLANS, **STOPS)
-    diffs = differences(result, reference)
-    assert not diffs, "\n".join(diffs)

@@ -102,6 +102,13 @@ DEFAULT_PLANS: tuple[SessionPlan, ...] = (
     SessionPlan("sma-fast", "ACC-SMA", "sma_cross", (("fast", "3"), ("slow", "8"))),
     SessionPlan("breakout", "ACC-BRK", "breakout", (("lookback", "10"),)),
 )
+TRAILING = SessionPlan(
+    "trailing", "ACC-TRL", "breakout", (("lookback", "10"), ("atr_mult", "3"), ("trail", "2"))
+)
+"""A breakout whose stop trails the close: it moves its protective stop many times a day."""
+REFERENCE_PLANS: tuple[SessionPlan, ...] = (*DEFAULT_PLANS, TRAILING)
+"""The sessions of the reference run (one for all the tick-path tests: every run compares
+the sessions it has with the reference's)."""
 
 
 @cache
@@ -399,7 +406,7 @@ _references: dict[tuple[tuple[SessionPlan, ...], tuple[tuple[str, Any], ...]], R
 def reference_run(
     server: RedisServer,
     workdir: Path,
-    plans: tuple[SessionPlan, ...] = DEFAULT_PLANS,
+    plans: tuple[SessionPlan, ...] = REFERENCE_PLANS,
     **overrides: Any,
 ) -> RunResult:
     """The replay through ONE worker process with ONE pool child: the reference every other
@@ -433,7 +440,7 @@ def workers_run(
     redis_url: str,
     workdir: Path,
     start_worker: Callable[..., CeleryWorker],
-    plans: tuple[SessionPlan, ...] = DEFAULT_PLANS,
+    plans: tuple[SessionPlan, ...] = REFERENCE_PLANS,
     workers: int = 3,
     **overrides: Any,
 ) -> RunResult:
@@ -452,6 +459,8 @@ def workers_run(
 __all__ = [
     "CONTRACT",
     "DEFAULT_PLANS",
+    "REFERENCE_PLANS",
+    "TRAILING",
     "BeatProcess",
     "FillView",
     "OrderView",
