@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import RedisServer
 from tests.integration.tickpath_harness import RunResult, assert_consistent, reference_run
-from tests.integration.tickpath_snapshots import SessionSnapshot, is_stop_key
+from tests.integration.tickpath_snapshots import SessionSnapshot, is_stop_key, needed_stop
 
 pytestmark = pytest.mark.integration
 
@@ -55,15 +55,17 @@ def test_a_trailing_stop_moves_at_the_broker_and_each_move_replaces_the_last(
     snap = reference.sessions["trailing"]
     moves = [o for o in snap.orders if o.key.startswith("move-")]
     assert len(moves) >= 3, f"the trailing session should move its stop on this day: {moves}"
-    assert [e for e in snap.events if e[2].startswith("stop moved from")]
+    moved = [e for e in snap.events if e[2].startswith("stop moved from")]
+    assert len(moved) == len(moves), "each move decided with its event, one order each"
     for move in moves:
-        assert (move.side, move.intent, move.stop_price is not None) in {
-            ("sell", "exit", True),
-            ("buy", "exit", True),
-        }
-    working = [o for o in snap.orders if is_stop_key(o.key) and o.status == "working"]
-    assert len(working) <= 1
+        assert (move.order_type, move.intent, move.quantity) == ("stop", "exit", 1), move
+        assert move.stop_price is not None and move.decided_at is not None
+    statuses = [move.status for move in moves]
+    assert set(statuses) <= {"filled", "cancelled", "working"}
+    assert "cancelled" in statuses, "a later move replaces an earlier one"
+    at_broker = set(map(snap.reduce, snap.broker_orders))
+    assert {m.key for m in moves if m.status != "cancelled"} <= at_broker
     check_stop_fills(snap)
+    working = [o for o in snap.orders if is_stop_key(o.key) and o.status == "working"]
     held = snap.state.open_position
-    if working:
-        assert held is not None and held.stop_price == working[0].stop_price
+    assert [(o.side, o.quantity, o.stop_price) for o in working] == needed_stop(held)
