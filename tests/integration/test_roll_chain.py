@@ -119,8 +119,13 @@ def test_a_close_that_never_fills_fails_the_roll_then_resume_or_abort(
             wait_until(lambda sid=sid: not rig.state(sid).trading, what="trading to stop")
             state = rig.state(sid)
             assert state.rolling and state.rolling_close_order_id == f"roll-{roll_id}-close"
-            events = [(e.severity, e.message) for e in rig.roll_events(sid)]
-            assert any(sev == "error" and f"roll {roll_id} failed" in m for sev, m in events)
+            wait_until(
+                lambda sid=sid, roll_id=roll_id: any(
+                    e.severity == "error" and f"roll {roll_id} failed" in e.message
+                    for e in rig.roll_events(sid)
+                ),
+                what="the errback's event (written right after trading stops)",
+            )
         assert rig.broker_positions("ACC-RES") == {CONTRACT: 1}
         assert rig.state(resumed).rolling_close_qty == 1
 
