@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from workers.ticks.pipelines import execute, queue_script
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KEYS = {
     "ticks_per_s",
@@ -54,18 +52,3 @@ def test_reduced_bench_prints_every_figure_as_its_last_line() -> None:
     assert figures["latency_p50_ms"] <= figures["latency_p99_ms"]
     assert any("flat out: 4,000 ticks" in line for line in lines), done.stdout
     assert any("tradefleet tick path" in line for line in lines), done.stdout
-
-
-@pytest.mark.integration
-def test_pipelined_scripts_survive_a_flushed_script_cache(redis_client) -> None:
-    """The tick path queues scripts as bare EVALSHA (no SCRIPT EXISTS round trip); after Redis
-    lost its scripts the refused calls are sent again once, and nothing runs twice."""
-    script = redis_client.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
-    redis_client.script_flush()
-    with redis_client.pipeline(transaction=False) as pipe:
-        queue_script(pipe, script, ["n"], [1])
-        pipe.incrby("n", 10)
-        queue_script(pipe, script, ["n"], [100])
-        replies = execute(pipe, [script])
-    assert replies == [11, 10, 111]
-    assert int(redis_client.get("n")) == 111

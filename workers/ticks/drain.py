@@ -35,7 +35,7 @@ from workers.ticks import scripts
 from workers.ticks.events import step_events
 from workers.ticks.keys import DRAINERS_KEY, READY_KEY
 from workers.ticks.lazy_fields import BEGIN_FIELDS, LazyFields, RoundHistory, RoundLoader
-from workers.ticks.pipelines import execute, queue_script
+from workers.ticks.pipelines import Batch
 from workers.ticks.step import CURSOR_FIELD, SessionStep, StepResult
 
 log = logging.getLogger(__name__)
@@ -136,10 +136,9 @@ class TickDrainer:
         claimed: list[str] = []
         while time.monotonic() < deadline:
             if not claimed:
-                with self.client.pipeline(transaction=False) as pipe:
-                    for command in self._claim_commands(drainer_id):
-                        pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-                    claimed = self._claimed(execute(pipe, self._scripts))
+                batch = Batch(self.client)
+                batch.commands += self._claim_commands(drainer_id)
+                claimed = self._claimed(batch.execute(self._scripts))
             if not claimed:
                 idle_since = idle_since or time.monotonic()
                 if time.monotonic() - idle_since < IDLE_LINGER_S:
@@ -219,15 +218,14 @@ class TickDrainer:
         token = secrets.token_hex(16)  # one lease token per round: each lease is its own key
         ttl_ms, batch = self.settings.lock_ttl_ms, self.settings.tick_batch
         session_keys = [self._session_keys(session_id) for session_id in session_ids]
-        with self.client.pipeline(transaction=False) as pipe:
-            for session_id, keys in zip(session_ids, session_keys, strict=True):
-                queue_script(
-                    pipe,
-                    self._begin,
-                    [keys.lock, keys.fence, keys.state, READY_KEY],
-                    [token, ttl_ms, batch, session_id, *BEGIN_FIELDS],
-                )
-            replies = execute(pipe, self._scripts)
+        begin = Batch(self.client)
+        for session_id, keys in zip(session_ids, session_keys, strict=True):
+            begin.script(
+                self._begin,
+                [keys.lock, keys.fence, keys.state, READY_KEY],
+                [token, ttl_ms, batch, session_id, *BEGIN_FIELDS],
+            )
+        replies = begin.execute(self._scripts)
         held: dict[str, str] = {}
         steps: list[_Step] = []
         retry: dict[str, int] = {}
@@ -334,15 +332,14 @@ class TickDrainer:
         """Write every step (fenced), release and re-ready, and put back sessions to retry;
         with ``claim_for`` (a drainer id) also claim the next round's sessions (returned)."""
         now = _now_ms()
-        with self.client.pipeline(transaction=False) as pipe:
-            for item in steps:
-                queue_script(pipe, self._end, item.end_keys, self._end_args(item))
-            for session_id, delay_ms in retry.items():
-                pipe.zadd(READY_KEY, {session_id: now + delay_ms}, xx=True)
-            if claim_for is not None:
-                for command in self._claim_commands(claim_for):
-                    pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-            replies = execute(pipe, self._scripts)
+        end = Batch(self.client)
+        for item in steps:
+            end.script(self._end, item.end_keys, self._end_args(item))
+        for session_id, delay_ms in retry.items():
+            end.command("ZADD", READY_KEY, "XX", now + delay_ms, session_id)
+        if claim_for is not None:
+            end.commands += self._claim_commands(claim_for)
+        replies = end.execute(self._scripts)
         written = len(steps) + len(retry)
         claimed: list[str] = []
         if claim_for is not None:

@@ -10,6 +10,7 @@ import redis
 
 from models.codec import decode_candle
 from trading.market import Candle
+from workers.ticks.pipelines import Batch
 from workers.ticks.step import CURSOR_FIELD, PROGRESS_FIELD
 
 BEGIN_FIELDS = (
@@ -51,12 +52,13 @@ class RoundLoader:
     def load(self, first: LazyFields) -> None:
         wanted = [first, *(f for f in self._pending if f is not first and not f.loaded)]
         self._pending = []
-        with self._client.pipeline(transaction=False) as pipe:
-            for fields in wanted:
-                pipe.hgetall(fields.key)
-            replies = pipe.execute()
-        for fields, flat in zip(wanted, replies, strict=True):
-            fields.fill(flat)
+        batch = Batch(self._client)
+        for fields in wanted:
+            batch.command("HGETALL", fields.key)
+        for fields, flat in zip(wanted, batch.execute(()), strict=True):
+            if isinstance(flat, Exception):
+                raise flat
+            fields.fill(dict(zip(flat[::2], flat[1::2], strict=True)))
 
 
 _CANDLES: dict[bytes, Candle] = {}
@@ -107,10 +109,13 @@ class RoundHistory:
             return known[1][-count:]
         later = self._keys[self._order[key] + 1 :]
         keys = [key, *(k for k in later if k not in self._read)]
-        with self._client.pipeline(transaction=False) as pipe:
-            for k in keys:
-                pipe.lrange(k, -count, -1)
-            replies: list[list[bytes]] = pipe.execute()
+        batch = Batch(self._client)
+        for k in keys:
+            batch.command("LRANGE", k, -count, -1)
+        replies: list[list[bytes]] = batch.execute(())
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         for k, raws in zip(keys[1:], replies[1:], strict=True):
             self._read[k] = (count, raws)
         return replies[0]
@@ -118,45 +123,42 @@ class RoundHistory:
 
 class LazyFields(Mapping[str, str]):
     """The state fields the begin script read; the first look-up of any other field reads
-    the whole hash (under the same lease: nobody else writes meanwhile)."""
+    the whole hash (under the same lease: nobody else writes meanwhile). Values are kept as
+    read and decoded to text when first looked up: most steps look at a few of them."""
 
-    __slots__ = ("_absent", "_known", "_loader", "key", "loaded")
+    __slots__ = ("_loader", "_raw", "_text", "key", "loaded")
 
     def __init__(self, loader: RoundLoader, key: str, values: Sequence[bytes | None]) -> None:
         self._loader = loader
         self.key = key
-        self._known: dict[str, str] = {}
-        self._absent: set[str] = set()
-        for name, value in zip(_BEGUN, values, strict=True):
-            if value is None:
-                self._absent.add(name)
-            else:
-                self._known[name] = _text(value)
+        self._raw: dict[str, bytes | str | None] = dict(zip(_BEGUN, values, strict=True))
+        self._text: dict[str, str] = {}
         self.loaded = False
 
     def __getitem__(self, name: str) -> str:
-        value = self._known.get(name)
+        value = self._text.get(name)
         if value is not None:
             return value
-        if name not in self._absent:
+        if name not in self._raw:
             self._load()
-        return self._known[name]
+        raw = self._raw.get(name)
+        if raw is None:
+            raise KeyError(name)
+        value = self._text[name] = _text(raw)
+        return value
 
     def __contains__(self, name: object) -> bool:
-        if name in self._known:
-            return True
-        if name in self._absent:
-            return False
-        self._load()
-        return name in self._known
+        if name not in self._raw:
+            self._load()
+        return self._raw.get(name) is not None  # type: ignore[call-overload]
 
     def __iter__(self) -> Iterator[str]:
         self._load()
-        return iter(self._known)
+        return iter([name for name, raw in self._raw.items() if raw is not None])
 
     def __len__(self) -> int:
         self._load()
-        return len(self._known)
+        return sum(1 for raw in self._raw.values() if raw is not None)
 
     def _load(self) -> None:
         if not self.loaded:
@@ -164,8 +166,8 @@ class LazyFields(Mapping[str, str]):
 
     def fill(self, flat: Mapping[bytes, bytes]) -> None:
         """The whole hash as read (``RoundLoader``)."""
-        self._known = {_text(name): _text(value) for name, value in flat.items()}
-        self._absent = set()
+        self._raw = {_text(name): value for name, value in flat.items()}
+        self._text = {}
         self.loaded = True
 
 

@@ -1,9 +1,12 @@
-"""Lua scripts in pipelines in one round trip.
+"""Commands sent in one round trip, scripts among them, with little client-side cost.
 
-redis-py's pipeline asks Redis ``SCRIPT EXISTS`` before every execution that holds a script:
-a second round trip for each pipeline. Here scripts are queued as plain ``EVALSHA``; only
-when Redis answers NOSCRIPT (it restarted, or its script cache was flushed) are the scripts
-loaded and the refused commands sent again (a refused command did not run, so this is safe).
+redis-py's pipeline asks Redis ``SCRIPT EXISTS`` before every execution that holds a script
+(a second round trip), and spends more time per command than Redis spends running a short
+script. A ``Batch`` packs its commands as they are, sends them in one write and reads the
+replies in order; an error reply comes back in its place as the exception. Only when Redis
+answers NOSCRIPT (it restarted, or its script cache was flushed) are the scripts loaded and
+the refused commands sent again (a refused command did not run, so this is safe). A lost
+connection is retried by the client's own retry policy, as a pipeline is.
 """
 
 from __future__ import annotations
@@ -13,32 +16,63 @@ from typing import Any
 
 import redis
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
+
+Command = tuple[Any, ...]
 
 
-def queue_script(
-    pipe: redis.client.Pipeline, script: Script, keys: Sequence[Any], args: Sequence[Any]
-) -> None:
-    """Queue one call of ``script`` on ``pipe`` (no ``SCRIPT EXISTS`` check)."""
-    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+class Batch:
+    """Commands to send together; ``execute`` answers their replies in order."""
 
+    __slots__ = ("_client", "commands")
 
-def execute(pipe: redis.client.Pipeline, scripts: Sequence[Script]) -> list[Any]:
-    """Execute ``pipe`` (errors come back in place); reload ``scripts`` on NOSCRIPT."""
-    if not len(pipe):
-        return []
-    commands = [(args, options) for args, options in pipe.command_stack]
-    replies: list[Any] = pipe.execute(raise_on_error=False)
-    refused = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-    if not refused:
-        return replies
-    client = scripts[0].registered_client
-    for script in scripts:
-        client.script_load(script.script)
-    with client.pipeline(transaction=False) as again:
-        for i in refused:
-            args, options = commands[i]
-            again.execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        for i, reply in zip(refused, again.execute(raise_on_error=False), strict=True):
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self.commands: list[Command] = []
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+    def script(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> None:
+        """One call of ``script`` (as ``EVALSHA``: no ``SCRIPT EXISTS`` check)."""
+        self.commands.append(("EVALSHA", script.sha, len(keys), *keys, *args))
+
+    def command(self, *args: Any) -> None:
+        self.commands.append(args)
+
+    def execute(self, scripts: Sequence[Script]) -> list[Any]:
+        """The replies (errors in place, not raised); ``scripts`` reloaded on NOSCRIPT."""
+        if not self.commands:
+            return []
+        replies = self._round_trip(self.commands)
+        refused = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if not refused:
+            return replies
+        for script in scripts:
+            self._client.script_load(script.script)
+        again = self._round_trip([self.commands[i] for i in refused])
+        for i, reply in zip(refused, again, strict=True):
             replies[i] = reply
+        return replies
+
+    def _round_trip(self, commands: Sequence[Command]) -> list[Any]:
+        pool = self._client.connection_pool
+        conn: Any = pool.get_connection()
+        try:
+            replies: list[Any] = conn.retry.call_with_retry(
+                lambda: _send_and_read(conn, commands), lambda _error: conn.disconnect()
+            )
+        finally:
+            pool.release(conn)
+        return replies
+
+
+def _send_and_read(conn: Any, commands: Sequence[Command]) -> list[Any]:
+    conn.send_packed_command(conn.pack_commands(commands))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(conn.read_response())
+        except ResponseError as exc:
+            replies.append(exc)
     return replies

@@ -19,7 +19,7 @@ from celery import Celery
 from trading.market import Tick
 from workers.ticks import scripts
 from workers.ticks.keys import DRAINERS_KEY, READY_KEY, stream_key, subscribers_key
-from workers.ticks.pipelines import execute, queue_script
+from workers.ticks.pipelines import Batch
 
 DRAIN_TASK = "tradefleet.ticks.drain"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -105,10 +105,10 @@ class TickPublisher:
                 args.extend(row)
         if not calls:
             return PublishResult(0, 0, 0)
-        with self._client.pipeline(transaction=False) as pipe:
-            for call_keys, call_args in calls:
-                queue_script(pipe, self._publish, call_keys, call_args)
-            replies = execute(pipe, [self._publish])
+        batch = Batch(self._client)
+        for call_keys, call_args in calls:
+            batch.script(self._publish, call_keys, call_args)
+        replies = batch.execute([self._publish])
         newly = started = 0
         for reply in replies:
             if isinstance(reply, Exception):

@@ -1,0 +1,57 @@
+"""``Batch``: the tick path's commands in one round trip, against the tests' private Redis."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from redis.exceptions import ResponseError
+
+from workers.ticks.pipelines import Batch
+
+pytestmark = pytest.mark.integration
+
+INCRBY = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+
+
+def test_replies_come_back_in_order_with_errors_in_place(redis_client: redis.Redis) -> None:
+    script = redis_client.register_script(INCRBY)
+    redis_client.script_load(INCRBY)
+    redis_client.set("text", "not a number")
+    batch = Batch(redis_client)
+    batch.script(script, ["n"], [5])
+    batch.command("INCRBY", "text", 1)
+    batch.command("GET", "n")
+    batch.script(script, ["n"], [2])
+    replies = batch.execute([script])
+    assert replies[0] == 5
+    assert isinstance(replies[1], ResponseError)
+    assert replies[2:] == [b"5", 7]
+    assert Batch(redis_client).execute([script]) == []
+
+
+def test_scripts_survive_a_flushed_script_cache(redis_client: redis.Redis) -> None:
+    """Scripts go as bare EVALSHA (no SCRIPT EXISTS round trip); after Redis lost its
+    scripts the refused calls are sent again once (after the others), and nothing runs
+    twice."""
+    script = redis_client.register_script(INCRBY)
+    redis_client.script_flush()
+    batch = Batch(redis_client)
+    batch.script(script, ["n"], [1])
+    batch.command("INCRBY", "n", 10)
+    batch.script(script, ["n"], [100])
+    assert batch.execute([script]) == [11, 10, 111]
+    assert int(redis_client.get("n") or 0) == 111
+
+
+def test_a_connection_closed_by_the_server_is_made_again(redis_client: redis.Redis) -> None:
+    """A pooled connection the server dropped (a restart, a client kill) is reconnected by
+    the client's retry policy, as a pipeline's is."""
+    batch = Batch(redis_client)
+    batch.command("CLIENT", "SETNAME", "batch-victim")
+    batch.execute([])
+    killed = redis_client.execute_command("CLIENT", "KILL", "SKIPME", "no", "TYPE", "normal")
+    assert int(killed) >= 1
+    again = Batch(redis_client)
+    again.command("SET", "k", "v")
+    again.command("GET", "k")
+    assert again.execute([]) == [b"OK", b"v"]
