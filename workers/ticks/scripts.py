@@ -148,7 +148,19 @@ local fence = redis.call('INCR', KEYS[2])
 local instrument = string.match(cjson.decode(values[2]), '^([^:]+)')
 local stream = 'md:{' .. instrument .. '}:ticks'
 local cursor = values[1] or '0-0'
-local entries = redis.call('XRANGE', stream, '(' .. cursor, '+', 'COUNT', tonumber(ARGV[3]))
+local count = tonumber(ARGV[3])
+-- Read backwards from the stream's end first: it costs what the new entries cost, where a
+-- forward read from the cursor first walks the entries before it in the cursor's stream node.
+-- Only when there may be more new entries than count is the forward read needed.
+local entries = redis.call('XREVRANGE', stream, '+', '(' .. cursor, 'COUNT', count)
+if #entries < count then
+  local n = #entries
+  for j = 1, math.floor(n / 2) do
+    entries[j], entries[n + 1 - j] = entries[n + 1 - j], entries[j]
+  end
+else
+  entries = redis.call('XRANGE', stream, '(' .. cursor, '+', 'COUNT', count)
+end
 return {1, fence, values, entries, stream}
 """
 
@@ -183,8 +195,7 @@ redis.call('HSET', KEYS[1], '_fence', ARGV[2], '_cursor', ARGV[3], unpack(ARGV, 
 if redis.call('GET', KEYS[4]) == ARGV[1] then
   redis.call('DEL', KEYS[4])
 end
-local newest = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)
-if #newest > 0 and newest[1][1] ~= ARGV[3] then
+if #redis.call('XREVRANGE', KEYS[5], '+', '(' .. ARGV[3], 'COUNT', 1) > 0 then
   redis.call('ZADD', KEYS[6], ARGV[5], ARGV[4])
   return 2
 end
