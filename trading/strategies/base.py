@@ -18,14 +18,13 @@ answer, becomes ``StrategyError`` naming the strategy: that session stops, the o
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from trading.exceptions import BadInput, StrategyError
 from trading.market import Candle
@@ -34,6 +33,7 @@ JsonValue: TypeAlias = "str | int | float | bool | list[JsonValue] | dict[str, J
 """A JSON value. Decimals are stored as strings; floats must be finite."""
 
 JsonObject: TypeAlias = "dict[str, JsonValue]"
+_J = TypeVar("_J")
 
 _MAX_JSON_DEPTH = 64
 
@@ -118,10 +118,10 @@ def call_strategy(
     """
     name = _strategy_name(strategy)
     safe_context = replace(
-        context, candles=tuple(context.candles), state=copy.deepcopy(dict(context.state))
+        context, candles=tuple(context.candles), state=json_copy(dict(context.state))
     )
     try:
-        result = strategy.on_candle(safe_context, copy.deepcopy(dict(args)))
+        result = strategy.on_candle(safe_context, json_copy(dict(args)))
     except Exception as exc:
         raise StrategyError(f"strategy {name!r} failed: {_describe(exc)}") from exc
     if type(result) is not tuple or len(result) != 2:
@@ -147,8 +147,8 @@ def prepare_strategy(strategy: Strategy, raw_args: Mapping[str, object]) -> Prep
         raise StrategyError(f"strategy {name!r} failed validating args: {_describe(exc)}") from exc
     args = _checked_state(name, "args", args)
     try:
-        warmup = strategy.warmup_periods(copy.deepcopy(args))
-        state = strategy.initial_state(copy.deepcopy(args))
+        warmup = strategy.warmup_periods(json_copy(args))
+        state = strategy.initial_state(json_copy(args))
     except Exception as exc:
         raise StrategyError(f"strategy {name!r} failed: {_describe(exc)}") from exc
     if type(warmup) is not int or warmup < 0:
@@ -158,6 +158,17 @@ def prepare_strategy(strategy: Strategy, raw_args: Mapping[str, object]) -> Prep
     return PreparedStrategy(
         args=args, warmup_periods=warmup, state=_checked_state(name, "initial state", state)
     )
+
+
+def json_copy(value: _J) -> _J:
+    """A deep copy of a JSON value (dicts and lists copied, anything else shared: JSON's
+    scalars are immutable): ``copy.deepcopy`` without its memo, several times faster."""
+    kind = type(value)
+    if kind is dict:
+        return {key: json_copy(item) for key, item in value.items()}  # type: ignore[attr-defined,return-value]
+    if kind is list:
+        return [json_copy(item) for item in value]  # type: ignore[attr-defined,return-value]
+    return value
 
 
 def _describe(exc: BaseException) -> str:
@@ -202,7 +213,7 @@ def _checked_state(name: str, what: str, value: object) -> JsonObject:
     problem = _json_problem(value, what, 0)
     if problem is not None:
         raise StrategyError(f"strategy {name!r} returned {what} that is not JSON: {problem}")
-    checked: JsonObject = copy.deepcopy(value)
+    checked: JsonObject = json_copy(value)
     return checked
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models.tables import StrategySnapshotRow
+from workers.ticks.decoded import decoded
 from workers.ticks.step import PROGRESS_FIELD, StepResult, TickProgress
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,12 @@ def snapshot_of(
     if not result.candles:
         return None
     strategy_raw = result.fields.get("strategy", fields["strategy"])
-    progress = TickProgress.from_json(result.fields.get(PROGRESS_FIELD, fields.get(PROGRESS_FIELD)))
+    raw_progress = result.fields.get(PROGRESS_FIELD, fields.get(PROGRESS_FIELD))
+    progress = (
+        decoded(session_id, PROGRESS_FIELD, raw_progress, TickProgress.from_json)
+        if raw_progress
+        else TickProgress()
+    )
     state = json.loads(strategy_raw).get("state", {})
     return StrategySnapshot(
         session_id=session_id,
