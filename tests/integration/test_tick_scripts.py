@@ -30,10 +30,10 @@ def _state(client: redis.Redis, sid: str = SID) -> None:
     client.set(fence_key(sid), 0)
 
 
-def _begin(client: redis.Redis, token: str, sid: str = SID) -> list:
+def _begin(client: redis.Redis, token: str, sid: str = SID, count: int = 100) -> list:
     script = client.register_script(scripts.BEGIN_SESSION)
     keys = [lock_key(sid), fence_key(sid), state_key(sid), READY_KEY]
-    return script(keys=keys, args=[token, 10_000, 100, sid, *BEGIN_FIELDS])
+    return script(keys=keys, args=[token, 10_000, count, sid, *BEGIN_FIELDS])
 
 
 def _end(client: redis.Redis, token: str, fence: int, cursor: str, candles: list[str]) -> int:
@@ -60,6 +60,24 @@ def test_begin_takes_the_lease_and_reads_fields_and_new_ticks(redis_client: redi
     assert [entry_id for entry_id, _ in entries] == [first]
     assert _begin(redis_client, "b") == [0]
     assert redis_client.get(lock_key(SID)) == b"a"
+
+
+@pytest.mark.parametrize("new", [1, 2, 3, 4, 5, 9])
+def test_begin_reads_the_oldest_new_ticks_in_order_at_most_a_batch(
+    redis_client: redis.Redis, new: int
+) -> None:
+    """The new ticks are read backwards from the stream's end when they fit in a batch, and
+    forwards from the cursor when there may be more: either way the oldest ones, in order."""
+    _state(redis_client)
+    stream = stream_key(CONTRACT)
+    ids = [redis_client.xadd(stream, {"t": str(i), "p": "1", "s": "1"}) for i in range(1, 11)]
+    cursor = ids[len(ids) - new - 1]
+    redis_client.hset(state_key(SID), "_cursor", cursor)
+    entries = _begin(redis_client, "a", count=4)[3]
+    assert [entry_id for entry_id, _ in entries] == ids[len(ids) - new :][:4]
+    assert [dict(zip(v[::2], v[1::2], strict=True))[b"t"] for _, v in entries] == [
+        str(i).encode() for i in range(11 - new, 11)
+    ][:4]
 
 
 def test_begin_drops_an_unknown_session_from_the_ready_set(redis_client: redis.Redis) -> None:
