@@ -101,6 +101,11 @@ def processed_total(env: BenchEnv, instruments: Sequence[str]) -> tuple[int, int
     return done, rejected
 
 
+def closed_total(env: BenchEnv, instruments: Sequence[str]) -> int:
+    """Candles closed so far, summed over the sessions' ``_progress``."""
+    return sum(int(json.loads(raw)["candles_closed"]) for raw in env.progress(instruments) if raw)
+
+
 @dataclass(frozen=True, slots=True)
 class FlatOut:
     ticks: int
@@ -133,6 +138,9 @@ class Paced:
     steps: int
     max_publish_lag_ms: float
     latencies_us: list[int]
+    closes: int = 0
+    """Candles closed in the run, over all sessions: the steps that run the strategy (every
+    session closes a 1m candle at each minute boundary, all at once)."""
 
     @classmethod
     def empty(cls) -> Paced:
@@ -172,6 +180,7 @@ def publish_paced(
     prices = paced_prices(instruments, count, seed)
     gc.freeze()  # the prepared ticks would make each full collection pause the feed ~50 ms
     _settle(env, instruments, prices)
+    closed_before = closed_total(env, instruments)
     start = time.time() + 0.05
     sent = 0
     worst_lag = 0.0
@@ -205,6 +214,7 @@ def publish_paced(
         steps=len(samples),
         max_publish_lag_ms=worst_lag * 1000.0,
         latencies_us=samples,
+        closes=closed_total(env, instruments) - closed_before,
     )
 
 

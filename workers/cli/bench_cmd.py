@@ -29,7 +29,12 @@ def bench(
     workers: Annotated[
         int, typer.Option(help="Worker processes serving the ticks queue.")
     ] = _DEFAULT.workers,
-    seconds: Annotated[float, typer.Option(help="Length of each latency run.")] = _DEFAULT.seconds,
+    seconds: Annotated[
+        float,
+        typer.Option(
+            help="Length of each latency run (a whole minute holds one candle close per session)."
+        ),
+    ] = _DEFAULT.seconds,
     rate: Annotated[
         float, typer.Option(help="Ticks/s offered in the latency run.")
     ] = _DEFAULT.rate,
@@ -86,9 +91,10 @@ def summary_table(report: BenchReport) -> Table:
         ("latency high rate", report.latency_big, cfg.big_sessions),
     ):
         where = (
-            f"{paced.achieved_per_s:,.0f} ticks/s over {sessions} sessions, {paced.steps:,} steps"
+            f"{paced.achieved_per_s:,.0f} ticks/s over {sessions} sessions, {paced.steps:,} steps,"
+            f" {paced.closes:,} candle closes"
         )
-        for p in (50, 99):
+        for p in (50, 99, 99.9):
             table.add_row(f"{name} p{p}", f"{paced.percentile_ms(p):.2f} ms", where)
     table.add_row(
         "orders decided", str(report.orders), f"all runs (baseline: {report.baseline_orders})"
