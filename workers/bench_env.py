@@ -29,7 +29,7 @@ from workers.processes import ChildProcesses, celery_worker_argv, ensure_redis
 from workers.runtime import make_publisher
 from workers.sessions import NewSession, create_session
 from workers.settings import Settings
-from workers.ticks.drain import LATENCY_KEY
+from workers.ticks.latency_probe import LATENCY_KEY
 from workers.ticks.publisher import TickPublisher
 
 WORKER_START_TIMEOUT_S = 60.0

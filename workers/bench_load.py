@@ -19,8 +19,8 @@ from trading.market import Candle
 from workers.bench_env import STRATEGY, STRATEGY_ARGS, TIMEFRAME, BenchEnv
 from workers.feeds.synthetic import SyntheticConfig, SyntheticSource
 from workers.sessions import NewSession, build_initial_state
-from workers.ticks.drain import LATENCY_KEY
 from workers.ticks.keys import stream_key
+from workers.ticks.latency_probe import LATENCY_KEY
 from workers.ticks.publisher import RawTick, encode_tick
 from workers.ticks.step import CURSOR_FIELD, SessionStep, StreamEntry
 

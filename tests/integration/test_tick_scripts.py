@@ -14,7 +14,7 @@ from models.codec import candles_key, encode_candle, fence_key, lock_key, state_
 from trading.market import Candle
 from workers.ticks import scripts
 from workers.ticks.keys import READY_KEY, stream_key
-from workers.ticks.lazy_fields import BEGIN_FIELDS, RoundHistory
+from workers.ticks.lazy_fields import RoundHistory
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def _state(client: redis.Redis, sid: str = SID) -> None:
 def _begin(client: redis.Redis, token: str, sid: str = SID, count: int = 100) -> list:
     script = client.register_script(scripts.BEGIN_SESSION)
     keys = [lock_key(sid), fence_key(sid), state_key(sid), READY_KEY]
-    return script(keys=keys, args=[token, 10_000, count, sid, *BEGIN_FIELDS])
+    return script(keys=keys, args=[token, 10_000, count, sid])
 
 
 def _end(client: redis.Redis, token: str, fence: int, cursor: str, candles: list[str]) -> int:
@@ -56,7 +56,7 @@ def test_begin_takes_the_lease_and_reads_fields_and_new_ticks(redis_client: redi
     status, fence, values, entries, stream = _begin(redis_client, "a")
     assert (status, fence, stream) == (1, 1, stream_key(CONTRACT).encode())
     assert values[:2] == [b"0-0", f'"{CONTRACT}:1m"'.encode()]
-    assert len(values) == 2 + len(BEGIN_FIELDS)
+    assert len(values) == 2
     assert [entry_id for entry_id, _ in entries] == [first]
     assert _begin(redis_client, "b") == [0]
     assert redis_client.get(lock_key(SID)) == b"a"

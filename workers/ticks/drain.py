@@ -1,7 +1,8 @@
 """Draining ready sessions: claim a few, run each one's step under its fenced lock, repeat.
 
-Per session: one script takes the lease and fencing token and reads the state fields every
-step needs and the new ticks; ``SessionStep`` folds them (no I/O; the rest of the state and the
+Per session: one script takes the lease and fencing token and reads the new ticks, and a plain
+HMGET behind it (same round trip, under that lease) the state fields every step needs;
+``SessionStep`` folds them (no I/O; the rest of the state and the
 candle history, when a step needs them, are read for the whole round at once); the orders
 the round decides are written to SQL in one transaction and queued for sending; one script
 per session writes the state and cursor (refused if the fence is stale), releases the lock and
@@ -34,6 +35,7 @@ from workers.state import scripts as store_scripts
 from workers.ticks import scripts
 from workers.ticks.events import step_events
 from workers.ticks.keys import DRAINERS_KEY, READY_KEY
+from workers.ticks.latency_probe import LatencyProbe
 from workers.ticks.lazy_fields import BEGIN_FIELDS, LazyFields, RoundHistory, RoundLoader
 from workers.ticks.pipelines import Batch
 from workers.ticks.step import CURSOR_FIELD, SessionStep, StepResult
@@ -53,10 +55,6 @@ IDLE_LINGER_S = 0.2
 """A drain task with nothing to claim polls this long before it stops: under a steady flow of
 ticks drain tasks stay up instead of being restarted (through the broker) for every tick."""
 IDLE_POLL_S = 0.001
-LATENCY_KEY = "tf:latency"
-"""With ``settings.latency_probe``: ages in microseconds (newest first) of the oldest tick of
-each written step, measured when its state write completed (read by ``tradefleet bench``)."""
-LATENCY_KEEP = 500_000
 _KEYS_KEPT = 100_000
 """Sessions whose key names a drainer keeps (the cache is emptied when full)."""
 
@@ -117,7 +115,7 @@ class TickDrainer:
         self._done = client.register_script(scripts.DRAIN_DONE)
         self._unlock = client.register_script(store_scripts.RELEASE)
         self._scripts = (self._begin, self._end, self._claim)
-        self._latency: list[int] = []
+        self._latency = LatencyProbe()
         self._keys: dict[str, _Keys] = {}
         self._risk = RiskBook(client, settings, broker_equity(engine, settings))
 
@@ -156,10 +154,9 @@ class TickDrainer:
         if claimed:
             self.client.zadd(READY_KEY, dict.fromkeys(claimed, _now_ms()), xx=True)
         if self._latency:
-            with self.client.pipeline(transaction=False) as pipe:
-                for command in self._latency_commands():
-                    pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-                pipe.execute()
+            probe = Batch(self.client)
+            probe.commands += self._latency.commands()
+            probe.execute(())
         return DrainReport(sessions, ticks, finished=False)
 
     def _claim_commands(self, drainer_id: str) -> list[tuple[Any, ...]]:
@@ -172,7 +169,7 @@ class TickDrainer:
         return [
             ("ZADD", DRAINERS_KEY, now + settings.drainer_grace_ms, drainer_id),
             ("EVALSHA", self._claim.sha, len(claim_keys), *claim_keys, *claim_args),
-            *self._latency_commands(),
+            *self._latency.commands(),
         ]
 
     def _claimed(self, replies: Sequence[Any]) -> list[str]:
@@ -223,9 +220,11 @@ class TickDrainer:
             begin.script(
                 self._begin,
                 [keys.lock, keys.fence, keys.state, READY_KEY],
-                [token, ttl_ms, batch, session_id, *BEGIN_FIELDS],
+                [token, ttl_ms, batch, session_id],
             )
-        replies = begin.execute(self._scripts)
+            begin.command("HMGET", keys.state, *BEGIN_FIELDS)
+        both = begin.execute(self._scripts)
+        replies, values = both[::2], both[1::2]
         held: dict[str, str] = {}
         steps: list[_Step] = []
         retry: dict[str, int] = {}
@@ -235,7 +234,9 @@ class TickDrainer:
         loader, history = RoundLoader(self.client), RoundHistory(self.client)
         begun: list[tuple[str, _Keys, int, LazyFields, Sequence[Any], str, _History]] = []
         try:
-            for session_id, keys, reply in zip(session_ids, session_keys, replies, strict=True):
+            for session_id, keys, reply, read_values in zip(
+                session_ids, session_keys, replies, values, strict=True
+            ):
                 if isinstance(reply, Exception):
                     log.error("session %s: begin failed (%s); retrying", session_id, reply)
                     retry[session_id] = ERROR_RETRY_MS
@@ -249,7 +250,12 @@ class TickDrainer:
                     retry[session_id] = BUSY_RETRY_MS
                     continue
                 held[session_id] = token
-                fields = loader.fields(keys.state, reply[2])
+                if isinstance(read_values, Exception):
+                    log.error("session %s: reading its state failed (%s)", session_id, read_values)
+                    self._release(session_id, held.pop(session_id))
+                    retry[session_id] = ERROR_RETRY_MS
+                    continue
+                fields = loader.fields(keys.state, [*reply[2], *read_values])
                 read = history.reader(keys.candles)
                 fence, stream = int(reply[1]), _text(reply[4])
                 begun.append((session_id, keys, fence, fields, reply[3], stream, read))
@@ -379,7 +385,7 @@ class TickDrainer:
             if item.snapshot is not None:
                 snapshots.append(item.snapshot)
             if item.oldest is not None:
-                self._sample_latency(item.oldest)
+                self._latency.sample(item.oldest)
         self._save_snapshots(snapshots)
         return consumed
 
@@ -397,21 +403,6 @@ class TickDrainer:
             request_recovery(self.client, self.engine, self.settings, self._send_task, session_id)
         except Exception:
             log.exception("session %s: recovery not queued", session_id)
-
-    def _sample_latency(self, oldest: Mapping[bytes, bytes]) -> None:
-        try:
-            tick_ms = int(oldest[b"t"])
-        except (KeyError, ValueError):
-            return
-        self._latency.append(time.time_ns() // 1_000 - tick_ms * 1_000)
-
-    def _latency_commands(self) -> list[tuple[Any, ...]]:
-        """The samples gathered so far, sent with the next claim (no round trip of their
-        own)."""
-        if not self._latency:
-            return []
-        samples, self._latency = self._latency, []
-        return [("LPUSH", LATENCY_KEY, *samples), ("LTRIM", LATENCY_KEY, 0, LATENCY_KEEP - 1)]
 
     def _release(self, session_id: str, token: str) -> None:
         self._unlock(keys=[lock_key(session_id)], args=[token])

@@ -1,6 +1,6 @@
-"""What a tick step reads: the state fields every step needs come with the begin script's
-reply; the rest of the state hash and the candle history are read on demand, for every step
-of the round at once."""
+"""What a tick step reads: the state fields every step needs are read in the begin round
+trip (an HMGET behind the begin script); the rest of the state hash and the candle history are
+read on demand, for every step of the round at once."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ BEGIN_FIELDS = (
     "contract_details",
     "account_pnl_info",
 )
-"""Fields read by the begin script besides ``_cursor`` and ``candle_key``: what every step
+"""Fields read in the begin round trip besides ``_cursor`` and ``candle_key`` (which the begin
+script reads and returns): what every step
 reads (``orders``: the protective stop the step watches follows from them;
 ``contract_details`` and ``account_pnl_info``: a step marks an open position to market, and
 without them every step of a session holding a position would read its whole hash, and with
@@ -33,7 +34,7 @@ _BEGUN = (CURSOR_FIELD, "candle_key", *BEGIN_FIELDS)
 
 class RoundLoader:
     """Reads whole state hashes for the steps of one round: when one step needs a field the
-    begin script did not read, the hashes of every step of the round not loaded yet are read
+    begin round trip did not read, the hashes of every step of the round not loaded yet are read
     in one pipeline (steps that close a candle come together: at a candle's end, every
     session's step closes one)."""
 
@@ -122,7 +123,7 @@ class RoundHistory:
 
 
 class LazyFields(Mapping[str, str]):
-    """The state fields the begin script read; the first look-up of any other field reads
+    """The state fields read in the begin round trip; the first look-up of any other field reads
     the whole hash (under the same lease: nobody else writes meanwhile). Values are kept as
     read and decoded to text when first looked up: most steps look at a few of them."""
 

@@ -130,13 +130,14 @@ return 1
 """
 
 BEGIN_SESSION = """
--- KEYS: lock, fence, state, ready   ARGV: token, ttl_ms, count, session_id, field...
--- Takes the lease and a fencing token, and reads the named fields of the state hash and the
--- ticks after the session's cursor, in one step (the drainer reads any other field it needs
--- later, still under the lease). The stream is the one named by the session's candle_key.
+-- KEYS: lock, fence, state, ready   ARGV: token, ttl_ms, count, session_id
+-- Takes the lease and a fencing token, and reads the ticks after the session's cursor, in one
+-- step. The stream is the one named by the session's candle_key. The drainer reads the state
+-- fields it needs with a plain HMGET sent right behind this script, under the lease just
+-- taken (what passes through a script costs Redis several times more than a command's reply).
 -- Returns {-1} unknown session (dropped from the ready set), {0} busy,
--- {1, fence, {value or false, ...}, entries, stream}.
-local values = redis.call('HMGET', KEYS[3], '_cursor', 'candle_key', unpack(ARGV, 5))
+-- {1, fence, {_cursor or false, candle_key}, entries, stream}.
+local values = redis.call('HMGET', KEYS[3], '_cursor', 'candle_key')
 if not values[2] and redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('ZREM', KEYS[4], ARGV[4])
   return {-1}
