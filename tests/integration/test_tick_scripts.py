@@ -4,15 +4,22 @@ re-readies the session only when its stream holds entries past the new cursor.""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import redis
 
 from models.codec import candles_key, encode_candle, fence_key, lock_key, state_key
 from trading.market import Candle
+from workers.db import dispose_engines, engine_for, upgrade
+from workers.sessions import NewSession, create_session
+from workers.settings import Settings
 from workers.ticks import scripts
+from workers.ticks.drain import TickDrainer
 from workers.ticks.keys import READY_KEY, stream_key
 from workers.ticks.lazy_fields import RoundHistory
 
@@ -155,3 +162,53 @@ def test_round_history_reads_later_steps_with_the_first(redis_client: redis.Redi
         redis_client.delete(key)
     assert readers[1](1) == [_candle(4)], "read with the first step's"
     assert readers[2](3) == [], "more than were read: its own read"
+
+
+def test_a_drainer_reads_the_state_again_when_its_begin_script_was_resent(
+    redis_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """After Redis lost its scripts, the begin scripts go again after the HMGETs queued behind
+    them: those read the state before the lease was taken, so the drainer reads it again."""
+    settings = Settings(
+        redis_url=redis_url,
+        paper_broker_url=redis_url.rsplit("/", 1)[0] + "/1",
+        database_url=sqlite_url,
+        data_dir=tmp_path,
+    )
+    upgrade(settings.sqlalchemy_url)
+    request = NewSession(
+        name="resent",
+        account="resent",
+        product="ES",
+        contract=CONTRACT,
+        strategy="sma_cross",
+        strategy_args={"fast": "2", "slow": "3"},
+        feed="synthetic",
+    )
+    sids = [
+        create_session(
+            settings, replace(request, name=f"resent-{n}", account=f"resent-{n}")
+        ).session.id
+        for n in range(2)
+    ]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        drainer = TickDrainer(client, engine_for(settings.sqlalchemy_url), settings, _no_send)
+        entry = client.xadd(stream_key(CONTRACT), {"t": "1700000000000", "p": "4000.25", "s": "1"})
+        client.script_flush()
+        client.config_resetstat()
+        assert drainer.process_many(sids) == 2
+        # per session: the resent begin script's own HMGET, the one queued behind it, and the
+        # one read again under the lease
+        assert client.info("commandstats")["cmdstat_hmget"]["calls"] == 3 * len(sids)
+        for sid in sids:
+            assert client.hget(state_key(sid), "_cursor") == entry
+            partial = json.loads(client.hget(state_key(sid), "latest_partial_candle") or b"null")
+            assert partial["close"] == "4000.25"
+    finally:
+        client.close()
+        dispose_engines()
+
+
+def _no_send(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("no order is decided on one tick")

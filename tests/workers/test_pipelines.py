@@ -40,18 +40,35 @@ def test_scripts_survive_a_flushed_script_cache(redis_client: redis.Redis) -> No
     batch.command("INCRBY", "n", 10)
     batch.script(script, ["n"], [100])
     assert batch.execute([script]) == [11, 10, 111]
+    assert batch.resent == [0, 2]
     assert int(redis_client.get("n") or 0) == 111
 
 
-def test_a_connection_closed_by_the_server_is_made_again(redis_client: redis.Redis) -> None:
+def test_a_connection_closed_by_the_server_is_made_again(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
     """A pooled connection the server dropped (a restart, a client kill) is reconnected by
     the client's retry policy, as a pipeline's is."""
-    batch = Batch(redis_client)
-    batch.command("CLIENT", "SETNAME", "batch-victim")
-    batch.execute([])
-    killed = redis_client.execute_command("CLIENT", "KILL", "SKIPME", "no", "TYPE", "normal")
-    assert int(killed) >= 1
+    first = Batch(redis_client)
+    first.command("CLIENT", "ID")
+    (victim,) = first.execute()
+    other = redis.Redis.from_url(redis_url)
+    assert other.execute_command("CLIENT", "KILL", "ID", victim) == 1
+    other.close()
     again = Batch(redis_client)
+    again.command("CLIENT", "ID")
     again.command("SET", "k", "v")
     again.command("GET", "k")
-    assert again.execute([]) == [b"OK", b"v"]
+    new_id, *rest = again.execute()
+    assert new_id != victim
+    assert rest == [b"OK", b"v"]
+
+
+def test_execute_checked_raises_the_first_error(redis_client: redis.Redis) -> None:
+    redis_client.set("text", "not a number")
+    batch = Batch(redis_client)
+    batch.command("SET", "k", "v")
+    batch.command("INCRBY", "text", 1)
+    with pytest.raises(ResponseError):
+        batch.execute_checked()
+    assert redis_client.get("k") == b"v"

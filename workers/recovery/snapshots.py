@@ -21,8 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models.tables import StrategySnapshotRow
-from workers.ticks.decoded import decoded
-from workers.ticks.step import PROGRESS_FIELD, StepResult, TickProgress
+from workers.ticks.step import PROGRESS_FIELD, StepResult, progress_of
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +64,8 @@ def snapshot_of(
     if not result.candles:
         return None
     strategy_raw = result.fields.get("strategy", fields["strategy"])
-    raw_progress = result.fields.get(PROGRESS_FIELD, fields.get(PROGRESS_FIELD))
-    progress = (
-        decoded(session_id, PROGRESS_FIELD, raw_progress, TickProgress.from_json)
-        if raw_progress
-        else TickProgress()
+    progress = progress_of(
+        session_id, result.fields.get(PROGRESS_FIELD, fields.get(PROGRESS_FIELD))
     )
     state = json.loads(strategy_raw).get("state", {})
     return StrategySnapshot(

@@ -2,11 +2,11 @@
 
 Per session: one script takes the lease and fencing token and reads the new ticks, and a plain
 HMGET behind it (same round trip, under that lease) the state fields every step needs;
-``SessionStep`` folds them (no I/O; the rest of the state and the
-candle history, when a step needs them, are read for the whole round at once); the orders
-the round decides are written to SQL in one transaction and queued for sending; one script
-per session writes the state and cursor (refused if the fence is stale), releases the lock and
-marks the session ready again if ticks remain. Work is proportional to the new ticks.
+``SessionStep`` folds them (no I/O; the rest of the state and the candle history, when a step
+needs them, are read for the whole round at once); the orders the round decides are written
+to SQL in one transaction and queued for sending; one script per session writes the state
+and cursor (refused if the fence is stale), releases the lock and marks the session ready
+again if ticks remain. Work is proportional to the new ticks.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class TickDrainer:
         if self._latency:
             probe = Batch(self.client)
             probe.commands += self._latency.commands()
-            probe.execute(())
+            probe.execute_checked()
         return DrainReport(sessions, ticks, finished=False)
 
     def _claim_commands(self, drainer_id: str) -> list[tuple[Any, ...]]:
@@ -225,6 +225,8 @@ class TickDrainer:
             begin.command("HMGET", keys.state, *BEGIN_FIELDS)
         both = begin.execute(self._scripts)
         replies, values = both[::2], both[1::2]
+        if begin.resent:
+            values = self._read_again(begin.resent, session_keys, values)
         held: dict[str, str] = {}
         steps: list[_Step] = []
         retry: dict[str, int] = {}
@@ -279,6 +281,18 @@ class TickDrainer:
             for session_id, token in held.items():
                 self._release(session_id, token)
         return consumed, claimed
+
+    def _read_again(
+        self, resent: Sequence[int], session_keys: Sequence[_Keys], values: list[Any]
+    ) -> list[Any]:
+        """State fields read again for begins resent (NOSCRIPT): the first ran before them."""
+        again = Batch(self.client)
+        sessions = [index // 2 for index in resent]
+        for index in sessions:
+            again.command("HMGET", session_keys[index].state, *BEGIN_FIELDS)
+        for index, reply in zip(sessions, again.execute(), strict=True):
+            values[index] = reply
+        return values
 
     def _session_keys(self, session_id: str) -> _Keys:
         """The key names of a session (made once per session: each checks the id)."""

@@ -56,10 +56,8 @@ class RoundLoader:
         batch = Batch(self._client)
         for fields in wanted:
             batch.command("HGETALL", fields.key)
-        for fields, flat in zip(wanted, batch.execute(()), strict=True):
-            if isinstance(flat, Exception):
-                raise flat
-            fields.fill(dict(zip(flat[::2], flat[1::2], strict=True)))
+        for fields, flat in zip(wanted, batch.execute_checked(), strict=True):
+            fields.fill(flat)
 
 
 _CANDLES: dict[bytes, Candle] = {}
@@ -113,10 +111,7 @@ class RoundHistory:
         batch = Batch(self._client)
         for k in keys:
             batch.command("LRANGE", k, -count, -1)
-        replies: list[list[bytes]] = batch.execute(())
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+        replies: list[list[bytes]] = batch.execute_checked()
         for k, raws in zip(keys[1:], replies[1:], strict=True):
             self._read[k] = (count, raws)
         return replies[0]
@@ -165,9 +160,9 @@ class LazyFields(Mapping[str, str]):
         if not self.loaded:
             self._loader.load(self)
 
-    def fill(self, flat: Mapping[bytes, bytes]) -> None:
-        """The whole hash as read (``RoundLoader``)."""
-        self._raw = {_text(name): value for name, value in flat.items()}
+    def fill(self, flat: Sequence[bytes]) -> None:
+        """The whole hash as read (``RoundLoader``: HGETALL's name, value, ... reply)."""
+        self._raw = {_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
         self._text = {}
         self.loaded = True
 

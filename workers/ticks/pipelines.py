@@ -24,11 +24,13 @@ Command = tuple[Any, ...]
 class Batch:
     """Commands to send together; ``execute`` answers their replies in order."""
 
-    __slots__ = ("_client", "commands")
+    __slots__ = ("_client", "commands", "resent")
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
         self.commands: list[Command] = []
+        self.resent: list[int] = []
+        """The commands ``execute`` sent a second time, after the others (NOSCRIPT)."""
 
     def __len__(self) -> int:
         return len(self.commands)
@@ -40,7 +42,7 @@ class Batch:
     def command(self, *args: Any) -> None:
         self.commands.append(args)
 
-    def execute(self, scripts: Sequence[Script]) -> list[Any]:
+    def execute(self, scripts: Sequence[Script] = ()) -> list[Any]:
         """The replies (errors in place, not raised); ``scripts`` reloaded on NOSCRIPT."""
         if not self.commands:
             return []
@@ -53,6 +55,15 @@ class Batch:
         again = self._round_trip([self.commands[i] for i in refused])
         for i, reply in zip(refused, again, strict=True):
             replies[i] = reply
+        self.resent = refused
+        return replies
+
+    def execute_checked(self) -> list[Any]:
+        """The replies, the first error among them raised (commands without scripts)."""
+        replies = self.execute()
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         return replies
 
     def _round_trip(self, commands: Sequence[Command]) -> list[Any]:

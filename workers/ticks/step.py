@@ -131,7 +131,7 @@ class SessionStep:
         self._position: OpenPosition | object | None = _UNREAD
         self._fields = fields
         self._history = history
-        self.progress = _progress_of(session_id, fields.get(PROGRESS_FIELD))
+        self.progress = progress_of(session_id, fields.get(PROGRESS_FIELD))
         self.info: SessionInfo = decoded(session_id, "session", fields["session"])
         self.result = StepResult()
 
@@ -466,7 +466,7 @@ class SessionStep:
         )
 
 
-def _progress_of(session_id: str, raw: str | None) -> TickProgress:
+def progress_of(session_id: str, raw: str | None) -> TickProgress:
     """The tick path's counters of this text (``TickProgress`` is frozen; ``run`` copies its
     ``rejected`` before counting)."""
     if not raw:
@@ -489,4 +489,5 @@ __all__ = [
     "StepResult",
     "TickProgress",
     "entry_to_tick",
+    "progress_of",
 ]
