@@ -17,6 +17,7 @@ Phases (all against a private redis-server, SQLite file and Celery workers start
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -228,4 +229,21 @@ def _say_paced(say: Say, paced: Paced) -> None:
         f"p50 {paced.percentile_ms(50):.2f} ms, p99 {paced.percentile_ms(99):.2f} ms, "
         f"p99.9 {paced.percentile_ms(99.9):.2f} ms, max {paced.percentile_ms(100):.2f} ms, "
         f"{paced.closes:,} candle closes (publisher lag max {paced.max_publish_lag_ms:.1f} ms)"
+    )
+    if paced.cpu is not None:
+        say(f"  cpu: {cpu_summary(paced)}")
+
+
+def cpu_summary(paced: Paced) -> str:
+    """Microseconds of CPU per step by part, and the cores they kept busy (of this machine's)."""
+    cpu = paced.cpu
+    if cpu is None:
+        return "not measured"
+    parts = ", ".join(
+        f"{name} {paced.cpu_per_step_us(seconds):.0f}" for name, seconds in cpu.parts().items()
+    )
+    unknown = "" if cpu.known else " (worker processes not readable here)"
+    return (
+        f"{paced.cpu_per_step_us(cpu.total_s):.0f} us per step ({parts}); "
+        f"{cpu.cores():.2f} of {os.cpu_count()} cores busy{unknown}"
     )

@@ -16,6 +16,7 @@ from models.codec import encode_state
 from trading.contracts import product_of
 from trading.exceptions import ServiceUnavailable
 from trading.market import Candle
+from workers.bench_cpu import WORKER_GROUPS, CpuReading, CpuSpent, read_cpu
 from workers.bench_env import STRATEGY, STRATEGY_ARGS, TIMEFRAME, BenchEnv
 from workers.feeds.synthetic import SyntheticConfig, SyntheticSource
 from workers.sessions import NewSession, build_initial_state
@@ -141,11 +142,17 @@ class Paced:
     closes: int = 0
     """Candles closed in the run, over all sessions: the steps that run the strategy (every
     session closes a 1m candle at each minute boundary, all at once)."""
+    cpu: CpuSpent | None = None
+    """Where the CPU went, from the first tick sent until every session was drained."""
 
     @classmethod
     def empty(cls) -> Paced:
         """A phase not run."""
         return cls(0.0, 0.0, 0, 0, 0.0, [])
+
+    def cpu_per_step_us(self, seconds: float) -> float:
+        """``seconds`` of CPU spread over the run's steps, in microseconds."""
+        return seconds / self.steps * 1e6 if self.steps else 0.0
 
     def percentile_ms(self, p: float) -> float:
         return percentile(self.latencies_us, p) / 1000.0
@@ -181,6 +188,7 @@ def publish_paced(
     gc.freeze()  # the prepared ticks would make each full collection pause the feed ~50 ms
     _settle(env, instruments, prices)
     closed_before = closed_total(env, instruments)
+    cpu_before = _cpu(env)
     start = time.time() + 0.05
     sent = 0
     worst_lag = 0.0
@@ -206,6 +214,7 @@ def publish_paced(
     elapsed = time.time() - start
     gc.unfreeze()
     wait_drained(env, instruments, timeout_s=60.0 + seconds)
+    cpu = CpuSpent.between(cpu_before, _cpu(env))
     samples = _final_samples(env)
     return Paced(
         offered_per_s=rate,
@@ -215,7 +224,15 @@ def publish_paced(
         max_publish_lag_ms=worst_lag * 1000.0,
         latencies_us=samples,
         closes=closed_total(env, instruments) - closed_before,
+        cpu=cpu,
     )
+
+
+def _cpu(env: BenchEnv) -> CpuReading:
+    leaders = {
+        name: proc.pid for name, proc in env.children.children.items() if name in WORKER_GROUPS
+    }
+    return read_cpu(env.client, leaders)
 
 
 def _settle(

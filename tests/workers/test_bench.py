@@ -52,3 +52,8 @@ def test_reduced_bench_prints_every_figure_as_its_last_line() -> None:
     assert figures["latency_p50_ms"] <= figures["latency_p99_ms"]
     assert any("flat out: 4,000 ticks" in line for line in lines), done.stdout
     assert any("tradefleet tick path" in line for line in lines), done.stdout
+    cpu_lines = [line for line in lines if line.strip().startswith("cpu: ")]
+    assert len(cpu_lines) == 2, done.stdout  # one per latency run
+    for line in cpu_lines:
+        assert "us per step (redis " in line and "tick workers " in line, line
+        assert "not readable" not in line, line

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from workers.bench import BenchConfig, BenchReport, Phase, run_bench
+from workers.bench import BenchConfig, BenchReport, Phase, cpu_summary, run_bench
 
 _DEFAULT = BenchConfig()
 
@@ -96,6 +96,9 @@ def summary_table(report: BenchReport) -> Table:
         )
         for p in (50, 99, 99.9):
             table.add_row(f"{name} p{p}", f"{paced.percentile_ms(p):.2f} ms", where)
+        if paced.cpu is not None and paced.steps:
+            per_step = paced.cpu_per_step_us(paced.cpu.total_s)
+            table.add_row(f"{name} cpu", f"{per_step:.0f} us/step", cpu_summary(paced))
     table.add_row(
         "orders decided", str(report.orders), f"all runs (baseline: {report.baseline_orders})"
     )
