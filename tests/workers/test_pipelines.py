@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 import redis
 from redis.exceptions import ResponseError
@@ -72,3 +74,28 @@ def test_execute_checked_raises_the_first_error(redis_client: redis.Redis) -> No
     with pytest.raises(ResponseError):
         batch.execute_checked()
     assert redis_client.get("k") == b"v"
+
+
+def test_values_are_packed_as_redis_py_packs_them(redis_client: redis.Redis) -> None:
+    """Every kind of value the tick path sends arrives as redis-py would have sent it."""
+    values: tuple[object, ...] = ("plain", "caf\u00e9", b"\x00\xffbytes", 7, -3, 2.5, 0.1 + 0.2)
+    batch = Batch(redis_client)
+    batch.command("RPUSH", "values", *values)
+    batch.command("LRANGE", "values", 0, -1)
+    _, stored = batch.execute_checked()
+    redis_client.delete("values")
+    redis_client.rpush("values", *values)  # type: ignore[arg-type]
+    assert stored == redis_client.lrange("values", 0, -1)
+    assert stored[1] == "caf\u00e9".encode()
+    assert stored[6] == repr(0.1 + 0.2).encode()
+
+
+def test_a_value_redis_cannot_take_is_refused_before_anything_is_sent(
+    redis_client: redis.Redis,
+) -> None:
+    batch = Batch(redis_client)
+    batch.command("SET", "sent", "v")
+    batch.command("SET", "k", Decimal("1.25"))
+    with pytest.raises(redis.DataError):
+        batch.execute()
+    assert redis_client.exists("sent") == 0

@@ -2,10 +2,10 @@
 
 redis-py's pipeline asks Redis ``SCRIPT EXISTS`` before every execution that holds a script
 (a second round trip), and spends more time per command than Redis spends running a short
-script. A ``Batch`` packs its commands as they are, sends them in one write and reads the
-replies in order; an error reply comes back in its place as the exception. Only when Redis
-answers NOSCRIPT (it restarted, or its script cache was flushed) are the scripts loaded and
-the refused commands sent again (a refused command did not run, so this is safe). A lost
+script. A ``Batch`` packs its commands as they are (with hiredis), sends them in one write
+and reads the replies in order; an error reply comes back in its place as the exception. Only
+when Redis answers NOSCRIPT (it restarted, or its script cache was flushed) are the scripts
+loaded and the refused commands sent again (a refused command did not run, so this is safe). A lost
 connection is retried by the client's own retry policy, as a pipeline is.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import hiredis
 import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError, ResponseError
@@ -79,7 +80,7 @@ class Batch:
 
 
 def _send_and_read(conn: Any, commands: Sequence[Command]) -> list[Any]:
-    conn.send_packed_command(conn.pack_commands(commands))
+    conn.send_packed_command([packed(commands)])
     replies: list[Any] = []
     for _ in commands:
         try:
@@ -87,3 +88,16 @@ def _send_and_read(conn: Any, commands: Sequence[Command]) -> list[Any]:
         except ResponseError as exc:
             replies.append(exc)
     return replies
+
+
+def packed(commands: Sequence[Command]) -> bytes:
+    """The commands in Redis's protocol, as one buffer (one write to the socket).
+
+    Each command is packed by hiredis as it is: its first element is the command's name (no
+    "SCRIPT LOAD" split at the space, as redis-py does), and every element is bytes, str, int
+    or float (anything else raises ``redis.DataError``).
+    """
+    try:
+        return b"".join([hiredis.pack_command(command) for command in commands])
+    except TypeError as exc:
+        raise redis.DataError(str(exc)) from exc
