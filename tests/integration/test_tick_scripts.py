@@ -4,6 +4,7 @@ re-readies the session only when its stream holds entries past the new cursor.""
 
 from __future__ import annotations
 
+import gc
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -164,11 +165,9 @@ def test_round_history_reads_later_steps_with_the_first(redis_client: redis.Redi
     assert readers[2](3) == [], "more than were read: its own read"
 
 
-def test_a_drainer_reads_the_state_again_when_its_begin_script_was_resent(
-    redis_url: str, sqlite_url: str, tmp_path: Path
-) -> None:
-    """After Redis lost its scripts, the begin scripts go again after the HMGETs queued behind
-    them: those read the state before the lease was taken, so the drainer reads it again."""
+def _sessions(
+    redis_url: str, sqlite_url: str, tmp_path: Path, name: str, count: int
+) -> tuple[Settings, list[str]]:
     settings = Settings(
         redis_url=redis_url,
         paper_broker_url=redis_url.rsplit("/", 1)[0] + "/1",
@@ -177,8 +176,8 @@ def test_a_drainer_reads_the_state_again_when_its_begin_script_was_resent(
     )
     upgrade(settings.sqlalchemy_url)
     request = NewSession(
-        name="resent",
-        account="resent",
+        name=name,
+        account=name,
         product="ES",
         contract=CONTRACT,
         strategy="sma_cross",
@@ -187,10 +186,19 @@ def test_a_drainer_reads_the_state_again_when_its_begin_script_was_resent(
     )
     sids = [
         create_session(
-            settings, replace(request, name=f"resent-{n}", account=f"resent-{n}")
+            settings, replace(request, name=f"{name}-{n}", account=f"{name}-{n}")
         ).session.id
-        for n in range(2)
+        for n in range(count)
     ]
+    return settings, sids
+
+
+def test_a_drainer_reads_the_state_again_when_its_begin_script_was_resent(
+    redis_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """After Redis lost its scripts, the begin scripts go again after the HMGETs queued behind
+    them: those read the state before the lease was taken, so the drainer reads it again."""
+    settings, sids = _sessions(redis_url, sqlite_url, tmp_path, "resent", 2)
     client = redis.Redis.from_url(redis_url)
     try:
         drainer = TickDrainer(client, engine_for(settings.sqlalchemy_url), settings, _no_send)
@@ -205,6 +213,33 @@ def test_a_drainer_reads_the_state_again_when_its_begin_script_was_resent(
             assert client.hget(state_key(sid), "_cursor") == entry
             partial = json.loads(client.hget(state_key(sid), "latest_partial_candle") or b"null")
             assert partial["close"] == "4000.25"
+    finally:
+        client.close()
+        dispose_engines()
+
+
+def test_a_round_leaves_no_reference_cycle_for_the_collector(
+    redis_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """What a round builds is freed when it ends: garbage the collector must find would make
+    its collections longer and more frequent in every drainer, on every round."""
+    settings, sids = _sessions(redis_url, sqlite_url, tmp_path, "cycles", 3)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        drainer = TickDrainer(client, engine_for(settings.sqlalchemy_url), settings, _no_send)
+        client.xadd(stream_key(CONTRACT), {"t": "1700000000000", "p": "4000.25", "s": "1"})
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            assert drainer.process_many(sids) == 3
+            gc.collect()
+            left = sorted({type(o).__module__ for o in gc.garbage})
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+        assert [module for module in left if module.startswith("workers.")] == []
     finally:
         client.close()
         dispose_engines()

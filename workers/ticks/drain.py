@@ -278,6 +278,7 @@ class TickDrainer:
             consumed, claimed = self._end_all(steps, retry, claim_for)
             held.clear()
         finally:
+            loader.close()
             for session_id, token in held.items():
                 self._release(session_id, token)
         return consumed, claimed

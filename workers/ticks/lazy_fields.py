@@ -50,6 +50,11 @@ class RoundLoader:
         self._pending.append(fields)
         return fields
 
+    def close(self) -> None:
+        """Forget the round's fields (they refer to this loader: without this, each round would
+        leave a reference cycle that only the garbage collector frees)."""
+        self._pending = []
+
     def load(self, first: LazyFields) -> None:
         wanted = [first, *(f for f in self._pending if f is not first and not f.loaded)]
         self._pending = []
