@@ -455,7 +455,7 @@ class SessionStep:
         self.result.events.append(StepEvent("strategy", "error", message, {}))
 
     def _mark_to_market(self, price: Decimal) -> None:
-        position: OpenPosition | None = self._get("open_position")
+        position = self._open_position()
         if position is None or position.quantity == 0 or position.average_price is None:
             return
         details: ContractDetails = self._get("contract_details")
