@@ -5,9 +5,11 @@ starts one roll per session inside its window, on the session's clock."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +25,7 @@ from workers.rolls import records
 from workers.rolls.chain import check_rolls
 from workers.rolls.records import RollExists
 from workers.sessions import NewSession, create_session
+from workers.state.store import StateChanges
 
 pytestmark = pytest.mark.integration
 
@@ -73,6 +76,50 @@ def test_long_short_and_flat_sessions_roll_to_the_next_contract(
             partial = rig.state(sid).latest_partial_candle
             assert partial is not None and partial.close == prices.new + 4
             assert rig.cursor(sid) == rig.last_id(NEW_CONTRACT)
+
+
+def _set_strategy(rig: RollRig, session_id: str, **changes: Any) -> None:
+    """The session's stored strategy reference with ``changes`` (state, args), under its lock."""
+    with rig.rt.store.locked(session_id, wait_s=5) as lease:
+        strategy = replace(lease.value("strategy"), **changes)
+        rig.rt.store.write(lease, StateChanges.of({"strategy": strategy}))
+
+
+def test_a_stop_held_in_strategy_state_moves_with_the_roll(
+    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+) -> None:
+    """breakout remembers its stop in its state: the roll moves it by the spread, as it moves
+    the candles. A strategy whose state cannot be moved (its stored args are broken here)
+    stops trading, with an error event; its roll still ends and its state is kept."""
+    quiet = ("breakout", (("lookback", "400"), ("atr_period", "3")))
+    with RollRig(redis_url, tmp_path / "run") as rig:
+        held = rig.create("held", "ACC-HELD", quiet)
+        broken = rig.create("broken", "ACC-BROKEN", quiet)
+        rig.worker(start_worker)
+        ticks = rig.prime()
+        rig.give_position(held, "ACC-HELD", 1, ticks[0].time)
+        stop = ticks[-1].price - Decimal("12.50")
+        _set_strategy(rig, held, state={"stop": str(stop), "stop_side": 1})
+        _set_strategy(rig, broken, args={"lookback": "many"})
+        before = {sid: rig.state(sid) for sid in (held, broken)}
+        rolls = {sid: rig.start_roll(sid) for sid in (held, broken)}
+        prices = Prices(ticks[-1].price + Decimal("0.25"), ticks[-1].price + Decimal("4.75"))
+        rig.price(ticks[-1].time, prices)
+        done = {
+            sid: rig.wait_status(roll.id, "done", "failed", "needs_operator")
+            for sid, roll in rolls.items()
+        }
+        assert_rolled(rig, held, "ACC-HELD", done[held], 1, before[held], prices)
+        moved = rig.state(held).strategy.state
+        assert moved["stop_side"] == 1
+        assert isinstance(moved["stop"], str) and Decimal(moved["stop"]) == stop + prices.spread
+
+        after = rig.state(broken)
+        assert (done[broken].status, after.session.contract) == ("done", NEW_CONTRACT)
+        assert not after.trading
+        assert after.strategy == before[broken].strategy
+        messages = [e.message for e in rig.roll_events(broken) if e.severity == "error"]
+        assert any("failed at a roll" in m and "stops trading" in m for m in messages), messages
 
 
 def test_ticks_during_a_roll_do_not_run_the_strategy(

@@ -14,6 +14,7 @@ from trading.strategies import (
     JsonValue,
     Signal,
     StrategyContext,
+    call_roll_state,
     call_strategy,
     prepare_strategy,
 )
@@ -317,3 +318,59 @@ def test_prepare_strategy() -> None:
 
     with pytest.raises(StrategyError, match="'scripted' failed: KeyError"):
         prepare_strategy(BadWarmup(), {})  # type: ignore[arg-type]
+
+
+# --- rolls ------------------------------------------------------------------------------
+
+
+def test_breakout_stop_moves_with_the_candles_at_a_roll() -> None:
+    """Held long with a stop at 97.75; the new contract trades 3.25 above the old one, so the
+    candles are back-adjusted up 3.25 and the stop with them, to 101.00: a close of 100.75
+    crosses it (against the old 97.75 it would read as far above the stop)."""
+    strategy = Breakout()
+    args = prepare_strategy(strategy, BREAKOUT_ARGS).args
+    held: JsonObject = {"stop": "97.75", "stop_side": 1}
+    rolled = call_roll_state(strategy, held, args, Decimal("3.25"))
+    assert rolled == {"stop": "101.00", "stop_side": 1}
+    old = [("100", "101", "95", "100")] * 4 + [("100", "100.5", "97", "97.5")]
+    adjusted = [
+        bar(i, *(str(Decimal(p) + Decimal("3.25")) for p in prices)) for i, prices in enumerate(old)
+    ]
+    signals, after = call_strategy(strategy, context(adjusted, 1, rolled), args)
+    assert [(s.target_position, s.reason) for s in signals] == [
+        (0, "close 100.75 crossed stop 101.00")
+    ]
+    assert after == {"stop": None, "stop_side": 0}
+    signals, _ = call_strategy(strategy, context(adjusted[:4], 1, rolled), args)
+    assert signals == [], "103.25 is above the moved stop: held"
+    flat: JsonObject = {"stop": None, "stop_side": 0}
+    assert call_roll_state(strategy, flat, args, Decimal("-2")) == flat
+
+
+def test_a_strategy_without_roll_state_keeps_its_state_through_a_roll() -> None:
+    state: JsonObject = {"last_direction": 1}
+    rolled = call_roll_state(SmaCross(), state, {"fast": 3, "slow": 5, "quantity": 1}, Decimal(5))
+    assert rolled == state
+    assert rolled is not state
+
+
+class RollsBadly(Scripted):
+    def __init__(self, answer: object = None, error: Exception | None = None) -> None:
+        super().__init__(([], {}), error)
+        self.rolled = answer
+
+    def roll_state(
+        self, state: Mapping[str, JsonValue], args: Mapping[str, JsonValue], spread: Decimal
+    ) -> object:
+        if self.error is not None:
+            raise self.error
+        return self.rolled
+
+
+def test_call_roll_state_turns_failures_into_strategy_errors() -> None:
+    with pytest.raises(StrategyError, match="'scripted' failed at a roll: KeyError: 'stop'"):
+        call_roll_state(RollsBadly(error=KeyError("stop")), {}, {}, Decimal(1))  # type: ignore[arg-type]
+    with pytest.raises(StrategyError, match=r"rolled state\['stop'\] is a Decimal"):
+        call_roll_state(RollsBadly({"stop": Decimal(1)}), {}, {}, Decimal(1))  # type: ignore[arg-type]
+    with pytest.raises(StrategyError, match="rolled state of type list"):
+        call_roll_state(RollsBadly([]), {}, {}, Decimal(1))  # type: ignore[arg-type]

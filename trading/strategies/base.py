@@ -11,9 +11,15 @@ as strings) and refuses a malformed or unknown argument with ``BadInput``; the c
 a fixed point, so ``validate_args(validate_args(raw)) == validate_args(raw)``. The helpers at the
 end of this module (``refuse_unknown_args``, ``int_arg``, ``decimal_arg``) do that parsing.
 
-User code is only ever run through ``call_strategy`` (each closed candle) and
-``prepare_strategy`` (session creation). Any exception from the strategy, and any malformed
-answer, becomes ``StrategyError`` naming the strategy: that session stops, the others go on.
+A contract roll back-adjusts the session's candles by the roll spread (the new contract's price
+minus the old one's). A strategy that remembers prices in its state (a stop, a level) also
+implements ``RollsState.roll_state``, which answers that state in the new contract's terms;
+a strategy without it keeps its state as it is through a roll.
+
+User code is only ever run through ``call_strategy`` (each closed candle), ``prepare_strategy``
+(session creation) and ``call_roll_state`` (a roll). Any exception from the strategy, and any
+malformed answer, becomes ``StrategyError`` naming the strategy: that session stops, the others
+go on.
 """
 
 from __future__ import annotations
@@ -97,6 +103,17 @@ class Strategy(Protocol):
         ...
 
 
+@runtime_checkable
+class RollsState(Protocol):
+    """A strategy whose state holds prices, which a roll moves by the spread."""
+
+    def roll_state(
+        self, state: Mapping[str, JsonValue], args: Mapping[str, JsonValue], spread: Decimal
+    ) -> JsonObject:
+        """``state`` after a roll that shifted every price by ``spread`` (new minus old)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedStrategy:
     """What a new session stores for its strategy: canonical args, warm-up, initial state."""
@@ -130,6 +147,25 @@ def call_strategy(
         )
     signals, state = result
     return _checked_signals(name, signals), _checked_state(name, "state", state)
+
+
+def call_roll_state(
+    strategy: Strategy,
+    state: Mapping[str, JsonValue],
+    args: Mapping[str, JsonValue],
+    spread: Decimal,
+) -> JsonObject:
+    """The strategy's state in the new contract's terms after a roll by ``spread``: its own
+    ``roll_state`` answer, checked, or a copy of ``state`` if it has none. Raises
+    ``StrategyError`` if it raises or answers anything but a JSON object."""
+    name = _strategy_name(strategy)
+    if not isinstance(strategy, RollsState):
+        return json_copy(dict(state))
+    try:
+        rolled = strategy.roll_state(json_copy(dict(state)), json_copy(dict(args)), spread)
+    except Exception as exc:
+        raise StrategyError(f"strategy {name!r} failed at a roll: {_describe(exc)}") from exc
+    return _checked_state(name, "rolled state", rolled)
 
 
 def prepare_strategy(strategy: Strategy, raw_args: Mapping[str, object]) -> PreparedStrategy:

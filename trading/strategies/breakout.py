@@ -20,7 +20,7 @@ On each closed candle:
 
 State: ``{"stop": "<price>" | None, "stop_side": 1 | -1 | 0}``. A stop is kept while the
 position is flat (its entry may still be filling) and dropped once the position is on the
-other side.
+other side. A roll moves the stop by the roll spread, as it moves the candles (``roll_state``).
 """
 
 from __future__ import annotations
@@ -117,6 +117,15 @@ class Breakout:
     def initial_state(self, args: Mapping[str, JsonValue]) -> JsonObject:
         BreakoutArgs.parse(args)
         return _state(None, 0)
+
+    def roll_state(
+        self, state: Mapping[str, JsonValue], args: Mapping[str, JsonValue], spread: Decimal
+    ) -> JsonObject:
+        """The stop in the new contract's terms: moved by the spread, as the candles are (the
+        spread is a difference of two prices on the tick grid, so the stop stays on it)."""
+        BreakoutArgs.parse(args)
+        stop, side = _read_stop(state)
+        return _state(None if stop is None else stop + spread, side)
 
     def on_candle(
         self, context: StrategyContext, args: Mapping[str, JsonValue]

@@ -4,10 +4,12 @@ Switch, in ONE fenced write under the session's lock (all or nothing): ``session
 ``contract_details`` (the new symbol's spec and expiry), ``candle_key`` (so the tick path reads
 the new contract's stream), ``market_data_source.args.instrument``, the ``_cursor`` at the new
 stream's current end (ticks published before the switch are not the session's), the candle
-history and the partial candle back-adjusted by the roll spread (``trading.rolls``), and the
-position's protective stop moved by the same spread. The write is done once: a re-run finds the
-session already on the new contract and only repeats the idempotent rest — the subscription
-moved to the new stream, the SQL session row's contract.
+history and the partial candle back-adjusted by the roll spread (``trading.rolls``), the
+position's protective stop moved by the same spread, and the strategy's state in the new
+contract's terms (``call_roll_state``: a stop it holds moves by the spread too; a strategy that
+fails there stops trading, its state kept, with an error event). The write is done once: a
+re-run finds the session already on the new contract and only repeats the idempotent rest —
+the subscription moved to the new stream, the SQL session row's contract.
 
 The spread is the new contract's fill price minus the old one's. A flat session has no fills:
 its spread is measured between the first prints of the two contracts at or after the roll's
@@ -35,13 +37,20 @@ from models.codec import (
     state_key,
     trades_key,
 )
-from models.state import CollaboratorRef, ContractDetails, OpenPosition, SessionInfo
+from models.state import (
+    CollaboratorRef,
+    ContractDetails,
+    OpenPosition,
+    SessionInfo,
+    StrategyRef,
+)
 from models.tables import RollRow, TradingSessionRow
 from trading.calendar import last_trade_date
 from trading.contracts import spec_for
-from trading.exceptions import BadInput, RetryLater, StaleFence, UnknownSession
+from trading.exceptions import BadInput, RetryLater, StaleFence, StrategyError, UnknownSession
 from trading.market import Candle
 from trading.rolls import adjust_candle, adjust_price, back_adjust, roll_spread
+from trading.strategies import call_roll_state, get_strategy
 from workers.exchange_holidays import exchange_holidays
 from workers.fills import LOCK_WAIT_S
 from workers.rolls import state as marks
@@ -65,7 +74,7 @@ def switch_contract(rt: Runtime, row: RollRow, session: TradingSessionRow) -> No
         info: SessionInfo = lease.value("session")
         switched = info.contract != row.to_contract
         if switched:
-            cursor = _write_switch(rt, lease, row, spread)
+            cursor, failure = _write_switch(rt, lease, row, spread)
     move_subscription(rt.redis, row.session_id, row.from_contract, row.to_contract)
     _switch_session_row(rt, session.id, row.to_contract)
     if not switched:
@@ -81,6 +90,15 @@ def switch_contract(rt: Runtime, row: RollRow, session: TradingSessionRow) -> No
         f"back-adjusted by {spread}",
         {"roll_id": row.id, "spread": str(spread)},
     )
+    if failure is not None:
+        marks.event(
+            rt,
+            row.session_id,
+            "error",
+            f"roll {row.id}: {failure}; the session stops trading (its strategy state is as "
+            "it was before the roll)",
+            {"roll_id": row.id, "spread": str(spread)},
+        )
 
 
 def _spread(rt: Runtime, row: RollRow) -> Decimal:
@@ -109,7 +127,11 @@ def _first_price_from(rt: Runtime, instrument: str, since: datetime) -> Decimal 
     return None if raw is None else Decimal(raw.decode())
 
 
-def _write_switch(rt: Runtime, lease: Lease, row: RollRow, spread: Decimal) -> str:
+def _write_switch(
+    rt: Runtime, lease: Lease, row: RollRow, spread: Decimal
+) -> tuple[str, str | None]:
+    """The switch's one write; returns the new cursor and why the strategy stopped trading
+    (None when its state moved to the new contract)."""
     sid = row.session_id
     to = row.to_contract
     info: SessionInfo = lease.value("session")
@@ -134,6 +156,16 @@ def _write_switch(rt: Runtime, lease: Lease, row: RollRow, spread: Decimal) -> s
         "latest_partial_candle": None if partial is None else adjust_candle(partial, spread),
         "open_position": _moved_position(position, to, meta, spread),
     }
+    strategy: StrategyRef = lease.value("strategy")
+    try:
+        rolled = call_roll_state(
+            get_strategy(strategy.module), strategy.state, strategy.args, spread
+        )
+        values["strategy"] = replace(strategy, state=rolled)
+        failure = None
+    except StrategyError as exc:
+        values["trading"] = False
+        failure = str(exc)
     fields = encode_fields(values, values.keys())
     cursor = stream_end(rt.redis, to)
     fields[CURSOR_FIELD] = cursor
@@ -142,7 +174,7 @@ def _write_switch(rt: Runtime, lease: Lease, row: RollRow, spread: Decimal) -> s
     candles = back_adjust([decode_candle(raw) for raw in raw_candles], spread)
     trades: list[bytes] = rt.redis.lrange(trades_key(sid), 0, -1)  # type: ignore[assignment]
     _replace_all(rt, lease, fields, [encode_candle(c) for c in candles], trades)
-    return cursor
+    return cursor, failure
 
 
 def _moved_position(
