@@ -21,6 +21,7 @@ from tests.integration.tickpath_harness import CONTRACT
 from tests.integration.worker import WorkerFactory
 from trading.market import Tick
 from workers.celery_app import beat_schedule
+from workers.recovery.snapshots import load_snapshot
 from workers.rolls import records
 from workers.rolls.chain import check_rolls
 from workers.rolls.records import RollExists
@@ -113,6 +114,9 @@ def test_a_stop_held_in_strategy_state_moves_with_the_roll(
         moved = rig.state(held).strategy.state
         assert moved["stop_side"] == 1
         assert isinstance(moved["stop"], str) and Decimal(moved["stop"]) == stop + prices.spread
+        snapshot = load_snapshot(rig.engine, held)
+        assert snapshot is not None, "recovery must find the state in the new contract's terms"
+        assert (snapshot.strategy_state, snapshot.cursor) == (moved, rig.cursor(held))
 
         after = rig.state(broken)
         assert (done[broken].status, after.session.contract) == ("done", NEW_CONTRACT)

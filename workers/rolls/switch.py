@@ -53,13 +53,14 @@ from trading.rolls import adjust_candle, adjust_price, back_adjust, roll_spread
 from trading.strategies import call_roll_state, get_strategy
 from workers.exchange_holidays import exchange_holidays
 from workers.fills import LOCK_WAIT_S
+from workers.recovery.snapshots import StrategySnapshot, save_snapshots
 from workers.rolls import state as marks
 from workers.rolls.state import ROLL_FIELD, RollMeta, meta_of
 from workers.runtime import Runtime
 from workers.state import scripts as store_scripts
 from workers.state.store import Lease
 from workers.ticks.keys import READY_KEY, stream_key
-from workers.ticks.step import CURSOR_FIELD
+from workers.ticks.step import CURSOR_FIELD, PROGRESS_FIELD, progress_of
 from workers.ticks.subscriptions import move_subscription, stream_end
 
 _WRITTEN, _UNKNOWN = 1, -1
@@ -74,7 +75,11 @@ def switch_contract(rt: Runtime, row: RollRow, session: TradingSessionRow) -> No
         info: SessionInfo = lease.value("session")
         switched = info.contract != row.to_contract
         if switched:
-            cursor, failure = _write_switch(rt, lease, row, spread)
+            cursor, failure, snapshot = _write_switch(rt, lease, row, spread)
+        else:
+            strategy: StrategyRef = lease.value("strategy")
+            snapshot = _snapshot(lease, strategy.state, lease.fields.get(CURSOR_FIELD, "0-0"))
+    save_snapshots(rt.engine, [snapshot])
     move_subscription(rt.redis, row.session_id, row.from_contract, row.to_contract)
     _switch_session_row(rt, session.id, row.to_contract)
     if not switched:
@@ -129,9 +134,9 @@ def _first_price_from(rt: Runtime, instrument: str, since: datetime) -> Decimal 
 
 def _write_switch(
     rt: Runtime, lease: Lease, row: RollRow, spread: Decimal
-) -> tuple[str, str | None]:
-    """The switch's one write; returns the new cursor and why the strategy stopped trading
-    (None when its state moved to the new contract)."""
+) -> tuple[str, str | None, StrategySnapshot]:
+    """The switch's one write; returns the new cursor, why the strategy stopped trading (None
+    when its state moved to the new contract) and the strategy snapshot of what it wrote."""
     sid = row.session_id
     to = row.to_contract
     info: SessionInfo = lease.value("session")
@@ -157,6 +162,7 @@ def _write_switch(
         "open_position": _moved_position(position, to, meta, spread),
     }
     strategy: StrategyRef = lease.value("strategy")
+    rolled = strategy.state
     try:
         rolled = call_roll_state(
             get_strategy(strategy.module), strategy.state, strategy.args, spread
@@ -174,7 +180,22 @@ def _write_switch(
     candles = back_adjust([decode_candle(raw) for raw in raw_candles], spread)
     trades: list[bytes] = rt.redis.lrange(trades_key(sid), 0, -1)  # type: ignore[assignment]
     _replace_all(rt, lease, fields, [encode_candle(c) for c in candles], trades)
-    return cursor, failure
+    return cursor, failure, _snapshot(lease, rolled, cursor)
+
+
+def _snapshot(lease: Lease, state: dict[str, Any], cursor: str) -> StrategySnapshot:
+    """The strategy snapshot of the switched session (recovery rebuilds its candles from the
+    new contract's stream, so it must find the strategy state in the new contract's terms)."""
+    progress = progress_of(lease.session_id, lease.fields.get(PROGRESS_FIELD))
+    return StrategySnapshot(
+        session_id=lease.session_id,
+        strategy_state=dict(state),
+        signal_seq=progress.signal_seq,
+        candles_closed=progress.candles_closed,
+        last_ms=progress.last_ms,
+        cursor=cursor,
+        taken_at=datetime.now(UTC),
+    )
 
 
 def _moved_position(
