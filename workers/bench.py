@@ -67,10 +67,9 @@ class BenchConfig:
 
     sessions: int = 200
     workers: int = 3
-    """Tick worker processes: one more than this machine's 2 cores, because a drainer waits for
-    Redis during both round trips of each round; a third fills the core the two leave idle then
-    (10,000 ticks/s over 1,000 sessions, 20 s runs, four pairs: p99 48-75 ms with 3, 58-96 ms
-    with 2; the flat-out and 2,000 ticks/s runs do not change)."""
+    """Tick worker processes: one more than the 2 cores the targets are set for, because a
+    drainer waits for Redis during both round trips of each round; a third process fills the
+    core the other two leave idle then."""
     seconds: float = 60.0
     """Length of each latency run: a whole minute holds one minute boundary, at which every
     session closes its 1m candle and runs its strategy, as a live minute does (the run's data

@@ -158,9 +158,9 @@ def call_roll_state(
     """The strategy's state in the new contract's terms after a roll by ``spread``: its own
     ``roll_state`` answer, checked, or a copy of ``state`` if it has none. Raises
     ``StrategyError`` if it raises or answers anything but a JSON object."""
-    name = _strategy_name(strategy)
     if not isinstance(strategy, RollsState):
         return json_copy(dict(state))
+    name = _strategy_name(strategy)
     try:
         rolled = strategy.roll_state(json_copy(dict(state)), json_copy(dict(args)), spread)
     except Exception as exc:

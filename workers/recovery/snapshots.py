@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models.tables import StrategySnapshotRow
+from workers.ticks.progress import TickProgress
 from workers.ticks.step import PROGRESS_FIELD, StepResult, progress_of
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,26 @@ class StrategySnapshot:
     last_ms: int | None
     cursor: str
     taken_at: datetime
+
+    @classmethod
+    def of_progress(
+        cls,
+        session_id: str,
+        strategy_state: dict[str, Any],
+        progress: TickProgress,
+        cursor: str,
+        now: datetime,
+    ) -> StrategySnapshot:
+        """The snapshot of a strategy state and the tick counters stored with it."""
+        return cls(
+            session_id=session_id,
+            strategy_state=strategy_state,
+            signal_seq=progress.signal_seq,
+            candles_closed=progress.candles_closed,
+            last_ms=progress.last_ms,
+            cursor=cursor,
+            taken_at=now,
+        )
 
     def as_row(self) -> dict[str, Any]:
         return {
@@ -68,14 +89,8 @@ def snapshot_of(
         session_id, result.fields.get(PROGRESS_FIELD, fields.get(PROGRESS_FIELD))
     )
     state = json.loads(strategy_raw).get("state", {})
-    return StrategySnapshot(
-        session_id=session_id,
-        strategy_state=state if isinstance(state, dict) else {},
-        signal_seq=progress.signal_seq,
-        candles_closed=progress.candles_closed,
-        last_ms=progress.last_ms,
-        cursor=cursor,
-        taken_at=now,
+    return StrategySnapshot.of_progress(
+        session_id, state if isinstance(state, dict) else {}, progress, cursor, now
     )
 
 

@@ -187,14 +187,8 @@ def _snapshot(lease: Lease, state: dict[str, Any], cursor: str) -> StrategySnaps
     """The strategy snapshot of the switched session (recovery rebuilds its candles from the
     new contract's stream, so it must find the strategy state in the new contract's terms)."""
     progress = progress_of(lease.session_id, lease.fields.get(PROGRESS_FIELD))
-    return StrategySnapshot(
-        session_id=lease.session_id,
-        strategy_state=dict(state),
-        signal_seq=progress.signal_seq,
-        candles_closed=progress.candles_closed,
-        last_ms=progress.last_ms,
-        cursor=cursor,
-        taken_at=datetime.now(UTC),
+    return StrategySnapshot.of_progress(
+        lease.session_id, dict(state), progress, cursor, datetime.now(UTC)
     )
 
 
