@@ -4,9 +4,9 @@ Per session: one script takes the lease and fencing token and reads the new tick
 HMGET behind it (same round trip, under that lease) the state fields every step needs;
 ``SessionStep`` folds them (no I/O; the rest of the state and the candle history, when a step
 needs them, are read for the whole round at once); the orders the round decides are written
-to SQL in one transaction and queued for sending; one script per session writes the state
-and cursor (refused if the fence is stale), releases the lock and marks the session ready
-again if ticks remain. Work is proportional to the new ticks.
+to SQL in one transaction (``round_rows``) and queued for sending; one script per session
+writes the state and cursor (refused if the fence is stale), releases the lock and marks the
+session ready again if ticks remain. Work is proportional to the new ticks.
 """
 
 from __future__ import annotations
@@ -24,20 +24,18 @@ from sqlalchemy.engine import Engine
 
 from models.codec import candles_key, encode_candle, fence_key, lock_key, state_key
 from trading.market import Candle
-from workers.order_records import OrderToWrite, insert_orders_if_absent
-from workers.records import record_events_once
-from workers.recovery.snapshots import StrategySnapshot, save_snapshots, snapshot_of
+from workers.recovery.snapshots import StrategySnapshot, snapshot_of
 from workers.recovery.trigger import request_recovery
 from workers.risk.book import RiskBook
 from workers.risk.equity import broker_equity
 from workers.settings import Settings
 from workers.state import scripts as store_scripts
 from workers.ticks import scripts
-from workers.ticks.events import step_events
 from workers.ticks.keys import DRAINERS_KEY, READY_KEY
 from workers.ticks.latency_probe import LatencyProbe
 from workers.ticks.lazy_fields import BEGIN_FIELDS, LazyFields, RoundHistory, RoundLoader
 from workers.ticks.pipelines import Batch
+from workers.ticks.round_rows import save_round_snapshots, write_decisions
 from workers.ticks.step import CURSOR_FIELD, SessionStep, StepResult
 
 log = logging.getLogger(__name__)
@@ -401,16 +399,8 @@ class TickDrainer:
                 snapshots.append(item.snapshot)
             if item.oldest is not None:
                 self._latency.sample(item.oldest)
-        self._save_snapshots(snapshots)
+        save_round_snapshots(self.engine, snapshots)
         return consumed
-
-    def _save_snapshots(self, snapshots: Sequence[StrategySnapshot]) -> None:
-        """One upsert per round, after the writes were accepted (like the events); a failure
-        is logged: the next step that closes a candle snapshots again."""
-        try:
-            save_snapshots(self.engine, snapshots)
-        except Exception:
-            log.exception("strategy snapshots of %s sessions not saved", len(snapshots))
 
     def _missing(self, session_id: str) -> None:
         """A session met without state: its recovery is queued once (``workers.recovery``)."""
@@ -432,23 +422,16 @@ class TickDrainer:
 
         A retry decides the same orders with the same client ids: the rows are found, the sends
         are queued again, and the broker refuses the duplicate ids. Its events have the same
-        keys (``step_events``): a worker killed after the state write loses none, and a re-run
-        writes none twice.
+        keys (``workers.ticks.round_rows``): a worker killed after the state write loses none,
+        and a re-run writes none twice.
         """
-        orders = [new for item in steps for new in item.result.new_orders]
-        rows = [OrderToWrite(o.session_id, o.order, o.decided_at, o.time_in_force) for o in orders]
+        decided = [(item.session_id, item.cursor_before, item.result) for item in steps]
         try:
-            insert_orders_if_absent(self.engine, rows)
-            events = [
-                row
-                for item in steps
-                for row in step_events(item.session_id, item.cursor_before, item.result.events)
-            ]
-            record_events_once(self.engine, events)
+            orders = write_decisions(self.engine, decided)
         except Exception:
             log.exception(
                 "the rows of %s orders were not written; retrying their round in %s ms",
-                len(rows),
+                sum(len(item.result.new_orders) for item in steps),
                 ERROR_RETRY_MS,
             )
             for item in steps:

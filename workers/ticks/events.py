@@ -1,7 +1,7 @@
 """The event rows of a tick step, written once however often the step is run.
 
 The drain writes a step's events before its fenced state write, with the order rows
-(``workers.ticks.drain``): a worker killed between the two loses none. A re-run of the step
+(``workers.ticks.round_rows``): a worker killed between the two loses none. A re-run of the step
 begins at the same cursor with the same state, derives the same events and gives them the
 same keys, so the unique ``events.dedupe_key`` keeps one row of each.
 """
