@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     queue_default: str = "default"
     tick_batch: Annotated[int, Field(ge=1, le=100_000)] = 2_000
     claim_batch: Annotated[int, Field(ge=1, le=1_000)] = 128
+    claim_min: Annotated[int, Field(ge=1, le=1_000)] = 32
+    """A claim takes every due session up to this many before a backlog is shared among the
+    drainers: a round costs two round trips whatever its size, so a few due sessions are
+    served by one round, not split into one round per drainer."""
     max_drainers: Annotated[int, Field(ge=1, le=1_000)] = 4
     drainer_grace_ms: Annotated[int, Field(ge=1_000, le=3_600_000)] = 30_000
     drain_budget_s: Annotated[float, Field(gt=0, le=600)] = 5.0

@@ -1,6 +1,7 @@
-"""The tick path's begin and end scripts and its round-wide history reads, on a private Redis:
-the end script's write is fenced (a stale token writes nothing), atomic with the cursor, and
-re-readies the session only when its stream holds entries past the new cursor."""
+"""The tick path's claim, begin and end scripts and its round-wide history reads, on a private
+Redis: a claim takes a few due sessions whole and shares a backlog among the drainers; the end
+script's write is fenced (a stale token writes nothing), atomic with the cursor, and re-readies
+the session only when its stream holds entries past the new cursor."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from workers.sessions import NewSession, create_session
 from workers.settings import Settings
 from workers.ticks import scripts
 from workers.ticks.drain import TickDrainer
-from workers.ticks.keys import READY_KEY, stream_key
+from workers.ticks.keys import DRAINERS_KEY, READY_KEY, stream_key
 from workers.ticks.lazy_fields import RoundHistory
 
 pytestmark = pytest.mark.integration
@@ -56,6 +57,39 @@ def _end(client: redis.Redis, token: str, fence: int, cursor: str, candles: list
     ]
     args = [token, fence, cursor, SID, 123, 3, len(candles), *candles, "x", "new"]
     return int(script(keys=keys, args=args))
+
+
+def _claim(client: redis.Redis, now: int, drainers: int, count: int, min_share: int) -> list[str]:
+    client.zadd(DRAINERS_KEY, {f"d{n}": now + 30_000 for n in range(drainers)})
+    script = client.register_script(scripts.CLAIM)
+    claimed = script(keys=[READY_KEY, DRAINERS_KEY], args=[now, 10_000, count, min_share])
+    return [raw.decode() for raw in claimed]
+
+
+@pytest.mark.parametrize(
+    ("due", "drainers", "min_share", "claimed"),
+    [
+        (10, 3, 32, 10),  # a few: all of them, not a third each
+        (60, 3, 32, 32),  # a third would be 20: at least the minimum
+        (300, 3, 32, 100),  # a backlog: this drainer's share
+        (1_000, 3, 32, 128),  # never more than the batch
+        (60, 3, 1, 20),  # minimum 1: the share alone
+        (60, 1, 32, 60),
+    ],
+)
+def test_a_claim_takes_a_few_due_sessions_whole_and_shares_a_backlog(
+    redis_client: redis.Redis, due: int, drainers: int, min_share: int, claimed: int
+) -> None:
+    now = 1_000_000
+    ready = {f"s{n:04d}": now - due + n for n in range(due)}
+    redis_client.zadd(READY_KEY, {**ready, "not-due": now + 1})
+    got = _claim(redis_client, now, drainers, count=128, min_share=min_share)
+    assert got == sorted(ready)[:claimed], "the longest waiting first"
+    scores = {m.decode(): s for m, s in redis_client.zrange(READY_KEY, 0, -1, withscores=True)}
+    assert {sid for sid, score in scores.items() if score == now + 10_000} == set(got)
+    assert scores["not-due"] == now + 1
+    again = _claim(redis_client, now, drainers, count=128, min_share=min_share)
+    assert set(again).isdisjoint(got), "a claimed session is not claimed again"
 
 
 def test_begin_takes_the_lease_and_reads_fields_and_new_ticks(redis_client: redis.Redis) -> None:

@@ -163,7 +163,7 @@ class TickDrainer:
         settings = self.settings
         now = _now_ms()
         claim_keys = (READY_KEY, DRAINERS_KEY)
-        claim_args = (now, settings.lock_ttl_ms, settings.claim_batch)
+        claim_args = (now, settings.lock_ttl_ms, settings.claim_batch, settings.claim_min)
         return [
             ("ZADD", DRAINERS_KEY, now + settings.drainer_grace_ms, drainer_id),
             ("EVALSHA", self._claim.sha, len(claim_keys), *claim_keys, *claim_args),

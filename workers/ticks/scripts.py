@@ -103,16 +103,19 @@ return start_drainers(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), to
 )
 
 CLAIM = """
--- KEYS: ready, drainers   ARGV: now_ms, lease_ms, count
--- Claims up to count due sessions, and no more than this drainer's share of them (due
--- sessions / drainers counted, rounded up), so that a backlog is split among the drainers
--- instead of making one long round. A claimed session's score moves to now + lease, so a
--- worker that dies holding a claim loses it when the lease runs out.
+-- KEYS: ready, drainers   ARGV: now_ms, lease_ms, count, min_share
+-- Claims up to count due sessions: all of them up to min_share, and beyond that no more than
+-- this drainer's share (due sessions / drainers counted, rounded up). A backlog is split among
+-- the drainers instead of making one long round; a few due sessions are not split into a
+-- round per drainer (each round costs its round trips whatever its size). A claimed
+-- session's score moves to now + lease, so a worker that dies holding a claim loses it when
+-- the lease runs out.
 local now = ARGV[1]
 local due = redis.call('ZCOUNT', KEYS[1], '-inf', now)
 if due == 0 then return {} end
 local drainers = math.max(1, redis.call('ZCARD', KEYS[2]))
-local count = math.min(tonumber(ARGV[3]), math.ceil(due / drainers))
+local share = math.max(tonumber(ARGV[4]), math.ceil(due / drainers))
+local count = math.min(tonumber(ARGV[3]), share)
 local claimed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, count)
 local until_ms = tonumber(now) + tonumber(ARGV[2])
 for _, m in ipairs(claimed) do redis.call('ZADD', KEYS[1], 'XX', until_ms, m) end
