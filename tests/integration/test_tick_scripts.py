@@ -279,5 +279,52 @@ def test_a_round_leaves_no_reference_cycle_for_the_collector(
         dispose_engines()
 
 
+def test_steps_that_decided_nothing_are_written_before_the_others_send(
+    redis_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """In one round, a session whose step decides an order has its row written and its send
+    queued before its state is written; a session whose step decided nothing is written
+    first, without waiting for that row and send."""
+    settings, (deciding,) = _sessions(redis_url, sqlite_url, tmp_path, "split", 1)
+    quiet = create_session(
+        settings,
+        NewSession(
+            name="split-quiet",
+            account="split-quiet",
+            product="ES",
+            contract="ESH14",
+            strategy="sma_cross",
+            strategy_args={"fast": "2", "slow": "3"},
+            feed="synthetic",
+        ),
+    ).session.id
+    client = redis.Redis.from_url(redis_url)
+    minute = 1_700_000_040_000
+    for n, price in enumerate(["100", "100", "100", "100", "110", "110"]):
+        fields = {"t": str(minute + n * 60_000), "p": price, "s": "1"}
+        client.xadd(stream_key(CONTRACT), fields)  # type: ignore[arg-type]
+    quiet_entry = client.xadd(stream_key("ESH14"), {"t": str(minute), "p": "100", "s": "1"})
+    seen: list[tuple[bytes | None, bytes | None]] = []
+
+    def send(name: str, args: list[str], queue: str) -> None:
+        assert args[0] == deciding
+        seen.append(
+            (
+                client.hget(state_key(quiet), "_cursor"),
+                client.hget(state_key(deciding), "_cursor"),
+            )
+        )
+
+    try:
+        drainer = TickDrainer(client, engine_for(settings.sqlalchemy_url), settings, send)
+        assert drainer.process_many([deciding, quiet]) == 7
+        assert seen == [(quiet_entry, b"0-0")], "the quiet step was written, the other was not"
+        orders = json.loads(client.hget(state_key(deciding), "orders") or b"{}")
+        assert [order["side"] for order in orders.values()] == ["buy"]
+    finally:
+        client.close()
+        dispose_engines()
+
+
 def _no_send(*_args: object, **_kwargs: object) -> None:
     raise AssertionError("no order is decided on one tick")

@@ -3,10 +3,12 @@
 Per session: one script takes the lease and fencing token and reads the new ticks, and a plain
 HMGET behind it (same round trip, under that lease) the state fields every step needs;
 ``SessionStep`` folds them (no I/O; the rest of the state and the candle history, when a step
-needs them, are read for the whole round at once); the orders the round decides are written
-to SQL in one transaction (``round_rows``) and queued for sending; one script per session
-writes the state and cursor (refused if the fence is stale), releases the lock and marks the
-session ready again if ticks remain. Work is proportional to the new ticks.
+needs them, are read for the whole round at once); one script per session writes the state
+and cursor (refused if the fence is stale), releases the lock and marks the session ready
+again if ticks remain. The steps that decided orders or events are written last: their rows
+go to SQL first, in one transaction (``round_rows``), and their orders are queued for sending;
+the round's other steps are written before that, without waiting for it. Work is proportional
+to the new ticks.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +24,7 @@ from typing import Any
 import redis
 from sqlalchemy.engine import Engine
 
-from models.codec import candles_key, encode_candle, fence_key, lock_key, state_key
+from models.codec import candles_key, fence_key, lock_key, state_key
 from trading.market import Candle
 from workers.recovery.snapshots import StrategySnapshot, snapshot_of
 from workers.recovery.trigger import request_recovery
@@ -36,7 +38,8 @@ from workers.ticks.latency_probe import LatencyProbe
 from workers.ticks.lazy_fields import BEGIN_FIELDS, LazyFields, RoundHistory, RoundLoader
 from workers.ticks.pipelines import Batch
 from workers.ticks.round_rows import save_round_snapshots, write_decisions
-from workers.ticks.step import CURSOR_FIELD, SessionStep, StepResult
+from workers.ticks.round_step import RoundStep
+from workers.ticks.step import CURSOR_FIELD, SessionStep
 
 log = logging.getLogger(__name__)
 _History = Callable[[int], list[Candle]]
@@ -72,25 +75,6 @@ class _Keys:
     fence: str
     state: str
     candles: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Step:
-    """One session's step between its begin and its end."""
-
-    session_id: str
-    end_keys: list[str]
-    token: str
-    fence: int
-    result: StepResult
-    cursor: str
-    entries: int
-    oldest: Mapping[bytes, bytes] | None
-    """The first entry's fields, kept only for the latency probe."""
-    snapshot: StrategySnapshot | None = None
-    """The strategy-state snapshot to keep in SQL once the write is accepted (closed candles)."""
-    cursor_before: str = ""
-    """The session's cursor when the step began: a re-run of the same step starts there too."""
 
 
 class TickDrainer:
@@ -226,7 +210,7 @@ class TickDrainer:
         if begin.resent:
             values = self._read_again(begin.resent, session_keys, values)
         held: dict[str, str] = {}
-        steps: list[_Step] = []
+        steps: list[RoundStep] = []
         retry: dict[str, int] = {}
         consumed = 0
         claimed: list[str] = []
@@ -272,9 +256,20 @@ class TickDrainer:
                     self._release(session_id, token)
                     del held[session_id]
                     retry[session_id] = ERROR_RETRY_MS
-            steps = self._record_orders(steps, held, retry)
-            consumed, claimed = self._end_all(steps, retry, claim_for)
+            snapshots: list[StrategySnapshot] = []
+            deciding = [item for item in steps if item.decided]
+            if deciding:
+                # The steps that decided nothing are written first: the rows and sends of the
+                # others (SQL commits, a broker message each) would delay them for nothing.
+                quiet = [item for item in steps if not item.decided]
+                consumed = self._end_all(quiet, {}, None, snapshots)[0]
+                for item in quiet:
+                    del held[item.session_id]
+                steps = self._record_orders(deciding, held, retry)
+            done, claimed = self._end_all(steps, retry, claim_for, snapshots)
+            consumed += done
             held.clear()
+            save_round_snapshots(self.engine, snapshots)
         finally:
             loader.close()
             for session_id, token in held.items():
@@ -316,7 +311,7 @@ class TickDrainer:
         raw: Sequence[Any],
         history: _History,
         end_keys: list[str],
-    ) -> _Step:
+    ) -> RoundStep:
         entries = [(entry_id, _pairs(values)) for entry_id, values in raw]
         stepper = SessionStep(
             session_id,
@@ -332,7 +327,7 @@ class TickDrainer:
         snapshot = None
         if step.candles:
             snapshot = snapshot_of(session_id, fields, step, cursor, datetime.now(UTC))
-        return _Step(
+        return RoundStep(
             session_id,
             end_keys,
             token,
@@ -346,14 +341,19 @@ class TickDrainer:
         )
 
     def _end_all(
-        self, steps: Sequence[_Step], retry: dict[str, int], claim_for: str | None
+        self,
+        steps: Sequence[RoundStep],
+        retry: dict[str, int],
+        claim_for: str | None,
+        snapshots: list[StrategySnapshot],
     ) -> tuple[int, list[str]]:
         """Write every step (fenced), release and re-ready, and put back sessions to retry;
-        with ``claim_for`` (a drainer id) also claim the next round's sessions (returned)."""
-        now = _now_ms()
+        with ``claim_for`` (a drainer id) also claim the next round's sessions (returned). The
+        snapshots of the steps written are added to ``snapshots``."""
+        now, max_candles = _now_ms(), self.settings.max_candles
         end = Batch(self.client)
         for item in steps:
-            end.script(self._end, item.end_keys, self._end_args(item))
+            end.script(self._end, item.end_keys, item.end_args(now, max_candles))
         for session_id, delay_ms in retry.items():
             end.command("ZADD", READY_KEY, "XX", now + delay_ms, session_id)
         if claim_for is not None:
@@ -367,16 +367,21 @@ class TickDrainer:
             except redis.RedisError as exc:
                 log.error("claiming the next round failed (%s); claiming again", exc)
         try:
-            return self._written(steps, replies[: len(steps)], now), claimed
+            return self._written(steps, replies[: len(steps)], now, snapshots), claimed
         except BaseException:
             if claimed:
                 self.client.zadd(READY_KEY, dict.fromkeys(claimed, _now_ms()), xx=True)
             raise
 
-    def _written(self, steps: Sequence[_Step], replies: Sequence[Any], now: int) -> int:
-        """What follows the end replies: counts, latency samples, events, snapshots."""
+    def _written(
+        self,
+        steps: Sequence[RoundStep],
+        replies: Sequence[Any],
+        now: int,
+        snapshots: list[StrategySnapshot],
+    ) -> int:
+        """What follows the end replies: counts, latency samples, the snapshots to save."""
         consumed = 0
-        snapshots: list[StrategySnapshot] = []
         for item, reply in zip(steps, replies, strict=True):
             if isinstance(reply, Exception):
                 log.error("session %s: end failed (%s); retrying", item.session_id, reply)
@@ -399,7 +404,6 @@ class TickDrainer:
                 snapshots.append(item.snapshot)
             if item.oldest is not None:
                 self._latency.sample(item.oldest)
-        save_round_snapshots(self.engine, snapshots)
         return consumed
 
     def _missing(self, session_id: str) -> None:
@@ -413,8 +417,8 @@ class TickDrainer:
         self._unlock(keys=[lock_key(session_id)], args=[token])
 
     def _record_orders(
-        self, steps: list[_Step], held: dict[str, str], retry: dict[str, int]
-    ) -> list[_Step]:
+        self, steps: list[RoundStep], held: dict[str, str], retry: dict[str, int]
+    ) -> list[RoundStep]:
         """The rows of the orders a round decided are written (one transaction) before any
         of them is sent, and its events too; then the sends are queued, before the steps'
         state is written. The steps whose state may be written are returned: if the rows
@@ -445,24 +449,6 @@ class TickDrainer:
                 queue=self.settings.queue_orders,
             )
         return steps
-
-    def _end_args(self, item: _Step) -> list[str | int]:
-        """ARGV of the end script: lease, fence, cursor, session, now, candles, fields."""
-        candles = [encode_candle(c) for c in item.result.candles]
-        args: list[str | int] = [
-            item.token,
-            item.fence,
-            item.cursor,
-            item.session_id,
-            _now_ms(),
-            self.settings.max_candles,
-            len(candles),
-            *candles,
-        ]
-        for name, value in item.result.fields.items():
-            if name != CURSOR_FIELD:
-                args += [name, value]
-        return args
 
 
 def _checked(reply: Any) -> Any:
