@@ -295,9 +295,13 @@ def test_a_snapshot_is_taken_only_after_a_step_that_closed_candles() -> None:
 # --------------------------------------------------------------------------- the stores
 
 
-def test_snapshots_upsert_and_never_move_backwards(sqlite_url: str) -> None:
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+@pytest.mark.parametrize("backend", ["sqlite_url", "pg_url"])
+def test_snapshots_upsert_and_never_move_backwards(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    url: str = request.getfixturevalue(backend)
+    upgrade(url)
+    engine = make_engine(url)
     try:
         create_session_row(
             engine,

@@ -14,10 +14,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, Table, TextClause, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from models.tables import StrategySnapshotRow
@@ -98,32 +98,43 @@ def save_snapshots(engine: Engine, snapshots: Sequence[StrategySnapshot]) -> Non
     """Upsert ``snapshots`` in one statement; an older snapshot never replaces a newer one."""
     if not snapshots:
         return
+    if engine.dialect.name not in {"postgresql", "sqlite"}:
+        raise NotImplementedError(f"snapshots are not written on {engine.dialect.name}")
     newest: dict[str, StrategySnapshot] = {}
     for snap in snapshots:
         kept = newest.get(snap.session_id)
         if kept is None or kept.candles_closed <= snap.candles_closed:
             newest[snap.session_id] = snap
-    rows = [snap.as_row() for snap in newest.values()]
+    with engine.begin() as connection:
+        connection.execute(_upsert(), [snap.as_row() for snap in newest.values()])
+
+
+_UPSERT = """
+INSERT INTO strategy_snapshots
+    (session_id, strategy_state, signal_seq, candles_closed, last_ms, cursor, taken_at)
+VALUES
+    (:session_id, :strategy_state, :signal_seq, :candles_closed, :last_ms, :cursor, :taken_at)
+ON CONFLICT (session_id) DO UPDATE SET
+    strategy_state = excluded.strategy_state,
+    signal_seq = excluded.signal_seq,
+    candles_closed = excluded.candles_closed,
+    last_ms = excluded.last_ms,
+    cursor = excluded.cursor,
+    taken_at = excluded.taken_at
+WHERE strategy_snapshots.candles_closed <= excluded.candles_closed
+"""
+
+
+@cache
+def _upsert() -> TextClause:
+    """The upsert (the same words on PostgreSQL and SQLite), its values bound with the
+    columns' own types.
+
+    A text statement is compiled once per process: SQLAlchemy gives an insert's
+    ``on_conflict_do_update`` no cache key, so that construct is compiled again on every call,
+    and a drain round that closes candles writes its snapshots on the tick path."""
     table = cast(Table, StrategySnapshotRow.__table__)
-    dialect = engine.dialect.name
-    if dialect == "postgresql":
-        pg = postgresql.insert(table)
-        statement: Any = pg.on_conflict_do_update(
-            index_elements=[table.c.session_id],
-            set_={name: pg.excluded[name] for name in rows[0] if name != "session_id"},
-            where=table.c.candles_closed <= pg.excluded.candles_closed,
-        )
-    elif dialect == "sqlite":
-        lite = sqlite.insert(table)
-        statement = lite.on_conflict_do_update(
-            index_elements=[table.c.session_id],
-            set_={name: lite.excluded[name] for name in rows[0] if name != "session_id"},
-            where=table.c.candles_closed <= lite.excluded.candles_closed,
-        )
-    else:
-        raise NotImplementedError(f"snapshots are not written on {dialect}")
-    with Session(engine) as db, db.begin():
-        db.execute(statement, rows)
+    return text(_UPSERT).bindparams(*(bindparam(c.name, type_=c.type) for c in table.columns))
 
 
 def load_snapshot(engine: Engine, session_id: str) -> StrategySnapshot | None:
