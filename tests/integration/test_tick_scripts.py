@@ -22,7 +22,7 @@ from workers.sessions import NewSession, create_session
 from workers.settings import Settings
 from workers.ticks import scripts
 from workers.ticks.drain import TickDrainer
-from workers.ticks.keys import DRAINERS_KEY, READY_KEY, stream_key
+from workers.ticks.keys import BACKLOG_KEY, DRAINERS_KEY, READY_KEY, stream_key
 from workers.ticks.lazy_fields import RoundHistory
 
 pytestmark = pytest.mark.integration
@@ -62,26 +62,39 @@ def _end(client: redis.Redis, token: str, fence: int, cursor: str, candles: list
 def _claim(client: redis.Redis, now: int, drainers: int, count: int, min_share: int) -> list[str]:
     client.zadd(DRAINERS_KEY, {f"d{n}": now + 30_000 for n in range(drainers)})
     script = client.register_script(scripts.CLAIM)
-    claimed = script(keys=[READY_KEY, DRAINERS_KEY], args=[now, 10_000, count, min_share])
+    keys = [READY_KEY, DRAINERS_KEY, BACKLOG_KEY]
+    claimed = script(keys=keys, args=[now, 10_000, count, min_share, 50])
     return [raw.decode() for raw in claimed]
 
 
 @pytest.mark.parametrize(
-    ("due", "drainers", "min_share", "claimed"),
+    ("due", "drainers", "min_share", "backlog", "claimed"),
     [
-        (10, 3, 32, 10),  # a few: all of them, not a third each
-        (60, 3, 32, 32),  # a third would be 20: at least the minimum
-        (300, 3, 32, 100),  # a backlog: this drainer's share
-        (1_000, 3, 32, 128),  # never more than the batch
-        (60, 3, 1, 20),  # minimum 1: the share alone
-        (60, 1, 32, 60),
+        (10, 3, 32, "", 10),  # a few: all of them, not a third each
+        (60, 3, 32, "", 32),  # a third would be 20: at least the minimum
+        (300, 3, 32, "", 100),  # many: this drainer's share
+        (1_000, 3, 32, "", 128),  # never more than the batch
+        (60, 3, 1, "", 20),  # minimum 1: the share alone
+        (60, 1, 32, "", 60),
+        (10, 3, 32, "key", 4),  # a drainer's round read a backlog: the share alone
+        (10, 3, 32, "waited", 4),  # a session due for 60 ms: a backlog too
     ],
 )
 def test_a_claim_takes_a_few_due_sessions_whole_and_shares_a_backlog(
-    redis_client: redis.Redis, due: int, drainers: int, min_share: int, claimed: int
+    redis_client: redis.Redis,
+    due: int,
+    drainers: int,
+    min_share: int,
+    backlog: str,
+    claimed: int,
 ) -> None:
     now = 1_000_000
-    ready = {f"s{n:04d}": now - due + n for n in range(due)}
+    # due for about a millisecond each, the first one the longest
+    ready = {f"s{n:04d}": now - 1 + n / (10 * due) for n in range(due)}
+    if backlog == "waited":
+        ready["s0000"] = now - 60
+    if backlog == "key":
+        redis_client.set(BACKLOG_KEY, "1", px=100)
     redis_client.zadd(READY_KEY, {**ready, "not-due": now + 1})
     got = _claim(redis_client, now, drainers, count=128, min_share=min_share)
     assert got == sorted(ready)[:claimed], "the longest waiting first"

@@ -33,7 +33,7 @@ from workers.risk.equity import broker_equity
 from workers.settings import Settings
 from workers.state import scripts as store_scripts
 from workers.ticks import scripts
-from workers.ticks.keys import DRAINERS_KEY, READY_KEY
+from workers.ticks.keys import BACKLOG_KEY, DRAINERS_KEY, READY_KEY
 from workers.ticks.latency_probe import LatencyProbe
 from workers.ticks.lazy_fields import BEGIN_FIELDS, LazyFields, RoundHistory, RoundLoader
 from workers.ticks.pipelines import Batch
@@ -56,6 +56,14 @@ IDLE_LINGER_S = 0.2
 """A drain task with nothing to claim polls this long before it stops: under a steady flow of
 ticks drain tasks stay up instead of being restarted (through the broker) for every tick."""
 IDLE_POLL_S = 0.001
+BACKLOG_STEP_TICKS = 16
+"""A round whose steps read this many ticks each on average or more is a backlog's: it sets
+the backlog key for ``BACKLOG_MARK_MS``, and meanwhile every claim takes only its share of the
+due sessions, so the drainers work through the backlog together (``scripts.CLAIM``)."""
+BACKLOG_MARK_MS = 100
+BACKLOG_WAIT_MS = 50
+"""A due session that has waited this long is a backlog's too: claims then take their share
+only (a backlog found by its first round, e.g. when the fleet comes back after an outage)."""
 _KEYS_KEPT = 100_000
 """Sessions whose key names a drainer keeps (the cache is emptied when full)."""
 
@@ -146,8 +154,14 @@ class TickDrainer:
         samples gathered so far go along."""
         settings = self.settings
         now = _now_ms()
-        claim_keys = (READY_KEY, DRAINERS_KEY)
-        claim_args = (now, settings.lock_ttl_ms, settings.claim_batch, settings.claim_min)
+        claim_keys = (READY_KEY, DRAINERS_KEY, BACKLOG_KEY)
+        claim_args = (
+            now,
+            settings.lock_ttl_ms,
+            settings.claim_batch,
+            settings.claim_min,
+            BACKLOG_WAIT_MS,
+        )
         return [
             ("ZADD", DRAINERS_KEY, now + settings.drainer_grace_ms, drainer_id),
             ("EVALSHA", self._claim.sha, len(claim_keys), *claim_keys, *claim_args),
@@ -256,6 +270,7 @@ class TickDrainer:
                     self._release(session_id, token)
                     del held[session_id]
                     retry[session_id] = ERROR_RETRY_MS
+            backlog = sum(item.entries for item in steps) >= BACKLOG_STEP_TICKS * max(1, len(steps))
             snapshots: list[StrategySnapshot] = []
             deciding = [item for item in steps if item.decided]
             if deciding:
@@ -266,7 +281,7 @@ class TickDrainer:
                 for item in quiet:
                     del held[item.session_id]
                 steps = self._record_orders(deciding, held, retry)
-            done, claimed = self._end_all(steps, retry, claim_for, snapshots)
+            done, claimed = self._end_all(steps, retry, claim_for, snapshots, backlog)
             consumed += done
             held.clear()
             save_round_snapshots(self.engine, snapshots)
@@ -346,20 +361,24 @@ class TickDrainer:
         retry: dict[str, int],
         claim_for: str | None,
         snapshots: list[StrategySnapshot],
+        backlog: bool = False,
     ) -> tuple[int, list[str]]:
         """Write every step (fenced), release and re-ready, and put back sessions to retry;
-        with ``claim_for`` (a drainer id) also claim the next round's sessions (returned). The
-        snapshots of the steps written are added to ``snapshots``."""
+        with ``claim_for`` (a drainer id) also claim the next round's sessions (returned),
+        after setting the backlog key if ``backlog``. The snapshots of the steps written are
+        added to ``snapshots``."""
         now, max_candles = _now_ms(), self.settings.max_candles
         end = Batch(self.client)
         for item in steps:
             end.script(self._end, item.end_keys, item.end_args(now, max_candles))
         for session_id, delay_ms in retry.items():
             end.command("ZADD", READY_KEY, "XX", now + delay_ms, session_id)
+        if backlog:
+            end.command("SET", BACKLOG_KEY, "1", "PX", BACKLOG_MARK_MS)
         if claim_for is not None:
             end.commands += self._claim_commands(claim_for)
         replies = end.execute(self._scripts)
-        written = len(steps) + len(retry)
+        written = len(steps) + len(retry) + int(backlog)
         claimed: list[str] = []
         if claim_for is not None:
             try:

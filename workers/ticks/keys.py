@@ -7,6 +7,8 @@
 - ``tf:ready`` — sorted set of sessions with ticks to process; score = epoch ms from which the
   session may be claimed (a claim pushes it into the future: a lease that a dead worker loses).
 - ``tf:drainers`` — how many drain tasks are queued or running.
+- ``tf:backlog`` — set for a moment by a drainer whose round read many ticks per session (a
+  backlog): while it exists, claims share the due sessions among the drainers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from trading.exceptions import BadInput
 
 READY_KEY = "tf:ready"
 DRAINERS_KEY = "tf:drainers"
+BACKLOG_KEY = "tf:backlog"
 _INSTRUMENT = re.compile(r"[A-Z0-9]{1,16}")
 
 

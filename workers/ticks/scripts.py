@@ -103,18 +103,28 @@ return start_drainers(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), to
 )
 
 CLAIM = """
--- KEYS: ready, drainers   ARGV: now_ms, lease_ms, count, min_share
+-- KEYS: ready, drainers, backlog   ARGV: now_ms, lease_ms, count, min_share, backlog_wait_ms
 -- Claims up to count due sessions: all of them up to min_share, and beyond that no more than
--- this drainer's share (due sessions / drainers counted, rounded up). A backlog is split among
--- the drainers instead of making one long round; a few due sessions are not split into a
--- round per drainer (each round costs its round trips whatever its size). A claimed
--- session's score moves to now + lease, so a worker that dies holding a claim loses it when
--- the lease runs out.
+-- this drainer's share (due sessions / drainers counted, rounded up). A few due sessions with
+-- a tick or two each are not split into a round per drainer (each round costs its round
+-- trips whatever its size); a backlog is split among the drainers instead of making one long
+-- round: more due sessions than the drainers' minimums, a session due for longer than
+-- backlog_wait_ms, or the backlog key (set by a drainer whose round read many ticks per
+-- session). A claimed session's score moves to now + lease, so a worker that dies holding a
+-- claim loses it when the lease runs out.
 local now = ARGV[1]
 local due = redis.call('ZCOUNT', KEYS[1], '-inf', now)
 if due == 0 then return {} end
 local drainers = math.max(1, redis.call('ZCARD', KEYS[2]))
-local share = math.max(tonumber(ARGV[4]), math.ceil(due / drainers))
+local whole = tonumber(ARGV[4])
+if whole > 1 then
+  local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+  local waited = tonumber(now) - tonumber(oldest[2])
+  if redis.call('EXISTS', KEYS[3]) == 1 or waited > tonumber(ARGV[5]) then
+    whole = 1
+  end
+end
+local share = math.max(whole, math.ceil(due / drainers))
 local count = math.min(tonumber(ARGV[3]), share)
 local claimed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, count)
 local until_ms = tonumber(now) + tonumber(ARGV[2])
