@@ -292,6 +292,27 @@ def test_a_round_leaves_no_reference_cycle_for_the_collector(
         dispose_engines()
 
 
+@pytest.mark.parametrize(("ticks", "marked"), [(1, False), (15, False), (16, True)])
+def test_a_round_that_read_a_backlog_marks_it_for_the_claims(
+    redis_url: str, sqlite_url: str, tmp_path: Path, ticks: int, marked: bool
+) -> None:
+    """A round whose steps read 16 ticks each or more sets the backlog key for a moment (the
+    drainers' claims then share the due sessions, ``scripts.CLAIM``); lighter rounds do not."""
+    settings, sids = _sessions(redis_url, sqlite_url, tmp_path, "backlog", 2)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        drainer = TickDrainer(client, engine_for(settings.sqlalchemy_url), settings, _no_send)
+        for n in range(ticks):
+            fields = {"t": str(1_700_000_040_000 + n), "p": "4000.25", "s": "1"}
+            client.xadd(stream_key(CONTRACT), fields)  # type: ignore[arg-type]
+        assert drainer.process_many(sids) == 2 * ticks
+        ttl = client.pttl(BACKLOG_KEY)
+        assert (0 < ttl <= 100) if marked else ttl == -2
+    finally:
+        client.close()
+        dispose_engines()
+
+
 def test_steps_that_decided_nothing_are_written_before_the_others_send(
     redis_url: str, sqlite_url: str, tmp_path: Path
 ) -> None:
