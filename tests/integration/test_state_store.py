@@ -38,6 +38,7 @@ from trading.exceptions import (
     UnknownSession,
 )
 from trading.market import Candle
+from workers.state import lease_keeper
 from workers.state.store import StateChanges, StateStore
 
 pytestmark = pytest.mark.integration
@@ -289,6 +290,69 @@ def test_locked_renews_while_the_body_runs_and_releases(redis_client: redis.Redi
     assert not redis_client.exists(lock_key(SID))
     assert int(redis_client.get(fence_key(SID))) == lease.fence
     assert short.load(SID).warmup_periods == 4
+
+
+def test_locked_bodies_share_one_keeper_thread(redis_client: redis.Redis) -> None:
+    """Leases held one after another and side by side are renewed by the store's one keeper
+    thread, not by a thread per lock held."""
+    short = StateStore(redis_client, lock_ttl_ms=300)
+    for n in range(3):
+        short.create(rich_state(f"{SID}-{n}"))
+    threads = set()
+    for _ in range(20):
+        with short.locked(f"{SID}-0"):
+            threads.add(short._keeper.thread)
+    with short.locked(f"{SID}-1") as one, short.locked(f"{SID}-2") as two:
+        start = time.monotonic()
+
+        def both_held_past_three_ttls() -> bool:
+            assert redis_client.get(lock_key(one.session_id)) == one.token.encode()
+            assert redis_client.get(lock_key(two.session_id)) == two.token.encode()
+            return time.monotonic() - start > 1.0
+
+        wait_until(both_held_past_three_ttls, timeout=5, what="both leases renewed")
+        threads.add(short._keeper.thread)
+    assert len(threads) == 1 and None not in threads
+    assert not redis_client.exists(lock_key(one.session_id), lock_key(two.session_id))
+
+
+def test_a_lost_lease_is_no_longer_renewed(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    short = StateStore(redis_client, lock_ttl_ms=300)
+    short.create(rich_state())
+    keeper = short._keeper
+    with short.locked(SID) as lease:
+        redis_client.delete(lock_key(SID))  # as if the lease had expired meanwhile
+        newer = short.acquire(SID)
+        wait_until(lambda: not keeper.holds(lease), timeout=5, what="the lost lease dropped")
+        with pytest.raises(StaleFence):
+            short.write(lease, StateChanges.of({"warmup_periods": 4}))
+    assert "was lost" in caplog.text
+    assert redis_client.get(lock_key(SID)) == newer.token.encode(), "the newer lease is kept"
+
+
+def test_a_keeper_thread_ends_when_idle_and_a_forked_child_starts_afresh(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lease_keeper, "IDLE_EXIT_S", 0.2)
+    short = StateStore(redis_client, lock_ttl_ms=300)
+    short.create(rich_state())
+    keeper = short._keeper
+    with short.locked(SID):
+        thread = keeper.thread
+        assert thread is not None and thread.is_alive()
+    thread.join(timeout=5)
+    assert not thread.is_alive() and keeper.thread is None
+    lease = short.acquire(SID)
+    keeper.hold(lease)
+    parent = keeper.thread
+    lease_keeper._forget_after_fork()  # what a forked child runs: the parent's leases are not its
+    assert not keeper.holds(lease) and keeper.thread is None
+    keeper.hold(lease)
+    assert keeper.thread is not None and keeper.thread is not parent, "a thread of its own"
+    keeper.drop(lease)
+    short.release(lease)
 
 
 def test_an_unreachable_redis_is_service_unavailable() -> None:

@@ -11,9 +11,7 @@ Nothing here connects at import time; the caller passes a redis-py client.
 
 from __future__ import annotations
 
-import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -50,8 +48,7 @@ from trading.exceptions import (
 )
 from trading.market import Candle
 from workers.state import scripts
-
-log = logging.getLogger(__name__)
+from workers.state.lease_keeper import HeldLease, LeaseKeeper
 
 T = TypeVar("T")
 
@@ -158,6 +155,7 @@ class StateStore:
         self._release = client.register_script(scripts.RELEASE)
         self._write = client.register_script(scripts.WRITE)
         self._delete = client.register_script(scripts.DELETE)
+        self._keeper = LeaseKeeper(self.renew)
 
     # ------------------------------------------------------------ plumbing
 
@@ -254,7 +252,7 @@ class StateStore:
                 raise LockBusy(f"session {session_id} is locked by another worker")
             time.sleep(min(poll_s, remaining))
 
-    def renew(self, lease: Lease) -> bool:
+    def renew(self, lease: HeldLease) -> bool:
         """Extend the lease by its TTL; False if it is no longer ours (expired or taken)."""
         keys = [lock_key(lease.session_id)]
         args: list[ScriptArg] = [lease.token, lease.ttl_ms]
@@ -268,34 +266,15 @@ class StateStore:
 
     @contextmanager
     def locked(self, session_id: str, wait_s: float = 0.0) -> Iterator[Lease]:
-        """Hold the session lock for the body, renewing it every TTL/3, released at the end."""
+        """Hold the session lock for the body, renewed every TTL/3 by the store's keeper
+        (``workers.state.lease_keeper``), released at the end."""
         lease = self.acquire(session_id, wait_s)
-        stop = threading.Event()
-        keeper = threading.Thread(
-            target=self._keep_alive,
-            args=(lease, stop),
-            name=f"lease-{session_id}",
-            daemon=True,
-        )
-        keeper.start()
+        self._keeper.hold(lease)
         try:
             yield lease
         finally:
-            stop.set()
-            keeper.join()
+            self._keeper.drop(lease)
             self.release(lease)
-
-    def _keep_alive(self, lease: Lease, stop: threading.Event) -> None:
-        interval = lease.ttl_ms / 3000.0
-        while not stop.wait(interval):
-            try:
-                if not self.renew(lease):
-                    log.warning(
-                        "lease on session %s was lost; writes will be refused", lease.session_id
-                    )
-                    return
-            except ServiceUnavailable as exc:
-                log.warning("could not renew lease on session %s: %s", lease.session_id, exc)
 
     # ------------------------------------------------------------ fenced writes
 
