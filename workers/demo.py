@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -412,14 +413,25 @@ class Demo:
                     fills=fills,
                     position=position,
                     broker_position=broker_position,
-                    realized_pnl=str(state.account_pnl_info.realized),
-                    commissions=str(state.account_pnl_info.commissions),
+                    realized_pnl=_usd(state.account_pnl_info.realized),
+                    commissions=_usd(state.account_pnl_info.commissions),
                     portfolio_heat=str(state.portfolio_heat),
                     portfolio_heat_warned=state.portfolio_heat_warned,
                     portfolio_heat_blocked=state.portfolio_heat_blocked,
                 )
             )
         return out
+
+
+CENT = Decimal("0.01")
+
+
+def _usd(amount: Decimal) -> str:
+    """An amount in USD with cents, whatever the exponent its arithmetic left (a price read back
+    from the database carries eight decimals): ``-3600.00000000`` → ``-3600.00``; an amount
+    finer than a cent keeps its digits."""
+    cents = amount.quantize(CENT)
+    return str(cents if cents == amount else amount.normalize())
 
 
 def _plain(text: str) -> str:
