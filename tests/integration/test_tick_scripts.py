@@ -213,7 +213,12 @@ def test_round_history_reads_later_steps_with_the_first(redis_client: redis.Redi
 
 
 def _sessions(
-    redis_url: str, sqlite_url: str, tmp_path: Path, name: str, count: int
+    redis_url: str,
+    sqlite_url: str,
+    tmp_path: Path,
+    name: str,
+    count: int,
+    contract: str = CONTRACT,
 ) -> tuple[Settings, list[str]]:
     settings = Settings(
         redis_url=redis_url,
@@ -226,7 +231,7 @@ def _sessions(
         name=name,
         account=name,
         product="ES",
-        contract=CONTRACT,
+        contract=contract,
         strategy="sma_cross",
         strategy_args={"fast": "2", "slow": "3"},
         feed="synthetic",
@@ -320,18 +325,7 @@ def test_steps_that_decided_nothing_are_written_before_the_others_send(
     queued before its state is written; a session whose step decided nothing is written
     first, without waiting for that row and send."""
     settings, (deciding,) = _sessions(redis_url, sqlite_url, tmp_path, "split", 1)
-    quiet = create_session(
-        settings,
-        NewSession(
-            name="split-quiet",
-            account="split-quiet",
-            product="ES",
-            contract="ESH14",
-            strategy="sma_cross",
-            strategy_args={"fast": "2", "slow": "3"},
-            feed="synthetic",
-        ),
-    ).session.id
+    _, (quiet,) = _sessions(redis_url, sqlite_url, tmp_path, "quiet", 1, contract="ESH14")
     client = redis.Redis.from_url(redis_url)
     minute = 1_700_000_040_000
     for n, price in enumerate(["100", "100", "100", "100", "110", "110"]):
