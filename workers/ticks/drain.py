@@ -114,7 +114,8 @@ class TickDrainer:
 
         Each round is two round trips whatever the number of sessions claimed: begin every
         claimed session (one pipeline), then end every one of them, renew this drainer's place
-        and claim the next round's sessions (one pipeline). Only a drainer that found nothing
+        and claim the next round's sessions (one pipeline); a round in which some steps decided
+        orders or events ends the others first (one more). Only a drainer that found nothing
         to claim claims on its own. The budget is cut by up to a quarter at random: drain
         tasks started together would otherwise all hand over (through the broker) at once.
         """
