@@ -20,7 +20,7 @@ from trading.market import Candle
 from workers.db import dispose_engines, engine_for, upgrade
 from workers.sessions import NewSession, create_session
 from workers.settings import Settings
-from workers.ticks import scripts
+from workers.ticks import drain, scripts
 from workers.ticks.drain import TickDrainer
 from workers.ticks.keys import BACKLOG_KEY, DRAINERS_KEY, READY_KEY, stream_key
 from workers.ticks.lazy_fields import RoundHistory
@@ -299,10 +299,16 @@ def test_a_round_leaves_no_reference_cycle_for_the_collector(
 
 @pytest.mark.parametrize(("ticks", "marked"), [(1, False), (15, False), (16, True)])
 def test_a_round_that_read_a_backlog_marks_it_for_the_claims(
-    redis_url: str, sqlite_url: str, tmp_path: Path, ticks: int, marked: bool
+    redis_url: str,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ticks: int,
+    marked: bool,
 ) -> None:
     """A round whose steps read 16 ticks each or more sets the backlog key for a moment (the
     drainers' claims then share the due sessions, ``scripts.CLAIM``); lighter rounds do not."""
+    monkeypatch.setattr(drain, "BACKLOG_MARK_MS", 60_000)  # a moment this test cannot miss
     settings, sids = _sessions(redis_url, sqlite_url, tmp_path, "backlog", 2)
     client = redis.Redis.from_url(redis_url)
     try:
@@ -312,7 +318,7 @@ def test_a_round_that_read_a_backlog_marks_it_for_the_claims(
             client.xadd(stream_key(CONTRACT), fields)  # type: ignore[arg-type]
         assert drainer.process_many(sids) == 2 * ticks
         ttl = client.pttl(BACKLOG_KEY)
-        assert (0 < ttl <= 100) if marked else ttl == -2
+        assert (0 < ttl <= 60_000) if marked else ttl == -2
     finally:
         client.close()
         dispose_engines()
