@@ -1,6 +1,6 @@
 """Alembic environment: which database, and the tables it should match.
 
-The URL is, in order: ``config.attributes["url"]`` (set by ``workers.db.upgrade``), then
+The URL is, in order: ``config.attributes["url"]`` (set by ``workers.db.engines.upgrade``), then
 ``-x url=...`` on the command line, then ``TRADEFLEET_DATABASE_URL`` through
 ``workers.settings.get_settings().sqlalchemy_url``.
 
@@ -16,7 +16,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from models.tables import metadata
-from workers.db import make_engine
+from workers.db.engines import make_engine
 from workers.settings import get_settings
 
 config = context.config

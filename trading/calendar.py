@@ -21,8 +21,8 @@ so a long is never open when delivery can be assigned. A calendar-day roll that 
 day moves to the business day before it.
 
 Business days are weekdays on which the exchange is open; which weekdays are holidays is not
-known here: every function takes a ``HolidayProvider`` (``workers.exchange_holidays`` backs one
-with a maintained calendar library; ``FixedHolidays`` is a plain set of dates).
+known here: every function takes a ``HolidayProvider`` (``workers.calendars.exchange_holidays``
+backs one with a maintained calendar library; ``FixedHolidays`` is a plain set of dates).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from workers.brokers.base import AccountManager
 from workers.brokers.registry import build_broker
 from workers.connections import redis_client
-from workers.db import engine_for
+from workers.db.engines import engine_for
 from workers.settings import Settings, get_settings
 from workers.state.store import StateStore
 from workers.ticks.drain import TickDrainer

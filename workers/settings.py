@@ -61,8 +61,8 @@ class Settings(BaseSettings):
     """An order open at the broker and unknown to its session is adopted (else only flagged)."""
     protective_stops: bool = True
     """A position opened with a stop price gets a stop order resting at the broker
-    (``workers.risk.stops``), which the tick step watches in data time
-    (``workers.ticks.stop_watch``); an exit cancels it first, as of its decision, and is
+    (``workers.stops.sync``), which the tick step watches in data time
+    (``workers.stops.watch``); an exit cancels it first, as of its decision, and is
     dropped if it had already filled; a strategy that moves its stop moves the order. Off
     (``TRADEFLEET_PROTECTIVE_STOPS=0``): stops are only the strategies' own."""
     max_candles: Annotated[int, Field(ge=10, le=100_000)] = 500

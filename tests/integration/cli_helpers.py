@@ -21,7 +21,7 @@ import redis
 from sqlalchemy import func, inspect, select
 
 from models.tables import metadata
-from workers.db import make_engine
+from workers.db.engines import make_engine
 
 REPO = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT_S = 60.0

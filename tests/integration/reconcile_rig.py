@@ -15,13 +15,13 @@ from models.state import OpenPosition, SessionState, WorkingOrder
 from tests.integration.tickpath_harness import CONTRACT, SessionPlan, TickPathRig, replay_ticks
 from trading.reconcile import RECONCILE_FIELD, ReconcileMeta
 from workers.brokers.commands import PlaceOrder
-from workers.brokers.paper import PaperBroker
-from workers.order_records import insert_order_if_absent, update_order_row
-from workers.records import list_events
-from workers.risk.stops import parent_of
+from workers.brokers.paper.broker import PaperBroker
+from workers.db.order_rows import insert_order_if_absent, update_order_row
+from workers.db.session_rows import list_events
 from workers.runtime import Runtime
 from workers.settings import Settings
 from workers.state.store import StateChanges
+from workers.stops.sync import parent_of
 
 T0 = replay_ticks()[0].time
 """Data time of the first replay tick: orders decided then fill on the published ticks."""

@@ -22,11 +22,11 @@ from tests.conftest import wait_until
 from tests.integration.tickpath_harness import CONTRACT, SessionPlan, TickPathRig, replay_ticks
 from tests.integration.worker import CeleryWorker, WorkerFactory
 from trading.market import Tick
-from workers.order_records import insert_order_if_absent
-from workers.orders import send_order
-from workers.records import get_session_row
+from workers.db.order_rows import insert_order_if_absent
+from workers.db.roll_rows import get_roll
+from workers.db.session_rows import get_session_row
+from workers.orders.send import send_order
 from workers.rolls import chain
-from workers.rolls.records import get_roll
 from workers.rolls.steps import PAUSED_KEY
 from workers.runtime import Runtime
 from workers.state.store import StateChanges

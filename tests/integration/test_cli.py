@@ -30,7 +30,7 @@ from tests.integration.cli_helpers import (
     sql_row_counts,
     store_snapshot,
 )
-from workers.db import alembic_config
+from workers.db.engines import alembic_config
 from workers.ticks.keys import subscribers_key
 
 pytestmark = pytest.mark.integration

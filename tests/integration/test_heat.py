@@ -28,7 +28,7 @@ from trading.market import Tick
 from trading.risk import RiskLevels, default_stop_distance
 from trading.strategies import StrategyContext, call_strategy, get_strategy
 from trading.timeframes import parse_timeframe
-from workers.records import list_events
+from workers.db.session_rows import list_events
 from workers.risk.accounts import AccountChange, set_account
 from workers.risk.book import RiskBook
 from workers.settings import Settings

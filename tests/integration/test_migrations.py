@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from models.tables import metadata
-from workers.db import current_revision, downgrade, make_engine, upgrade
+from workers.db.engines import current_revision, downgrade, make_engine, upgrade
 
 pytestmark = pytest.mark.integration
 

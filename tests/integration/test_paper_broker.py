@@ -24,7 +24,7 @@ from workers.brokers import (
     QueryOrder,
     QueryPositions,
 )
-from workers.brokers.paper import PaperBroker, PaperConfig
+from workers.brokers.paper.broker import PaperBroker, PaperConfig
 from workers.brokers.registry import broker_names, build_broker
 from workers.settings import Settings
 
@@ -456,7 +456,7 @@ def test_registry_builds_paper_by_name_only(redis_url: str, feed) -> None:
     feed.tick(at(1), "1700.00")
     assert built.place_order(place("o1", at(0))).status == "filled"
     with pytest.raises(UnknownRegisteredName):
-        build_broker("workers.brokers.paper:PaperBroker", {}, settings)
+        build_broker("workers.brokers.paper.broker:PaperBroker", {}, settings)
     with pytest.raises(BadInput):
         build_broker("paper", {"slippage": 1}, settings)
     with pytest.raises(BadInput):

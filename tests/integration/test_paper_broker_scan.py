@@ -23,7 +23,7 @@ from tests.integration.test_paper_broker import (
 )
 from workers.brokers import FILLS_START
 from workers.brokers.commands import CancelOrder, QueryOrder
-from workers.brokers.paper_model import MarketBound
+from workers.brokers.paper.model import MarketBound
 
 pytestmark = pytest.mark.integration
 __all__ = ["broker", "feed", "make_broker"]

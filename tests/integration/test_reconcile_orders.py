@@ -30,7 +30,7 @@ from tests.integration.reconcile_rig import (
 from tests.integration.tickpath_harness import TickPathRig, replay_ticks
 from tests.integration.worker import WorkerFactory
 from workers.brokers.commands import CancelOrder, QueryOpenOrders
-from workers.reconcile.orders import reconcile_orders
+from workers.reconcile.order_check import reconcile_orders
 from workers.reconcile.schedule import ORDERS_TASK
 from workers.risk.book import RiskBook
 from workers.ticks.publisher import epoch_ms

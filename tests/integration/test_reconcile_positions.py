@@ -39,8 +39,8 @@ from tests.integration.reconcile_rig import (
 from tests.integration.tickpath_harness import TickPathRig, replay_ticks
 from tests.integration.worker import WorkerFactory
 from workers.brokers.commands import QueryBalance
-from workers.fills import apply_fill_to_session, deliver_fills
-from workers.reconcile.positions import reconcile_positions
+from workers.orders.fills import apply_fill_to_session, deliver_fills
+from workers.reconcile.position_check import reconcile_positions
 from workers.reconcile.schedule import STATS_KEY
 from workers.state.store import StateChanges
 

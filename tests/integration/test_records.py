@@ -24,15 +24,15 @@ from models.state import (
 )
 from models.tables import EventRow, FillRow, OrderRow, TradingSessionRow
 from trading.exceptions import BadInput, UnknownSession
-from workers.db import engine_for, make_engine, upgrade
-from workers.order_records import (
+from workers.db.engines import engine_for, make_engine, upgrade
+from workers.db.order_rows import (
     OrderToWrite,
     get_order_row,
     insert_order_if_absent,
     insert_orders_if_absent,
     update_order_row,
 )
-from workers.records import (
+from workers.db.session_rows import (
     create_session_row,
     find_session_row_by_name,
     get_session_row,

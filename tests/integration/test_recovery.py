@@ -46,17 +46,17 @@ from tests.integration.worker import WorkerFactory
 from trading.intents import client_order_id
 from trading.positions import apply_fill
 from workers.brokers.commands import QueryBalance, QueryOpenOrders, QueryPositions
-from workers.fills import deliver_fills
-from workers.order_records import get_order_row
+from workers.db.order_rows import get_order_row
+from workers.db.session_rows import list_events
+from workers.orders.fills import deliver_fills
 from workers.reconcile.schedule import fan_out
-from workers.records import list_events
 from workers.recovery.recover import RecoveryReport, recover_session
 from workers.recovery.snapshots import load_snapshot
 from workers.recovery.trigger import RECOVER_TASK
 from workers.risk.accounts import AccountChange, set_account
 from workers.risk.book import RiskBook
-from workers.risk.stops import is_stop_id
-from workers.ticks.stop_watch import attached_stop_id
+from workers.stops.sync import is_stop_id
+from workers.stops.watch import attached_stop_id
 
 pytestmark = pytest.mark.integration
 

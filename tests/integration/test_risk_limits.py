@@ -17,7 +17,7 @@ from tests.integration.test_heat import ARGS, cli_env, decisions, position_of, r
 from tests.integration.tickpath_harness import SessionPlan, TickPathRig, replay_ticks
 from tests.integration.worker import WorkerFactory
 from trading.risk import RiskLevels
-from workers.db import make_engine, upgrade
+from workers.db.engines import make_engine, upgrade
 from workers.risk.accounts import AccountChange, restore_account, set_account, set_halted
 from workers.risk.book import RiskBook, risk_key
 from workers.settings import Settings

@@ -21,11 +21,11 @@ from tests.integration.tickpath_harness import CONTRACT
 from tests.integration.worker import WorkerFactory
 from trading.market import Tick
 from workers.celery_app import beat_schedule
+from workers.db import roll_rows
+from workers.db.roll_rows import RollExists
 from workers.recovery.snapshots import load_snapshot
-from workers.rolls import records
 from workers.rolls.chain import check_rolls
-from workers.rolls.records import RollExists
-from workers.sessions import NewSession, create_session
+from workers.sessions.create import NewSession, create_session
 from workers.state.store import StateChanges
 
 pytestmark = pytest.mark.integration
@@ -187,7 +187,7 @@ def test_a_close_that_never_fills_fails_the_roll_then_resume_or_abort(
         assert (after.rolling, after.trading, after.rolling_close_order_id) == (False, False, None)
         assert after.orders == {}
         assert rig.broker_positions("ACC-ABT") == {CONTRACT: -2}
-        assert records.require_roll(rig.engine, rolls[aborted]).status == "aborted"
+        assert roll_rows.require_roll(rig.engine, rolls[aborted]).status == "aborted"
         assert "cancelled" in rig.order_rows(aborted)[-1].status
 
         prices = Prices(ticks[-1].price - Decimal("0.25"), ticks[-1].price - Decimal("7"))
@@ -224,12 +224,12 @@ def test_beat_starts_one_roll_per_session_inside_its_window_on_the_sessions_cloc
 
         first = check_rolls(rig.rt, rig.app, now=datetime(2030, 1, 1, tzinfo=UTC))
         assert len(first.started) == 1
-        row = records.require_roll(rig.engine, first.started[0])
+        row = roll_rows.require_roll(rig.engine, first.started[0])
         assert (row.session_id, row.from_contract, row.to_contract) == (due, CONTRACT, "ESH14")
         assert row.decided_at == roll_day + timedelta(milliseconds=1)
         assert check_rolls(rig.rt, rig.app).started == []
         with pytest.raises(RollExists):
-            records.create_roll(rig.engine, due, CONTRACT, "ESH14", roll_day)
+            roll_rows.create_roll(rig.engine, due, CONTRACT, "ESH14", roll_day)
     schedule = beat_schedule(rig.settings)["roll-check"]
     assert schedule["task"] == "tradefleet.rolls.check"
     assert schedule["schedule"] == rig.settings.roll_check_interval_s == 86_400

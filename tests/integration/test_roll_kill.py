@@ -16,7 +16,7 @@ from tests.integration import worker as worker_fixtures
 from tests.integration.roll_rig import NEW_CONTRACT, Prices, RollRig, assert_rolled
 from tests.integration.worker import WorkerFactory
 from trading.rolls import STEPS
-from workers.order_records import count_rows
+from workers.db.order_rows import count_rows
 
 pytestmark = pytest.mark.integration
 

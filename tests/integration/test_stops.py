@@ -33,16 +33,16 @@ from tests.integration.reconcile_rig import (
 from tests.integration.tickpath_harness import SessionPlan, TickPathRig, replay_ticks
 from tests.integration.worker import WorkerFactory
 from trading.intents import client_order_id
-from workers import orders as orders_module
 from workers.brokers.commands import BrokerOrder, CancelOrder, QueryOpenOrders, QueryPositions
-from workers.brokers.paper import PaperBroker
-from workers.order_records import get_order_row, insert_order_if_absent
-from workers.orders import send_order
+from workers.brokers.paper.broker import PaperBroker
+from workers.db.order_rows import get_order_row, insert_order_if_absent
+from workers.db.session_rows import get_session_row
+from workers.orders import send as orders_module
+from workers.orders.send import send_order
 from workers.reconcile.schedule import ORDERS_TASK
-from workers.records import get_session_row
-from workers.risk.stops import is_stop_id, stop_id
 from workers.settings import get_settings
 from workers.state.store import StateChanges
+from workers.stops.sync import is_stop_id, stop_id
 from workers.ticks.drain import SEND_ORDER_TASK
 from workers.ticks.publisher import epoch_ms
 

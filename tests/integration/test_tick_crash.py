@@ -28,9 +28,9 @@ from tests.integration.tickpath_harness import (
 from tests.integration.worker import WorkerFactory
 from trading.exceptions import RetryLater
 from trading.intents import client_order_id
-from workers.fills import UNRECORDED_FILL_WAIT_S
-from workers.order_records import insert_order_if_absent
-from workers.orders import send_order
+from workers.db.order_rows import insert_order_if_absent
+from workers.orders.fills import UNRECORDED_FILL_WAIT_S
+from workers.orders.send import send_order
 from workers.runtime import Runtime
 from workers.state.store import StateChanges
 

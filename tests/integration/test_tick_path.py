@@ -27,7 +27,7 @@ from tests.integration.tickpath_harness import (
 )
 from tests.integration.worker import WorkerFactory
 from trading.candles import fold_ticks
-from workers.records import list_events
+from workers.db.session_rows import list_events
 from workers.settings import Settings
 from workers.state.store import StateChanges
 from workers.ticks.drain import SEND_ORDER_TASK

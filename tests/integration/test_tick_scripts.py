@@ -17,8 +17,8 @@ import redis
 
 from models.codec import candles_key, encode_candle, fence_key, lock_key, state_key
 from trading.market import Candle
-from workers.db import dispose_engines, engine_for, upgrade
-from workers.sessions import NewSession, create_session
+from workers.db.engines import dispose_engines, engine_for, upgrade
+from workers.sessions.create import NewSession, create_session
 from workers.settings import Settings
 from workers.ticks import drain, scripts
 from workers.ticks.drain import TickDrainer

@@ -1,7 +1,7 @@
 """A reusable rig for the tick path end to end: private Redis, real worker processes, SQLite.
 
 ``TickPathRig`` points one ``Settings`` at a private Redis (sessions in db 0, the paper broker
-in db 1) and an SQLite file; it creates sessions with ``workers.sessions.create_session``,
+in db 1) and an SQLite file; it creates sessions with ``workers.sessions.create.create_session``,
 publishes replay ticks with the real ``TickPublisher``, waits (polling with a deadline) until
 every session's ``_cursor`` has reached its stream's last id and every order is final, and
 snapshots what every part holds: the Redis state, ``_progress``, the SQL orders, fills and
@@ -52,20 +52,20 @@ from tests.integration.tickpath_snapshots import (
 from tests.integration.worker import REPO_ROOT, CeleryWorker
 from trading.market import Tick
 from workers.celery_app import create_app
-from workers.db import make_engine, upgrade
+from workers.db.engines import make_engine, upgrade
+from workers.db.session_rows import list_events
 from workers.feeds.replay import ReplayConfig, ReplaySource
 from workers.feeds.runner import run_feed
-from workers.orders import FINAL
-from workers.processes import celery_beat_argv
-from workers.records import list_events
-from workers.risk.stops import is_stop_id
+from workers.orders.send import FINAL
 from workers.runtime import make_publisher
-from workers.sessions import NewSession, create_session
+from workers.sessions.create import NewSession, create_session
 from workers.settings import DEFAULT_MARKET_DATA_DIR, Settings
 from workers.state.store import StateStore
+from workers.stops.sync import is_stop_id
 from workers.ticks.keys import stream_key
 from workers.ticks.publisher import PublishResult, RawTick, TickPublisher
 from workers.ticks.step import CURSOR_FIELD, PROGRESS_FIELD, TickProgress
+from workers.tools.processes import celery_beat_argv
 
 PRODUCT = "ES"
 REPLAY_DAY = date(2013, 10, 7)

@@ -34,8 +34,8 @@ import pytest
 from celery import Celery
 
 from workers.celery_app import create_app
-from workers.processes import celery_worker_argv
 from workers.settings import Settings
+from workers.tools.processes import celery_worker_argv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALL_QUEUES = ("ticks", "orders", "reconcile", "rolls", "default")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from workers.bench_cpu import CpuSpent, read_cpu
+from workers.tools.bench.cpu import CpuSpent, read_cpu
 
 BURN = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass\n"
 

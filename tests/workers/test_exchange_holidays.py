@@ -22,7 +22,7 @@ from trading.calendar import (
     roll_date,
 )
 from trading.exceptions import BadInput
-from workers.exchange_holidays import (
+from workers.calendars.exchange_holidays import (
     CME_GROUP_EXCHANGES,
     LibraryExchangeHolidays,
     cme_trade_date_holidays,
@@ -37,7 +37,7 @@ def test_provider_is_cached_and_library_loaded_lazily() -> None:
     assert exchange_holidays() is HOLIDAYS
     assert cme_trade_date_holidays() is cme_trade_date_holidays()
     code = (
-        "import sys, workers.exchange_holidays, trading.calendar; "
+        "import sys, workers.calendars.exchange_holidays, trading.calendar; "
         "assert 'pandas_market_calendars' not in sys.modules; "
         "assert 'pandas' not in sys.modules"
     )

@@ -19,8 +19,8 @@ from trading.intents import client_order_id
 from trading.market import Candle
 from trading.timeframes import parse_timeframe
 from workers.brokers.commands import BrokerOrder
-from workers.db import make_engine, upgrade
-from workers.records import create_session_row
+from workers.db.engines import make_engine, upgrade
+from workers.db.session_rows import create_session_row
 from workers.recovery.rebuild import (
     Definition,
     OpenStop,
@@ -44,10 +44,10 @@ from workers.recovery.snapshots import (
     save_snapshots,
     snapshot_of,
 )
-from workers.sessions import NewSession, build_initial_state
+from workers.sessions.create import NewSession, build_initial_state
 from workers.state.store import StateStore
+from workers.stops.watch import attached_stop_id, move_stop_id
 from workers.ticks.step import StepResult
-from workers.ticks.stop_watch import attached_stop_id, move_stop_id
 
 SID = "5d0c3d7e-1111-4a4a-9c9c-000000000001"
 T0 = datetime(2013, 10, 7, 13, 30, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""The tick step's own view of the protective stop (``workers.ticks.stop_watch``): which stop
+"""The tick step's own view of the protective stop (``workers.stops.watch``): which stop
 the session expects, a touch taking the position as closed in data time, and an entry with a
 stop decided together with its attached stop order."""
 
@@ -23,8 +23,7 @@ from tests.workers.test_tick_step import (
     minute_ticks,
 )
 from trading.intents import client_order_id
-from workers.ticks.step import TickProgress
-from workers.ticks.stop_watch import (
+from workers.stops.watch import (
     ExpectedStop,
     StopOut,
     after_stop_fill,
@@ -33,6 +32,7 @@ from workers.ticks.stop_watch import (
     move_stop_id,
     taken_as_closed,
 )
+from workers.ticks.step import TickProgress
 
 LONG = OpenPosition("ESZ13", 1, Decimal("100"), stop_price=Decimal("99"))
 FALLING = ["100", "98.5", "98", "97.5", "97"]

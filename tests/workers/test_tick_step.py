@@ -17,7 +17,7 @@ from models.state import OpenPosition, SessionState, WorkingOrder
 from trading.candles import fold_ticks
 from trading.intents import client_order_id
 from trading.market import Candle, Tick
-from workers.sessions import NewSession, build_initial_state
+from workers.sessions.create import NewSession, build_initial_state
 from workers.ticks.publisher import encode_tick, epoch_ms
 from workers.ticks.step import (
     CURSOR_FIELD,

@@ -16,7 +16,7 @@ import redis
 
 from trading.exceptions import BadInput, UnknownRegisteredName
 from workers.brokers.base import AccountManager
-from workers.brokers.paper import PaperBroker, PaperConfig
+from workers.brokers.paper.broker import PaperBroker, PaperConfig
 from workers.connections import redis_client
 from workers.settings import Settings, get_settings
 

@@ -9,7 +9,7 @@ import typer
 
 from trading.exceptions import BadInput
 from workers.connections import require_redis
-from workers.db import engine_for
+from workers.db.engines import engine_for
 from workers.risk.accounts import AccountChange, set_account
 from workers.risk.book import RiskBook
 from workers.settings import get_settings

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from workers.bench import BenchConfig, BenchReport, Phase, cpu_summary, run_bench
+from workers.tools.bench.run import BenchConfig, BenchReport, Phase, cpu_summary, run_bench
 
 _DEFAULT = BenchConfig()
 

@@ -14,7 +14,7 @@ import typer
 
 from trading.exceptions import BadInput
 from workers.brokers.commands import QueryPositions
-from workers.brokers.paper import PaperBroker
+from workers.brokers.paper.broker import PaperBroker
 from workers.brokers.registry import build_broker
 from workers.settings import get_settings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from workers.db import current_revision, upgrade
+from workers.db.engines import current_revision, upgrade
 from workers.settings import get_settings
 
 app = typer.Typer(help="Database migrations.", no_args_is_help=True)

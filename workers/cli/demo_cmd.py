@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from workers.demo import Demo, DemoResult, SessionSummary
-from workers.processes import ChildProcesses
 from workers.settings import get_settings
+from workers.tools.demo.run import Demo, DemoResult, SessionSummary
+from workers.tools.processes import ChildProcesses
 
 PIPED_WIDTH = 170
 """Width of the tables when the output is not a terminal (a log file, CI)."""

@@ -15,10 +15,10 @@ import typer
 from trading.exceptions import UnknownSession
 from workers.celery_app import create_app
 from workers.connections import require_redis
-from workers.reconcile.orders import reconcile_orders
-from workers.reconcile.positions import reconcile_positions
+from workers.db.session_rows import get_session_row, list_session_rows
+from workers.reconcile.order_check import reconcile_orders
+from workers.reconcile.position_check import reconcile_positions
 from workers.reconcile.schedule import SESSION_TASKS, Job, active_sessions
-from workers.records import get_session_row, list_session_rows
 from workers.runtime import Runtime
 from workers.settings import get_settings
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from workers.connections import require_redis
-from workers.db import engine_for
+from workers.db.engines import engine_for
 from workers.risk.accounts import account_report, known_accounts
 from workers.risk.book import RiskBook
 from workers.settings import get_settings

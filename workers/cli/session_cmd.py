@@ -11,9 +11,9 @@ from rich.table import Table
 
 from models.codec import state_to_json
 from workers.connections import require_redis
-from workers.db import engine_for
-from workers.records import list_session_rows
-from workers.sessions import NewSession, create_session, parse_key_values
+from workers.db.engines import engine_for
+from workers.db.session_rows import list_session_rows
+from workers.sessions.create import NewSession, create_session, parse_key_values
 from workers.settings import get_settings
 from workers.state.store import StateStore
 

@@ -28,7 +28,7 @@ from sqlalchemy.pool import NullPool
 from alembic import command
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 
 
 def _sqlite_file(url: str) -> Path | None:

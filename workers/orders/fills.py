@@ -36,14 +36,14 @@ from trading.exceptions import RetryLater, UnknownSession
 from trading.positions import apply_fill
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import Fill, QueryBalance
-from workers.brokers.paper_model import epoch_ms_ceil
-from workers.order_records import get_order_row, insert_fill_if_absent, update_order_row
-from workers.risk.fills import risk_after_fill
-from workers.risk.stops import is_stop_id, sync_stop
+from workers.brokers.paper.model import epoch_ms_ceil
+from workers.db.order_rows import get_order_row, insert_fill_if_absent, update_order_row
+from workers.risk.after_fill import risk_after_fill
 from workers.settings import get_settings
 from workers.state.store import Lease, StateChanges, StateStore
+from workers.stops.sync import is_stop_id, sync_stop
+from workers.stops.watch import after_stop_fill
 from workers.ticks.step import PROGRESS_FIELD, TickProgress
-from workers.ticks.stop_watch import after_stop_fill
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def apply_fill_to_session(
 
 def _stop_settled(engine: Engine, lease: Lease, fill: Fill) -> dict[str, str]:
     """A protective stop's fill settles the touch the tick step took as closed when it saw
-    it (``workers.ticks.stop_watch``): the new ``_progress``, if it changes."""
+    it (``workers.stops.watch``): the new ``_progress``, if it changes."""
     raw = lease.fields.get(PROGRESS_FIELD)
     if not is_stop_id(fill.client_order_id) or not raw:
         return {}
@@ -153,7 +153,7 @@ def _stop_settled(engine: Engine, lease: Lease, fill: Fill) -> dict[str, str]:
 
 def _protect(store: StateStore, engine: Engine, broker: AccountManager, fill: Fill) -> None:
     """After every fill (also one applied before: a crash may have come in between), the
-    broker holds the stop the position needs (``workers.risk.stops``). A failure is left to
+    broker holds the stop the position needs (``workers.stops.sync``). A failure is left to
     the next fill and to order reconciliation: the fill itself is applied."""
     if not get_settings().protective_stops:
         return
@@ -172,7 +172,7 @@ def _risk_changes(
     trade: Trade,
     balance: Decimal,
 ) -> dict[str, object]:
-    """The session's heat fields after this fill (``workers.risk.fills``)."""
+    """The session's heat fields after this fill (``workers.risk.after_fill``)."""
     position = changes["open_position"]
     details = lease.value("contract_details")
     assert isinstance(position, OpenPosition)
@@ -223,7 +223,7 @@ def _order_not_recorded_yet(engine: Engine, lease: Lease, fill: Fill) -> bool:
 def _touch_not_seen_yet(engine: Engine, lease: Lease, fill: Fill) -> bool:
     """Whether a protective stop filled on a tick the session's step has not processed yet:
     it waits, like an order not recorded yet, so that the step sees the touch first
-    (``workers.ticks.stop_watch``) and the same replay gives the same events and decisions;
+    (``workers.stops.watch``) and the same replay gives the same events and decisions;
     applied anyway once the stop's row is ``UNRECORDED_FILL_WAIT_S`` old."""
     raw = lease.fields.get(PROGRESS_FIELD)
     last_ms = TickProgress.from_json(raw).last_ms if raw else None

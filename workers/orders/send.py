@@ -25,14 +25,14 @@ from models.tables import OrderRow, TradingSessionRow
 from trading.exceptions import UnknownSession
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import OrderAck, PlaceOrder, QueryOrder
-from workers.fills import LOCK_WAIT_S, deliver_fills
-from workers.order_records import FINAL_STATUSES, get_order_row, update_order_row
-from workers.records import get_session_row, record_event
-from workers.risk.fills import release_entry
-from workers.risk.horizon import stop_horizon
-from workers.risk.stops import clear_for_exit, is_move_id, is_stop_id, parent_of
+from workers.db.order_rows import FINAL_STATUSES, get_order_row, update_order_row
+from workers.db.session_rows import get_session_row, record_event
+from workers.orders.fills import LOCK_WAIT_S, deliver_fills
+from workers.risk.after_fill import release_entry
 from workers.runtime import Runtime
 from workers.state.store import StateChanges
+from workers.stops.horizon import stop_horizon
+from workers.stops.sync import clear_for_exit, is_move_id, is_stop_id, parent_of
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Reconciliation with the broker (the broker is the truth; DESIGN.md).
 
-- ``positions``: one session's position against the broker's, under the session's lock.
-- ``orders``: one session's open orders against the broker's.
+- ``position_check``: one session's position against the broker's, under the session's lock.
+- ``order_check``: one session's open orders against the broker's.
 - ``schedule``: the per-period fan-out from beat, with its one-scheduler guard.
 - ``context``: what both passes read about a session and its neighbours on the account.
 

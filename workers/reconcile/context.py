@@ -16,12 +16,12 @@ from models.state import ContractDetails, OpenPosition, WorkingOrder
 from models.tables import OrderRow, Severity, TradingSessionRow
 from trading.reconcile import OPEN_ORDER_STATUSES, RECONCILE_FIELD, LocalPosition, ReconcileMeta
 from workers.brokers.base import AccountManager
-from workers.fills import LAST_FILL_FIELD
-from workers.orders import session_broker
-from workers.records import get_session_row, record_event
-from workers.risk.stops import is_stop_id
+from workers.db.session_rows import get_session_row, record_event
+from workers.orders.fills import LAST_FILL_FIELD
+from workers.orders.send import session_broker
 from workers.runtime import Runtime
 from workers.state.store import Lease, StateChanges
+from workers.stops.sync import is_stop_id
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def held_position(fields: Mapping[str, str]) -> OpenPosition:
 
 def local_position(rt: Runtime, session_id: str, fields: Mapping[str, str]) -> LocalPosition:
     """The session's side of the comparison: quantity, orders in flight, last fill time (a
-    protective stop, ``workers.risk.stops``, rests as long as its position: not in flight)."""
+    protective stop, ``workers.stops.sync``, rests as long as its position: not in flight)."""
     contract = contract_of(fields)
     position = held_position(fields)
     in_other_contract = position.contract != contract and position.quantity != 0

@@ -9,7 +9,7 @@
   or only flagged once when ``adopt_external_orders`` is off or the owner is ambiguous.
 - open here, absent there: one query by client order id; no such order → lost.
 - an open position with a stop price has its protective stop resting there; a missing one
-  is re-placed (``workers.risk.stops.sync_stop``), a stop a flat position no longer needs is
+  is re-placed (``workers.stops.sync.sync_stop``), a stop a flat position no longer needs is
   cancelled.
 
 Every change is an event row (kind ``reconciliation``).
@@ -45,15 +45,15 @@ from trading.reconcile import (
 )
 from workers.brokers.base import FILLS_START, AccountManager
 from workers.brokers.commands import BrokerOrder, QueryOpenOrders, QueryOrder
-from workers.fills import apply_fill_to_session, deliver_fills
-from workers.order_records import get_order_row, update_order_row
+from workers.db.order_rows import get_order_row, update_order_row
+from workers.db.session_rows import get_session_row
+from workers.orders.fills import apply_fill_to_session, deliver_fills
 from workers.reconcile import context
 from workers.reconcile.context import LOCK_WAIT_S, Target
-from workers.records import get_session_row
-from workers.risk.fills import release_entry
-from workers.risk.horizon import matching_horizon, until_replaced
-from workers.risk.stops import is_stop_id, sync_stop
+from workers.risk.after_fill import release_entry
 from workers.runtime import Runtime
+from workers.stops.horizon import matching_horizon, until_replaced
+from workers.stops.sync import is_stop_id, sync_stop
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _work_resting(
 ) -> bool:
     """Let a broker that works resting orders only when asked (the paper broker) match the
     session's and the account's unowned ones: a protective stop only on the prices the
-    session has seen and never past its replacement (``workers.risk.horizon``). True if it
+    session has seen and never past its replacement (``workers.stops.horizon``). True if it
     was asked."""
     match_order = getattr(broker, "match_order", None)
     if not callable(match_order):
@@ -172,7 +172,7 @@ def reconcile_orders(rt: Runtime, session_id: str) -> OrdersReport:
 
 def _check_stop(rt: Runtime, target: Target, report: OrdersReport) -> None:
     """The open position's protective stop rests at the broker; a missing one is re-placed
-    (``workers.risk.stops``), with an event."""
+    (``workers.stops.sync``), with an event."""
     sid = target.session_id
     try:
         outcome = sync_stop(rt.store, rt.engine, target.broker, sid, target.account, verify=True)

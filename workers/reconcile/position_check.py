@@ -1,13 +1,13 @@
 """One session's position against the broker's, under the session's lock.
 
-1. The account's logged fills are delivered first (``workers.fills.deliver_fills``), so the
+1. The account's logged fills are delivered first (``workers.orders.fills.deliver_fills``), so the
    session's own fills are in before anything is compared.
 2. Under the lock: the broker's fill log after the delivery cursor is read to its end (fills
    in the contract there are not delivered yet), then the position, then the log again past
    that end (a fill booked while the position was read). Any such fill means "check again",
    never "correct": a correction therefore never absorbs a fill that will still be applied,
    and the log's end at the correction is kept (``absorbed_cursor``) so that nothing before it
-   is ever applied to the session again (``workers.reconcile.orders``).
+   is ever applied to the session again (``workers.reconcile.order_check``).
 3. ``trading.reconcile.decide_position`` decides; a correction sets the quantity (and the
    broker's average price and cash) and records an event.
 
@@ -45,7 +45,7 @@ from trading.reconcile import (
 )
 from workers.brokers.base import FILLS_START, AccountManager
 from workers.brokers.commands import QueryBalance, QueryPositions
-from workers.fills import deliver_fills, fills_cursor_key
+from workers.orders.fills import deliver_fills, fills_cursor_key
 from workers.reconcile import context
 from workers.reconcile.context import LOCK_WAIT_S, Target
 from workers.runtime import Runtime
@@ -271,7 +271,7 @@ def _correct(
 
 def _stop_out_settled(fields: Mapping[str, str]) -> dict[str, str]:
     """The broker's position is the truth: what the tick step took as closed by a touched
-    protective stop (``workers.ticks.stop_watch``) is settled by the correction."""
+    protective stop (``workers.stops.watch``) is settled by the correction."""
     raw = fields.get(PROGRESS_FIELD)
     progress = TickProgress.from_json(raw)
     if not raw or not progress.stops_out:

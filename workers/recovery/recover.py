@@ -14,7 +14,7 @@
   filled before the position is read, ``sources.settle_stops``); the position keeps the price
   of the stop still open for it (``rebuild.stop_price_for``), so the rebuilt session watches
   that stop in data time like any other; once the state exists, the broker is made to hold the
-  stop the position needs and its poll chain runs (``workers.risk.stops.sync_stop``; the
+  stop the position needs and its poll chain runs (``workers.stops.sync.sync_stop``; the
   chain's guard may have gone with the state);
 - rolling: set while a roll of the session is unfinished (its chain resumes the roll);
 - candles: re-warmed by folding the instrument stream up to its end WITHOUT running the
@@ -52,17 +52,17 @@ from trading.exceptions import SessionExists, UnknownSession
 from trading.reconcile import RECONCILE_FIELD, ReconcileMeta
 from trading.timeframes import parse_timeframe
 from workers.brokers.base import FILLS_START
-from workers.fills import apply_fill_to_session, fills_cursor_key
-from workers.orders import session_broker
-from workers.records import get_session_row, record_event
+from workers.db.session_rows import get_session_row, record_event
+from workers.orders.fills import apply_fill_to_session, fills_cursor_key
+from workers.orders.send import session_broker
 from workers.recovery import rebuild, sources
 from workers.recovery.snapshots import StrategySnapshot, load_snapshot
 from workers.recovery.trigger import lock_key, queued_key
 from workers.risk.accounts import restore_account
 from workers.risk.book import RiskBook
-from workers.risk.stops import sync_stop
 from workers.runtime import Runtime
 from workers.state import scripts as store_scripts
+from workers.stops.sync import sync_stop
 from workers.ticks.keys import READY_KEY, stream_key, subscribers_key
 from workers.ticks.step import CURSOR_FIELD, PROGRESS_FIELD
 
@@ -275,7 +275,7 @@ def _apply_late_fills(rt: Runtime, row: TradingSessionRow, log_end: str) -> int:
 
 def _sync_stop(rt: Runtime, row: TradingSessionRow) -> str | None:
     """With protective stops on: the broker holds the stop the rebuilt position needs, and its
-    poll chain runs (``workers.risk.stops``); the id of the stop resting, if any. A failure is
+    poll chain runs (``workers.stops.sync``); the id of the stop resting, if any. A failure is
     left to the next fill and to order reconciliation, as after any fill."""
     if not rt.settings.protective_stops:
         return None

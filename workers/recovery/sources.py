@@ -38,9 +38,9 @@ from workers.brokers.commands import (
     QueryOrder,
     QueryPositions,
 )
-from workers.brokers.paper_model import MarketBound, epoch_ms_ceil
-from workers.order_records import insert_fill_if_absent, update_order_row
-from workers.orders import BROKER_TO_LOCAL
+from workers.brokers.paper.model import MarketBound, epoch_ms_ceil
+from workers.db.order_rows import insert_fill_if_absent, update_order_row
+from workers.orders.send import BROKER_TO_LOCAL
 from workers.recovery.rebuild import (
     Definition,
     OpenStop,
@@ -48,8 +48,8 @@ from workers.recovery.rebuild import (
     RecordedFill,
     history_window,
 )
-from workers.risk.horizon import until_replaced
-from workers.risk.stops import is_stop_id, open_stop_rows
+from workers.stops.horizon import until_replaced
+from workers.stops.sync import is_stop_id, open_stop_rows
 from workers.ticks.keys import stream_key
 from workers.ticks.step import StreamEntry
 
@@ -218,7 +218,7 @@ def open_stops(
     engine: Engine, session_id: str, pending: Mapping[str, WorkingOrder]
 ) -> list[OpenStop]:
     """The session's protective stops that are not final, oldest first, but those attached to
-    an entry still ``pending`` (``workers.risk.stops.open_stop_rows``)."""
+    an entry still ``pending`` (``workers.stops.sync.open_stop_rows``)."""
     return [
         OpenStop(row.client_order_id, row.contract, row.side, Decimal(str(row.stop_price)))
         for row in open_stop_rows(engine, session_id, pending=pending)
@@ -242,10 +242,10 @@ def settle_stops(
     candles), and a stop is worked only on the entries its session has processed: worked here,
     before the broker's position is read, a stop touched meanwhile has filled and the rebuilt
     position holds its fill; a stop still working goes on from ``through``, on the ticks the
-    rebuilt session watches it on (``workers.ticks.stop_watch``). So the rebuilt session never
+    rebuilt session watches it on (``workers.stops.watch``). So the rebuilt session never
     learns of such a fill at a wall-clock moment of its own, nor decides as if that stop still
     rested. A stop is worked no later than the decision of a later stop of the session or of
-    an exit still open (``workers.risk.horizon``); a broker that works its orders by
+    an exit still open (``workers.stops.horizon``); a broker that works its orders by
     itself (no ``match_order``) is only asked."""
     match_order = getattr(broker, "match_order", None)
     exits = [epoch_ms_ceil(r.created_at) for r in records if r.intent == "exit"]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from models.codec import check_session_id, state_key
 from models.tables import TradingSessionRow
-from workers.records import get_session_row
+from workers.db.session_rows import get_session_row
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,1 +1,8 @@
-"""Portfolio heat and the risk controls around it (``trading.risk`` holds the arithmetic)."""
+"""Portfolio heat and the risk controls around it (``trading.risk`` holds the arithmetic).
+
+- ``book``: the account risk book in Redis (one hash per account, one Lua script).
+- ``entry``: the tick path's check and reservation of an entry.
+- ``after_fill``: a session's open risk and daily loss after a fill changed its position.
+- ``accounts``: per-account levels in SQL, pushed to the risk hash; ``halt``: the kill switch.
+- ``equity``: an account's equity from its broker; ``scripts``: the book's Lua scripts.
+"""

@@ -1,7 +1,7 @@
 """After a fill changed a session's position: its open risk on the account book, the daily loss.
 
-Called by ``workers.fills`` under the session's lock, before its state write, so the session's
-heat fields are written with the position. Exits and reductions release risk here (a flat
+Called by ``workers.orders.fills`` under the session's lock, before its state write, so the
+session's heat fields are written with the position. Exits and reductions release risk here (a flat
 session holds none). A failure is logged and never stops the fill from being applied:
 reconciliation and the next fill correct the book.
 """
@@ -16,7 +16,7 @@ import redis
 from sqlalchemy.engine import Engine
 
 from models.state import ContractDetails, OpenPosition, WorkingOrder
-from workers.records import record_event
+from workers.db.session_rows import record_event
 from workers.risk.book import RiskBook
 from workers.risk.entry import warn_event
 from workers.settings import get_settings

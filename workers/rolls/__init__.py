@@ -1,7 +1,6 @@
 """Contract rolls as chained Celery jobs (DESIGN.md, "Contract rolls").
 
-- ``records``: the roll rows in SQL;
-- ``state``: the roll's marks on its session's Redis state;
+- ``marks``: the roll's marks on its session's Redis state (its SQL row: ``workers.db.roll_rows``);
 - ``steps``: the idempotent steps, deciding from the broker's answers;
 - ``switch``: switching the session's contract (back-adjusted candles) and ending the roll;
 - ``chain``: starting (operator or beat trigger), resuming, aborting, failing a roll.

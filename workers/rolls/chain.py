@@ -27,15 +27,15 @@ from models.tables import RollRow
 from trading.exceptions import BadInput, UnknownSession
 from trading.rolls import decision_time, roll_target, session_clock, should_roll, steps_from
 from workers.brokers.commands import CancelOrder, QueryOrder
-from workers.exchange_holidays import exchange_holidays
-from workers.fills import LOCK_WAIT_S, deliver_fills
-from workers.order_records import update_order_row
-from workers.orders import session_broker
-from workers.records import get_session_row, list_session_rows
-from workers.rolls import records
-from workers.rolls import state as marks
-from workers.rolls.records import RollExists
-from workers.rolls.state import RollMeta
+from workers.calendars.exchange_holidays import exchange_holidays
+from workers.db import roll_rows
+from workers.db.order_rows import update_order_row
+from workers.db.roll_rows import RollExists
+from workers.db.session_rows import get_session_row, list_session_rows
+from workers.orders.fills import LOCK_WAIT_S, deliver_fills
+from workers.orders.send import session_broker
+from workers.rolls import marks
+from workers.rolls.marks import RollMeta
 from workers.runtime import Runtime
 from workers.ticks.step import PROGRESS_FIELD, TickProgress
 
@@ -93,7 +93,7 @@ def start_roll(
     contract = state.session.contract
     target = roll_target(contract, to)
     when = decided_at or session_clock_of(rt, session_id, datetime.now(UTC))[1]
-    row = records.create_roll(rt.engine, session_id, contract, target, when)
+    row = roll_rows.create_roll(rt.engine, session_id, contract, target, when)
     marks.event(
         rt,
         session_id,
@@ -108,22 +108,22 @@ def start_roll(
 def find_roll(rt: Runtime, target: str) -> RollRow:
     """A roll by its id (digits), or a session id's unfinished (else latest) roll."""
     if target.isdigit():
-        return records.require_roll(rt.engine, int(target))
-    row = records.unfinished_roll(rt.engine, target)
+        return roll_rows.require_roll(rt.engine, int(target))
+    row = roll_rows.unfinished_roll(rt.engine, target)
     if row is None:
-        rolls = records.list_rolls(rt.engine, target)
+        rolls = roll_rows.list_rolls(rt.engine, target)
         if not rolls:
-            raise records.UnknownRoll(f"{target} (no roll id, no session with a roll)")
+            raise roll_rows.UnknownRoll(f"{target} (no roll id, no session with a roll)")
         row = rolls[-1]
     return row
 
 
 def resume_roll(rt: Runtime, app: Celery, roll_id: int) -> RollRow:
-    """A failed or waiting roll runs again from the step its row records."""
-    row = records.require_roll(rt.engine, roll_id)
+    """A failed or waiting roll runs again from the step its row roll_rows."""
+    row = roll_rows.require_roll(rt.engine, roll_id)
     if row.status not in OPERATOR_STATUSES:
         raise BadInput(f"roll {roll_id} is {row.status}; only a failed or waiting roll resumes")
-    row = records.update_roll(rt.engine, roll_id, status="running", error=None)
+    row = roll_rows.update_roll(rt.engine, roll_id, status="running", error=None)
     marks.event(
         rt, row.session_id, "info", f"roll {roll_id} resumed at {row.step}", {"roll_id": roll_id}
     )
@@ -136,7 +136,7 @@ def abort_roll(rt: Runtime, roll_id: int) -> RollRow:
     the broker, fills already made are applied to the session, ``rolling`` is cleared, and the
     session stays NOT trading (the operator checks its position, e.g. with ``tradefleet
     reconcile positions``, and restarts it)."""
-    row = records.require_roll(rt.engine, roll_id)
+    row = roll_rows.require_roll(rt.engine, roll_id)
     if row.status not in OPERATOR_STATUSES:
         raise BadInput(f"roll {roll_id} is {row.status}; only a failed or waiting roll aborts")
     session = get_session_row(rt.engine, row.session_id)
@@ -169,7 +169,7 @@ def abort_roll(rt: Runtime, roll_id: int) -> RollRow:
             },
             RollMeta(),
         )
-    row = records.set_status(rt.engine, roll_id, "aborted")
+    row = roll_rows.set_status(rt.engine, roll_id, "aborted")
     marks.event(
         rt,
         row.session_id,
@@ -185,9 +185,9 @@ def mark_failed(rt: Runtime, roll_id: int) -> RollRow:
     """The errback: the roll failed (unless it already waits for the operator), the session
     stops trading (``rolling`` stays true: no strategy until the roll is resumed or aborted),
     an event."""
-    row = records.require_roll(rt.engine, roll_id)
+    row = roll_rows.require_roll(rt.engine, roll_id)
     if row.status == "running":
-        row = records.set_status(rt.engine, roll_id, "failed")
+        row = roll_rows.set_status(rt.engine, roll_id, "failed")
     marks.stop_trading(rt, row.session_id, roll_id)
     marks.event(
         rt,
@@ -202,9 +202,9 @@ def mark_failed(rt: Runtime, roll_id: int) -> RollRow:
 
 def record_error(rt: Runtime, roll_id: int, error: str) -> None:
     """What made a step fail for good, on the roll's row (its status is the errback's)."""
-    row = records.get_roll(rt.engine, roll_id)
+    row = roll_rows.get_roll(rt.engine, roll_id)
     if row is not None and row.error is None:
-        records.update_roll(rt.engine, roll_id, error=error[:2000])
+        roll_rows.update_roll(rt.engine, roll_id, error=error[:2000])
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +220,7 @@ def check_rolls(rt: Runtime, app: Celery, now: datetime | None = None) -> CheckR
     started: list[int] = []
     skipped: list[str] = []
     for session in list_session_rows(rt.engine):
-        if session.status != "active" or records.unfinished_roll(rt.engine, session.id):
+        if session.status != "active" or roll_rows.unfinished_roll(rt.engine, session.id):
             continue
         try:
             state = rt.store.load(session.id)

@@ -19,8 +19,8 @@ from typing import Any
 from models.codec import state_key
 from models.state import WorkingOrder
 from trading.exceptions import OperatorAction
-from workers.fills import LOCK_WAIT_S
-from workers.records import record_event
+from workers.db.session_rows import record_event
+from workers.orders.fills import LOCK_WAIT_S
 from workers.runtime import Runtime
 from workers.state.store import Lease, StateChanges
 
@@ -106,7 +106,7 @@ def add_working_order(
     values: Mapping[str, Any] | None = None,
 ) -> None:
     """Put the roll's order among the session's working copies (so its fill is applied when
-    it comes, ``workers.fills``), with any other ``values``, in one fenced write."""
+    it comes, ``workers.orders.fills``), with any other ``values``, in one fenced write."""
     with rt.store.locked(session_id, wait_s=LOCK_WAIT_S) as lease:
         orders: dict[str, WorkingOrder] = lease.value("orders")
         changes: dict[str, Any] = dict(values or {})

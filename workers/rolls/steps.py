@@ -15,9 +15,9 @@ are exactly where the plan says they should be, so a step re-run after a crash a
 never sends a second close or open. Where the answers contradict the plan, the roll stops
 (``needs_operator``), the session stops trading, an event says why.
 
-The order row is written before the order is sent, and the order is among the session's
-working copies before it can fill (``workers.fills`` applies a fill only to an order its session
-holds). Orders are sent through ``workers.orders.send_order`` (the session's own broker).
+The order row is written before the order is sent, and the order is among the session's working
+copies before it can fill (``workers.orders.fills`` applies a fill only to an order its session
+holds). Orders are sent through ``workers.orders.send.send_order`` (the session's own broker).
 """
 
 from __future__ import annotations
@@ -44,16 +44,16 @@ from trading.rolls import (
 )
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import QueryOrder, QueryPositions
-from workers.fills import LOCK_WAIT_S, deliver_fills
-from workers.order_records import fill_time, insert_order_if_absent
-from workers.orders import poll_order, send_order, session_broker
-from workers.records import get_session_row
-from workers.risk.stops import sync_stop
-from workers.rolls import records
-from workers.rolls import state as marks
-from workers.rolls.state import RollMeta, RollNeedsOperator, meta_of
+from workers.db import roll_rows
+from workers.db.order_rows import fill_time, insert_order_if_absent
+from workers.db.session_rows import get_session_row
+from workers.orders.fills import LOCK_WAIT_S, deliver_fills
+from workers.orders.send import poll_order, send_order, session_broker
+from workers.rolls import marks
+from workers.rolls.marks import RollMeta, RollNeedsOperator, meta_of
 from workers.rolls.switch import end_roll, switch_contract
 from workers.runtime import Runtime
+from workers.stops.sync import sync_stop
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def plan_of(row: RollRow) -> RollPlan:
 
 def run_step(rt: Runtime, roll_id: int, step: str) -> Outcome:
     """Run one step of roll ``roll_id`` (see the module)."""
-    row = records.require_roll(rt.engine, roll_id)
+    row = roll_rows.require_roll(rt.engine, roll_id)
     if row.status != "running":
         log.info("roll %s is %s: step %s not run", roll_id, row.status, step)
         return Outcome.STALE
@@ -92,13 +92,13 @@ def run_step(rt: Runtime, roll_id: int, step: str) -> Outcome:
         if _order_step(rt, row, session, step) is Outcome.WAIT:
             return Outcome.WAIT
     elif step == "switch":
-        switch_contract(rt, records.require_roll(rt.engine, roll_id), session)
+        switch_contract(rt, roll_rows.require_roll(rt.engine, roll_id), session)
     elif step == "end":
         end_roll(rt, row)
         _protect_rolled(rt, row, session)
     _test_pause(rt, roll_id, step)
     after = next_step(step)
-    records.advance(rt.engine, roll_id, step, after)  # type: ignore[arg-type]
+    roll_rows.advance(rt.engine, roll_id, step, after)  # type: ignore[arg-type]
     if after != DONE:
         marks.mark_step(rt, row.session_id, roll_id, after)
     return Outcome.DONE
@@ -130,7 +130,7 @@ def begin(rt: Runtime, row: RollRow, session: TradingSessionRow) -> None:
             _stop(rt, row, f"the session holds {position.quantity} {position.contract}")
         quantity = position.quantity
     plan = RollPlan(row.id, row.session_id, row.from_contract, row.to_contract, quantity)
-    records.update_roll(
+    roll_rows.update_roll(
         rt.engine,
         row.id,
         quantity=quantity,
@@ -166,11 +166,11 @@ def _order_step(rt: Runtime, row: RollRow, session: TradingSessionRow, step: str
         _send(rt, row, plan, step)
         return Outcome.DONE
     if step == "await_close":
-        records.record_prices(rt.engine, row.id, assessment.close_price, None)
+        roll_rows.record_prices(rt.engine, row.id, assessment.close_price, None)
         if not _session_holds(rt, plan, plan.from_contract, 0):
             return Outcome.WAIT
     elif step == "await_open":
-        records.record_prices(rt.engine, row.id, assessment.close_price, assessment.open_price)
+        roll_rows.record_prices(rt.engine, row.id, assessment.close_price, assessment.open_price)
         if not _session_holds(rt, plan, plan.to_contract, plan.quantity):
             return Outcome.WAIT
     return Outcome.DONE
@@ -232,7 +232,7 @@ def _protect_rolled(rt: Runtime, row: RollRow, session: TradingSessionRow) -> No
 
 
 def _session_holds(rt: Runtime, plan: RollPlan, contract: str, quantity: int) -> bool:
-    """Whether the session's own copy shows the fill (``workers.fills`` applied it)."""
+    """Whether the session's own copy shows the fill (``workers.orders.fills`` applied it)."""
     position = rt.store.load(plan.session_id).open_position
     held = 0 if position is None or position.contract != contract else position.quantity
     return held == quantity
@@ -241,7 +241,7 @@ def _session_holds(rt: Runtime, plan: RollPlan, contract: str, quantity: int) ->
 def _stop(rt: Runtime, row: RollRow, reason: str) -> None:
     """The roll waits for the operator: status ``needs_operator``, the session stops trading,
     an event; raises ``RollNeedsOperator`` (the chain stops)."""
-    records.set_status(rt.engine, row.id, "needs_operator", reason)
+    roll_rows.set_status(rt.engine, row.id, "needs_operator", reason)
     marks.stop_trading(rt, row.session_id, row.id)
     marks.event(
         rt,

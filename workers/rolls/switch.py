@@ -51,11 +51,11 @@ from trading.exceptions import BadInput, RetryLater, StaleFence, StrategyError, 
 from trading.market import Candle
 from trading.rolls import adjust_candle, adjust_price, back_adjust, roll_spread
 from trading.strategies import call_roll_state, get_strategy
-from workers.exchange_holidays import exchange_holidays
-from workers.fills import LOCK_WAIT_S
+from workers.calendars.exchange_holidays import exchange_holidays
+from workers.orders.fills import LOCK_WAIT_S
 from workers.recovery.snapshots import StrategySnapshot, save_snapshots
-from workers.rolls import state as marks
-from workers.rolls.state import ROLL_FIELD, RollMeta, meta_of
+from workers.rolls import marks
+from workers.rolls.marks import ROLL_FIELD, RollMeta, meta_of
 from workers.runtime import Runtime
 from workers.state import scripts as store_scripts
 from workers.state.store import Lease

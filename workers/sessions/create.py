@@ -29,9 +29,9 @@ from trading.exceptions import BadInput, ServiceUnavailable
 from trading.strategies import get_strategy, prepare_strategy
 from workers.brokers.registry import broker_names
 from workers.connections import redact_url, require_redis
-from workers.db import engine_for
+from workers.db.engines import engine_for
+from workers.db.session_rows import create_session_row, find_session_row_by_name
 from workers.feeds.registry import feed_names
-from workers.records import create_session_row, find_session_row_by_name
 from workers.settings import Settings
 from workers.state.store import StateStore
 from workers.ticks.subscriptions import subscribe, unsubscribe

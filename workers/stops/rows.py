@@ -1,4 +1,4 @@
-"""The protective stops' ids and their SQL rows (``workers.risk.stops`` keeps them in line).
+"""The protective stops' ids and their SQL rows (``workers.stops.sync`` keeps them in line).
 
 Ids: ``<hex>-stop-<n>`` (placed on its own by ``sync_stop``), ``<hex>-stop-<seq>-<leg>``
 (attached to the entry ``<hex>-<seq>-<leg>``), ``<hex>-move-<seq>`` (a move the tick step
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session as DbSession
 from models.state import WorkingOrder
 from models.tables import OrderRow
 from trading.intents import client_order_id
-from workers.ticks.stop_watch import OPEN_STATUSES
+from workers.stops.watch import OPEN_STATUSES
 
 STOP_ID = re.compile(r"([0-9a-f]{16})-(?:stop-([0-9]+)(?:-([0-9]+))?|move-([0-9]+))")
 """``<hex>-stop-<n>``: the n-th stop ``sync_stop`` placed for the session; ``<hex>-stop-<seq>-

@@ -1,16 +1,17 @@
 """Protective stops at the broker: every position opened with a stop has a stop order resting.
 
-An entry decided with a stop price is decided together with its stop: the tick step writes
-both rows, and the stop (``<hex>-stop-<seq>-<leg>``: ``stop_watch.attached_stop_id``) is sent
-right after its entry, attached to it (one-triggers-other: the broker works it from the
+An entry decided with a stop price is decided together with its stop: the tick step writes both
+rows, and the stop (``<hex>-stop-<seq>-<leg>``: ``workers.stops.watch.attached_stop_id``) is
+sent right after its entry, attached to it (one-triggers-other: the broker works it from the
 entry's fill on, in data time). So whether a stop rested, and from when, never depends on how
 fast the entry's fill came back.
 
 Afterwards the stop a position needs follows from the session's state:
-``open_position.stop_price`` (set by ``workers.fills`` when an entry carrying a ``stop_price``
-fills), ``|quantity|`` contracts on the opposite side, in the position's contract (a position
-that lost its stop price to a rebuild keeps the price of its open stop). ``sync_stop`` makes
-the broker match it, under the session's lock (so two deliveries cannot race):
+``open_position.stop_price`` (set by ``workers.orders.fills`` when an entry carrying a
+``stop_price`` fills), ``|quantity|`` contracts on the opposite side, in the position's contract
+(a position that lost its stop price to a rebuild keeps the price of its open stop).
+``sync_stop`` makes the broker match it, under the session's lock (so two deliveries cannot
+race):
 
 - no stop needed (flat, or no stop price): every open stop order of the session is cancelled;
 - the newest open stop row matches (contract, side, quantity, price): it is placed if its row
@@ -38,8 +39,8 @@ races the broker stop touched inside that candle. Every exit therefore cancels t
 resting stops as of its decision's data time before it is sent (``clear_for_exit``) and is
 dropped when one had filled before that, and ``sync_stop`` leaves the stops alone while an
 exit of the session is open (``exit_pending``): the two never both fill. The broker works a
-session's stops only on the prices the session has seen (``workers.risk.horizon``), and the
-tick step watches the same stop on the same prices (``workers.ticks.stop_watch``), so the
+session's stops only on the prices the session has seen (``workers.stops.horizon``), and the
+tick step watches the same stop on the same prices (``workers.stops.watch``), so the
 same replay fills the same stops whatever the workers' speed. Behind the
 ``protective_stops`` setting (on by default, see ``workers.settings``).
 
@@ -63,8 +64,10 @@ from models.state import OpenPosition, OrderStatus, Side, WorkingOrder
 from models.tables import OrderRow
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import CancelOrder, OrderAck, PlaceOrder, QueryOrder
-from workers.order_records import get_order_row, insert_order_if_absent, update_order_row
-from workers.risk.stop_rows import (
+from workers.db.order_rows import get_order_row, insert_order_if_absent, update_order_row
+from workers.settings import get_settings
+from workers.state.store import StateStore
+from workers.stops.rows import (
     is_move_id,
     is_stop_id,
     last_decided,
@@ -74,10 +77,8 @@ from workers.risk.stop_rows import (
     stop_count,
     stop_id,
 )
-from workers.settings import get_settings
-from workers.state.store import StateStore
+from workers.stops.watch import OPEN_STATUSES
 from workers.ticks.progress import PROGRESS_FIELD, TickProgress
-from workers.ticks.stop_watch import OPEN_STATUSES
 
 log = logging.getLogger(__name__)
 

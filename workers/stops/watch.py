@@ -1,13 +1,13 @@
 """The session's own view of its protective stop, kept in data time by the tick step.
 
-A protective stop rests at the broker (``workers.risk.stops``), and the broker fills it when a
+A protective stop rests at the broker (``workers.stops.sync``), and the broker fills it when a
 price reaches it. The session learns of that fill through a task, at a wall-clock moment that
 depends on how fast workers run; a strategy deciding on the session's next candles must not
 depend on that moment. So the step watches the ticks itself: when a tick reaches the stop the
-session expects to rest (the broker's own rule, ``workers.brokers.paper_model.fill_price``: a
+session expects to rest (the broker's own rule, ``workers.brokers.paper.model.fill_price``: a
 sell stop at a trade at or below it, a buy stop at or above), the position it protects is
 taken as closed (a ``StopOut`` in ``_progress``, one per touched stop) until that stop's fill
-is applied (``workers.fills`` settles it). The strategy sees ``held + pending + taken as
+is applied (``workers.orders.fills`` settles it). The strategy sees ``held + pending + taken as
 closed``, the same whenever the fill arrives.
 
 The stop the session expects is derived from its state, never stored twice. With orders of

@@ -7,9 +7,9 @@ from typing import Any
 from celery import Task, shared_task
 
 from trading.exceptions import RetryLater
-from workers.orders import poll_order, send_order
-from workers.risk.stops import STOP_POLL_INTERVAL_S, is_stop_id, keep_polling, start_polling
+from workers.orders.send import poll_order, send_order
 from workers.runtime import runtime
+from workers.stops.sync import STOP_POLL_INTERVAL_S, is_stop_id, keep_polling, start_polling
 
 POLL_TASK = "tradefleet.orders.poll"
 POLL_INTERVAL_S = 0.2
@@ -51,7 +51,7 @@ def send(self: Task[Any, Any], session_id: str, client_order_id: str) -> str:
 def poll(self: Task[Any, Any], session_id: str, client_order_id: str, attempt: int) -> str:
     """Match a resting order against newer prices; poll again while it rests: an order at
     most ``MAX_POLLS`` times, a protective stop for as long as it rests (it ends filled or
-    cancelled when its position closes or its stop moves; ``workers.risk.stops``)."""
+    cancelled when its position closes or its stop moves; ``workers.stops.sync``)."""
     rt = runtime()
     outcome = poll_order(rt, session_id, client_order_id)
     stop = is_stop_id(client_order_id)

@@ -13,8 +13,8 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from workers.reconcile.orders import reconcile_orders
-from workers.reconcile.positions import reconcile_positions
+from workers.reconcile.order_check import reconcile_orders
+from workers.reconcile.position_check import reconcile_positions
 from workers.reconcile.schedule import (
     FAN_OUT_TASKS,
     ORDERS_TASK,

@@ -15,7 +15,7 @@ from celery import Task, shared_task
 from celery.exceptions import Ignore
 
 from trading.exceptions import RetryLater
-from workers.rolls import records
+from workers.db import roll_rows
 from workers.rolls.chain import (
     CHECK_TASK,
     FAILED_TASK,
@@ -92,7 +92,7 @@ def failed(self: Task[Any, Any], roll_id: int) -> str:
     recorded the error, so it waits (a few short retries) for that error to be on the row:
     the failure, its event and the row then say why."""
     rt = runtime()
-    row = records.require_roll(rt.engine, roll_id)
+    row = roll_rows.require_roll(rt.engine, roll_id)
     if row.error is None and self.request.retries < ERROR_WAITS:
         raise RetryLater(f"roll {roll_id}: the failed step's error is not recorded yet")
     return mark_failed(rt, roll_id).status

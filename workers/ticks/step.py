@@ -37,9 +37,7 @@ from trading.risk import EntryGate
 from trading.strategies import StrategyContext, call_strategy, get_strategy
 from trading.timeframes import parse_timeframe
 from workers.risk.entry import EntryCheck, check_entry, risk_after_move
-from workers.ticks.decoded import IMMUTABLE_FIELDS, decoded, encoded, remember
-from workers.ticks.progress import PROGRESS_FIELD, TickProgress
-from workers.ticks.stop_watch import (
+from workers.stops.watch import (
     OPEN_STATUSES,
     StopOut,
     attached_stop_id,
@@ -49,6 +47,8 @@ from workers.ticks.stop_watch import (
     pending_quantity,
     taken_as_closed,
 )
+from workers.ticks.decoded import IMMUTABLE_FIELDS, decoded, encoded, remember
+from workers.ticks.progress import PROGRESS_FIELD, TickProgress
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class SessionStep:
         protective_stops: bool = False,
     ) -> None:
         """``protective_stops``: the session's stops rest at the broker, so the step watches
-        them (``workers.ticks.stop_watch``)."""
+        them (``workers.stops.watch``)."""
         self.session_id = session_id
         self._risk = risk
         self._stops = protective_stops
@@ -292,7 +292,7 @@ class SessionStep:
 
     def _attach_stop(self, entry: WorkingOrder, now: datetime) -> None:
         """An entry with a stop price is decided with its protective stop, attached to it
-        (``workers.risk.stops``); the stop is no working copy (no pending quantity)."""
+        (``workers.stops.sync``); the stop is no working copy (no pending quantity)."""
         if not self._stops or entry.intent != "entry" or entry.stop_price is None:
             return
         side: Side = "sell" if entry.side == "buy" else "buy"
@@ -323,7 +323,7 @@ class SessionStep:
         expects takes the new price (the position's, or its pending entry's, which the
         position takes on its fill), the account's heat is measured to it, and, with
         protective stops on, a stop order ``<hex>-move-<seq>`` is decided that replaces the
-        resting one as of the candle's end (``workers.risk.stops``). True if a move was
+        resting one as of the candle's end (``workers.stops.sync``). True if a move was
         decided (it uses ``seq``).
 
         Ignored when nothing would change, when the expected stop is not the held side's,
@@ -395,7 +395,7 @@ class SessionStep:
     def _watch(self, until: datetime | None) -> None:
         """Watch the expected protective stop over the good ticks not watched yet that come
         before ``until`` (all of them with None): the first that reaches it takes the position
-        it protects as closed (``workers.ticks.stop_watch``)."""
+        it protects as closed (``workers.stops.watch``)."""
         if not self._stops:
             return
         good, start = self._good, self._watched

@@ -12,7 +12,7 @@ under keys prefixed ``paper:``, so losing the sessions' Redis never loses the br
 - ``paper:resting:<instrument>`` set of ``[account, client order id]`` (JSON) working orders
 
 Prices come read-only from the market-data streams; the fill rules are in
-``workers.brokers.paper_model``. A fill is one WATCH/MULTI transaction on the order and the
+``workers.brokers.paper.model``. A fill is one WATCH/MULTI transaction on the order and the
 account: position, average price, realized P&L, cash and the fills stream change together,
 exactly once (execution id ``<broker order id>-1``), however many ``match`` calls race.
 """
@@ -32,7 +32,6 @@ from redis.client import Pipeline
 
 from trading.contracts import spec_for
 from trading.exceptions import BadInput, ServiceUnavailable
-from workers.brokers import paper_scripts
 from workers.brokers.base import FILLS_START
 from workers.brokers.commands import (
     Balance,
@@ -47,8 +46,8 @@ from workers.brokers.commands import (
     QueryPositions,
     utc,
 )
-from workers.brokers.paper_io import answering, read_entries, read_members
-from workers.brokers.paper_model import (
+from workers.brokers.paper import scripts as paper_scripts
+from workers.brokers.paper.model import (
     MarketBound,
     PaperConfig,
     decimal_or_none,
@@ -62,6 +61,7 @@ from workers.brokers.paper_model import (
     strings,
     text,
 )
+from workers.brokers.paper.reads import answering, read_entries, read_members
 
 __all__ = ["PaperBroker", "PaperConfig"]
 

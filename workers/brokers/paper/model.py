@@ -1,5 +1,5 @@
 """The paper broker's pure parts: its config, fill rules, position arithmetic, and the codec
-of its stored rows (``workers.brokers.paper`` does the I/O).
+of its stored rows (``workers.brokers.paper.broker`` does the I/O).
 
 Prices come read-only from the market-data streams (``md:{<instrument>}:ticks``). The market
 is the data's, never the wall clock's: an order can only fill on a tick whose data time ``t``

@@ -9,7 +9,7 @@ from typing import Any, cast
 import redis
 
 from trading.exceptions import ServiceUnavailable
-from workers.brokers.paper_model import strings, text
+from workers.brokers.paper.model import strings, text
 
 _DOWN = (redis.ConnectionError, redis.TimeoutError)
 

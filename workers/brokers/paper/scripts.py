@@ -1,7 +1,7 @@
 """Lua scripts of the paper broker: each is one atomic step in the broker's own Redis.
 
 Fills are not here: their money arithmetic needs ``Decimal``, so they are applied with
-WATCH/MULTI from Python (``workers.brokers.paper``), which is just as atomic.
+WATCH/MULTI from Python (``workers.brokers.paper.broker``), which is just as atomic.
 """
 
 from __future__ import annotations

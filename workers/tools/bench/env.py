@@ -24,13 +24,13 @@ from trading.contracts import MONTH_CODES, product_of
 from trading.exceptions import BadInput, ServiceUnavailable
 from workers.celery_app import create_app
 from workers.connections import redis_client
-from workers.db import dispose_engines, upgrade
-from workers.processes import ChildProcesses, celery_worker_argv, ensure_redis
+from workers.db.engines import dispose_engines, upgrade
 from workers.runtime import make_publisher
-from workers.sessions import NewSession, create_session
+from workers.sessions.create import NewSession, create_session
 from workers.settings import Settings
 from workers.ticks.latency_probe import LATENCY_KEY
 from workers.ticks.publisher import TickPublisher
+from workers.tools.processes import ChildProcesses, celery_worker_argv, ensure_redis
 
 WORKER_START_TIMEOUT_S = 60.0
 STRATEGY = "sma_cross"

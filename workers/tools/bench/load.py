@@ -16,14 +16,14 @@ from models.codec import encode_state
 from trading.contracts import product_of
 from trading.exceptions import ServiceUnavailable
 from trading.market import Candle
-from workers.bench_cpu import WORKER_GROUPS, CpuReading, CpuSpent, read_cpu
-from workers.bench_env import STRATEGY, STRATEGY_ARGS, TIMEFRAME, BenchEnv
 from workers.feeds.synthetic import SyntheticConfig, SyntheticSource
-from workers.sessions import NewSession, build_initial_state
+from workers.sessions.create import NewSession, build_initial_state
 from workers.ticks.keys import stream_key
 from workers.ticks.latency_probe import LATENCY_KEY
 from workers.ticks.publisher import RawTick, encode_tick
 from workers.ticks.step import CURSOR_FIELD, SessionStep, StreamEntry
+from workers.tools.bench.cpu import WORKER_GROUPS, CpuReading, CpuSpent, read_cpu
+from workers.tools.bench.env import STRATEGY, STRATEGY_ARGS, TIMEFRAME, BenchEnv
 
 TICKS_PER_CANDLE = 100
 """Data-time spacing of the flat-out run: about this many ticks per session per 1m candle."""

@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session as DbSession
 
 from models.tables import OrderRow
 from trading.exceptions import BadInput
-from workers.bench_env import (
+from workers.db.engines import engine_for
+from workers.tools.bench.env import (
     STRATEGY,
     STRATEGY_ARGS,
     TIMEFRAME,
@@ -36,7 +37,7 @@ from workers.bench_env import (
     bench_env,
     instrument_names,
 )
-from workers.bench_load import (
+from workers.tools.bench.load import (
     Baseline,
     Chunk,
     FlatOut,
@@ -47,7 +48,6 @@ from workers.bench_load import (
     run_baseline,
     synthetic_chunks,
 )
-from workers.db import engine_for
 
 Say = Callable[[str], None]
 

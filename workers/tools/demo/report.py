@@ -20,13 +20,13 @@ import redis
 
 from trading.contracts import spec_for
 from trading.positions import apply_fill
-from workers.db import engine_for
-from workers.order_records import FillRecord, session_fills
+from workers.db.engines import engine_for
+from workers.db.order_rows import FillRecord, session_fills
 from workers.settings import Settings
 from workers.ticks.keys import stream_key
 
 if TYPE_CHECKING:
-    from workers.demo import SessionSummary
+    from workers.tools.demo.run import SessionSummary
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -25,24 +25,29 @@ from trading.calendar import roll_date
 from trading.exceptions import BadInput, ServiceUnavailable
 from workers.brokers.commands import QueryPositions
 from workers.brokers.registry import build_broker
+from workers.calendars.exchange_holidays import exchange_holidays
 from workers.celery_app import create_app
 from workers.connections import redis_client
-from workers.db import engine_for, upgrade
-from workers.demo_report import write_report
-from workers.exchange_holidays import exchange_holidays
+from workers.db.engines import engine_for, upgrade
+from workers.db.order_rows import count_rows, unsettled_order_count
+from workers.db.roll_rows import get_roll
+from workers.db.session_rows import list_session_rows
 from workers.feeds.replay import ReplayConfig, ReplaySource
 from workers.feeds.runner import run_feed
-from workers.order_records import count_rows, unsettled_order_count
-from workers.processes import ChildProcesses, celery_beat_argv, celery_worker_argv, ensure_redis
-from workers.records import list_session_rows
 from workers.rolls.chain import start_roll
-from workers.rolls.records import get_roll
 from workers.runtime import Runtime, make_publisher
-from workers.sessions import NewSession, create_session
+from workers.sessions.create import NewSession, create_session
 from workers.settings import Settings
 from workers.state.store import StateStore
 from workers.ticks.keys import stream_key, subscribers_key
 from workers.ticks.step import CURSOR_FIELD, PROGRESS_FIELD, TickProgress
+from workers.tools.demo.report import write_report
+from workers.tools.processes import (
+    ChildProcesses,
+    celery_beat_argv,
+    celery_worker_argv,
+    ensure_redis,
+)
 
 DEMO_PREFIX = "demo-"
 DONE_TIMEOUT_S = 150.0

@@ -1,0 +1,1 @@
+"""Exchange calendars from maintained libraries, behind ``trading.calendar``'s providers."""

@@ -1,0 +1,1 @@
+"""Creating a trading session: validated first, then written to SQL and Redis, or not at all."""

@@ -1,0 +1,1 @@
+"""``tradefleet demo``: the run itself (``run``) and its HTML report (``report``)."""
