@@ -31,7 +31,7 @@ from trading.timeframes import parse_timeframe
 from workers.db.session_rows import list_events
 from workers.risk.accounts import AccountChange, set_account
 from workers.risk.book import RiskBook
-from workers.settings import Settings
+from workers.settings import RiskSettings, Settings
 from workers.ticks.step import SessionStep
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def decisions(ticks: tuple[Tick, ...], count: int) -> list[Decision]:
         signals, state = call_strategy(strategy, context, args)
         for signal in signals:
             distance = default_stop_distance(
-                window, settings.risk_atr_mult, settings.risk_atr_periods
+                window, settings.risk.atr_mult, settings.risk.atr_periods
             )
             close_at = candles[index].start + step.delta
             until = next(i for i, t in enumerate(ticks) if t.time >= close_at) + 1
@@ -191,7 +191,7 @@ def test_blocked_account_still_exits_and_a_blocked_reversal_goes_flat(
 
 
 def test_warn_fires_once_per_crossing_with_hysteresis(redis_client: redis.Redis) -> None:
-    settings = Settings(risk_heat_hysteresis=Decimal("0.01"))
+    settings = Settings(risk=RiskSettings(heat_hysteresis=Decimal("0.01")))
     book = RiskBook(redis_client, settings)
     levels = RiskLevels(Decimal("0.06"), Decimal("0.10"), Decimal("0.01"))
     book.set_levels("ACC-W", levels)

@@ -133,7 +133,7 @@ def check_recovery_event(rig: TickPathRig, name: str, before: tuple[Any, ...]) -
     (event,) = recovery_events(rig, rig.session_ids[name])
     details = event.details
     closed = details["stops_closed"]
-    assert closed == [] or rig.settings.protective_stops, closed
+    assert closed == [] or rig.settings.stops.protective, closed
     assert all(is_stop_id(coid) for coid in closed)
     statuses = {row.client_order_id: row.status for row in rig.sql_orders(name)}
     assert all(statuses[coid] == "filled" for coid in closed), closed
@@ -168,7 +168,7 @@ def check_final(rig: TickPathRig, name: str, recovered_seq: int) -> None:
     stops = [(o.side, o.quantity, o.stop_price) for o in resting if is_stop_id(o.client_order_id)]
     assert len(stops) == len(resting), "only protective stops may rest at the end"
     assert stops == needed_stop(position), (stops, position)
-    protects = rig.settings.protective_stops and any(
+    protects = rig.settings.stops.protective and any(
         is_stop_id(c) for c in rig.broker_orders(account)
     )
     if protects and quantity:

@@ -20,7 +20,7 @@ from trading.risk import RiskLevels
 from workers.db.engines import make_engine, upgrade
 from workers.risk.accounts import AccountChange, restore_account, set_account, set_halted
 from workers.risk.book import RiskBook, risk_key
-from workers.settings import Settings
+from workers.settings import DatabaseSettings, RedisSettings, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +102,9 @@ def test_an_accounts_levels_and_halt_come_back_from_sql_after_redis_loses_them(
     hash, recovery puts them back, keeping any value an operator wrote in the meantime."""
     upgrade(sqlite_url)
     engine = make_engine(sqlite_url)
-    settings = Settings(redis_url="redis://unused:1/0", database_url=sqlite_url)
+    settings = Settings(
+        redis=RedisSettings(url="redis://unused:1/0"), database=DatabaseSettings(url=sqlite_url)
+    )
     book = RiskBook(redis_client, settings)
     change = AccountChange(Decimal("0.03"), Decimal("0.05"), Decimal("2000"))
     set_account(engine, book, "ACC-LOST", change)

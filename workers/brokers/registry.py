@@ -67,14 +67,17 @@ def paper_config(args: Mapping[str, Any]) -> PaperConfig:
 
 
 def build_paper(args: Mapping[str, Any], settings: Settings) -> PaperBroker:
-    """The paper broker on ``settings.paper_broker_url``, reading prices from ``redis_url``."""
-    if settings.paper_broker_url == settings.redis_url:
+    """The paper broker on ``settings.redis.paper_broker_url``, reading prices from the
+    sessions' Redis (``settings.redis.url``)."""
+    if settings.redis.paper_broker_url == settings.redis.url:
         raise BadInput(
             "TRADEFLEET_PAPER_BROKER_URL must not be the sessions' Redis (TRADEFLEET_REDIS_URL): "
             "the broker's truth must survive losing the sessions' state"
         )
     config = paper_config(args)
-    return PaperBroker(_client(settings.paper_broker_url), _client(settings.redis_url), config)
+    return PaperBroker(
+        _client(settings.redis.paper_broker_url), _client(settings.redis.url), config
+    )
 
 
 BROKERS: Mapping[str, BrokerBuilder] = MappingProxyType({"paper": build_paper})

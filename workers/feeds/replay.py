@@ -128,7 +128,7 @@ class ReplaySource:
 
     def __init__(self, config: ReplayConfig, data_dir: Path | None = None) -> None:
         if data_dir is None:
-            data_dir = get_settings().market_data_dir
+            data_dir = get_settings().paths.market_data_dir
         self.config = config
         self.data_dir = data_dir
         every = available_dates(data_dir, config.product, config.contract_month)

@@ -155,7 +155,7 @@ def _protect(store: StateStore, engine: Engine, broker: AccountManager, fill: Fi
     """After every fill (also one applied before: a crash may have come in between), the
     broker holds the stop the position needs (``workers.stops.sync``). A failure is left to
     the next fill and to order reconciliation: the fill itself is applied."""
-    if not get_settings().protective_stops:
+    if not get_settings().stops.protective:
         return
     try:
         sync_stop(store, engine, broker, fill.session_id, fill.account, fill.time)

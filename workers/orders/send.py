@@ -108,7 +108,7 @@ def _send(
     replaces_stops = (row.intent == "exit" and not is_stop_id(coid)) or is_move_id(coid)
     if (
         replaces_stops
-        and rt.settings.protective_stops
+        and rt.settings.stops.protective
         and not clear_for_exit(rt.store, rt.engine, broker, row, session.account)
     ):
         if is_move_id(coid):

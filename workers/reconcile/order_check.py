@@ -138,8 +138,8 @@ def reconcile_orders(rt: Runtime, session_id: str) -> OrdersReport:
         list(local.values()),
         [_state(order) for order in broker_open],
         now=context.now_utc(),
-        grace=timedelta(seconds=rt.settings.reconcile_grace_s),
-        adopt=rt.settings.adopt_external_orders,
+        grace=timedelta(seconds=rt.settings.reconcile.grace_s),
+        adopt=rt.settings.reconcile.adopt_external_orders,
         sole_owner=_sole_owner(rt, target, contract),
         flagged=meta.flagged_orders,
     )
@@ -165,7 +165,7 @@ def reconcile_orders(rt: Runtime, session_id: str) -> OrdersReport:
         report.changes.append((action.client_order_id, what))
     if flagged:
         _remember(rt, session_id, flagged)
-    if rt.settings.protective_stops and not report.failed:
+    if rt.settings.stops.protective and not report.failed:
         _check_stop(rt, target, report)
     return report
 

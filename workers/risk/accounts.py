@@ -34,9 +34,9 @@ class AccountChange:
 
 
 def levels_of(row: AccountRow | None, settings: Settings) -> RiskLevels:
-    hysteresis = settings.risk_heat_hysteresis
+    hysteresis = settings.risk.heat_hysteresis
     if row is None:
-        warn, block, loss = settings.risk_heat_warn, settings.risk_heat_block, None
+        warn, block, loss = settings.risk.heat_warn, settings.risk.heat_block, None
     else:
         warn, block, loss = row.heat_warn, row.heat_block, row.max_daily_loss
     return RiskLevels(warn, block, min(hysteresis, warn), loss)
@@ -55,7 +55,7 @@ def set_account(engine: Engine, book: RiskBook, account: str, change: AccountCha
         warn = change.heat_warn if change.heat_warn is not None else current.heat_warn
         block = change.heat_block if change.heat_block is not None else current.heat_block
         try:
-            hysteresis = min(book.settings.risk_heat_hysteresis, warn)
+            hysteresis = min(book.settings.risk.heat_hysteresis, warn)
             levels = RiskLevels(warn, block, hysteresis, loss)
         except ValueError as exc:
             raise BadInput(str(exc)) from None

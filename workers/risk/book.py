@@ -75,9 +75,9 @@ class RiskBook:
         self._script = client.register_script(RISK)
         self._equity_source = equity_source
         self._policy = RiskPolicy(
-            atr_mult=settings.risk_atr_mult,
-            atr_periods=settings.risk_atr_periods,
-            max_position=settings.risk_max_position,
+            atr_mult=settings.risk.atr_mult,
+            atr_periods=settings.risk.atr_periods,
+            max_position=settings.risk.max_position,
         )
 
     @property
@@ -87,9 +87,9 @@ class RiskBook:
     def _defaults(self) -> list[int]:
         s = self.settings
         return [
-            to_ppm(s.risk_heat_warn),
-            to_ppm(s.risk_heat_block),
-            to_ppm(min(s.risk_heat_hysteresis, s.risk_heat_warn)),
+            to_ppm(s.risk.heat_warn),
+            to_ppm(s.risk.heat_block),
+            to_ppm(min(s.risk.heat_hysteresis, s.risk.heat_warn)),
         ]
 
     def _run(

@@ -65,7 +65,7 @@ def roll_chain(app: Celery, roll_id: int, from_step: str, queue: str) -> Signatu
 
 
 def launch(rt: Runtime, app: Celery, row: RollRow) -> None:
-    roll_chain(app, row.id, row.step, rt.settings.queue_rolls).apply_async()
+    roll_chain(app, row.id, row.step, rt.settings.queues.rolls).apply_async()
 
 
 def session_clock_of(rt: Runtime, session_id: str, now: datetime) -> tuple[datetime, datetime]:
@@ -226,7 +226,7 @@ def check_rolls(rt: Runtime, app: Celery, now: datetime | None = None) -> CheckR
             state = rt.store.load(session.id)
             clock, decided = session_clock_of(rt, session.id, wall)
             contract = state.session.contract
-            if not should_roll(contract, clock, holidays, rt.settings.roll_window_days):
+            if not should_roll(contract, clock, holidays, rt.settings.rolls.window_days):
                 continue
             started.append(start_roll(rt, app, session.id, decided_at=decided).id)
         except (RollExists, UnknownSession) as exc:

@@ -42,7 +42,7 @@ exit of the session is open (``exit_pending``): the two never both fill. The bro
 session's stops only on the prices the session has seen (``workers.stops.horizon``), and the
 tick step watches the same stop on the same prices (``workers.stops.watch``), so the
 same replay fills the same stops whatever the workers' speed. Behind the
-``protective_stops`` setting (on by default, see ``workers.settings``).
+``TRADEFLEET_PROTECTIVE_STOPS`` setting (on by default, see ``workers.settings``).
 
 Heat needs nothing here: it is measured to ``open_position.stop_price``, which is the price of
 the stop resting at the broker whenever the two are in sync.
@@ -401,7 +401,7 @@ def start_polling(client: redis.Redis, session_id: str, coid: str) -> bool:
     current_app.send_task(
         POLL_TASK,
         args=[session_id, coid, 1],
-        queue=get_settings().queue_orders,
+        queue=get_settings().queues.orders,
         countdown=STOP_POLL_INTERVAL_S,
     )
     return True
