@@ -93,7 +93,15 @@ def reconcile_positions(rt: Runtime, session_id: str) -> PositionReport:
     error: str | None = None
     undelivered = ""
     try:
-        deliver_fills(rt.redis, rt.store, rt.engine, target.broker, target.account)
+        deliver_fills(
+            rt.redis,
+            rt.store,
+            rt.engine,
+            target.broker,
+            target.account,
+            rt.settings.risk,
+            rt.settings.stops,
+        )
     except ServiceUnavailable as exc:
         error = context.describe(exc)
     except RetryLater as exc:

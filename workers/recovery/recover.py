@@ -265,7 +265,7 @@ def _apply_late_fills(rt: Runtime, row: TradingSessionRow, log_end: str) -> int:
         late, _ = sources.read_log(broker, row.account, log_end)
         for fill in late:
             if fill.session_id == row.id and apply_fill_to_session(
-                rt.store, rt.engine, broker, fill
+                rt.store, rt.engine, broker, fill, rt.settings.risk, rt.settings.stops
             ):
                 applied += 1
     except Exception as exc:
@@ -290,7 +290,7 @@ def _sync_stop(rt: Runtime, row: TradingSessionRow) -> str | None:
 def _restore_account(rt: Runtime, account: str) -> None:
     """The account's risk levels and halted flag, if its risk hash went with the state."""
     try:
-        restore_account(rt.engine, RiskBook(rt.redis, rt.settings), account)
+        restore_account(rt.engine, RiskBook(rt.redis, rt.settings.risk), account)
     except Exception as exc:
         log.warning("account %s: risk levels not restored: %s", account, exc)
 

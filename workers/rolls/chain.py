@@ -152,7 +152,9 @@ def abort_roll(rt: Runtime, roll_id: int) -> RollRow:
             ack = broker.cancel_order(CancelOrder(session.account, coid))
             update_order_row(rt.engine, coid, "cancelled" if ack.status == "cancelled" else "lost")
             cancelled.append(coid)
-    deliver_fills(rt.redis, rt.store, rt.engine, broker, session.account)
+    deliver_fills(
+        rt.redis, rt.store, rt.engine, broker, session.account, rt.settings.risk, rt.settings.stops
+    )
     with rt.store.locked(row.session_id, wait_s=LOCK_WAIT_S) as lease:
         orders = {
             k: v for k, v in lease.value("orders").items() if not k.startswith(f"roll-{roll_id}-")

@@ -158,7 +158,15 @@ def _order_step(rt: Runtime, row: RollRow, session: TradingSessionRow, step: str
     order_id = plan.close_id if step in {"close", "await_close"} else plan.open_id
     if step.startswith("await"):
         poll_order(rt, row.session_id, order_id)
-        deliver_fills(rt.redis, rt.store, rt.engine, broker, session.account)
+        deliver_fills(
+            rt.redis,
+            rt.store,
+            rt.engine,
+            broker,
+            session.account,
+            rt.settings.risk,
+            rt.settings.stops,
+        )
     assessment = _assess(broker, session.account, plan)
     action = _act(rt, row, step, assessment)
     if action is Action.WAIT:

@@ -108,7 +108,7 @@ class TickDrainer:
         self._latency = LatencyProbe()
         self._probing = get_diagnostics().latency_probe
         self._keys: dict[str, _Keys] = {}
-        self._risk = RiskBook(client, settings, broker_equity(engine, settings))
+        self._risk = RiskBook(client, settings.risk, broker_equity(engine, settings))
 
     def drain(self, drainer_id: str, budget_s: float) -> DrainReport:
         """Serve ready sessions until none is due (finished) or the time budget is spent.
