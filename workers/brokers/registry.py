@@ -18,7 +18,7 @@ from trading.exceptions import BadInput, UnknownRegisteredName
 from workers.brokers.base import AccountManager
 from workers.brokers.paper.broker import PaperBroker, PaperConfig
 from workers.connections import redis_client
-from workers.settings import Settings, get_settings
+from workers.settings import Settings
 
 BrokerBuilder = Callable[[Mapping[str, Any], Settings], AccountManager]
 
@@ -89,11 +89,9 @@ def broker_names() -> list[str]:
     return sorted(BROKERS)
 
 
-def build_broker(
-    name: str, args: Mapping[str, Any] | None = None, settings: Settings | None = None
-) -> AccountManager:
+def build_broker(name: str, args: Mapping[str, Any] | None, settings: Settings) -> AccountManager:
     """The broker registered as ``name``; an unknown name is ``UnknownRegisteredName``."""
     builder = BROKERS.get(name) if isinstance(name, str) else None
     if builder is None:
         raise UnknownRegisteredName("broker", str(name), list(BROKERS))
-    return builder(args or {}, settings or get_settings())
+    return builder(args or {}, settings)
