@@ -36,43 +36,43 @@ TASK_NAME_PREFIX = "tradefleet"
 def task_routes(settings: Settings) -> dict[str, dict[str, str]]:
     """Route every task by the prefix of its name: ``tradefleet.<kind>.*`` goes to its queue."""
     return {
-        f"{TASK_NAME_PREFIX}.ticks.*": {"queue": settings.queue_ticks},
-        f"{TASK_NAME_PREFIX}.orders.*": {"queue": settings.queue_orders},
-        f"{TASK_NAME_PREFIX}.reconcile.*": {"queue": settings.queue_reconcile},
-        f"{TASK_NAME_PREFIX}.rolls.*": {"queue": settings.queue_rolls},
+        f"{TASK_NAME_PREFIX}.ticks.*": {"queue": settings.queues.ticks},
+        f"{TASK_NAME_PREFIX}.orders.*": {"queue": settings.queues.orders},
+        f"{TASK_NAME_PREFIX}.reconcile.*": {"queue": settings.queues.reconcile},
+        f"{TASK_NAME_PREFIX}.rolls.*": {"queue": settings.queues.rolls},
     }
 
 
 def task_queues(settings: Settings) -> tuple[Queue, ...]:
     """The five queues, each bound to its own direct exchange with its name as routing key."""
-    return tuple(Queue(name, routing_key=name) for name in settings.queues)
+    return tuple(Queue(name, routing_key=name) for name in settings.queues.names)
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
     """Periodic work; each run expires before the next one is due, so backlogs never pile up."""
-    sweep = settings.sweep_interval_s
-    positions = settings.reconcile_positions_interval_s
-    orders = settings.reconcile_orders_interval_s
+    sweep = settings.ticks.sweep_interval_s
+    positions = settings.reconcile.positions_interval_s
+    orders = settings.reconcile.orders_interval_s
     return {
         "sweep-ready-sessions": {
             "task": f"{TASK_NAME_PREFIX}.ticks.sweep",
             "schedule": sweep,
-            "options": {"expires": sweep, "queue": settings.queue_ticks},
+            "options": {"expires": sweep, "queue": settings.queues.ticks},
         },
         "reconcile-positions": {
             "task": f"{TASK_NAME_PREFIX}.reconcile.fan_out_positions",
             "schedule": positions,
-            "options": {"expires": positions, "queue": settings.queue_reconcile},
+            "options": {"expires": positions, "queue": settings.queues.reconcile},
         },
         "reconcile-orders": {
             "task": f"{TASK_NAME_PREFIX}.reconcile.fan_out_orders",
             "schedule": orders,
-            "options": {"expires": orders, "queue": settings.queue_reconcile},
+            "options": {"expires": orders, "queue": settings.queues.reconcile},
         },
         "roll-check": {
             "task": f"{TASK_NAME_PREFIX}.rolls.check",
-            "schedule": settings.roll_check_interval_s,
-            "options": {"expires": settings.roll_check_interval_s, "queue": settings.queue_rolls},
+            "schedule": settings.rolls.check_interval_s,
+            "options": {"expires": settings.rolls.check_interval_s, "queue": settings.queues.rolls},
         },
     }
 
@@ -82,11 +82,11 @@ def create_app(settings: Settings | None = None) -> Celery:
     settings = settings if settings is not None else get_settings()
     app = Celery(
         APP_NAME,
-        broker=settings.redis_url,
-        backend=settings.redis_url,
+        broker=settings.redis.url,
+        backend=settings.redis.url,
         include=list(TASK_MODULES),
     )
-    transport_options = {"visibility_timeout": settings.visibility_timeout_s}
+    transport_options = {"visibility_timeout": settings.queues.visibility_timeout_s}
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -99,9 +99,9 @@ def create_app(settings: Settings | None = None) -> Celery:
         broker_transport_options=transport_options,
         result_backend_transport_options=dict(transport_options),
         task_queues=task_queues(settings),
-        task_default_queue=settings.queue_default,
-        task_default_exchange=settings.queue_default,
-        task_default_routing_key=settings.queue_default,
+        task_default_queue=settings.queues.default,
+        task_default_exchange=settings.queues.default,
+        task_default_routing_key=settings.queues.default,
         task_routes=task_routes(settings),
         task_create_missing_queues=False,
         worker_send_task_events=True,

@@ -35,13 +35,13 @@ def redis_client(url: str, timeout_s: float = 5.0) -> redis.Redis:
 
 def require_redis(settings: Settings) -> redis.Redis:
     """The sessions' Redis, checked with a PING; raises ``ServiceUnavailable`` with the fix."""
-    client = redis_client(settings.redis_url, timeout_s=2.0)
+    client = redis_client(settings.redis.url, timeout_s=2.0)
     try:
         client.ping()
     except redis.RedisError as exc:
         client.close()
         raise ServiceUnavailable(
-            f"Redis is not answering at {redact_url(settings.redis_url)} "
+            f"Redis is not answering at {redact_url(settings.redis.url)} "
             f"({type(exc).__name__}); {REDIS_FIX}"
         ) from None
     return client

@@ -30,8 +30,8 @@ NO_PASSWORD = f"{PASSWORD_ENV} is not set: Flower never runs without authenticat
 
 def _basic_auth(settings: Settings) -> str:
     """``user:password`` for Flower, refusing what Flower would misread."""
-    user = settings.flower_user
-    password = settings.flower_password.get_secret_value()
+    user = settings.flower.user
+    password = settings.flower.password.get_secret_value()
     if not password:
         raise BadInput(NO_PASSWORD)
     if not user:
@@ -58,7 +58,7 @@ def flower_command(
     if address is not None:
         argv.append(f"--address={address}")
     env = {name: value for name, value in os.environ.items() if name != PASSWORD_ENV}
-    env["TRADEFLEET_REDIS_URL"] = settings.redis_url
+    env["TRADEFLEET_REDIS_URL"] = settings.redis.url
     env[BASIC_AUTH_ENV] = credentials
     return argv, env
 

@@ -36,7 +36,7 @@ class Runtime:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis_client(self.settings.redis_url)
+        return redis_client(self.settings.redis.url)
 
     @cached_property
     def engine(self) -> Engine:
@@ -45,7 +45,7 @@ class Runtime:
     @cached_property
     def store(self) -> StateStore:
         return StateStore(
-            self.redis, self.settings.lock_ttl_ms, max_candles=self.settings.max_candles
+            self.redis, self.settings.state.lock_ttl_ms, max_candles=self.settings.state.max_candles
         )
 
     @cached_property
@@ -70,10 +70,10 @@ def make_publisher(client: redis.Redis, settings: Settings, app: Celery) -> Tick
     return TickPublisher(
         client,
         app,
-        queue=settings.queue_ticks,
-        max_drainers=settings.max_drainers,
-        stream_maxlen=settings.stream_maxlen,
-        drainer_grace_ms=settings.drainer_grace_ms,
+        queue=settings.queues.ticks,
+        max_drainers=settings.ticks.max_drainers,
+        stream_maxlen=settings.ticks.stream_maxlen,
+        drainer_grace_ms=settings.ticks.drainer_grace_ms,
     )
 
 

@@ -1,17 +1,33 @@
 """One typed, frozen settings object read from the environment (``TRADEFLEET_*``).
 
+``Settings`` composes one frozen group per subsystem (``settings.ticks``, ``settings.risk``,
+...). The variables keep flat names (``TRADEFLEET_TICK_BATCH``, not ``..._TICKS__BATCH``):
+``ENV_NAMES`` is the one table of variable → (group, field). The settings are read once, at a
+process's entry (the Celery app and its runtime, the CLI, Flower, Alembic: ``get_settings``),
+and each library function is handed the group it needs.
+
 A bad value stops start-up with one line naming the variable: see ``load_settings``.
+
+``Diagnostics`` holds the switches the benchmark and the tests set (never production's).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from types import MappingProxyType
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from trading.exceptions import BadInput
 
@@ -19,26 +35,76 @@ DEFAULT_DATA_DIR = Path("var")
 DEFAULT_MARKET_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 """The real market data (shared/data beside the checkout), read-only; used by replay feeds."""
 
+ENV_PREFIX = "TRADEFLEET_"
 
-class Settings(BaseSettings):
-    """Every setting tradefleet reads. Immutable once loaded."""
 
-    model_config = SettingsConfigDict(env_prefix="TRADEFLEET_", frozen=True, extra="ignore")
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
+
+class RedisSettings(_Group):
+    """The two Redis servers: the sessions' and the paper broker's own."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    """Sessions' state, streams, Celery broker and results."""
     paper_broker_url: str = "redis://127.0.0.1:6379/1"
     """The paper broker's OWN store (never the sessions' database)."""
+
+    @field_validator("url", "paper_broker_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class DatabaseSettings(_Group):
+    url: str = ""
+    """Empty: the SQLite file in the data folder (``Settings.sqlalchemy_url``)."""
+
+    @field_validator("url")
+    @classmethod
+    def _db_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be an sqlite:/// or postgresql+psycopg:// URL")
+        return value
+
+
+class PathSettings(_Group):
     data_dir: Path = DEFAULT_DATA_DIR
+    """The SQLite file, demo logs and reports."""
     market_data_dir: Path = DEFAULT_MARKET_DATA_DIR
-    database_url: str = ""
+
+
+class StateSettings(_Group):
+    """The session-state store (``workers.state.store``)."""
+
     lock_ttl_ms: Annotated[int, Field(ge=100, le=600_000)] = 10_000
+    """A session's lease; renewed while held."""
+    max_candles: Annotated[int, Field(ge=10, le=100_000)] = 500
+
+
+class QueueSettings(_Group):
+    """The Celery queues, one per kind of work (``workers.celery_app``)."""
+
+    ticks: str = "ticks"
+    orders: str = "orders"
+    reconcile: str = "reconcile"
+    rolls: str = "rolls"
+    default: str = "default"
     visibility_timeout_s: Annotated[int, Field(ge=10, le=86_400)] = 3_600
-    queue_ticks: str = "ticks"
-    queue_orders: str = "orders"
-    queue_reconcile: str = "reconcile"
-    queue_rolls: str = "rolls"
-    queue_default: str = "default"
-    tick_batch: Annotated[int, Field(ge=1, le=100_000)] = 2_000
+    """The Redis transport's visibility timeout: an unacknowledged task is redelivered after it."""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.ticks, self.orders, self.reconcile, self.rolls, self.default)
+
+
+class TickSettings(_Group):
+    """The tick path's tuning (``workers.ticks``)."""
+
+    batch: Annotated[int, Field(ge=1, le=100_000)] = 2_000
+    """Ticks a session's step reads at most."""
     claim_batch: Annotated[int, Field(ge=1, le=1_000)] = 128
     claim_min: Annotated[int, Field(ge=1, le=1_000)] = 32
     """A claim takes every due session up to this many before a backlog is shared among the
@@ -49,66 +115,70 @@ class Settings(BaseSettings):
     drain_budget_s: Annotated[float, Field(gt=0, le=600)] = 5.0
     sweep_interval_s: Annotated[float, Field(ge=0.5, le=3_600)] = 5.0
     stream_maxlen: Annotated[int, Field(ge=1_000)] = 1_000_000
-    reconcile_positions_interval_s: Annotated[float, Field(ge=0.5, le=86_400)] = 30.0
-    reconcile_orders_interval_s: Annotated[float, Field(ge=0.5, le=86_400)] = 300.0
-    reconcile_grace_s: Annotated[float, Field(ge=0, le=3_600)] = 5.0
+
+
+class ReconcileSettings(_Group):
+    """Reconciliation with the broker (``workers.reconcile``)."""
+
+    positions_interval_s: Annotated[float, Field(ge=0.5, le=86_400)] = 30.0
+    orders_interval_s: Annotated[float, Field(ge=0.5, le=86_400)] = 300.0
+    grace_s: Annotated[float, Field(ge=0, le=3_600)] = 5.0
     """A session with a fill applied this recently is re-checked, not corrected."""
-    reconcile_max_failures: Annotated[int, Field(ge=1, le=1_000)] = 3
+    max_failures: Annotated[int, Field(ge=1, le=1_000)] = 3
     """Consecutive failed broker queries after which a session stops entering."""
-    reconcile_rechecks: Annotated[int, Field(ge=0, le=100)] = 3
+    rechecks: Annotated[int, Field(ge=0, le=100)] = 3
     """Short re-checks of a busy session before it waits for the next period."""
     adopt_external_orders: bool = True
     """An order open at the broker and unknown to its session is adopted (else only flagged)."""
-    protective_stops: bool = True
+
+
+class StopSettings(_Group):
+    protective: bool = True
     """A position opened with a stop price gets a stop order resting at the broker
     (``workers.stops.sync``), which the tick step watches in data time
     (``workers.stops.watch``); an exit cancels it first, as of its decision, and is
     dropped if it had already filled; a strategy that moves its stop moves the order. Off
     (``TRADEFLEET_PROTECTIVE_STOPS=0``): stops are only the strategies' own."""
-    max_candles: Annotated[int, Field(ge=10, le=100_000)] = 500
-    roll_check_interval_s: Annotated[float, Field(ge=0.5, le=604_800)] = 86_400.0
+
+
+class RollSettings(_Group):
+    """Contract rolls (``workers.rolls``)."""
+
+    check_interval_s: Annotated[float, Field(ge=0.5, le=604_800)] = 86_400.0
     """How often beat looks for sessions inside their roll window (daily by default)."""
-    roll_window_days: Annotated[int, Field(ge=1, le=30)] = 3
+    window_days: Annotated[int, Field(ge=1, le=30)] = 3
     """Calendar days from the roll date during which a session is rolled (never past expiry)."""
-    roll_fill_max_tries: Annotated[int, Field(ge=1, le=10_000)] = 60
+    fill_max_tries: Annotated[int, Field(ge=1, le=10_000)] = 60
     """Tries of a roll's await step before the roll fails (the session then stops trading)."""
-    roll_fill_retry_s: Annotated[float, Field(ge=0.05, le=3_600)] = 5.0
+    fill_retry_s: Annotated[float, Field(ge=0.05, le=3_600)] = 5.0
     """Seconds between two tries of a roll's await step."""
-    roll_test_pause_at: str = ""
-    """TEST ONLY (empty = off): a roll step of this name pauses forever just before it records
-    itself done, so a crash test can SIGKILL the worker there (``workers.rolls.steps``)."""
-    risk_heat_warn: Annotated[Decimal, Field(ge=0, le=10)] = Decimal("0.06")
-    """Default heat warn level (fraction of equity) of an account without its own (SQL)."""
-    risk_heat_block: Annotated[Decimal, Field(ge=0, le=10)] = Decimal("0.10")
-    """Default heat block level: entries that would take heat above it are refused."""
-    risk_heat_hysteresis: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.01")
+
+
+class RiskSettings(_Group):
+    """Account risk (``workers.risk``): the defaults of an account without its own (SQL)."""
+
+    heat_warn: Annotated[Decimal, Field(ge=0, le=10)] = Decimal("0.06")
+    """Heat warn level (fraction of equity)."""
+    heat_block: Annotated[Decimal, Field(ge=0, le=10)] = Decimal("0.10")
+    """Heat block level: entries that would take heat above it are refused."""
+    heat_hysteresis: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.01")
     """The warned flag clears only below warn - hysteresis (one warning per crossing)."""
-    risk_atr_mult: Annotated[Decimal, Field(gt=0, le=100)] = Decimal(2)
-    """A position without a stop is charged risk_atr_mult x ATR per contract (``trading.risk``)."""
-    risk_atr_periods: Annotated[int, Field(ge=1, le=1_000)] = 14
-    risk_max_position: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    atr_mult: Annotated[Decimal, Field(gt=0, le=100)] = Decimal(2)
+    """A position without a stop is charged atr_mult x ATR per contract (``trading.risk``)."""
+    atr_periods: Annotated[int, Field(ge=1, le=1_000)] = 14
+    max_position: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     """Maximum |position| of one session in contracts (0 = no maximum)."""
-    latency_probe: bool = False
-    """Benchmark only: drainers record each step's oldest-tick age (``workers.ticks.drain``)."""
-    flower_user: str = "admin"
-    flower_password: SecretStr = SecretStr("")
-    log_level: str = "INFO"
 
-    @field_validator("redis_url", "paper_broker_url")
-    @classmethod
-    def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return value
 
-    @field_validator("database_url")
-    @classmethod
-    def _db_scheme(cls, value: str) -> str:
-        if value and not value.startswith(("sqlite", "postgresql")):
-            raise ValueError("must be an sqlite:/// or postgresql+psycopg:// URL")
-        return value
+class FlowerSettings(_Group):
+    user: str = "admin"
+    password: SecretStr = SecretStr("")
 
-    @field_validator("log_level")
+
+class LogSettings(_Group):
+    level: str = "INFO"
+
+    @field_validator("level")
     @classmethod
     def _level(cls, value: str) -> str:
         upper = value.upper()
@@ -116,22 +186,146 @@ class Settings(BaseSettings):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return upper
 
+
+ENV_NAMES: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "TRADEFLEET_REDIS_URL": ("redis", "url"),
+        "TRADEFLEET_PAPER_BROKER_URL": ("redis", "paper_broker_url"),
+        "TRADEFLEET_DATABASE_URL": ("database", "url"),
+        "TRADEFLEET_DATA_DIR": ("paths", "data_dir"),
+        "TRADEFLEET_MARKET_DATA_DIR": ("paths", "market_data_dir"),
+        "TRADEFLEET_LOCK_TTL_MS": ("state", "lock_ttl_ms"),
+        "TRADEFLEET_MAX_CANDLES": ("state", "max_candles"),
+        "TRADEFLEET_QUEUE_TICKS": ("queues", "ticks"),
+        "TRADEFLEET_QUEUE_ORDERS": ("queues", "orders"),
+        "TRADEFLEET_QUEUE_RECONCILE": ("queues", "reconcile"),
+        "TRADEFLEET_QUEUE_ROLLS": ("queues", "rolls"),
+        "TRADEFLEET_QUEUE_DEFAULT": ("queues", "default"),
+        "TRADEFLEET_VISIBILITY_TIMEOUT_S": ("queues", "visibility_timeout_s"),
+        "TRADEFLEET_TICK_BATCH": ("ticks", "batch"),
+        "TRADEFLEET_CLAIM_BATCH": ("ticks", "claim_batch"),
+        "TRADEFLEET_CLAIM_MIN": ("ticks", "claim_min"),
+        "TRADEFLEET_MAX_DRAINERS": ("ticks", "max_drainers"),
+        "TRADEFLEET_DRAINER_GRACE_MS": ("ticks", "drainer_grace_ms"),
+        "TRADEFLEET_DRAIN_BUDGET_S": ("ticks", "drain_budget_s"),
+        "TRADEFLEET_SWEEP_INTERVAL_S": ("ticks", "sweep_interval_s"),
+        "TRADEFLEET_STREAM_MAXLEN": ("ticks", "stream_maxlen"),
+        "TRADEFLEET_RECONCILE_POSITIONS_INTERVAL_S": ("reconcile", "positions_interval_s"),
+        "TRADEFLEET_RECONCILE_ORDERS_INTERVAL_S": ("reconcile", "orders_interval_s"),
+        "TRADEFLEET_RECONCILE_GRACE_S": ("reconcile", "grace_s"),
+        "TRADEFLEET_RECONCILE_MAX_FAILURES": ("reconcile", "max_failures"),
+        "TRADEFLEET_RECONCILE_RECHECKS": ("reconcile", "rechecks"),
+        "TRADEFLEET_ADOPT_EXTERNAL_ORDERS": ("reconcile", "adopt_external_orders"),
+        "TRADEFLEET_PROTECTIVE_STOPS": ("stops", "protective"),
+        "TRADEFLEET_ROLL_CHECK_INTERVAL_S": ("rolls", "check_interval_s"),
+        "TRADEFLEET_ROLL_WINDOW_DAYS": ("rolls", "window_days"),
+        "TRADEFLEET_ROLL_FILL_MAX_TRIES": ("rolls", "fill_max_tries"),
+        "TRADEFLEET_ROLL_FILL_RETRY_S": ("rolls", "fill_retry_s"),
+        "TRADEFLEET_RISK_HEAT_WARN": ("risk", "heat_warn"),
+        "TRADEFLEET_RISK_HEAT_BLOCK": ("risk", "heat_block"),
+        "TRADEFLEET_RISK_HEAT_HYSTERESIS": ("risk", "heat_hysteresis"),
+        "TRADEFLEET_RISK_ATR_MULT": ("risk", "atr_mult"),
+        "TRADEFLEET_RISK_ATR_PERIODS": ("risk", "atr_periods"),
+        "TRADEFLEET_RISK_MAX_POSITION": ("risk", "max_position"),
+        "TRADEFLEET_FLOWER_USER": ("flower", "user"),
+        "TRADEFLEET_FLOWER_PASSWORD": ("flower", "password"),
+        "TRADEFLEET_LOG_LEVEL": ("log", "level"),
+    }
+)
+"""Every variable ``Settings`` reads, and the group and field it sets."""
+
+
+def grouped(variables: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Values by variable name (``TRADEFLEET_TICK_BATCH``), put into their groups: keyword
+    arguments for ``Settings`` (``{"ticks": {"batch": ...}}``). An unknown name is a
+    ``KeyError``."""
+    groups: dict[str, dict[str, Any]] = {}
+    for name, value in variables.items():
+        group, field = ENV_NAMES[name]
+        groups.setdefault(group, {})[field] = value
+    return groups
+
+
+class _FlatEnvironment(PydanticBaseSettingsSource):
+    """The flat ``TRADEFLEET_*`` variables, each put into its group (``ENV_NAMES``); names are
+    matched without regard to case, as pydantic-settings does."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        environ = {name.upper(): value for name, value in os.environ.items()}
+        return grouped({name: environ[name] for name in ENV_NAMES if name in environ})
+
+
+class _GivenFields(PydanticBaseSettingsSource):
+    """The constructor's arguments, a group given as a model reduced to the fields it was
+    given: those override the environment field by field (as they did when flat)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], given: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self._given = given
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {
+            name: value.model_dump(exclude_unset=True) if isinstance(value, _Group) else value
+            for name, value in self._given().items()
+        }
+
+
+class Settings(BaseSettings):
+    """Every production setting tradefleet reads, one frozen group per subsystem.
+
+    ``Settings(ticks=TickSettings(batch=10))``: the fields given win, the environment fills
+    the rest (here the other tick settings too).
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
+
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    paths: PathSettings = Field(default_factory=PathSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    queues: QueueSettings = Field(default_factory=QueueSettings)
+    ticks: TickSettings = Field(default_factory=TickSettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
+    stops: StopSettings = Field(default_factory=StopSettings)
+    rolls: RollSettings = Field(default_factory=RollSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    flower: FlowerSettings = Field(default_factory=FlowerSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Constructor arguments, then the flat variables (never ``TRADEFLEET_TICKS__BATCH``)."""
+        return _GivenFields(settings_cls, init_settings), _FlatEnvironment(settings_cls)
+
     @property
     def sqlalchemy_url(self) -> str:
         """The database URL; the embedded default is an SQLite file in the data folder."""
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{(self.data_dir / 'tradefleet.db').resolve()}"
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.paths.data_dir / 'tradefleet.db').resolve()}"
 
-    @property
-    def queues(self) -> tuple[str, ...]:
-        return (
-            self.queue_ticks,
-            self.queue_orders,
-            self.queue_reconcile,
-            self.queue_rolls,
-            self.queue_default,
-        )
+
+def _bad_setting(exc: ValidationError) -> BadInput:
+    """One line naming the variable of the first error (``ENV_NAMES``, else the prefixed
+    field: ``Diagnostics``'s variables are named after their fields)."""
+    first = exc.errors()[0]
+    loc = tuple(str(part) for part in first["loc"])
+    named = (name for name, place in ENV_NAMES.items() if place == loc[:2])
+    name = next(named, ENV_PREFIX + "_".join(loc).upper())
+    return BadInput(f"bad setting {name}: {first['msg']}")
 
 
 def load_settings() -> Settings:
@@ -139,12 +333,36 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        first = exc.errors()[0]
-        name = "TRADEFLEET_" + str(first["loc"][0]).upper() if first["loc"] else "TRADEFLEET_*"
-        raise BadInput(f"bad setting {name}: {first['msg']}") from None
+        raise _bad_setting(exc) from None
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process's settings, read once."""
+    """The process's settings, read once: only a process's entry points call this."""
     return load_settings()
+
+
+class Diagnostics(BaseSettings):
+    """Switches for the benchmark and the tests, NOT for production (left unset, each is off).
+
+    Read from the environment where they are used (``get_diagnostics``), apart from
+    ``Settings``: a deployment has nothing here to set.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    latency_probe: bool = False
+    """Benchmark only (``tradefleet bench`` sets ``TRADEFLEET_LATENCY_PROBE=1`` in its
+    workers): drainers record each step's oldest-tick age (``workers.ticks.latency_probe``)."""
+    roll_test_pause_at: str = ""
+    """Tests only (empty = off): a roll step of this name pauses forever just before it records
+    itself done, so a crash test can SIGKILL the worker there (``workers.rolls.steps``)."""
+
+
+@lru_cache(maxsize=1)
+def get_diagnostics() -> Diagnostics:
+    """This process's benchmark and test switches, read once; a bad value raises ``BadInput``."""
+    try:
+        return Diagnostics()
+    except ValidationError as exc:
+        raise _bad_setting(exc) from None

@@ -12,7 +12,13 @@ from typing import Any
 
 from models.codec import state_key
 from models.state import OpenPosition, SessionState, WorkingOrder
-from tests.integration.tickpath_harness import CONTRACT, SessionPlan, TickPathRig, replay_ticks
+from tests.integration.tickpath_harness import (
+    CONTRACT,
+    SessionPlan,
+    TickPathRig,
+    replay_ticks,
+    settings_of,
+)
 from trading.reconcile import RECONCILE_FIELD, ReconcileMeta
 from workers.brokers.commands import PlaceOrder
 from workers.brokers.paper.broker import PaperBroker
@@ -138,7 +144,10 @@ def reconciliation_events(rig: TickPathRig, session_id: str) -> list[Any]:
 
 
 def with_settings(rig: TickPathRig, **changes: Any) -> Settings:
-    return Settings(**{**rig.settings.model_dump(), **changes})
+    """The rig's settings with ``changes`` (by their variables' names, like the rig's)."""
+    variables = {**rig.worker_env(), "TRADEFLEET_REDIS_URL": rig.redis_url}
+    variables.update((f"TRADEFLEET_{name.upper()}", value) for name, value in changes.items())
+    return settings_of(variables)
 
 
 __all__ = ["CONTRACT", "T0", "replace"]

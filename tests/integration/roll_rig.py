@@ -151,7 +151,7 @@ class RollRig:
     def wait_redeliverable(self, timeout: float = 40) -> None:
         """Every task the killed worker held is older than the visibility timeout, so a new
         worker's start-up restores it (kombu's ``unacked_index``: message -> delivery time)."""
-        limit = self.settings.visibility_timeout_s + 0.5
+        limit = self.settings.queues.visibility_timeout_s + 0.5
 
         def old_enough() -> bool:
             entries = cast(list[Any], self.client.zrange("unacked_index", 0, -1, withscores=True))

@@ -41,7 +41,7 @@ def test_halt_with_flatten_leaves_every_session_flat_at_the_broker(
         assert halted.returncode == 0, halted.describe()
         assert "2 exits sent" in halted.stdout
         rig.wait_settled()
-        book = RiskBook(rig.client, rig.settings)
+        book = RiskBook(rig.client, rig.settings.risk)
         for plan in plans:
             assert rig.broker_positions(plan.account) == {}
             assert position_of(rig, plan.name) == 0

@@ -31,7 +31,7 @@ from trading.timeframes import parse_timeframe
 from workers.db.session_rows import list_events
 from workers.risk.accounts import AccountChange, set_account
 from workers.risk.book import RiskBook
-from workers.settings import Settings
+from workers.settings import RiskSettings, Settings
 from workers.ticks.step import SessionStep
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def decisions(ticks: tuple[Tick, ...], count: int) -> list[Decision]:
         signals, state = call_strategy(strategy, context, args)
         for signal in signals:
             distance = default_stop_distance(
-                window, settings.risk_atr_mult, settings.risk_atr_periods
+                window, settings.risk.atr_mult, settings.risk.atr_periods
             )
             close_at = candles[index].start + step.delta
             until = next(i for i, t in enumerate(ticks) if t.time >= close_at) + 1
@@ -124,7 +124,7 @@ def test_sessions_racing_near_the_limit_only_what_fits_is_accepted(
     plans = [SessionPlan(f"racer-{i}", "ACC-RACE", "sma_cross", ARGS) for i in range(6)]
     with TickPathRig(redis_url, tmp_path / "run") as rig:
         rig.create_sessions(plans)
-        book = RiskBook(rig.client, rig.settings)
+        book = RiskBook(rig.client, rig.settings.risk)
         set_account(rig.engine, book, "ACC-RACE", AccountChange(heat_warn=warn, heat_block=block))
         rig.start_workers(start_worker, count=2, concurrency=2)
         rig.publish_replay(ticks[: first.publish_until])
@@ -165,7 +165,7 @@ def test_blocked_account_still_exits_and_a_blocked_reversal_goes_flat(
         rig.wait_settled()
         assert position_of(rig, "lone") == entry.target
         assert rig.broker_positions("ACC-BLOCK") == {"ESZ13": entry.target}
-        book = RiskBook(rig.client, rig.settings)
+        book = RiskBook(rig.client, rig.settings.risk)
         tiny = Decimal("0.00000001")
         set_account(rig.engine, book, "ACC-BLOCK", AccountChange(heat_warn=tiny, heat_block=tiny))
         shown = run_cli(cli_env(rig), "risk", "--account", "ACC-BLOCK", "--json")
@@ -191,8 +191,8 @@ def test_blocked_account_still_exits_and_a_blocked_reversal_goes_flat(
 
 
 def test_warn_fires_once_per_crossing_with_hysteresis(redis_client: redis.Redis) -> None:
-    settings = Settings(risk_heat_hysteresis=Decimal("0.01"))
-    book = RiskBook(redis_client, settings)
+    settings = Settings(risk=RiskSettings(heat_hysteresis=Decimal("0.01")))
+    book = RiskBook(redis_client, settings.risk)
     levels = RiskLevels(Decimal("0.06"), Decimal("0.10"), Decimal("0.01"))
     book.set_levels("ACC-W", levels)
     per = Decimal(1_000)
@@ -218,7 +218,7 @@ def test_a_moved_stop_measures_the_position_heat_to_the_new_stop(
     """A trailing breakout holding one ES long at stop 99 moves its stop under each close (the
     tick step, with the real risk book in Redis): the session's open risk on the account is
     then |close - new stop| x 50, not the entry's distance, and its heat fields follow."""
-    book = RiskBook(redis_client, Settings())
+    book = RiskBook(redis_client, Settings().risk)
     book.set_levels("ACC-UNIT", RiskLevels(Decimal("0.06"), Decimal("0.10"), Decimal("0.01")))
     assert book.set_position("ACC-UNIT", SID, 1, Decimal(500), EQUITY).accepted
     state = initial_state(

@@ -26,7 +26,7 @@ from workers.brokers import (
 )
 from workers.brokers.paper.broker import PaperBroker, PaperConfig
 from workers.brokers.registry import broker_names, build_broker
-from workers.settings import Settings
+from workers.settings import RedisSettings, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -446,7 +446,8 @@ def test_bad_contract_or_account_writes_nothing(broker, broker_db) -> None:
 
 
 def test_registry_builds_paper_by_name_only(redis_url: str, feed) -> None:
-    settings = Settings(redis_url=redis_url, paper_broker_url=redis_url.rsplit("/", 1)[0] + "/1")
+    paper_url = redis_url.rsplit("/", 1)[0] + "/1"
+    settings = Settings(redis=RedisSettings(url=redis_url, paper_broker_url=paper_url))
     args = {"account": ACC, "slippage_ticks": 1, "commission_per_contract": "1.25"}
     built = build_broker("paper", args, settings)
     assert isinstance(built, PaperBroker)
@@ -462,4 +463,5 @@ def test_registry_builds_paper_by_name_only(redis_url: str, feed) -> None:
     with pytest.raises(BadInput):
         build_broker("paper", {"starting_cash": 1.5}, settings)
     with pytest.raises(BadInput):
-        build_broker("paper", {}, Settings(redis_url=redis_url, paper_broker_url=redis_url))
+        same = RedisSettings(url=redis_url, paper_broker_url=redis_url)
+        build_broker("paper", {}, Settings(redis=same))

@@ -163,7 +163,7 @@ def test_an_entry_rejected_at_the_broker_gives_its_reservation_back(
     with make_rig(redis_url, tmp_path, reconcile_grace_s=0) as rig:
         sid = create(rig, "rejected-entry", ACCOUNT)
         other = create(rig, "other-entry", ACCOUNT)
-        book = RiskBook(rig.client, rig.settings)
+        book = RiskBook(rig.client, rig.settings.risk)
         equity = Decimal(100_000)
         for session_id in (sid, other):
             answer = book.reserve(

@@ -219,15 +219,16 @@ def test_a_fill_around_a_correction_is_counted_once(redis_url: str, tmp_path: Pa
         rig.publish_replay(replay_ticks()[:50])
         rt = runtime_for(rig.settings)
         broker = paper(rt, "ACC-TWICE")
+        groups = rig.settings.risk, rig.settings.stops  # what the fill path is given
 
         # The session's own order filled at the broker; its fill not delivered yet.
         local_order(rig, sid, "own-1")
         assert place(broker, "ACC-TWICE", sid, "own-1") == "filled"
         first = reconcile_positions(rt, sid)
         assert first.line() == f"{sid}: in sync (1)"
-        late = deliver_fills(rig.client, rig.store, rig.engine, broker, "ACC-TWICE")
+        late = deliver_fills(rig.client, rig.store, rig.engine, broker, "ACC-TWICE", *groups)
         fills, _ = broker.fills_since("ACC-TWICE", "")
-        again = [apply_fill_to_session(rig.store, rig.engine, broker, f) for f in fills]
+        again = [apply_fill_to_session(rig.store, rig.engine, broker, f, *groups) for f in fills]
         assert (late, again, quantity(rig, sid)) == (0, [False], 1)
 
         # A fill that cannot be delivered yet (its order is not in the state): never absorbed.
@@ -237,8 +238,8 @@ def test_a_fill_around_a_correction_is_counted_once(redis_url: str, tmp_path: Pa
         held = reconcile_positions(rt, sid)
         assert held.outcome == "recheck" and quantity(rig, sid) == 1
         _record_working_copy(rig, sid, "own-2")  # the tick step's re-run records it
-        assert deliver_fills(rig.client, rig.store, rig.engine, broker, "ACC-TWICE") == 1
-        assert deliver_fills(rig.client, rig.store, rig.engine, broker, "ACC-TWICE") == 0
+        assert deliver_fills(rig.client, rig.store, rig.engine, broker, "ACC-TWICE", *groups) == 1
+        assert deliver_fills(rig.client, rig.store, rig.engine, broker, "ACC-TWICE", *groups) == 0
         final = reconcile_positions(rt, sid)
         trades = [t.execution_id for t in state(rig, sid).trades]
         with Session(rig.engine) as db:

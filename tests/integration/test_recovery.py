@@ -133,7 +133,7 @@ def check_recovery_event(rig: TickPathRig, name: str, before: tuple[Any, ...]) -
     (event,) = recovery_events(rig, rig.session_ids[name])
     details = event.details
     closed = details["stops_closed"]
-    assert closed == [] or rig.settings.protective_stops, closed
+    assert closed == [] or rig.settings.stops.protective, closed
     assert all(is_stop_id(coid) for coid in closed)
     statuses = {row.client_order_id: row.status for row in rig.sql_orders(name)}
     assert all(statuses[coid] == "filled" for coid in closed), closed
@@ -168,7 +168,7 @@ def check_final(rig: TickPathRig, name: str, recovered_seq: int) -> None:
     stops = [(o.side, o.quantity, o.stop_price) for o in resting if is_stop_id(o.client_order_id)]
     assert len(stops) == len(resting), "only protective stops may rest at the end"
     assert stops == needed_stop(position), (stops, position)
-    protects = rig.settings.protective_stops and any(
+    protects = rig.settings.stops.protective and any(
         is_stop_id(c) for c in rig.broker_orders(account)
     )
     if protects and quantity:
@@ -245,7 +245,7 @@ def test_a_lost_redis_world_is_recovered_by_the_cli_and_the_broker_survives(
         start_worker(redis_url, queues=("ticks", "orders"), concurrency=2, env=rig.worker_env())
         rig.start_beat()
         before = lose_in_the_middle(rig)
-        book, account = RiskBook(rig.client, rig.settings), rig.accounts["sma-fast"]
+        book, account = RiskBook(rig.client, rig.settings.risk), rig.accounts["sma-fast"]
         set_account(rig.engine, book, account, AccountChange(max_daily_loss=Decimal("1000000")))
         broker_keys = rig.broker_client.dbsize()
         assert drop_every_tf_key(rig.client) > 0
@@ -321,6 +321,7 @@ def test_orders_and_fills_of_the_time_without_state_are_rebuilt_from_the_broker(
         rig.publish_replay(replay_ticks()[:50])
         rt = runtime_for(rig.settings)
         broker = paper(rt, account)
+        groups = rig.settings.risk, rig.settings.stops  # what the fill path is given
         filled, resting, unsent = (client_order_id(sid, seq, 0) for seq in (1, 2, 3))
         local_order(rig, sid, filled, status="sent", working_copy=False)
         local_order(rig, sid, resting, order_type="limit", limit="1000.00", working_copy=False)
@@ -330,7 +331,7 @@ def test_orders_and_fills_of_the_time_without_state_are_rebuilt_from_the_broker(
             "working"
         )
         drop_session_keys(rig.client, sid)
-        assert deliver_fills(rt.redis, rt.store, rt.engine, broker, account) == 0
+        assert deliver_fills(rt.redis, rt.store, rt.engine, broker, account, *groups) == 0
         report = recover_session(rt, sid)
         assert report.outcome == "recovered", report.line()
         assert report.details["fills_recorded"] == 1
@@ -353,7 +354,7 @@ def test_orders_and_fills_of_the_time_without_state_are_rebuilt_from_the_broker(
         }
         log_end = broker.fills_since(account, "")[1]
         assert meta(rig, sid).absorbed_cursor == log_end
-        assert deliver_fills(rt.redis, rt.store, rt.engine, broker, account) == 0
+        assert deliver_fills(rt.redis, rt.store, rt.engine, broker, account, *groups) == 0
         assert quantity_of(rig, sid) == 1, "a fill from before the recovery counted twice"
 
 

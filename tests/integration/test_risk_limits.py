@@ -20,7 +20,7 @@ from trading.risk import RiskLevels
 from workers.db.engines import make_engine, upgrade
 from workers.risk.accounts import AccountChange, restore_account, set_account, set_halted
 from workers.risk.book import RiskBook, risk_key
-from workers.settings import Settings
+from workers.settings import DatabaseSettings, RedisSettings, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def test_an_entry_beyond_the_maximum_position_is_refused(
         shown = run_cli(cli_env(rig), "session", "show", rig.session_ids["small"], "--json")
         assert shown.returncode == 0, shown.describe()
         view = json.loads(shown.stdout)
-        book = RiskBook(rig.client, rig.settings).read("ACC-MAXP-SMALL")
+        book = RiskBook(rig.client, rig.settings.risk).read("ACC-MAXP-SMALL")
         assert book.equity is not None and book.total > 0
         assert Decimal(view["portfolio_heat"]) == (book.total / book.equity).quantize(
             Decimal("0.000001")
@@ -78,7 +78,7 @@ def test_an_account_past_its_daily_loss_refuses_entries_for_the_day(
     ]
     with TickPathRig(redis_url, tmp_path / "run") as rig:
         rig.create_sessions(plans)
-        book = RiskBook(rig.client, rig.settings)
+        book = RiskBook(rig.client, rig.settings.risk)
         for account in ("ACC-LOSS", "ACC-FINE"):
             set_account(rig.engine, book, account, AccountChange(max_daily_loss=Decimal(50)))
         assert not book.add_realized("ACC-LOSS", trade_date, Decimal("-40"))
@@ -102,8 +102,10 @@ def test_an_accounts_levels_and_halt_come_back_from_sql_after_redis_loses_them(
     hash, recovery puts them back, keeping any value an operator wrote in the meantime."""
     upgrade(sqlite_url)
     engine = make_engine(sqlite_url)
-    settings = Settings(redis_url="redis://unused:1/0", database_url=sqlite_url)
-    book = RiskBook(redis_client, settings)
+    settings = Settings(
+        redis=RedisSettings(url="redis://unused:1/0"), database=DatabaseSettings(url=sqlite_url)
+    )
+    book = RiskBook(redis_client, settings.risk)
     change = AccountChange(Decimal("0.03"), Decimal("0.05"), Decimal("2000"))
     set_account(engine, book, "ACC-LOST", change)
     set_halted(engine, book, "ACC-LOST", True)

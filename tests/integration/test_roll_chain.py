@@ -180,7 +180,7 @@ def test_a_close_that_never_fills_fails_the_roll_then_resume_or_abort(
         assert rig.broker_positions("ACC-RES") == {CONTRACT: 1}
         assert rig.state(resumed).rolling_close_qty == 1
 
-        env = cli_env(redis_url, rig.settings.database_url, rig.settings.paper_broker_url)
+        env = cli_env(redis_url, rig.settings.database.url, rig.settings.redis.paper_broker_url)
         line = run_cli(env, "roll", str(rolls[aborted]), "--abort").ok().stdout
         assert f"roll {rolls[aborted]} aborted" in line
         after = rig.state(aborted)
@@ -232,4 +232,4 @@ def test_beat_starts_one_roll_per_session_inside_its_window_on_the_sessions_cloc
             roll_rows.create_roll(rig.engine, due, CONTRACT, "ESH14", roll_day)
     schedule = beat_schedule(rig.settings)["roll-check"]
     assert schedule["task"] == "tradefleet.rolls.check"
-    assert schedule["schedule"] == rig.settings.roll_check_interval_s == 86_400
+    assert schedule["schedule"] == rig.settings.rolls.check_interval_s == 86_400

@@ -10,7 +10,6 @@ with the ``protective_stops`` setting on (the rig's settings, so its workers' en
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -40,7 +39,6 @@ from workers.db.session_rows import get_session_row
 from workers.orders import send as orders_module
 from workers.orders.send import send_order
 from workers.reconcile.schedule import ORDERS_TASK
-from workers.settings import get_settings
 from workers.state.store import StateChanges
 from workers.stops.sync import is_stop_id, stop_id
 from workers.ticks.drain import SEND_ORDER_TASK
@@ -186,16 +184,6 @@ def test_a_stop_deleted_at_the_broker_is_re_placed_by_order_reconciliation(
     assert events_again == len(events)
 
 
-@pytest.fixture
-def stops_in_this_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """This process's settings (read by the fill path run here) with protective stops on."""
-    monkeypatch.setenv("TRADEFLEET_PROTECTIVE_STOPS", "1")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
-@pytest.mark.usefixtures("stops_in_this_process")
 def test_an_exit_dropped_for_a_filled_stop_stays_dropped_for_a_second_send(
     start_worker: WorkerFactory, redis_url: str, tmp_path: Path
 ) -> None:

@@ -35,7 +35,7 @@ from workers.ticks.publisher import DRAIN_TASK, RawTick, encode_tick, epoch_ms
 
 pytestmark = pytest.mark.integration
 
-MAX_CANDLES = Settings().max_candles
+MAX_CANDLES = Settings().state.max_candles
 
 start_worker = worker_fixtures.start_worker
 

@@ -19,7 +19,7 @@ from models.codec import candles_key, encode_candle, fence_key, lock_key, state_
 from trading.market import Candle
 from workers.db.engines import dispose_engines, engine_for, upgrade
 from workers.sessions.create import NewSession, create_session
-from workers.settings import Settings
+from workers.settings import DatabaseSettings, PathSettings, RedisSettings, Settings
 from workers.ticks import drain, scripts
 from workers.ticks.drain import TickDrainer
 from workers.ticks.keys import BACKLOG_KEY, DRAINERS_KEY, READY_KEY, stream_key
@@ -221,10 +221,9 @@ def _sessions(
     contract: str = CONTRACT,
 ) -> tuple[Settings, list[str]]:
     settings = Settings(
-        redis_url=redis_url,
-        paper_broker_url=redis_url.rsplit("/", 1)[0] + "/1",
-        database_url=sqlite_url,
-        data_dir=tmp_path,
+        redis=RedisSettings(url=redis_url, paper_broker_url=redis_url.rsplit("/", 1)[0] + "/1"),
+        database=DatabaseSettings(url=sqlite_url),
+        paths=PathSettings(data_dir=tmp_path),
     )
     upgrade(settings.sqlalchemy_url)
     request = NewSession(

@@ -59,7 +59,7 @@ from workers.feeds.runner import run_feed
 from workers.orders.send import FINAL
 from workers.runtime import make_publisher
 from workers.sessions.create import NewSession, create_session
-from workers.settings import DEFAULT_MARKET_DATA_DIR, Settings
+from workers.settings import DEFAULT_MARKET_DATA_DIR, Settings, grouped
 from workers.state.store import StateStore
 from workers.stops.sync import is_stop_id
 from workers.ticks.keys import stream_key
@@ -122,6 +122,12 @@ def paper_url_for(redis_url: str) -> str:
     return redis_url.rsplit("/", 1)[0] + "/1"
 
 
+def settings_of(variables: Mapping[str, object]) -> Settings:
+    """The settings of a worker given these ``TRADEFLEET_*`` variables (the others as in this
+    process)."""
+    return Settings(**grouped(variables))
+
+
 # --------------------------------------------------------------------------- the rig
 
 
@@ -129,25 +135,20 @@ class TickPathRig:
     """One run's private world: settings, sessions, publishing, waiting, snapshots."""
 
     def __init__(self, redis_url: str, workdir: Path, **overrides: Any) -> None:
-        """``overrides``: ``Settings`` fields for this run (``lock_ttl_ms=2000``, ...); the
-        workers get them too, as ``TRADEFLEET_*`` variables."""
+        """``overrides``: settings for this run by their variables' names (``lock_ttl_ms=2000``
+        for ``TRADEFLEET_LOCK_TTL_MS``, ...); the workers get the same variables."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.redis_url = redis_url
         self.paper_url = paper_url_for(redis_url)
         self.database_url = f"sqlite:///{workdir / 'tradefleet.db'}"
         self.overrides = dict(overrides)
-        self.settings = Settings(
-            redis_url=redis_url,
-            paper_broker_url=self.paper_url,
-            database_url=self.database_url,
-            **self.overrides,
-        )
+        self.settings = settings_of({**self.worker_env(), "TRADEFLEET_REDIS_URL": redis_url})
         self.client = redis.Redis.from_url(redis_url)
         self.broker_client = redis.Redis.from_url(self.paper_url)
         self.app: Celery = create_app(self.settings)
         self.engine: Engine = make_engine(self.database_url)
-        self.store = StateStore(self.client, self.settings.lock_ttl_ms)
+        self.store = StateStore(self.client, self.settings.state.lock_ttl_ms)
         self.session_ids: dict[str, str] = {}
         self.accounts: dict[str, str] = {}
         self.published = 0
@@ -266,7 +267,7 @@ class TickPathRig:
     def _stop_settled(self, name: str) -> bool:
         """The session's open stop rows are exactly the working stop its position needs (with
         protective stops on)."""
-        if not self.settings.protective_stops:
+        if not self.settings.stops.protective:
             return True
         held = self.store.load(self.session_ids[name]).open_position
         rows = [

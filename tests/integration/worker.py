@@ -14,7 +14,7 @@ The ``start_worker`` fixture is a factory; every worker it starts is stopped at 
         worker = start_worker(redis_url, queues=("ticks",), concurrency=1)
 
 The test process talks to the worker through its own app built on the same private URL:
-``create_app(Settings(redis_url=redis_url))`` (``worker.app`` is one, ready to use).
+``create_app(Settings(redis=RedisSettings(url=redis_url)))`` (``worker.app`` is one, ready to use).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import pytest
 from celery import Celery
 
 from workers.celery_app import create_app
-from workers.settings import Settings
+from workers.settings import RedisSettings, Settings
 from workers.tools.processes import celery_worker_argv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +67,7 @@ class CeleryWorker:
         self.log_path = Path(log_dir) / f"{base}.log"
         self.extra_env = dict(env or {})
         self.loglevel = loglevel
-        self.app: Celery = create_app(Settings(redis_url=redis_url))
+        self.app: Celery = create_app(Settings(redis=RedisSettings(url=redis_url)))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

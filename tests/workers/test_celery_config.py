@@ -9,7 +9,7 @@ import pytest
 from celery import Celery
 
 from workers.celery_app import TASK_MODULES, create_app
-from workers.settings import Settings
+from workers.settings import QueueSettings, RedisSettings, Settings
 from workers.tasks.health import PING_TASK_NAME
 
 URL = "redis://127.0.0.1:1/3"
@@ -17,7 +17,9 @@ URL = "redis://127.0.0.1:1/3"
 
 @pytest.fixture
 def app() -> Celery:
-    return create_app(Settings(redis_url=URL, visibility_timeout_s=1234))
+    return create_app(
+        Settings(redis=RedisSettings(url=URL), queues=QueueSettings(visibility_timeout_s=1234))
+    )
 
 
 def test_broker_and_backend_are_the_settings_redis(app: Celery) -> None:
@@ -50,7 +52,9 @@ def test_the_five_queues_and_the_default(app: Celery) -> None:
 
 
 def test_queue_names_come_from_settings() -> None:
-    app = create_app(Settings(redis_url=URL, queue_ticks="fast_ticks"))
+    app = create_app(
+        Settings(redis=RedisSettings(url=URL), queues=QueueSettings(ticks="fast_ticks"))
+    )
     assert app.conf.task_queues[0].name == "fast_ticks"
     assert app.amqp.router.route({}, "tradefleet.ticks.drain")["queue"].name == "fast_ticks"
 

@@ -124,7 +124,7 @@ def test_esz13_to_esh14_volume_and_open_interest_cross_at_the_computed_roll() ->
     Daily volume (ESZ13 / ESH14): 12-11 1,514,064 / 64,855; 12-12 1,113,344 / 354,874;
     12-13 347,764 / 868,208. Open interest follows a few days later (it lags volume).
     """
-    daily = load_settings().market_data_dir / "es" / "daily"
+    daily = load_settings().paths.market_data_dir / "es" / "daily"
     old = _daily_volume(daily / "es_trade_201312.csv")
     new = _daily_volume(daily / "es_trade_201403.csv")
     roll = roll_date("ESZ13", HOLIDAYS)

@@ -15,14 +15,15 @@ from pydantic import SecretStr
 from tests.conftest import free_port, wait_until
 from trading.exceptions import BadInput
 from workers.flower import BASIC_AUTH_ENV, PASSWORD_ENV, flower_command
-from workers.settings import Settings
+from workers.settings import FlowerSettings, RedisSettings, Settings
 
 PASSWORD = "s3cret-Pa55:word"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _settings(redis_url: str = "redis://127.0.0.1:1/0", password: str = PASSWORD) -> Settings:
-    return Settings(redis_url=redis_url, flower_user="ops", flower_password=SecretStr(password))
+    flower = FlowerSettings(user="ops", password=SecretStr(password))
+    return Settings(redis=RedisSettings(url=redis_url), flower=flower)
 
 
 def test_refuses_to_build_without_a_password() -> None:

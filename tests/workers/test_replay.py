@@ -18,9 +18,10 @@ from workers.feeds.base import Pacer, paced, parse_speed
 from workers.feeds.lean import contract_month, contract_symbol
 from workers.feeds.registry import create_feed, feed_names, get_feed_factory
 from workers.feeds.replay import ReplayConfig, ReplaySource, split_volume
-from workers.settings import DEFAULT_MARKET_DATA_DIR
+from workers.settings import DEFAULT_MARKET_DATA_DIR, PathSettings, Settings
 
 DATA = DEFAULT_MARKET_DATA_DIR
+SETTINGS = Settings(paths=PathSettings(market_data_dir=DATA))
 ES = DATA / "es" / "minute"
 GC = DATA / "gc" / "tick"
 
@@ -62,7 +63,7 @@ def replay(contract: str, first: str, last: str | None = None, **kw: object) -> 
     if last is not None:
         args["date_to"] = last
     args.update(kw)
-    source = create_feed("replay", args)
+    source = create_feed("replay", args, SETTINGS)
     assert isinstance(source, ReplaySource)
     return source
 
@@ -187,7 +188,7 @@ def test_contract_symbols_and_file_months() -> None:
 
 def test_bad_args_are_refused() -> None:
     with pytest.raises(UnknownRegisteredName):
-        create_feed("nope", {})
+        create_feed("nope", {}, SETTINGS)
     with pytest.raises(UnknownRegisteredName):
         get_feed_factory("workers.feeds.replay:ReplaySource")
     assert {"replay", "synthetic"} <= set(feed_names())
@@ -202,7 +203,7 @@ def test_bad_args_are_refused() -> None:
         {"module": "os"},
     ]:
         with pytest.raises(BadInput):
-            create_feed("replay", {**good, **change})
+            create_feed("replay", {**good, **change}, SETTINGS)
 
 
 def test_split_volume_is_exact() -> None:

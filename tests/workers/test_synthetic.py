@@ -12,6 +12,7 @@ from trading.candles import fold_ticks, validate_tick
 from trading.exceptions import BadInput
 from workers.feeds.registry import create_feed
 from workers.feeds.synthetic import SyntheticConfig, SyntheticSource
+from workers.settings import Settings
 
 ARGS = {
     "instruments": ["ESZ13", "GCZ13", "NQZ13"],
@@ -22,21 +23,22 @@ ARGS = {
     "interval_ms": 100,
     "count": 3000,
 }
+SETTINGS = Settings()
 
 
 def test_same_seed_same_ticks_other_seed_other_ticks() -> None:
-    first = list(create_feed("synthetic", ARGS).ticks())
-    again = list(create_feed("synthetic", ARGS).ticks())
-    other = list(create_feed("synthetic", {**ARGS, "seed": 8}).ticks())
+    first = list(create_feed("synthetic", ARGS, SETTINGS).ticks())
+    again = list(create_feed("synthetic", ARGS, SETTINGS).ticks())
+    other = list(create_feed("synthetic", {**ARGS, "seed": 8}, SETTINGS).ticks())
     assert len(first) == 3000
     assert first == again
     assert first != other
-    source = create_feed("synthetic", ARGS)
+    source = create_feed("synthetic", ARGS, SETTINGS)
     assert list(source.ticks()) == list(source.ticks())
 
 
 def test_prices_on_the_tick_grid_and_ticks_valid() -> None:
-    ticks = list(create_feed("synthetic", ARGS).ticks())
+    ticks = list(create_feed("synthetic", ARGS, SETTINGS).ticks())
     grid = Decimal("0.25")
     assert all(isinstance(t.price, Decimal) and t.price % grid == 0 for t in ticks)
     assert all(t.bid is not None and t.ask is not None for t in ticks)
@@ -49,14 +51,14 @@ def test_prices_on_the_tick_grid_and_ticks_valid() -> None:
 
 
 def test_each_instrument_walks_one_tick_at_a_time() -> None:
-    ticks = list(create_feed("synthetic", ARGS).ticks())
+    ticks = list(create_feed("synthetic", ARGS, SETTINGS).ticks())
     for name in ARGS["instruments"]:
         prices = [Decimal("1676.50"), *(t.price for t in ticks if t.instrument == name)]
         assert all(abs(b - a) <= Decimal("0.25") for a, b in itertools.pairwise(prices))
 
 
 def test_times_advance_in_aware_utc_from_start() -> None:
-    ticks = list(create_feed("synthetic", ARGS).ticks())
+    ticks = list(create_feed("synthetic", ARGS, SETTINGS).ticks())
     start = datetime(2013, 10, 7, 13, 30, tzinfo=UTC)
     assert ticks[0].time == start
     assert ticks[-1].time == start + timedelta(milliseconds=100 * 2999)
@@ -76,7 +78,7 @@ def test_price_never_reaches_zero() -> None:
 
 
 def test_unbounded_count_keeps_going() -> None:
-    source = create_feed("synthetic", {"instruments": ["ESZ13"]})
+    source = create_feed("synthetic", {"instruments": ["ESZ13"]}, SETTINGS)
     assert len(list(itertools.islice(source.ticks(), 5000))) == 5000
     assert source.speed is None
 
@@ -99,4 +101,4 @@ def test_unbounded_count_keeps_going() -> None:
 )
 def test_bad_args_are_refused(change: dict[str, object]) -> None:
     with pytest.raises(BadInput):
-        create_feed("synthetic", {**ARGS, **change})
+        create_feed("synthetic", {**ARGS, **change}, SETTINGS)

@@ -18,7 +18,7 @@ from trading.exceptions import BadInput, UnknownRegisteredName
 from workers.brokers.base import AccountManager
 from workers.brokers.paper.broker import PaperBroker, PaperConfig
 from workers.connections import redis_client
-from workers.settings import Settings, get_settings
+from workers.settings import Settings
 
 BrokerBuilder = Callable[[Mapping[str, Any], Settings], AccountManager]
 
@@ -67,14 +67,17 @@ def paper_config(args: Mapping[str, Any]) -> PaperConfig:
 
 
 def build_paper(args: Mapping[str, Any], settings: Settings) -> PaperBroker:
-    """The paper broker on ``settings.paper_broker_url``, reading prices from ``redis_url``."""
-    if settings.paper_broker_url == settings.redis_url:
+    """The paper broker on ``settings.redis.paper_broker_url``, reading prices from the
+    sessions' Redis (``settings.redis.url``)."""
+    if settings.redis.paper_broker_url == settings.redis.url:
         raise BadInput(
             "TRADEFLEET_PAPER_BROKER_URL must not be the sessions' Redis (TRADEFLEET_REDIS_URL): "
             "the broker's truth must survive losing the sessions' state"
         )
     config = paper_config(args)
-    return PaperBroker(_client(settings.paper_broker_url), _client(settings.redis_url), config)
+    return PaperBroker(
+        _client(settings.redis.paper_broker_url), _client(settings.redis.url), config
+    )
 
 
 BROKERS: Mapping[str, BrokerBuilder] = MappingProxyType({"paper": build_paper})
@@ -86,11 +89,9 @@ def broker_names() -> list[str]:
     return sorted(BROKERS)
 
 
-def build_broker(
-    name: str, args: Mapping[str, Any] | None = None, settings: Settings | None = None
-) -> AccountManager:
+def build_broker(name: str, args: Mapping[str, Any] | None, settings: Settings) -> AccountManager:
     """The broker registered as ``name``; an unknown name is ``UnknownRegisteredName``."""
     builder = BROKERS.get(name) if isinstance(name, str) else None
     if builder is None:
         raise UnknownRegisteredName("broker", str(name), list(BROKERS))
-    return builder(args or {}, settings or get_settings())
+    return builder(args or {}, settings)

@@ -54,7 +54,7 @@ def set_cmd(
         )
         if change.max_daily_loss is not None and change.max_daily_loss <= 0:
             raise BadInput("--max-daily-loss must be greater than 0")
-        levels = set_account(engine, RiskBook(client, settings), account, change)
+        levels = set_account(engine, RiskBook(client, settings.risk), account, change)
     finally:
         client.close()
     loss = "none" if levels.max_daily_loss is None else str(levels.max_daily_loss)

@@ -91,7 +91,7 @@ def demo(
     console = Console(stderr=as_json)
     if not console.is_terminal:
         console = Console(stderr=as_json, width=PIPED_WIDTH)
-    log_dir = settings.data_dir / "demo-logs"
+    log_dir = settings.paths.data_dir / "demo-logs"
     with ChildProcesses(log_dir=log_dir) as children:
         view = _LiveView(console)
         with view.live:

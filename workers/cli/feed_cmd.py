@@ -33,8 +33,8 @@ def replay_cmd(
         "date_to": date_to or date_from,
         "speed": speed,
     }
-    source = create_feed("replay", args)
     settings = get_settings()
+    source = create_feed("replay", args, settings)
     client = require_redis(settings)
     publisher = make_publisher(client, settings, create_app(settings))
     report = run_feed(source.ticks(), publisher, parse_speed(speed))

@@ -60,7 +60,7 @@ def _run(job: Job, session_id: str | None, now: bool) -> None:
             try:
                 for sid in ids:
                     args: list[object] = [sid, 0] if job == "positions" else [sid]
-                    celery.send_task(SESSION_TASKS[job], args=args, queue=settings.queue_reconcile)
+                    celery.send_task(SESSION_TASKS[job], args=args, queue=settings.queues.reconcile)
             finally:
                 celery.close()
             typer.echo(f"queued a {job} pass for {len(ids)} session(s)")

@@ -63,7 +63,7 @@ def risk(
     client = require_redis(settings)
     engine = engine_for(settings.sqlalchemy_url)
     try:
-        book = RiskBook(client, settings)
+        book = RiskBook(client, settings.risk)
         accounts = [account] if account is not None else known_accounts(engine)
         views = [_view(engine, book, name) for name in accounts]
     finally:

@@ -73,7 +73,7 @@ def show_cmd(
     settings = get_settings()
     client = require_redis(settings)
     try:
-        state = StateStore(client, settings.lock_ttl_ms).load(session_id)
+        state = StateStore(client, settings.state.lock_ttl_ms).load(session_id)
     finally:
         client.close()
     view = state_to_json(state)

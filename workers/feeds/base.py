@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from trading.exceptions import BadInput
 from trading.market import Tick
+from workers.settings import Settings
 
 FeedArgs = Mapping[str, Any]
 """A source's JSON args as stored in ``market_data_source.args``; each source checks its own."""
@@ -40,8 +41,9 @@ class MarketDataSource(Protocol):
         ...
 
 
-SourceFactory = Callable[[FeedArgs], MarketDataSource]
-"""Builds a source from its JSON args; raises ``BadInput`` for bad args."""
+SourceFactory = Callable[[FeedArgs, Settings], MarketDataSource]
+"""Builds a source from its JSON args and the process's settings; raises ``BadInput`` for bad
+args."""
 
 
 def parse_speed(value: object) -> float | None:

@@ -3,7 +3,8 @@
 
 Only registered names are ever resolved: no module path taken from input is imported. The
 built-ins always exist and an entry point cannot replace one. An entry point names either a
-class with a ``from_args(args)`` classmethod or a callable ``factory(args) -> source``.
+class with a ``from_args(args, settings)`` classmethod or a callable
+``factory(args, settings) -> source``.
 Discovery reads installed package metadata once and is cached (``refresh_registry`` forgets it).
 """
 
@@ -18,6 +19,7 @@ from trading.plugins import plugin_entry_points
 from workers.feeds.base import FeedArgs, MarketDataSource, SourceFactory
 from workers.feeds.replay import ReplaySource
 from workers.feeds.synthetic import SyntheticSource
+from workers.settings import Settings
 
 ENTRY_POINT_GROUP = "tradefleet.feeds"
 
@@ -53,9 +55,9 @@ def get_feed_factory(name: str) -> SourceFactory:
         return factory
 
 
-def create_feed(name: str, args: FeedArgs) -> MarketDataSource:
+def create_feed(name: str, args: FeedArgs, settings: Settings) -> MarketDataSource:
     """Build the source registered as ``name`` from its JSON args (``BadInput`` if bad)."""
-    source = get_feed_factory(name)(args)
+    source = get_feed_factory(name)(args, settings)
     if not isinstance(source, MarketDataSource):
         raise BadInput(f"feed {name!r} did not build a market-data source")
     return source

@@ -40,7 +40,7 @@ from workers.feeds.lean import (
     read_trade_ticks,
     tick_path,
 )
-from workers.settings import get_settings
+from workers.settings import Settings
 
 BAR_TICK_OFFSETS = (
     timedelta(seconds=0),
@@ -126,9 +126,7 @@ class ReplaySource:
 
     name = "replay"
 
-    def __init__(self, config: ReplayConfig, data_dir: Path | None = None) -> None:
-        if data_dir is None:
-            data_dir = get_settings().market_data_dir
+    def __init__(self, config: ReplayConfig, data_dir: Path) -> None:
         self.config = config
         self.data_dir = data_dir
         every = available_dates(data_dir, config.product, config.contract_month)
@@ -141,9 +139,10 @@ class ReplaySource:
             )
 
     @classmethod
-    def from_args(cls, args: FeedArgs) -> ReplaySource:
-        """The registry's factory: args as stored in ``market_data_source.args``."""
-        return cls(ReplayConfig.from_args(args))
+    def from_args(cls, args: FeedArgs, settings: Settings) -> ReplaySource:
+        """The registry's factory: args as stored in ``market_data_source.args``, the files in
+        ``TRADEFLEET_MARKET_DATA_DIR``."""
+        return cls(ReplayConfig.from_args(args), settings.paths.market_data_dir)
 
     @property
     def instruments(self) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from trading.exceptions import BadInput
 from trading.market import Tick
 from workers.feeds.base import FeedArgs, parse_speed
+from workers.settings import Settings
 
 DEFAULT_START = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
 _ALLOWED_ARGS = frozenset(
@@ -103,7 +104,8 @@ class SyntheticSource:
         self.config = config
 
     @classmethod
-    def from_args(cls, args: FeedArgs) -> SyntheticSource:
+    def from_args(cls, args: FeedArgs, settings: Settings) -> SyntheticSource:
+        """The registry's factory (no setting is needed)."""
         return cls(SyntheticConfig.from_args(args))
 
     @property

@@ -39,7 +39,7 @@ from workers.brokers.commands import Fill, QueryBalance
 from workers.brokers.paper.model import epoch_ms_ceil
 from workers.db.order_rows import get_order_row, insert_fill_if_absent, update_order_row
 from workers.risk.after_fill import risk_after_fill
-from workers.settings import get_settings
+from workers.settings import RiskSettings, StopSettings
 from workers.state.store import Lease, StateChanges, StateStore
 from workers.stops.sync import is_stop_id, sync_stop
 from workers.stops.watch import after_stop_fill
@@ -75,7 +75,13 @@ def fills_cursor_key(account: str) -> str:
 
 
 def deliver_fills(
-    client: redis.Redis, store: StateStore, engine: Engine, broker: AccountManager, account: str
+    client: redis.Redis,
+    store: StateStore,
+    engine: Engine,
+    broker: AccountManager,
+    account: str,
+    risk: RiskSettings,
+    stops: StopSettings,
 ) -> int:
     """Apply every fill the broker logged for ``account`` since the cursor; returns how many."""
     key = fills_cursor_key(account)
@@ -88,13 +94,18 @@ def deliver_fills(
         if not fills:
             return applied
         for fill in fills:
-            if fill.session_id and apply_fill_to_session(store, engine, broker, fill):
+            if fill.session_id and apply_fill_to_session(store, engine, broker, fill, risk, stops):
                 applied += 1
         advance(keys=[key], args=[new_cursor])
 
 
 def apply_fill_to_session(
-    store: StateStore, engine: Engine, broker: AccountManager, fill: Fill
+    store: StateStore,
+    engine: Engine,
+    broker: AccountManager,
+    fill: Fill,
+    risk: RiskSettings,
+    stops: StopSettings,
 ) -> bool:
     """Apply one fill to its session (once); True if this call applied it.
 
@@ -112,7 +123,9 @@ def apply_fill_to_session(
             else:
                 balance = broker.balance(QueryBalance(fill.account)).cash
                 changes, trade = _changes_for(lease.fields, fill, balance)
-                changes.update(_risk_changes(store, engine, lease, fill, changes, trade, balance))
+                changes.update(
+                    _risk_changes(store, engine, lease, fill, changes, trade, balance, risk)
+                )
                 settled = _stop_settled(engine, lease, fill)
                 meta = {LAST_FILL_FIELD: datetime.now(UTC).isoformat(), **settled}
                 store.write(lease, StateChanges.of(changes, trades=[trade], meta=meta))
@@ -130,7 +143,7 @@ def apply_fill_to_session(
         fill.time,
     )
     update_order_row(engine, fill.client_order_id, "filled", fill.broker_order_id)
-    _protect(store, engine, broker, fill)
+    _protect(store, engine, broker, fill, stops)
     return newly
 
 
@@ -151,11 +164,13 @@ def _stop_settled(engine: Engine, lease: Lease, fill: Fill) -> dict[str, str]:
     return {PROGRESS_FIELD: replace(progress, stops_out=settled).to_json()}
 
 
-def _protect(store: StateStore, engine: Engine, broker: AccountManager, fill: Fill) -> None:
+def _protect(
+    store: StateStore, engine: Engine, broker: AccountManager, fill: Fill, stops: StopSettings
+) -> None:
     """After every fill (also one applied before: a crash may have come in between), the
     broker holds the stop the position needs (``workers.stops.sync``). A failure is left to
     the next fill and to order reconciliation: the fill itself is applied."""
-    if not get_settings().protective_stops:
+    if not stops.protective:
         return
     try:
         sync_stop(store, engine, broker, fill.session_id, fill.account, fill.time)
@@ -171,6 +186,7 @@ def _risk_changes(
     changes: Mapping[str, object],
     trade: Trade,
     balance: Decimal,
+    risk: RiskSettings,
 ) -> dict[str, object]:
     """The session's heat fields after this fill (``workers.risk.after_fill``)."""
     position = changes["open_position"]
@@ -188,6 +204,7 @@ def _risk_changes(
         realized,
         fill.time.date().isoformat(),
         balance,
+        risk,
     )
 
 

@@ -108,7 +108,7 @@ def _send(
     replaces_stops = (row.intent == "exit" and not is_stop_id(coid)) or is_move_id(coid)
     if (
         replaces_stops
-        and rt.settings.protective_stops
+        and rt.settings.stops.protective
         and not clear_for_exit(rt.store, rt.engine, broker, row, session.account)
     ):
         if is_move_id(coid):
@@ -164,7 +164,9 @@ def _after_ack(
     rt: Runtime, broker: AccountManager, session: TradingSessionRow, ack: OrderAck
 ) -> SendOutcome:
     _record_ack(rt, session, ack)
-    applied = deliver_fills(rt.redis, rt.store, rt.engine, broker, session.account)
+    applied = deliver_fills(
+        rt.redis, rt.store, rt.engine, broker, session.account, rt.settings.risk, rt.settings.stops
+    )
     return SendOutcome(ack.status, ack.duplicate, applied)
 
 
@@ -188,5 +190,7 @@ def _drop_working_order(rt: Runtime, session_id: str, coid: str, status: str) ->
             row = get_session_row(rt.engine, session_id)
             position: OpenPosition | None = lease.value("open_position")
             if row is not None:
-                release_entry(rt.redis, row.account, session_id, position, remaining)
+                release_entry(
+                    rt.redis, row.account, session_id, position, remaining, rt.settings.risk
+                )
     log.warning("session %s: order %s is %s at the broker", session_id, coid, status)

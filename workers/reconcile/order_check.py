@@ -138,8 +138,8 @@ def reconcile_orders(rt: Runtime, session_id: str) -> OrdersReport:
         list(local.values()),
         [_state(order) for order in broker_open],
         now=context.now_utc(),
-        grace=timedelta(seconds=rt.settings.reconcile_grace_s),
-        adopt=rt.settings.adopt_external_orders,
+        grace=timedelta(seconds=rt.settings.reconcile.grace_s),
+        adopt=rt.settings.reconcile.adopt_external_orders,
         sole_owner=_sole_owner(rt, target, contract),
         flagged=meta.flagged_orders,
     )
@@ -165,7 +165,7 @@ def reconcile_orders(rt: Runtime, session_id: str) -> OrdersReport:
         report.changes.append((action.client_order_id, what))
     if flagged:
         _remember(rt, session_id, flagged)
-    if rt.settings.protective_stops and not report.failed:
+    if rt.settings.stops.protective and not report.failed:
         _check_stop(rt, target, report)
     return report
 
@@ -264,7 +264,9 @@ def _still_open(rt: Runtime, session_id: str, coid: str) -> bool:
 
 def _apply_fills(rt: Runtime, target: Target, coid: str, absorbed_cursor: str) -> str:
     sid, broker, account = target.session_id, target.broker, target.account
-    deliver_fills(rt.redis, rt.store, rt.engine, broker, account)
+    deliver_fills(
+        rt.redis, rt.store, rt.engine, broker, account, rt.settings.risk, rt.settings.stops
+    )
     if not _still_open(rt, sid, coid):
         context.record(rt, sid, "warning", f"order {coid} filled at the broker: fills applied", {})
         return "filled at the broker: fills applied"
@@ -277,7 +279,12 @@ def _apply_fills(rt: Runtime, target: Target, coid: str, absorbed_cursor: str) -
         for fill in fills:
             if fill.client_order_id == coid:
                 applied += apply_fill_to_session(
-                    rt.store, rt.engine, broker, replace(fill, session_id=sid)
+                    rt.store,
+                    rt.engine,
+                    broker,
+                    replace(fill, session_id=sid),
+                    rt.settings.risk,
+                    rt.settings.stops,
                 )
         cursor = cursor_after
     if _still_open(rt, sid, coid):
@@ -314,7 +321,7 @@ def _release(
     """A dead entry gives its reservation on the account's risk book back."""
     row = get_session_row(rt.engine, session_id)
     if row is not None:
-        release_entry(rt.redis, row.account, session_id, position, remaining)
+        release_entry(rt.redis, row.account, session_id, position, remaining, rt.settings.risk)
 
 
 def _adopt(rt: Runtime, session_id: str, order: BrokerOrder) -> None:

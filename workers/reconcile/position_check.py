@@ -93,7 +93,15 @@ def reconcile_positions(rt: Runtime, session_id: str) -> PositionReport:
     error: str | None = None
     undelivered = ""
     try:
-        deliver_fills(rt.redis, rt.store, rt.engine, target.broker, target.account)
+        deliver_fills(
+            rt.redis,
+            rt.store,
+            rt.engine,
+            target.broker,
+            target.account,
+            rt.settings.risk,
+            rt.settings.stops,
+        )
     except ServiceUnavailable as exc:
         error = context.describe(exc)
     except RetryLater as exc:
@@ -111,7 +119,7 @@ def reconcile_positions(rt: Runtime, session_id: str) -> PositionReport:
 
 def _failed(rt: Runtime, target: Target, lease: Lease, error: str) -> PositionReport:
     meta = context.meta_of(lease.fields)
-    step = after_failure(meta, error, rt.settings.reconcile_max_failures)
+    step = after_failure(meta, error, rt.settings.reconcile.max_failures)
     context.write(rt, lease, step.meta)
     sid = target.session_id
     details = {"failures": step.meta.failures, "error": error}
@@ -184,7 +192,7 @@ def _compare(rt: Runtime, target: Target, lease: Lease, undelivered: str) -> Pos
         message = "broker answers again" + ("; entries allowed" if answered.unblocked else "")
         context.record(rt, sid, "info", message, {"after_failures": meta.failures})
     group = _group(rt, target, fields, contract)
-    grace = timedelta(seconds=rt.settings.reconcile_grace_s)
+    grace = timedelta(seconds=rt.settings.reconcile.grace_s)
     decision: PositionDecision
     if isinstance(group, str):
         decision = RecheckLater(group)

@@ -121,8 +121,8 @@ class FanOut:
 def interval_of(rt: Runtime, job: Job) -> float:
     settings = rt.settings
     if job == "positions":
-        return settings.reconcile_positions_interval_s
-    return settings.reconcile_orders_interval_s
+        return settings.reconcile.positions_interval_s
+    return settings.reconcile.orders_interval_s
 
 
 def fan_out(rt: Runtime, job: Job, now_s: float, token: str, send: Callable[..., Any]) -> FanOut:
@@ -136,7 +136,7 @@ def fan_out(rt: Runtime, job: Job, now_s: float, token: str, send: Callable[...,
         send(
             SESSION_TASKS[job],
             args=[session_id, 0] if job == "positions" else [session_id],
-            queue=rt.settings.queue_reconcile,
+            queue=rt.settings.queues.reconcile,
             expires=interval,
         )
     recovering: list[str] = []

@@ -140,7 +140,7 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
     need = max(definition.warmup_periods, 1) + 1
     since = None if snapshot is None else snapshot.cursor
     entries = sources.read_history(
-        rt.redis, contract, end, timeframe, need, since, settings.max_candles
+        rt.redis, contract, end, timeframe, need, since, settings.state.max_candles
     )
     warmed = rebuild.rewarm(contract, entries, timeframe)
     broker = session_broker(rt, row)
@@ -265,7 +265,7 @@ def _apply_late_fills(rt: Runtime, row: TradingSessionRow, log_end: str) -> int:
         late, _ = sources.read_log(broker, row.account, log_end)
         for fill in late:
             if fill.session_id == row.id and apply_fill_to_session(
-                rt.store, rt.engine, broker, fill
+                rt.store, rt.engine, broker, fill, rt.settings.risk, rt.settings.stops
             ):
                 applied += 1
     except Exception as exc:
@@ -277,7 +277,7 @@ def _sync_stop(rt: Runtime, row: TradingSessionRow) -> str | None:
     """With protective stops on: the broker holds the stop the rebuilt position needs, and its
     poll chain runs (``workers.stops.sync``); the id of the stop resting, if any. A failure is
     left to the next fill and to order reconciliation, as after any fill."""
-    if not rt.settings.protective_stops:
+    if not rt.settings.stops.protective:
         return None
     try:
         outcome = sync_stop(rt.store, rt.engine, session_broker(rt, row), row.id, row.account)
@@ -290,7 +290,7 @@ def _sync_stop(rt: Runtime, row: TradingSessionRow) -> str | None:
 def _restore_account(rt: Runtime, account: str) -> None:
     """The account's risk levels and halted flag, if its risk hash went with the state."""
     try:
-        restore_account(rt.engine, RiskBook(rt.redis, rt.settings), account)
+        restore_account(rt.engine, RiskBook(rt.redis, rt.settings.risk), account)
     except Exception as exc:
         log.warning("account %s: risk levels not restored: %s", account, exc)
 

@@ -50,7 +50,7 @@ def request_recovery(
     row = get_session_row(engine, session_id)
     if row is None or row.status != "active":
         return False
-    send_task(RECOVER_TASK, args=[session_id], queue=settings.queue_reconcile)
+    send_task(RECOVER_TASK, args=[session_id], queue=settings.queues.reconcile)
     log.warning("session %s has no state in Redis: recovery queued", session_id)
     return True
 

@@ -20,7 +20,7 @@ from models.tables import AccountRow, TradingSessionRow
 from trading.exceptions import BadInput
 from trading.risk import RiskLevels
 from workers.risk.book import AccountRisk, RiskBook
-from workers.settings import Settings
+from workers.settings import RiskSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +33,10 @@ class AccountChange:
     clear_daily_loss: bool = False
 
 
-def levels_of(row: AccountRow | None, settings: Settings) -> RiskLevels:
-    hysteresis = settings.risk_heat_hysteresis
+def levels_of(row: AccountRow | None, settings: RiskSettings) -> RiskLevels:
+    hysteresis = settings.heat_hysteresis
     if row is None:
-        warn, block, loss = settings.risk_heat_warn, settings.risk_heat_block, None
+        warn, block, loss = settings.heat_warn, settings.heat_block, None
     else:
         warn, block, loss = row.heat_warn, row.heat_block, row.max_daily_loss
     return RiskLevels(warn, block, min(hysteresis, warn), loss)
@@ -55,7 +55,7 @@ def set_account(engine: Engine, book: RiskBook, account: str, change: AccountCha
         warn = change.heat_warn if change.heat_warn is not None else current.heat_warn
         block = change.heat_block if change.heat_block is not None else current.heat_block
         try:
-            hysteresis = min(book.settings.risk_heat_hysteresis, warn)
+            hysteresis = min(book.settings.heat_hysteresis, warn)
             levels = RiskLevels(warn, block, hysteresis, loss)
         except ValueError as exc:
             raise BadInput(str(exc)) from None

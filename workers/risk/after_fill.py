@@ -19,7 +19,7 @@ from models.state import ContractDetails, OpenPosition, WorkingOrder
 from workers.db.session_rows import record_event
 from workers.risk.book import RiskBook
 from workers.risk.entry import warn_event
-from workers.settings import get_settings
+from workers.settings import RiskSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,11 @@ def risk_after_fill(
     realized: Decimal,
     trade_date: str,
     equity: Decimal | None,
+    risk: RiskSettings,
 ) -> dict[str, object]:
     """The session's heat fields after its position became ``position`` (marked at ``mark``)."""
     try:
-        book = RiskBook(client, get_settings())
+        book = RiskBook(client, risk)
         per_contract = None
         if position.stop_price is not None:
             per_contract = abs(mark - position.stop_price) * details.multiplier
@@ -71,6 +72,7 @@ def release_entry(
     session_id: str,
     position: OpenPosition | None,
     remaining: Mapping[str, WorkingOrder],
+    risk: RiskSettings,
 ) -> Decimal | None:
     """An entry reserved at order time died at the broker (rejected, cancelled, lost): the
     session's risk on the account book goes back to what it holds plus what its remaining
@@ -84,7 +86,7 @@ def release_entry(
         if o.status in ("new", "sent", "working", "partially_filled")
     )
     try:
-        book = RiskBook(client, get_settings())
+        book = RiskBook(client, risk)
         answer = book.set_position(account, session_id, held + pending, None, None)
     except Exception:
         log.exception("session %s: the reservation of a dead entry was not released", session_id)

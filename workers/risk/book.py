@@ -17,7 +17,7 @@ import redis
 
 from trading.risk import PPM, RiskAnswer, RiskLevels, RiskPolicy, to_cents, to_ppm
 from workers.risk.scripts import RISK
-from workers.settings import Settings
+from workers.settings import RiskSettings
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +68,16 @@ class RiskBook:
     """The account risk hashes on the sessions' Redis."""
 
     def __init__(
-        self, client: redis.Redis, settings: Settings, equity_source: EquitySource | None = None
+        self, client: redis.Redis, settings: RiskSettings, equity_source: EquitySource | None = None
     ) -> None:
         self.client = client
         self.settings = settings
         self._script = client.register_script(RISK)
         self._equity_source = equity_source
         self._policy = RiskPolicy(
-            atr_mult=settings.risk_atr_mult,
-            atr_periods=settings.risk_atr_periods,
-            max_position=settings.risk_max_position,
+            atr_mult=settings.atr_mult,
+            atr_periods=settings.atr_periods,
+            max_position=settings.max_position,
         )
 
     @property
@@ -87,9 +87,9 @@ class RiskBook:
     def _defaults(self) -> list[int]:
         s = self.settings
         return [
-            to_ppm(s.risk_heat_warn),
-            to_ppm(s.risk_heat_block),
-            to_ppm(min(s.risk_heat_hysteresis, s.risk_heat_warn)),
+            to_ppm(s.heat_warn),
+            to_ppm(s.heat_block),
+            to_ppm(min(s.heat_hysteresis, s.heat_warn)),
         ]
 
     def _run(

@@ -38,7 +38,7 @@ class HaltReport:
 
 
 def halt(rt: Runtime, account: str | None, flatten: bool) -> HaltReport:
-    book = RiskBook(rt.redis, rt.settings)
+    book = RiskBook(rt.redis, rt.settings.risk)
     accounts = [account] if account is not None else known_accounts(rt.engine)
     cancelled: list[str] = []
     exits: list[str] = []
@@ -63,7 +63,7 @@ def halt(rt: Runtime, account: str | None, flatten: bool) -> HaltReport:
 
 
 def resume(rt: Runtime, account: str | None) -> list[str]:
-    book = RiskBook(rt.redis, rt.settings)
+    book = RiskBook(rt.redis, rt.settings.risk)
     accounts = [account] if account is not None else known_accounts(rt.engine)
     for name in accounts:
         set_halted(rt.engine, book, name, False)

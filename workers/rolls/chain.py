@@ -65,7 +65,7 @@ def roll_chain(app: Celery, roll_id: int, from_step: str, queue: str) -> Signatu
 
 
 def launch(rt: Runtime, app: Celery, row: RollRow) -> None:
-    roll_chain(app, row.id, row.step, rt.settings.queue_rolls).apply_async()
+    roll_chain(app, row.id, row.step, rt.settings.queues.rolls).apply_async()
 
 
 def session_clock_of(rt: Runtime, session_id: str, now: datetime) -> tuple[datetime, datetime]:
@@ -152,7 +152,9 @@ def abort_roll(rt: Runtime, roll_id: int) -> RollRow:
             ack = broker.cancel_order(CancelOrder(session.account, coid))
             update_order_row(rt.engine, coid, "cancelled" if ack.status == "cancelled" else "lost")
             cancelled.append(coid)
-    deliver_fills(rt.redis, rt.store, rt.engine, broker, session.account)
+    deliver_fills(
+        rt.redis, rt.store, rt.engine, broker, session.account, rt.settings.risk, rt.settings.stops
+    )
     with rt.store.locked(row.session_id, wait_s=LOCK_WAIT_S) as lease:
         orders = {
             k: v for k, v in lease.value("orders").items() if not k.startswith(f"roll-{roll_id}-")
@@ -226,7 +228,7 @@ def check_rolls(rt: Runtime, app: Celery, now: datetime | None = None) -> CheckR
             state = rt.store.load(session.id)
             clock, decided = session_clock_of(rt, session.id, wall)
             contract = state.session.contract
-            if not should_roll(contract, clock, holidays, rt.settings.roll_window_days):
+            if not should_roll(contract, clock, holidays, rt.settings.rolls.window_days):
                 continue
             started.append(start_roll(rt, app, session.id, decided_at=decided).id)
         except (RollExists, UnknownSession) as exc:

@@ -53,12 +53,13 @@ from workers.rolls import marks
 from workers.rolls.marks import RollMeta, RollNeedsOperator, meta_of
 from workers.rolls.switch import end_roll, switch_contract
 from workers.runtime import Runtime
+from workers.settings import get_diagnostics
 from workers.stops.sync import sync_stop
 
 log = logging.getLogger(__name__)
 
 PAUSED_KEY = "tf:test:roll-paused:{roll_id}"
-"""TEST ONLY: set when a step pauses at ``settings.roll_test_pause_at`` (see ``_test_pause``)."""
+"""TEST ONLY: set when a step pauses at ``TRADEFLEET_ROLL_TEST_PAUSE_AT`` (see ``_test_pause``)."""
 
 
 class Outcome(StrEnum):
@@ -157,7 +158,15 @@ def _order_step(rt: Runtime, row: RollRow, session: TradingSessionRow, step: str
     order_id = plan.close_id if step in {"close", "await_close"} else plan.open_id
     if step.startswith("await"):
         poll_order(rt, row.session_id, order_id)
-        deliver_fills(rt.redis, rt.store, rt.engine, broker, session.account)
+        deliver_fills(
+            rt.redis,
+            rt.store,
+            rt.engine,
+            broker,
+            session.account,
+            rt.settings.risk,
+            rt.settings.stops,
+        )
     assessment = _assess(broker, session.account, plan)
     action = _act(rt, row, step, assessment)
     if action is Action.WAIT:
@@ -224,7 +233,7 @@ def _send(rt: Runtime, row: RollRow, plan: RollPlan, step: str) -> None:
 def _protect_rolled(rt: Runtime, row: RollRow, session: TradingSessionRow) -> None:
     """The rolled position gets its protective stop (the old one, moved by the spread at the
     switch), resting from the open's fill; the roll's close cancelled the old contract's."""
-    if not rt.settings.protective_stops or row.quantity == 0 or not row.open_client_order_id:
+    if not rt.settings.stops.protective or row.quantity == 0 or not row.open_client_order_id:
         return
     opened = fill_time(rt.engine, row.open_client_order_id)
     broker = session_broker(rt, session)
@@ -254,10 +263,10 @@ def _stop(rt: Runtime, row: RollRow, reason: str) -> None:
 
 
 def _test_pause(rt: Runtime, roll_id: int, step: str) -> None:
-    """TEST ONLY, off unless ``settings.roll_test_pause_at`` names ``step``: the step has done
+    """TEST ONLY, off unless ``TRADEFLEET_ROLL_TEST_PAUSE_AT`` names ``step``: the step has done
     its work but not recorded itself done; it says so in Redis and hangs, so that a crash test
     can SIGKILL the worker exactly here."""
-    if rt.settings.roll_test_pause_at != step:
+    if get_diagnostics().roll_test_pause_at != step:
         return
     rt.redis.set(PAUSED_KEY.format(roll_id=roll_id), f"{step}:{time.time():.3f}")
     log.warning("roll %s: TEST pause at step %s", roll_id, step)

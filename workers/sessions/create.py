@@ -131,7 +131,7 @@ def create_session(settings: Settings, request: NewSession) -> SessionState:
     state = build_initial_state(request, str(uuid.uuid4()), now)
     client = require_redis(settings)
     engine = engine_for(settings.sqlalchemy_url)
-    store = StateStore(client, settings.lock_ttl_ms)
+    store = StateStore(client, settings.state.lock_ttl_ms)
     try:
         with DbSession(engine) as db:
             if find_session_row_by_name(db, state.session.name) is not None:
@@ -150,7 +150,7 @@ def create_session(settings: Settings, request: NewSession) -> SessionState:
             except redis.RedisError as exc:
                 reason = str(exc).split("\n")[0]
                 raise ServiceUnavailable(
-                    f"Redis at {redact_url(settings.redis_url)} refused to store the session "
+                    f"Redis at {redact_url(settings.redis.url)} refused to store the session "
                     f"({reason}); nothing was created"
                 ) from exc
     finally:

@@ -42,7 +42,7 @@ exit of the session is open (``exit_pending``): the two never both fill. The bro
 session's stops only on the prices the session has seen (``workers.stops.horizon``), and the
 tick step watches the same stop on the same prices (``workers.stops.watch``), so the
 same replay fills the same stops whatever the workers' speed. Behind the
-``protective_stops`` setting (on by default, see ``workers.settings``).
+``TRADEFLEET_PROTECTIVE_STOPS`` setting (on by default, see ``workers.settings``).
 
 Heat needs nothing here: it is measured to ``open_position.stop_price``, which is the price of
 the stop resting at the broker whenever the two are in sync.
@@ -65,7 +65,6 @@ from models.tables import OrderRow
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import CancelOrder, OrderAck, PlaceOrder, QueryOrder
 from workers.db.order_rows import get_order_row, insert_order_if_absent, update_order_row
-from workers.settings import get_settings
 from workers.state.store import StateStore
 from workers.stops.rows import (
     is_move_id,
@@ -395,13 +394,13 @@ def _record(engine: Engine, ack: OrderAck) -> None:
 
 
 def start_polling(client: redis.Redis, session_id: str, coid: str) -> bool:
-    """Start the poll chain of a resting stop unless one holds its guard; True if started."""
+    """Start the poll chain of a resting stop unless one holds its guard; True if started.
+    The app routes the poll to the orders queue (``workers.celery_app.task_routes``)."""
     if not client.set(poll_guard_key(coid), "1", nx=True, ex=POLL_GUARD_TTL_S):
         return False
     current_app.send_task(
         POLL_TASK,
         args=[session_id, coid, 1],
-        queue=get_settings().queue_orders,
         countdown=STOP_POLL_INTERVAL_S,
     )
     return True

@@ -34,7 +34,7 @@ def send(self: Task[Any, Any], session_id: str, client_order_id: str) -> str:
         self.app.send_task(
             POLL_TASK,
             args=[session_id, client_order_id, 1],
-            queue=rt.settings.queue_orders,
+            queue=rt.settings.queues.orders,
             countdown=POLL_INTERVAL_S,
         )
     return outcome.status
@@ -61,7 +61,7 @@ def poll(self: Task[Any, Any], session_id: str, client_order_id: str, attempt: i
         self.app.send_task(
             POLL_TASK,
             args=[session_id, client_order_id, attempt + 1],
-            queue=rt.settings.queue_orders,
+            queue=rt.settings.queues.orders,
             countdown=STOP_POLL_INTERVAL_S if stop else POLL_INTERVAL_S,
         )
     return outcome.status

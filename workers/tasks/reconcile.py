@@ -50,12 +50,12 @@ def positions(self: Task[Any, Any], session_id: str, attempt: int = 0) -> str:
     """One positions pass over one session; a busy session is re-checked shortly."""
     rt = runtime()
     report = reconcile_positions(rt, session_id)
-    if report.outcome == "recheck" and attempt < rt.settings.reconcile_rechecks:
-        countdown = max(MIN_RECHECK_S, rt.settings.reconcile_grace_s)
+    if report.outcome == "recheck" and attempt < rt.settings.reconcile.rechecks:
+        countdown = max(MIN_RECHECK_S, rt.settings.reconcile.grace_s)
         self.app.send_task(
             POSITIONS_TASK,
             args=[session_id, attempt + 1],
-            queue=rt.settings.queue_reconcile,
+            queue=rt.settings.queues.reconcile,
             countdown=countdown,
             expires=countdown + interval_of(rt, "positions"),
         )

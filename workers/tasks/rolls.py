@@ -3,7 +3,7 @@
 Each step task takes the roll id and runs ``workers.rolls.steps.run_step``. A step whose roll
 is not running (or whose chain copy is behind the roll's row) is ignored, ending that copy of
 the chain. An await step whose order is still working retries itself after
-``roll_fill_retry_s``, at most ``roll_fill_max_tries`` tries in all; then it fails, and the
+``settings.rolls.fill_retry_s``, at most ``fill_max_tries`` tries in all; then it fails, and the
 errback (``tradefleet.rolls.failed``) marks the roll failed and stops the session's trading.
 """
 
@@ -49,8 +49,8 @@ def _run(task: Task[Any, Any], roll_id: int, step: str) -> str:
     if outcome is Outcome.STALE:
         raise Ignore()
     if outcome is Outcome.WAIT:
-        tries = rt.settings.roll_fill_max_tries
-        raise task.retry(countdown=rt.settings.roll_fill_retry_s, max_retries=tries - 1)
+        tries = rt.settings.rolls.fill_max_tries
+        raise task.retry(countdown=rt.settings.rolls.fill_retry_s, max_retries=tries - 1)
     return outcome.value
 
 

@@ -14,9 +14,9 @@ from workers.ticks.publisher import DRAIN_TASK
 def drain(self: Task[Any, Any], drainer_id: str) -> dict[str, Any]:
     """Serve ready sessions for a time budget; hand over to a fresh task if work remains."""
     rt = runtime()
-    report = rt.drainer.drain(drainer_id, rt.settings.drain_budget_s)
+    report = rt.drainer.drain(drainer_id, rt.settings.ticks.drain_budget_s)
     if not report.finished:
-        self.app.send_task(DRAIN_TASK, args=[drainer_id], queue=rt.settings.queue_ticks)
+        self.app.send_task(DRAIN_TASK, args=[drainer_id], queue=rt.settings.queues.ticks)
     return {"sessions": report.sessions, "ticks": report.ticks, "finished": report.finished}
 
 

@@ -30,7 +30,7 @@ from workers.recovery.snapshots import StrategySnapshot, snapshot_of
 from workers.recovery.trigger import request_recovery
 from workers.risk.book import RiskBook
 from workers.risk.equity import broker_equity
-from workers.settings import Settings
+from workers.settings import Settings, get_diagnostics
 from workers.state import scripts as store_scripts
 from workers.ticks import scripts
 from workers.ticks.keys import BACKLOG_KEY, DRAINERS_KEY, READY_KEY
@@ -106,8 +106,9 @@ class TickDrainer:
         self._unlock = client.register_script(store_scripts.RELEASE)
         self._scripts = (self._begin, self._end, self._claim)
         self._latency = LatencyProbe()
+        self._probing = get_diagnostics().latency_probe
         self._keys: dict[str, _Keys] = {}
-        self._risk = RiskBook(client, settings, broker_equity(engine, settings))
+        self._risk = RiskBook(client, settings.risk, broker_equity(engine, settings))
 
     def drain(self, drainer_id: str, budget_s: float) -> DrainReport:
         """Serve ready sessions until none is due (finished) or the time budget is spent.
@@ -158,13 +159,13 @@ class TickDrainer:
         claim_keys = (READY_KEY, DRAINERS_KEY, BACKLOG_KEY)
         claim_args = (
             now,
-            settings.lock_ttl_ms,
-            settings.claim_batch,
-            settings.claim_min,
+            settings.state.lock_ttl_ms,
+            settings.ticks.claim_batch,
+            settings.ticks.claim_min,
             BACKLOG_WAIT_MS,
         )
         return [
-            ("ZADD", DRAINERS_KEY, now + settings.drainer_grace_ms, drainer_id),
+            ("ZADD", DRAINERS_KEY, now + settings.ticks.drainer_grace_ms, drainer_id),
             ("EVALSHA", self._claim.sha, len(claim_keys), *claim_keys, *claim_args),
             *self._latency.commands(),
         ]
@@ -210,7 +211,7 @@ class TickDrainer:
         """``process_many``; with a drainer id and time left before ``deadline``, the end
         pipeline also claims the next round's sessions (returned)."""
         token = secrets.token_hex(16)  # one lease token per round: each lease is its own key
-        ttl_ms, batch = self.settings.lock_ttl_ms, self.settings.tick_batch
+        ttl_ms, batch = self.settings.state.lock_ttl_ms, self.settings.ticks.batch
         session_keys = [self._session_keys(session_id) for session_id in session_ids]
         begin = Batch(self.client)
         for session_id, keys in zip(session_ids, session_keys, strict=True):
@@ -334,12 +335,12 @@ class TickDrainer:
             fields,
             history,
             self._risk,
-            protective_stops=self.settings.protective_stops,
+            protective_stops=self.settings.stops.protective,
         )
         step = stepper.run(entries)
         cursor_before = fields.get(CURSOR_FIELD, "0-0")
         cursor = step.cursor or cursor_before
-        oldest = entries[0][1] if entries and self.settings.latency_probe else None
+        oldest = entries[0][1] if entries and self._probing else None
         snapshot = None
         if step.candles:
             snapshot = snapshot_of(session_id, fields, step, cursor, datetime.now(UTC))
@@ -368,7 +369,7 @@ class TickDrainer:
         with ``claim_for`` (a drainer id) also claim the next round's sessions (returned),
         after setting the backlog key if ``backlog``. The snapshots of the steps written are
         added to ``snapshots``."""
-        now, max_candles = _now_ms(), self.settings.max_candles
+        now, max_candles = _now_ms(), self.settings.state.max_candles
         end = Batch(self.client)
         for item in steps:
             end.script(self._end, item.end_keys, item.end_args(now, max_candles))
@@ -466,7 +467,7 @@ class TickDrainer:
             self._send_task(
                 SEND_ORDER_TASK,
                 args=[new.session_id, new.order.client_order_id],
-                queue=self.settings.queue_orders,
+                queue=self.settings.queues.orders,
             )
         return steps
 

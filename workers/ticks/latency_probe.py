@@ -1,4 +1,4 @@
-"""The tick path's latency probe (``settings.latency_probe``, set by ``tradefleet bench``).
+"""The tick path's latency probe (``TRADEFLEET_LATENCY_PROBE``, set by ``tradefleet bench``).
 
 Each written step's oldest tick carries its due wall time (``t``, epoch ms); its age when the
 step's state write completed is the tick-to-decision latency. A drainer gathers the ages and

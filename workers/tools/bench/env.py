@@ -27,7 +27,14 @@ from workers.connections import redis_client
 from workers.db.engines import dispose_engines, upgrade
 from workers.runtime import make_publisher
 from workers.sessions.create import NewSession, create_session
-from workers.settings import Settings
+from workers.settings import (
+    DatabaseSettings,
+    LogSettings,
+    PathSettings,
+    RedisSettings,
+    Settings,
+    TickSettings,
+)
 from workers.ticks.latency_probe import LATENCY_KEY
 from workers.ticks.publisher import TickPublisher
 from workers.tools.processes import ChildProcesses, celery_worker_argv, ensure_redis
@@ -126,18 +133,17 @@ def bench_env(workers: int, keep_logs: Path | None = None) -> Iterator[BenchEnv]
     port = free_port()
     redis_url = f"redis://127.0.0.1:{port}/0"
     settings = Settings(
-        redis_url=redis_url,
-        paper_broker_url=f"redis://127.0.0.1:{port}/1",
-        data_dir=workdir,
-        database_url=f"sqlite:///{workdir / 'bench.db'}",
-        max_drainers=workers,
-        log_level="WARNING",
+        redis=RedisSettings(url=redis_url, paper_broker_url=f"redis://127.0.0.1:{port}/1"),
+        paths=PathSettings(data_dir=workdir),
+        database=DatabaseSettings(url=f"sqlite:///{workdir / 'bench.db'}"),
+        ticks=TickSettings(max_drainers=workers),
+        log=LogSettings(level="WARNING"),
     )
     env = {
-        "TRADEFLEET_REDIS_URL": settings.redis_url,
-        "TRADEFLEET_PAPER_BROKER_URL": settings.paper_broker_url,
+        "TRADEFLEET_REDIS_URL": settings.redis.url,
+        "TRADEFLEET_PAPER_BROKER_URL": settings.redis.paper_broker_url,
         "TRADEFLEET_DATA_DIR": str(workdir),
-        "TRADEFLEET_DATABASE_URL": settings.database_url,
+        "TRADEFLEET_DATABASE_URL": settings.database.url,
         "TRADEFLEET_MAX_DRAINERS": str(workers),
         "TRADEFLEET_LATENCY_PROBE": "1",
         "TRADEFLEET_LOG_LEVEL": "WARNING",

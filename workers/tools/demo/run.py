@@ -200,9 +200,9 @@ class Demo:
         started = time.monotonic()
         settings = self.settings
         progress("starting Redis, migrations and workers", 0, [])
-        ensure_redis(settings.redis_url, self.children)
+        ensure_redis(settings.redis.url, self.children)
         upgrade(settings.sqlalchemy_url)
-        self.client = redis_client(settings.redis_url)
+        self.client = redis_client(settings.redis.url)
         self._reset_demo_streams()
         self._start_workers()
         for spec in SESSIONS:
@@ -219,7 +219,7 @@ class Demo:
         return DemoResult(summaries, published, time.monotonic() - started, report, rolls)
 
     def report_dir(self) -> Path:
-        return self.settings.data_dir / "reports" / f"demo-{self.run_id}"
+        return self.settings.paths.data_dir / "reports" / f"demo-{self.run_id}"
 
     def _reset_demo_streams(self) -> None:
         """The demo replays old data into fresh streams; only demo sessions may read them."""
@@ -239,10 +239,10 @@ class Demo:
 
     def _start_workers(self) -> None:
         queues = (
-            self.settings.queue_ticks,
-            self.settings.queue_orders,
-            self.settings.queue_rolls,
-            self.settings.queue_default,
+            self.settings.queues.ticks,
+            self.settings.queues.orders,
+            self.settings.queues.rolls,
+            self.settings.queues.default,
         )
         self.children.start("worker", celery_worker_argv(f"demo-{self.run_id}@%h", queues, 2))
         schedule = self.children.log_dir / "celerybeat-schedule"
@@ -272,7 +272,7 @@ class Demo:
         total = 0
         for feed in feeds:
             config = ReplayConfig(feed.product, feed.contract, feed.date_from, feed.date_to)
-            source = ReplaySource(config, self.settings.market_data_dir)
+            source = ReplaySource(config, self.settings.paths.market_data_dir)
             offset = base + total
 
             def report(count: int, offset: int = offset, contract: str = feed.contract) -> None:
@@ -309,7 +309,7 @@ class Demo:
         publisher = make_publisher(self.client, self.settings, app)
         for contract in (ROLL_FROM, ROLL_TO):
             config = ReplayConfig("ES", contract, PRICING_DAY, PRICING_DAY)
-            first = next(iter(ReplaySource(config, self.settings.market_data_dir).ticks()))
+            first = next(iter(ReplaySource(config, self.settings.paths.market_data_dir).ticks()))
             publisher.publish(contract, [first])
         self._until(
             progress,
@@ -344,7 +344,9 @@ class Demo:
 
     def _name(self, session_id: str) -> str:
         assert self.client is not None
-        return StateStore(self.client, self.settings.lock_ttl_ms).load(session_id).session.name
+        return (
+            StateStore(self.client, self.settings.state.lock_ttl_ms).load(session_id).session.name
+        )
 
     def _until(
         self, progress: Progress, phase: str, published: int, done: Callable[[], bool]
@@ -388,7 +390,7 @@ class Demo:
 
     def summaries(self, *, brokers: bool = True) -> list[SessionSummary]:
         assert self.client is not None
-        store = StateStore(self.client, self.settings.lock_ttl_ms)
+        store = StateStore(self.client, self.settings.state.lock_ttl_ms)
         engine = engine_for(self.settings.sqlalchemy_url)
         out = []
         for sid in self.session_ids:
