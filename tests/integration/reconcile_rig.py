@@ -12,7 +12,7 @@ from typing import Any
 
 from models.codec import state_key
 from models.state import OpenPosition, SessionState, WorkingOrder
-from tests.integration.tickpath_harness import CONTRACT, SessionPlan, TickPathRig, replay_ticks
+from tests.kit.fleet import CONTRACT, SessionPlan, TickPathRig, replay_ticks
 from trading.reconcile import RECONCILE_FIELD, ReconcileMeta
 from workers.brokers.commands import PlaceOrder
 from workers.brokers.paper.broker import PaperBroker

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_until
-from tests.integration import worker as worker_fixtures
 from tests.integration.reconcile_rig import create, make_rig, meta
-from tests.integration.tickpath_harness import BeatProcess
-from tests.integration.worker import WorkerFactory
+from tests.kit import workers as worker_fixtures
+from tests.kit.fleet import BeatProcess
+from tests.kit.workers import WorkerFactory
 from workers.reconcile.schedule import STATS_KEY, claim_period, guard_key, won_key
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from tests.conftest import wait_until
-from tests.integration import worker as worker_fixtures
-from tests.integration.worker import CeleryWorker, WorkerFactory
+from tests.kit import workers as worker_fixtures
+from tests.kit.workers import CeleryWorker, WorkerFactory
 from workers.tasks.health import PING_TASK_NAME
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from alembic.script import ScriptDirectory
 from models.codec import state_key
 from models.state import STATE_FIELDS
 from tests.conftest import RedisServer, free_port
-from tests.integration.cli_helpers import (
+from tests.kit.cli import (
     cli_env,
     redis_keys,
     run_cli,

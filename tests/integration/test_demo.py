@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cli_helpers import REPO, cli_env
+from tests.kit.cli import REPO, cli_env
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ every session's ``_cursor`` has reached its stream's last id and every order is 
 snapshots what every part holds: the Redis state, ``_progress``, the SQL orders, fills and
 events, and the paper broker's positions and orders per account.
 
-Snapshots and their comparison live in ``tests.integration.tickpath_snapshots``.
+Snapshots and their comparison live in ``tests.kit.snapshots``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from models.codec import decode_field, state_key
 from models.tables import FillRow, OrderRow
 from tests.conftest import RedisServer, wait_until
-from tests.integration.tickpath_snapshots import (
+from tests.kit.snapshots import (
     CONTRACT,
     FillView,
     OrderView,
@@ -49,7 +49,7 @@ from tests.integration.tickpath_snapshots import (
     seq_leg,
     text,
 )
-from tests.integration.worker import REPO_ROOT, CeleryWorker
+from tests.kit.workers import REPO_ROOT, CeleryWorker
 from trading.market import Tick
 from workers.celery_app import create_app
 from workers.db.engines import make_engine, upgrade

@@ -6,7 +6,7 @@ answers a remote-control ping, and stops it on exit (SIGTERM, then SIGKILL after
 
 The ``start_worker`` fixture is a factory; every worker it starts is stopped at teardown::
 
-    from tests.integration import worker as worker_fixtures
+    from tests.kit import workers as worker_fixtures
 
     start_worker = worker_fixtures.start_worker  # makes the fixture visible to this module
 

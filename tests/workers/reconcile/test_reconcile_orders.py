@@ -13,7 +13,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.tables import OrderRow
-from tests.integration import worker as worker_fixtures
 from tests.integration.reconcile_rig import (
     T0,
     create,
@@ -27,8 +26,9 @@ from tests.integration.reconcile_rig import (
     state,
     with_settings,
 )
-from tests.integration.tickpath_harness import TickPathRig, replay_ticks
-from tests.integration.worker import WorkerFactory
+from tests.kit import workers as worker_fixtures
+from tests.kit.fleet import TickPathRig, replay_ticks
+from tests.kit.workers import WorkerFactory
 from workers.brokers.commands import CancelOrder, QueryOpenOrders
 from workers.reconcile.order_check import reconcile_orders
 from workers.reconcile.schedule import ORDERS_TASK

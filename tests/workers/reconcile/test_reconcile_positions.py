@@ -19,8 +19,6 @@ from sqlalchemy.orm import Session
 from models.state import WorkingOrder
 from models.tables import FillRow, OrderRow
 from tests.conftest import free_port, wait_until
-from tests.integration import worker as worker_fixtures
-from tests.integration.cli_helpers import cli_env, run_cli
 from tests.integration.reconcile_rig import (
     CONTRACT,
     T0,
@@ -36,8 +34,10 @@ from tests.integration.reconcile_rig import (
     set_position,
     state,
 )
-from tests.integration.tickpath_harness import TickPathRig, replay_ticks
-from tests.integration.worker import WorkerFactory
+from tests.kit import workers as worker_fixtures
+from tests.kit.cli import cli_env, run_cli
+from tests.kit.fleet import TickPathRig, replay_ticks
+from tests.kit.workers import WorkerFactory
 from workers.brokers.commands import QueryBalance
 from workers.orders.fills import apply_fill_to_session, deliver_fills
 from workers.reconcile.position_check import reconcile_positions

@@ -24,8 +24,6 @@ from sqlalchemy.orm import Session
 
 from models.tables import FillRow, OrderRow
 from tests.conftest import wait_until
-from tests.integration import worker as worker_fixtures
-from tests.integration.cli_helpers import cli_env, run_cli
 from tests.integration.reconcile_rig import (
     CONTRACT,
     local_order,
@@ -36,13 +34,15 @@ from tests.integration.reconcile_rig import (
     runtime_for,
 )
 from tests.integration.reconcile_rig import quantity as quantity_of
-from tests.integration.tickpath_harness import (
+from tests.kit import workers as worker_fixtures
+from tests.kit.cli import cli_env, run_cli
+from tests.kit.fleet import (
     DEFAULT_PLANS,
     TickPathRig,
     replay_ticks,
 )
-from tests.integration.tickpath_snapshots import needed_stop, reduce_coid, seq_leg, text
-from tests.integration.worker import WorkerFactory
+from tests.kit.snapshots import needed_stop, reduce_coid, seq_leg, text
+from tests.kit.workers import WorkerFactory
 from trading.intents import client_order_id
 from trading.positions import apply_fill
 from workers.brokers.commands import QueryBalance, QueryOpenOrders, QueryPositions

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration import worker as worker_fixtures
-from tests.integration.cli_helpers import run_cli
-from tests.integration.test_heat import ARGS, cli_env, decisions, position_of, risk_events
-from tests.integration.tickpath_harness import SessionPlan, TickPathRig, replay_ticks
-from tests.integration.worker import WorkerFactory
+from tests.kit import workers as worker_fixtures
+from tests.kit.cli import run_cli
+from tests.kit.fleet import SessionPlan, TickPathRig, replay_ticks
+from tests.kit.workers import WorkerFactory
+from tests.workers.risk.test_heat import ARGS, cli_env, decisions, position_of, risk_events
 from workers.risk.book import RiskBook
 
 pytestmark = pytest.mark.integration

@@ -17,12 +17,12 @@ import pytest
 import redis
 
 from models.codec import decode_field, encode_state
-from tests.integration import worker as worker_fixtures
-from tests.integration.cli_helpers import run_cli
-from tests.integration.tickpath_harness import SessionPlan, TickPathRig, replay_ticks
-from tests.integration.worker import WorkerFactory
-from tests.workers.test_stop_watch import LONG, TRAILING
-from tests.workers.test_tick_step import RISING, SID, entries_of, initial_state, minute_ticks
+from tests.kit import workers as worker_fixtures
+from tests.kit.cli import run_cli
+from tests.kit.fleet import SessionPlan, TickPathRig, replay_ticks
+from tests.kit.workers import WorkerFactory
+from tests.workers.stops.test_stop_watch import LONG, TRAILING
+from tests.workers.ticks.test_tick_step import RISING, SID, entries_of, initial_state, minute_ticks
 from trading.candles import fold_ticks
 from trading.market import Tick
 from trading.risk import RiskLevels, default_stop_distance

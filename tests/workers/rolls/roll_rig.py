@@ -19,8 +19,8 @@ from models.codec import state_key
 from models.state import SessionState, WorkingOrder
 from models.tables import EventRow, OrderRow, RollRow
 from tests.conftest import wait_until
-from tests.integration.tickpath_harness import CONTRACT, SessionPlan, TickPathRig, replay_ticks
-from tests.integration.worker import CeleryWorker, WorkerFactory
+from tests.kit.fleet import CONTRACT, SessionPlan, TickPathRig, replay_ticks
+from tests.kit.workers import CeleryWorker, WorkerFactory
 from trading.market import Tick
 from workers.db.order_rows import insert_order_if_absent
 from workers.db.roll_rows import get_roll

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import wait_until
-from tests.integration import worker as worker_fixtures
-from tests.integration.cli_helpers import cli_env, run_cli
-from tests.integration.roll_rig import NEW_CONTRACT, Prices, RollRig, assert_rolled
-from tests.integration.tickpath_harness import CONTRACT
-from tests.integration.worker import WorkerFactory
+from tests.kit import workers as worker_fixtures
+from tests.kit.cli import cli_env, run_cli
+from tests.kit.fleet import CONTRACT
+from tests.kit.workers import WorkerFactory
+from tests.workers.rolls.roll_rig import NEW_CONTRACT, Prices, RollRig, assert_rolled
 from trading.market import Tick
 from workers.celery_app import beat_schedule
 from workers.db import roll_rows

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_until
-from tests.integration import worker as worker_fixtures
-from tests.integration.roll_rig import NEW_CONTRACT, Prices, RollRig, assert_rolled
-from tests.integration.worker import WorkerFactory
+from tests.kit import workers as worker_fixtures
+from tests.kit.workers import WorkerFactory
+from tests.workers.rolls.roll_rig import NEW_CONTRACT, Prices, RollRig, assert_rolled
 from trading.rolls import STEPS
 from workers.db.order_rows import count_rows
 

@@ -1,4 +1,4 @@
-"""A separate process that uses the state store's lock, for tests/integration/test_locking.py.
+"""A separate process that uses the state store's lock, for tests/workers/state/test_locking.py.
 
 Usage: python _lock_worker.py REDIS_URL SESSION_ID MODE NAME [COUNT]
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.state import OpenPosition, StrategyRef, WorkingOrder
-from tests.workers.test_tick_step import (
+from tests.workers.ticks.test_tick_step import (
     RISING,
     SID,
     T0,

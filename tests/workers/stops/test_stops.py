@@ -19,7 +19,6 @@ import pytest
 
 from models.state import Intent, Side, WorkingOrder
 from tests.conftest import wait_until
-from tests.integration import worker as worker_fixtures
 from tests.integration.reconcile_rig import (
     CONTRACT,
     T0,
@@ -30,8 +29,9 @@ from tests.integration.reconcile_rig import (
     runtime_for,
     state,
 )
-from tests.integration.tickpath_harness import SessionPlan, TickPathRig, replay_ticks
-from tests.integration.worker import WorkerFactory
+from tests.kit import workers as worker_fixtures
+from tests.kit.fleet import SessionPlan, TickPathRig, replay_ticks
+from tests.kit.workers import WorkerFactory
 from trading.intents import client_order_id
 from workers.brokers.commands import BrokerOrder, CancelOrder, QueryOpenOrders, QueryPositions
 from workers.brokers.paper.broker import PaperBroker

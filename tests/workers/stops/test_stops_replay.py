@@ -2,15 +2,15 @@
 sessions' entries carry attached stops, a trailing breakout moves its stop (each move replaces
 the resting stop as of its decision), every touch the tick step saw is one stop fill at the
 broker, at the stop or worse, and the run ends consistent. Three workers give this one-worker
-result: ``tests/integration/test_tick_path.py`` (the same reference)."""
+result: ``tests/workers/ticks/test_tick_path.py`` (the same reference)."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.conftest import RedisServer
-from tests.integration.tickpath_harness import RunResult, assert_consistent, reference_run
-from tests.integration.tickpath_snapshots import SessionSnapshot, is_stop_key, needed_stop
+from tests.kit.fleet import RunResult, assert_consistent, reference_run
+from tests.kit.snapshots import SessionSnapshot, is_stop_key, needed_stop
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from models.state import OpenPosition, WorkingOrder
 from models.tables import OrderRow
 from tests.conftest import RedisServer, wait_until
-from tests.integration import worker as worker_fixtures
-from tests.integration.tickpath_harness import (
+from tests.kit import workers as worker_fixtures
+from tests.kit.fleet import (
     CONTRACT,
     DEFAULT_PLANS,
     RunResult,
@@ -25,7 +25,7 @@ from tests.integration.tickpath_harness import (
     reference_run,
     replay_ticks,
 )
-from tests.integration.worker import WorkerFactory
+from tests.kit.workers import WorkerFactory
 from trading.exceptions import RetryLater
 from trading.intents import client_order_id
 from workers.db.order_rows import insert_order_if_absent

@@ -12,8 +12,8 @@ from celery.result import AsyncResult
 
 from models.state import StrategyRef
 from tests.conftest import RedisServer, wait_until
-from tests.integration import worker as worker_fixtures
-from tests.integration.tickpath_harness import (
+from tests.kit import workers as worker_fixtures
+from tests.kit.fleet import (
     DEFAULT_PLANS,
     RunResult,
     SessionPlan,
@@ -25,7 +25,7 @@ from tests.integration.tickpath_harness import (
     replay_ticks,
     workers_run,
 )
-from tests.integration.worker import WorkerFactory
+from tests.kit.workers import WorkerFactory
 from trading.candles import fold_ticks
 from workers.db.session_rows import list_events
 from workers.settings import Settings

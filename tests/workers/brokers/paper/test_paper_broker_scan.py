@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 import redis
 
-from tests.integration.test_paper_broker import (
+from tests.workers.brokers.paper.test_paper_broker import (
     ACC,
     Feed,
     at,
