@@ -13,41 +13,26 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.tables import OrderRow
-from tests.integration.reconcile_rig import (
-    T0,
-    create,
-    local_order,
-    make_rig,
-    paper,
-    place,
-    quantity,
-    reconciliation_events,
-    runtime_for,
-    state,
-    with_settings,
-)
-from tests.kit import workers as worker_fixtures
-from tests.kit.fleet import TickPathRig, replay_ticks
-from tests.kit.workers import WorkerFactory
+from tests.kit.fleet import Fleet, first_tick_time, paper, place, replay_ticks
 from workers.brokers.commands import CancelOrder, QueryOpenOrders
 from workers.reconcile.order_check import reconcile_orders
 from workers.reconcile.schedule import ORDERS_TASK
 from workers.risk.book import RiskBook
+from workers.runtime import Runtime
 from workers.ticks.publisher import epoch_ms
 
 pytestmark = pytest.mark.integration
 
-start_worker = worker_fixtures.start_worker
 ACCOUNT = "ACC-ORD"
 
 
-def rows(rig: TickPathRig) -> dict[str, tuple[str, bool]]:
+def rows(rig: Fleet) -> dict[str, tuple[str, bool]]:
     with Session(rig.engine) as db:
         found = db.scalars(select(OrderRow)).all()
         return {row.client_order_id: (row.status, row.external) for row in found}
 
 
-def rejected_at_broker(rig: TickPathRig, session_id: str, coid: str) -> None:
+def rejected_at_broker(rig: Fleet, session_id: str, coid: str) -> None:
     """An order the (outside) broker holds as rejected: written into the broker's own store."""
     rig.broker_client.hset(
         f"paper:acct:{ACCOUNT}:order:{coid}",
@@ -63,46 +48,44 @@ def rejected_at_broker(rig: TickPathRig, session_id: str, coid: str) -> None:
             "limit_price": "",
             "stop_price": "",
             "status": "rejected",
-            "decided_at": T0.isoformat(),
+            "decided_at": first_tick_time().isoformat(),
             "time_in_force": "day",
             "average_fill_price": "",
         },
     )
 
 
-def test_the_order_cases_through_a_worker(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
-) -> None:
-    with make_rig(redis_url, tmp_path, reconcile_grace_s=0) as rig:
-        sid = create(rig, "orders", ACCOUNT)
+def test_the_order_cases_through_a_worker(redis_url: str, tmp_path: Path) -> None:
+    with Fleet(redis_url, tmp_path, reconcile_grace_s=0) as rig:
+        sid = rig.create("orders", ACCOUNT)
         rig.publish_replay(replay_ticks()[:50])
-        rt = runtime_for(rig.settings)
+        rt = Runtime(rig.settings)
         broker = paper(rt, ACCOUNT)
-        local_order(rig, sid, "filled-there")
+        rig.local_order(sid, "filled-there")
         assert place(broker, ACCOUNT, sid, "filled-there") == "filled"
-        local_order(rig, sid, "cancelled-there", order_type="limit", limit="1000")
+        rig.local_order(sid, "cancelled-there", order_type="limit", limit="1000")
         assert place(broker, ACCOUNT, sid, "cancelled-there", "buy", "limit", "1000") == "working"
         assert broker.cancel_order(CancelOrder(ACCOUNT, "cancelled-there")).status == "cancelled"
-        local_order(rig, sid, "rejected-there")
+        rig.local_order(sid, "rejected-there")
         rejected_at_broker(rig, sid, "rejected-there")
-        local_order(rig, sid, "absent-there")
+        rig.local_order(sid, "absent-there")
         assert place(broker, ACCOUNT, sid, "named-us", "buy", "limit", "1000") == "working"
         assert place(broker, ACCOUNT, "", "anonymous", "sell", "limit", "3000") == "working"
 
-        worker = start_worker(redis_url, queues=("reconcile",), env=rig.worker_env())
+        worker = rig.start_worker(queues=("reconcile",))
         first = worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
         after_first = rows(rig)
-        working = sorted(state(rig, sid).orders)
-        held = quantity(rig, sid)
-        events = [e.message for e in reconciliation_events(rig, sid)]
+        working = sorted(rig.state(sid).orders)
+        held = rig.quantity(sid)
+        events = [e.message for e in rig.events(sid, "reconciliation")]
 
         second = worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
-        events_after_second = len(reconciliation_events(rig, sid))
+        events_after_second = len(rig.events(sid, "reconciliation"))
 
         last = replay_ticks()[49]
         rig.publish_raw([(str(epoch_ms(last) + 1000), "3000.00", "1", "", "")])
         third = worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
-        final = state(rig, sid)
+        final = rig.state(sid)
 
     assert after_first == {
         "filled-there": ("filled", False),
@@ -135,34 +118,34 @@ def test_the_order_cases_through_a_worker(
 def test_external_orders_are_only_flagged_when_adoption_is_off(
     redis_url: str, tmp_path: Path
 ) -> None:
-    with make_rig(redis_url, tmp_path, reconcile_grace_s=0) as rig:
-        sid = create(rig, "flagging", ACCOUNT)
+    with Fleet(redis_url, tmp_path, reconcile_grace_s=0) as rig:
+        sid = rig.create("flagging", ACCOUNT)
         rig.publish_replay(replay_ticks()[:10])
-        rt = runtime_for(with_settings(rig, adopt_external_orders=False))
+        rt = Runtime(rig.with_settings(adopt_external_orders=False))
         broker = paper(rt, ACCOUNT)
         assert place(broker, ACCOUNT, sid, "outsider", "buy", "limit", "1000") == "working"
         first = reconcile_orders(rt, sid)
         second = reconcile_orders(rt, sid)
         open_there = [o.client_order_id for o in broker.open_orders(QueryOpenOrders(ACCOUNT))]
-        (event,) = reconciliation_events(rig, sid)
+        (event,) = rig.events(sid, "reconciliation")
         assert first.changes == [
             ("outsider", "flagged: external order names this session; adoption is switched off")
         ]
         assert second.changes == [] and second.line() == f"{sid}: in sync (0 open)"
         assert event.message.startswith("external order outsider:")
-        assert state(rig, sid).orders == {} and rows(rig) == {}
+        assert rig.state(sid).orders == {} and rows(rig) == {}
         assert open_there == ["outsider"]
 
 
 def test_an_entry_rejected_at_the_broker_gives_its_reservation_back(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
     """A flat session reserved 600 of heat for an entry the broker then rejected: the orders
     pass closes the entry and the account's risk book holds nothing for the session again;
     a second session's reservation on the same account is untouched."""
-    with make_rig(redis_url, tmp_path, reconcile_grace_s=0) as rig:
-        sid = create(rig, "rejected-entry", ACCOUNT)
-        other = create(rig, "other-entry", ACCOUNT)
+    with Fleet(redis_url, tmp_path, reconcile_grace_s=0) as rig:
+        sid = rig.create("rejected-entry", ACCOUNT)
+        other = rig.create("other-entry", ACCOUNT)
         book = RiskBook(rig.client, rig.settings)
         equity = Decimal(100_000)
         for session_id in (sid, other):
@@ -171,13 +154,13 @@ def test_an_entry_rejected_at_the_broker_gives_its_reservation_back(
             )
             assert answer.accepted, answer
         assert book.read(ACCOUNT).total == Decimal(1200)
-        local_order(rig, sid, "entry-rejected")
+        rig.local_order(sid, "entry-rejected")
         rejected_at_broker(rig, sid, "entry-rejected")
 
-        worker = start_worker(redis_url, queues=("reconcile",), env=rig.worker_env())
+        worker = rig.start_worker(queues=("reconcile",))
         worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
         after = book.read(ACCOUNT)
-        working = state(rig, sid).orders
+        working = rig.state(sid).orders
 
     assert rows(rig)["entry-rejected"] == ("rejected", False)
     assert working == {}

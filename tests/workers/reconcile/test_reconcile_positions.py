@@ -18,63 +18,49 @@ from sqlalchemy.orm import Session
 
 from models.state import WorkingOrder
 from models.tables import FillRow, OrderRow
-from tests.conftest import free_port, wait_until
-from tests.integration.reconcile_rig import (
-    CONTRACT,
-    T0,
-    create,
-    local_order,
-    make_rig,
-    meta,
-    paper,
-    place,
-    quantity,
-    reconciliation_events,
-    runtime_for,
-    set_position,
-    state,
-)
-from tests.kit import workers as worker_fixtures
-from tests.kit.cli import cli_env, run_cli
-from tests.kit.fleet import TickPathRig, replay_ticks
-from tests.kit.workers import WorkerFactory
+from tests.kit.cli import run_cli
+from tests.kit.fleet import CONTRACT, Fleet, first_tick_time, paper, place, replay_ticks
+from tests.kit.wait import wait_until
 from workers.brokers.commands import QueryBalance
 from workers.orders.fills import apply_fill_to_session, deliver_fills
 from workers.reconcile.position_check import reconcile_positions
 from workers.reconcile.schedule import STATS_KEY
+from workers.runtime import Runtime
 from workers.state.store import StateChanges
+from workers.tools.bench.env import free_port
 
 pytestmark = pytest.mark.integration
 
-start_worker = worker_fixtures.start_worker
 INTERVAL_S = 1.0
 
 
 def test_a_fill_behind_the_sessions_back_is_corrected_within_one_cycle(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
-    with make_rig(
+    with Fleet(
         redis_url, tmp_path, reconcile_positions_interval_s=INTERVAL_S, reconcile_grace_s=0.5
     ) as rig:
-        sid = create(rig, "drift", "ACC-DRIFT")
-        start_worker(redis_url, queues=("reconcile",), concurrency=2, env=rig.worker_env())
+        sid = rig.create("drift", "ACC-DRIFT")
+        rig.start_worker(queues=("reconcile",), concurrency=2)
         rig.start_beat()
-        wait_until(lambda: meta(rig, sid).checks >= 1, timeout=30, what="a first pass by beat")
+        wait_until(
+            lambda: rig.reconcile_meta(sid).checks >= 1, timeout=30, what="a first pass by beat"
+        )
         assert int(rig.client.hget(STATS_KEY, "positions:won") or 0) >= 1
-        assert quantity(rig, sid) == 0
-        rt = runtime_for(rig.settings)
+        assert rig.quantity(sid) == 0
+        rt = Runtime(rig.settings)
         broker = paper(rt, "ACC-DRIFT")
         broker.book_external_fill("ACC-DRIFT", CONTRACT, 2, Decimal("1680.25"), datetime.now(UTC))
         booked = time.monotonic()
-        wait_until(lambda: quantity(rig, sid) == 2, timeout=3 * INTERVAL_S + 5, what="correction")
+        wait_until(lambda: rig.quantity(sid) == 2, timeout=3 * INTERVAL_S + 5, what="correction")
         took = time.monotonic() - booked
-        held = state(rig, sid)
+        held = rig.state(sid)
         cash = broker.balance(QueryBalance("ACC-DRIFT")).cash
     assert took < 2 * INTERVAL_S + 2, f"corrected after {took:.1f}s"
     assert held.open_position is not None
     assert held.open_position.average_price == Decimal("1680.25")
     assert held.account_balance == cash == Decimal("99995.00")
-    (event,) = reconciliation_events(rig, sid)
+    (event,) = rig.events(sid, "reconciliation")
     assert (event.severity, event.message) == ("warning", "position corrected from 0 to 2")
     assert event.details["local"] == 0 and event.details["broker"] == 2
     assert "broker holds 2" in event.details["reason"]
@@ -83,9 +69,9 @@ def test_a_fill_behind_the_sessions_back_is_corrected_within_one_cycle(
 def test_cli_reconcile_now_prints_the_correction_and_session_show_agrees(
     redis_url: str, tmp_path: Path
 ) -> None:
-    with make_rig(redis_url, tmp_path) as rig:
-        sid = create(rig, "cli-drift", "ACC-CLI")
-        env = cli_env(redis_url, rig.database_url, rig.paper_url)
+    with Fleet(redis_url, tmp_path) as rig:
+        sid = rig.create("cli-drift", "ACC-CLI")
+        env = rig.cli_env()
         booked = run_cli(
             env,
             "broker",
@@ -163,95 +149,98 @@ def test_cli_reconcile_now_prints_the_correction_and_session_show_agrees(
         ).refused("XX")
         run_cli(env, "events", "--kind", "nope").refused("unknown event kind")
         run_cli(env, "reconcile", "positions", "--session", "nope", "--now").refused("nope")
-        assert quantity(rig, sid) == -3
+        assert rig.quantity(sid) == -3
 
 
 def test_a_failing_broker_never_flattens_a_session_and_blocks_its_entries(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
-    with make_rig(
+    with Fleet(
         redis_url,
         tmp_path,
         reconcile_positions_interval_s=INTERVAL_S,
         reconcile_max_failures=3,
         reconcile_rechecks=0,
     ) as rig:
-        sid = create(rig, "blind", "ACC-BLIND")
-        set_position(rig, sid, 1, "1680.00")
+        sid = rig.create("blind", "ACC-BLIND")
+        rig.set_position(sid, 1, "1680.00")
         dead_broker = f"redis://127.0.0.1:{free_port()}/1"
-        env = {**rig.worker_env(), "TRADEFLEET_PAPER_BROKER_URL": dead_broker}
-        start_worker(redis_url, queues=("reconcile", "ticks", "orders"), concurrency=2, env=env)
+        rig.start_worker(
+            queues=("reconcile", "ticks", "orders"),
+            concurrency=2,
+            env={"TRADEFLEET_PAPER_BROKER_URL": dead_broker},
+        )
         rig.start_beat()
         seen: set[int] = set()
 
         def blocked() -> bool:
-            seen.add(quantity(rig, sid))
-            return meta(rig, sid).entries_blocked
+            seen.add(rig.quantity(sid))
+            return rig.reconcile_meta(sid).entries_blocked
 
         wait_until(blocked, timeout=30, interval=0.05, what="entries blocked")
-        record = meta(rig, sid)
+        record = rig.reconcile_meta(sid)
         assert record.stale and record.failures >= 3 and "ServiceUnavailable" in record.last_error
-        messages = [(e.severity, e.message) for e in reconciliation_events(rig, sid)]
+        messages = [(e.severity, e.message) for e in rig.events(sid, "reconciliation")]
         assert messages[:2] == [
             ("warning", "broker did not answer; position left as is"),
             ("error", "entries blocked after 3 consecutive broker failures"),
         ]
         rig.publish_replay(replay_ticks())
         wait_until(lambda: rig.field("blind", "_cursor") == rig.last_id(), timeout=60)
-        seen.add(quantity(rig, sid))
+        seen.add(rig.quantity(sid))
         assert rig.progress("blind").candles_closed > 30
         intents = [row.intent for row in rig.sql_orders("blind")]
-        assert meta(rig, sid).entries_blocked
+        assert rig.reconcile_meta(sid).entries_blocked
 
-        healed = reconcile_positions(runtime_for(rig.settings), sid)
-        after = meta(rig, sid)
+        healed = reconcile_positions(Runtime(rig.settings), sid)
+        after = rig.reconcile_meta(sid)
     assert seen == {1}, f"the position moved while the broker was out: {seen}"
     assert intents == ["exit"], intents
     assert healed.outcome == "recheck", healed.line()
     assert not after.entries_blocked and not after.stale and after.failures == 0
-    last = reconciliation_events(rig, sid)[-1]
+    last = rig.events(sid, "reconciliation")[-1]
     assert (last.severity, last.message) == ("info", "broker answers again; entries allowed")
 
 
 def test_a_fill_around_a_correction_is_counted_once(redis_url: str, tmp_path: Path) -> None:
-    with make_rig(redis_url, tmp_path, reconcile_grace_s=0.2) as rig:
-        sid = create(rig, "twice", "ACC-TWICE")
+    with Fleet(redis_url, tmp_path, reconcile_grace_s=0.2) as rig:
+        sid = rig.create("twice", "ACC-TWICE")
         rig.publish_replay(replay_ticks()[:50])
-        rt = runtime_for(rig.settings)
+        rt = Runtime(rig.settings)
         broker = paper(rt, "ACC-TWICE")
 
         # The session's own order filled at the broker; its fill not delivered yet.
-        local_order(rig, sid, "own-1")
+        rig.local_order(sid, "own-1")
         assert place(broker, "ACC-TWICE", sid, "own-1") == "filled"
         first = reconcile_positions(rt, sid)
         assert first.line() == f"{sid}: in sync (1)"
         late = deliver_fills(rig.client, rig.store, rig.engine, broker, "ACC-TWICE")
         fills, _ = broker.fills_since("ACC-TWICE", "")
         again = [apply_fill_to_session(rig.store, rig.engine, broker, f) for f in fills]
-        assert (late, again, quantity(rig, sid)) == (0, [False], 1)
+        assert (late, again, rig.quantity(sid)) == (0, [False], 1)
 
         # A fill that cannot be delivered yet (its order is not in the state): never absorbed.
-        local_order(rig, sid, "own-2", working_copy=False)
+        rig.local_order(sid, "own-2", working_copy=False)
         assert place(broker, "ACC-TWICE", sid, "own-2") == "filled"
         time.sleep(0.3)
         held = reconcile_positions(rt, sid)
-        assert held.outcome == "recheck" and quantity(rig, sid) == 1
+        assert held.outcome == "recheck" and rig.quantity(sid) == 1
         _record_working_copy(rig, sid, "own-2")  # the tick step's re-run records it
         assert deliver_fills(rig.client, rig.store, rig.engine, broker, "ACC-TWICE") == 1
         assert deliver_fills(rig.client, rig.store, rig.engine, broker, "ACC-TWICE") == 0
         final = reconcile_positions(rt, sid)
-        trades = [t.execution_id for t in state(rig, sid).trades]
+        trades = [t.execution_id for t in rig.state(sid).trades]
         with Session(rig.engine) as db:
             fill_rows = db.scalar(select(func.count()).select_from(FillRow))
             statuses = sorted(db.scalars(select(OrderRow.status)).all())
     assert final.line() == f"{sid}: in sync (2)"
-    assert quantity(rig, sid) == 2
+    assert rig.quantity(sid) == 2
     assert len(trades) == len(set(trades)) == 2 == fill_rows
     assert statuses == ["filled", "filled"]
-    assert reconciliation_events(rig, sid) == []
+    assert rig.events(sid, "reconciliation") == []
 
 
-def _record_working_copy(rig: TickPathRig, session_id: str, coid: str) -> None:
+def _record_working_copy(rig: Fleet, session_id: str, coid: str) -> None:
     (row,) = [r for r in rig.sql_orders() if r.client_order_id == coid]
     order = WorkingOrder(
         client_order_id=coid,
@@ -261,7 +250,7 @@ def _record_working_copy(rig: TickPathRig, session_id: str, coid: str) -> None:
         order_type=row.order_type,
         intent=row.intent,
         status="working",
-        created_at=T0,
+        created_at=first_tick_time(),
     )
     with rig.store.locked(session_id, wait_s=5) as lease:
         orders = {**lease.value("orders"), coid: order}

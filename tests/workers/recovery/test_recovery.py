@@ -23,31 +23,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.tables import FillRow, OrderRow
-from tests.conftest import wait_until
-from tests.integration.reconcile_rig import (
-    CONTRACT,
-    local_order,
-    make_rig,
-    meta,
-    paper,
-    place,
-    runtime_for,
-)
-from tests.integration.reconcile_rig import quantity as quantity_of
-from tests.kit import workers as worker_fixtures
-from tests.kit.cli import cli_env, run_cli
-from tests.kit.fleet import (
-    DEFAULT_PLANS,
-    TickPathRig,
-    replay_ticks,
-)
+from tests.kit.cli import run_cli
+from tests.kit.fleet import CONTRACT, DEFAULT_PLANS, Fleet, paper, place, replay_ticks
 from tests.kit.snapshots import needed_stop, reduce_coid, seq_leg, text
-from tests.kit.workers import WorkerFactory
+from tests.kit.wait import wait_until
 from trading.intents import client_order_id
 from trading.positions import apply_fill
 from workers.brokers.commands import QueryBalance, QueryOpenOrders, QueryPositions
 from workers.db.order_rows import get_order_row
-from workers.db.session_rows import list_events
 from workers.orders.fills import deliver_fills
 from workers.reconcile.schedule import fan_out
 from workers.recovery.recover import RecoveryReport, recover_session
@@ -55,12 +38,12 @@ from workers.recovery.snapshots import load_snapshot
 from workers.recovery.trigger import RECOVER_TASK
 from workers.risk.accounts import AccountChange, set_account
 from workers.risk.book import RiskBook
+from workers.runtime import Runtime
 from workers.stops.sync import is_stop_id
 from workers.stops.watch import attached_stop_id
 
 pytestmark = pytest.mark.integration
 
-start_worker = worker_fixtures.start_worker
 FIRST_PART = 2_400
 """Ticks published before the loss (the replay day has about 5,500)."""
 MEETING_PART = 300
@@ -83,18 +66,14 @@ def drop_every_tf_key(client: redis.Redis) -> int:
     return int(cast(int, client.delete(*keys)))
 
 
-def recovery_events(rig: TickPathRig, session_id: str) -> list[Any]:
-    return list(list_events(rig.engine, session_id=session_id, kind="recovery"))
-
-
-def broker_truth(rig: TickPathRig, account: str) -> tuple[int, Decimal | None, Decimal]:
-    broker = paper(runtime_for(rig.settings), account)
+def broker_truth(rig: Fleet, account: str) -> tuple[int, Decimal | None, Decimal]:
+    broker = paper(Runtime(rig.settings), account)
     quantity = broker.positions(QueryPositions(account)).get(CONTRACT, 0)
     average = broker.average_prices(QueryPositions(account)).get(CONTRACT) if quantity else None
     return quantity, average, broker.balance(QueryBalance(account)).cash
 
 
-def lose_in_the_middle(rig: TickPathRig) -> dict[str, tuple[int, Decimal | None, Decimal, int]]:
+def lose_in_the_middle(rig: Fleet) -> dict[str, tuple[int, Decimal | None, Decimal, int]]:
     """Replay up to FIRST_PART, settle, and note per session what the broker holds and the
     signal sequence reached; each session has snapshotted its strategy state by then."""
     rig.publish_replay(replay_ticks()[:FIRST_PART])
@@ -109,7 +88,7 @@ def lose_in_the_middle(rig: TickPathRig) -> dict[str, tuple[int, Decimal | None,
 
 
 def after_stops(
-    rig: TickPathRig, name: str, held: tuple[int, Decimal | None, Decimal], closed: list[str]
+    rig: Fleet, name: str, held: tuple[int, Decimal | None, Decimal], closed: list[str]
 ) -> tuple[int, Decimal | None, Decimal]:
     """What the broker ``held`` at the loss, once the protective stops the recovery ``closed``
     have filled (worked on the ticks the session met without state): their recorded fills
@@ -127,10 +106,10 @@ def after_stops(
     return quantity, average, cash
 
 
-def check_recovery_event(rig: TickPathRig, name: str, before: tuple[Any, ...]) -> int:
+def check_recovery_event(rig: Fleet, name: str, before: tuple[Any, ...]) -> int:
     """The event matches what the broker held at the loss, after the protective stops touched
     while the session had no state (with stops on); returns the sequence recovered."""
-    (event,) = recovery_events(rig, rig.session_ids[name])
+    (event,) = rig.events(rig.session_ids[name], "recovery")
     details = event.details
     closed = details["stops_closed"]
     assert closed == [] or rig.settings.protective_stops, closed
@@ -152,7 +131,7 @@ def check_recovery_event(rig: TickPathRig, name: str, before: tuple[Any, ...]) -
     return int(details["signal_seq"])
 
 
-def check_final(rig: TickPathRig, name: str, recovered_seq: int) -> None:
+def check_final(rig: Fleet, name: str, recovered_seq: int) -> None:
     """After the replay: the session agrees with the broker, every order was sent once under
     its own client id, and the strategy decided new orders after the recovery."""
     sid, account = rig.session_ids[name], rig.accounts[name]
@@ -164,7 +143,7 @@ def check_final(rig: TickPathRig, name: str, recovered_seq: int) -> None:
         assert position.average_price == average
     assert state.account_balance == cash
     assert state.orders == {}
-    resting = paper(runtime_for(rig.settings), account).open_orders(QueryOpenOrders(account))
+    resting = paper(Runtime(rig.settings), account).open_orders(QueryOpenOrders(account))
     stops = [(o.side, o.quantity, o.stop_price) for o in resting if is_stop_id(o.client_order_id)]
     assert len(stops) == len(resting), "only protective stops may rest at the end"
     assert stops == needed_stop(position), (stops, position)
@@ -204,13 +183,13 @@ def check_final(rig: TickPathRig, name: str, recovered_seq: int) -> None:
 
 @STOPS
 def test_deleted_session_keys_are_recovered_by_the_worker_that_meets_them(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path, protective_stops: bool
+    redis_url: str, tmp_path: Path, protective_stops: bool
 ) -> None:
     overrides = {**QUIET, "protective_stops": protective_stops}
-    with make_rig(redis_url, tmp_path, sweep_interval_s=1.0, **overrides) as rig:
+    with Fleet(redis_url, tmp_path, sweep_interval_s=1.0, **overrides) as rig:
         rig.create_sessions(DEFAULT_PLANS)
         queues = ("ticks", "orders", "reconcile")
-        start_worker(redis_url, queues=queues, concurrency=3, env=rig.worker_env())
+        rig.start_worker(queues=queues, concurrency=3)
         rig.start_beat()
         before = lose_in_the_middle(rig)
         fences = {}
@@ -221,7 +200,7 @@ def test_deleted_session_keys_are_recovered_by_the_worker_that_meets_them(
         ticks = replay_ticks()
         rig.publish_replay(ticks[FIRST_PART : FIRST_PART + MEETING_PART])
         wait_until(
-            lambda: all(recovery_events(rig, sid) for sid in rig.session_ids.values()),
+            lambda: all(rig.events(sid, "recovery") for sid in rig.session_ids.values()),
             timeout=30,
             interval=0.1,
             what="both sessions recovered",
@@ -233,16 +212,16 @@ def test_deleted_session_keys_are_recovered_by_the_worker_that_meets_them(
         rig.wait_settled()
         for name in rig.session_ids:
             check_final(rig, name, seqs[name])
-            assert len(recovery_events(rig, rig.session_ids[name])) == 1
+            assert len(rig.events(rig.session_ids[name], "recovery")) == 1
 
 
 def test_a_lost_redis_world_is_recovered_by_the_cli_and_the_broker_survives(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
     overrides = {**QUIET, "protective_stops": True}
-    with make_rig(redis_url, tmp_path, sweep_interval_s=1.0, **overrides) as rig:
+    with Fleet(redis_url, tmp_path, sweep_interval_s=1.0, **overrides) as rig:
         rig.create_sessions(DEFAULT_PLANS)
-        start_worker(redis_url, queues=("ticks", "orders"), concurrency=2, env=rig.worker_env())
+        rig.start_worker(queues=("ticks", "orders"), concurrency=2)
         rig.start_beat()
         before = lose_in_the_middle(rig)
         book, account = RiskBook(rig.client, rig.settings), rig.accounts["sma-fast"]
@@ -253,7 +232,7 @@ def test_a_lost_redis_world_is_recovered_by_the_cli_and_the_broker_survives(
         assert rig.broker_client.dbsize() == broker_keys
         ticks = replay_ticks()
         rig.publish_replay(ticks[FIRST_PART : FIRST_PART + MEETING_PART])
-        env = cli_env(redis_url, rig.database_url, rig.paper_url)
+        env = rig.cli_env()
         result = run_cli(env, "recover").ok()
         lines = result.stdout.splitlines()
         assert sorted(line.split(":")[0] for line in lines) == sorted(rig.session_ids.values())
@@ -274,12 +253,12 @@ def test_a_lost_redis_world_is_recovered_by_the_cli_and_the_broker_survives(
 def test_the_positions_fan_out_queues_a_recovery_and_two_recoveries_rebuild_once(
     redis_url: str, tmp_path: Path
 ) -> None:
-    with make_rig(redis_url, tmp_path) as rig:
+    with Fleet(redis_url, tmp_path) as rig:
         (plan,) = DEFAULT_PLANS[:1]
         sid = rig.create_sessions([plan])[plan.name]
         rig.publish_replay(replay_ticks()[:50])
         drop_session_keys(rig.client, sid)
-        rt = runtime_for(rig.settings)
+        rt = Runtime(rig.settings)
         sent: list[tuple[str, list[str]]] = []
 
         def send(name: str, args: list[str], **_: Any) -> None:
@@ -293,7 +272,7 @@ def test_the_positions_fan_out_queues_a_recovery_and_two_recoveries_rebuild_once
         barrier = threading.Barrier(4)
 
         def recover() -> None:
-            own = runtime_for(rig.settings)
+            own = Runtime(rig.settings)
             barrier.wait()
             reports.append(recover_session(own, sid))
 
@@ -305,7 +284,7 @@ def test_the_positions_fan_out_queues_a_recovery_and_two_recoveries_rebuild_once
         outcomes = sorted(report.outcome for report in reports)
         assert outcomes.count("recovered") == 1, outcomes
         assert set(outcomes) <= {"recovered", "busy", "present"}
-        assert len(recovery_events(rig, sid)) == 1
+        assert len(rig.events(sid, "recovery")) == 1
         state = rig.store.load(sid)
         assert state.open_position is not None and state.open_position.quantity == 0
         assert rig.field(plan.name, "_cursor") == rig.last_id()
@@ -314,17 +293,17 @@ def test_the_positions_fan_out_queues_a_recovery_and_two_recoveries_rebuild_once
 def test_orders_and_fills_of_the_time_without_state_are_rebuilt_from_the_broker(
     redis_url: str, tmp_path: Path
 ) -> None:
-    with make_rig(redis_url, tmp_path) as rig:
+    with Fleet(redis_url, tmp_path) as rig:
         (plan,) = DEFAULT_PLANS[:1]
         sid = rig.create_sessions([plan])[plan.name]
         account = plan.account
         rig.publish_replay(replay_ticks()[:50])
-        rt = runtime_for(rig.settings)
+        rt = Runtime(rig.settings)
         broker = paper(rt, account)
         filled, resting, unsent = (client_order_id(sid, seq, 0) for seq in (1, 2, 3))
-        local_order(rig, sid, filled, status="sent", working_copy=False)
-        local_order(rig, sid, resting, order_type="limit", limit="1000.00", working_copy=False)
-        local_order(rig, sid, unsent, status="new", working_copy=False)
+        rig.local_order(sid, filled, status="sent", working_copy=False)
+        rig.local_order(sid, resting, order_type="limit", limit="1000.00", working_copy=False)
+        rig.local_order(sid, unsent, status="new", working_copy=False)
         assert place(broker, account, sid, filled) == "filled"
         assert place(broker, account, sid, resting, order_type="limit", limit="1000.00") == (
             "working"
@@ -352,9 +331,9 @@ def test_orders_and_fills_of_the_time_without_state_are_rebuilt_from_the_broker(
             unsent: "new",
         }
         log_end = broker.fills_since(account, "")[1]
-        assert meta(rig, sid).absorbed_cursor == log_end
+        assert rig.reconcile_meta(sid).absorbed_cursor == log_end
         assert deliver_fills(rt.redis, rt.store, rt.engine, broker, account) == 0
-        assert quantity_of(rig, sid) == 1, "a fill from before the recovery counted twice"
+        assert rig.quantity(sid) == 1, "a fill from before the recovery counted twice"
 
 
 @pytest.mark.parametrize("touched", [False, True], ids=["resting", "touched-without-state"])
@@ -365,7 +344,7 @@ def test_a_rebuilt_position_keeps_its_stop_and_a_stop_touched_without_state_has_
     it (above 1676.75 only after the loss). Rebuilt, the position keeps the price of its stop
     (the step watches it again) and the stop keeps resting; or, when those ticks reached the
     stop, the broker filled it on them before the position was read: the session is flat."""
-    with make_rig(redis_url, tmp_path, protective_stops=True) as rig:
+    with Fleet(redis_url, tmp_path, protective_stops=True) as rig:
         (plan,) = DEFAULT_PLANS[:1]
         sid, account = rig.create_sessions([plan])[plan.name], plan.account
         ticks = replay_ticks()
@@ -375,14 +354,14 @@ def test_a_rebuilt_position_keeps_its_stop_and_a_stop_touched_without_state_has_
             <= max(t.price for t in ticks[50:300])
         )
         rig.publish_replay(ticks[:50])
-        rt = runtime_for(rig.settings)
+        rt = Runtime(rig.settings)
         broker = paper(rt, account)
         entry = client_order_id(sid, 1, 0)
-        local_order(rig, sid, entry, side="sell", status="sent", working_copy=False)
+        rig.local_order(sid, entry, side="sell", status="sent", working_copy=False)
         assert place(broker, account, sid, entry, side="sell") == "filled"
         price = Decimal("1677.00") if touched else Decimal("1700.00")
         stop = attached_stop_id(entry)
-        local_order(rig, sid, stop, "buy", "stop", stop=str(price), working_copy=False)
+        rig.local_order(sid, stop, "buy", "stop", stop=str(price), working_copy=False)
         assert place(broker, account, sid, stop, "buy", "stop", stop=str(price)) == "working"
         drop_session_keys(rig.client, sid)
         rig.publish_replay(ticks[50:300])

@@ -17,10 +17,8 @@ import pytest
 import redis
 
 from models.codec import decode_field, encode_state
-from tests.kit import workers as worker_fixtures
 from tests.kit.cli import run_cli
-from tests.kit.fleet import SessionPlan, TickPathRig, replay_ticks
-from tests.kit.workers import WorkerFactory
+from tests.kit.fleet import Fleet, SessionPlan, replay_ticks
 from tests.workers.stops.test_stop_watch import LONG, TRAILING
 from tests.workers.ticks.test_tick_step import RISING, SID, entries_of, initial_state, minute_ticks
 from trading.candles import fold_ticks
@@ -36,7 +34,6 @@ from workers.ticks.step import SessionStep
 
 pytestmark = pytest.mark.integration
 
-start_worker = worker_fixtures.start_worker
 
 ARGS = (("fast", "3"), ("slow", "8"))
 MULTIPLIER = Decimal(50)
@@ -91,28 +88,19 @@ def decisions(ticks: tuple[Tick, ...], count: int) -> list[Decision]:
     raise AssertionError("the replay has too few signals")
 
 
-def position_of(rig: TickPathRig, name: str) -> int:
+def position_of(rig: Fleet, name: str) -> int:
     raw = rig.field(name, "open_position")
     position = decode_field("open_position", raw or "null")
     return 0 if position is None else position.quantity
 
 
-def risk_events(rig: TickPathRig, name: str) -> list[str]:
+def risk_events(rig: Fleet, name: str) -> list[str]:
     events = list_events(rig.engine, session_id=rig.session_ids[name], kind="risk")
     return [event.message for event in events]
 
 
-def cli_env(rig: TickPathRig) -> dict[str, str]:
-    return {
-        "TRADEFLEET_REDIS_URL": rig.redis_url,
-        "TRADEFLEET_PAPER_BROKER_URL": rig.paper_url,
-        "TRADEFLEET_DATABASE_URL": rig.database_url,
-        "PATH": "/usr/bin:/bin",
-    }
-
-
 def test_sessions_racing_near_the_limit_only_what_fits_is_accepted(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
     """Six sessions on one account decide the same entry on the same candle, on two workers
     with two processes each; the block level fits two entries, not three: exactly two are
@@ -122,11 +110,11 @@ def test_sessions_racing_near_the_limit_only_what_fits_is_accepted(
     block = (first.risk * Decimal("2.5") / EQUITY).quantize(Decimal("0.00000001"))
     warn = (first.risk * Decimal("1.5") / EQUITY).quantize(Decimal("0.00000001"))
     plans = [SessionPlan(f"racer-{i}", "ACC-RACE", "sma_cross", ARGS) for i in range(6)]
-    with TickPathRig(redis_url, tmp_path / "run") as rig:
+    with Fleet(redis_url, tmp_path / "run") as rig:
         rig.create_sessions(plans)
         book = RiskBook(rig.client, rig.settings)
         set_account(rig.engine, book, "ACC-RACE", AccountChange(heat_warn=warn, heat_block=block))
-        rig.start_workers(start_worker, count=2, concurrency=2)
+        rig.start_workers(count=2, concurrency=2)
         rig.publish_replay(ticks[: first.publish_until])
         rig.wait_settled()
         positions = {plan.name: position_of(rig, plan.name) for plan in plans}
@@ -152,15 +140,15 @@ def test_sessions_racing_near_the_limit_only_what_fits_is_accepted(
 
 
 def test_blocked_account_still_exits_and_a_blocked_reversal_goes_flat(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
     ticks = replay_ticks()
     entry, reversal = decisions(ticks, 2)
     assert entry.target != 0 and reversal.target == -entry.target, (entry, reversal)
     plan = SessionPlan("lone", "ACC-BLOCK", "sma_cross", ARGS)
-    with TickPathRig(redis_url, tmp_path / "run") as rig:
+    with Fleet(redis_url, tmp_path / "run") as rig:
         rig.create_sessions([plan])
-        rig.start_workers(start_worker, count=1, concurrency=2)
+        rig.start_workers(count=1, concurrency=2)
         rig.publish_replay(ticks[: entry.publish_until])
         rig.wait_settled()
         assert position_of(rig, "lone") == entry.target
@@ -168,14 +156,14 @@ def test_blocked_account_still_exits_and_a_blocked_reversal_goes_flat(
         book = RiskBook(rig.client, rig.settings)
         tiny = Decimal("0.00000001")
         set_account(rig.engine, book, "ACC-BLOCK", AccountChange(heat_warn=tiny, heat_block=tiny))
-        shown = run_cli(cli_env(rig), "risk", "--account", "ACC-BLOCK", "--json")
+        shown = run_cli(rig.cli_env(), "risk", "--account", "ACC-BLOCK", "--json")
         assert shown.returncode == 0, shown.describe()
         (view,) = json.loads(shown.stdout)
         assert view["blocked"] and view["blocked_by"] == ["heat"]
         assert view["heat_block"] == "0.00000001" or Decimal(view["heat_block"]) == 0
         (session_view,) = view["sessions"]
         assert session_view["position"] == entry.target and Decimal(session_view["risk"]) > 0
-        text = run_cli(cli_env(rig), "risk", "--account", "ACC-BLOCK")
+        text = run_cli(rig.cli_env(), "risk", "--account", "ACC-BLOCK")
         assert "BLOCKED (heat)" in text.stdout, text.describe()
 
         rig.publish_replay(ticks[entry.publish_until : reversal.publish_until])

@@ -11,11 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.kit import workers as worker_fixtures
 from tests.kit.cli import run_cli
-from tests.kit.fleet import SessionPlan, TickPathRig, replay_ticks
-from tests.kit.workers import WorkerFactory
-from tests.workers.risk.test_heat import ARGS, cli_env, decisions, position_of, risk_events
+from tests.kit.fleet import Fleet, SessionPlan, replay_ticks
+from tests.workers.risk.test_heat import ARGS, decisions, position_of, risk_events
 from trading.risk import RiskLevels
 from workers.db.engines import make_engine, upgrade
 from workers.risk.accounts import AccountChange, restore_account, set_account, set_halted
@@ -24,12 +22,8 @@ from workers.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-start_worker = worker_fixtures.start_worker
 
-
-def test_an_entry_beyond_the_maximum_position_is_refused(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
-) -> None:
+def test_an_entry_beyond_the_maximum_position_is_refused(redis_url: str, tmp_path: Path) -> None:
     """Maximum position 1: the session trading 2 contracts has its first entry refused with
     an event and stays flat; the session trading 1 contract takes the same signal."""
     ticks = replay_ticks()
@@ -38,9 +32,9 @@ def test_an_entry_beyond_the_maximum_position_is_refused(
         SessionPlan("big", "ACC-MAXP-BIG", "sma_cross", ARGS, quantity=2),
         SessionPlan("small", "ACC-MAXP-SMALL", "sma_cross", ARGS, quantity=1),
     ]
-    with TickPathRig(redis_url, tmp_path / "run", risk_max_position=1) as rig:
+    with Fleet(redis_url, tmp_path / "run", risk_max_position=1) as rig:
         rig.create_sessions(plans)
-        rig.start_workers(start_worker, count=1, concurrency=2)
+        rig.start_workers(count=1, concurrency=2)
         rig.publish_replay(ticks[: first.publish_until])
         rig.wait_settled()
         assert position_of(rig, "small") == first.target
@@ -51,7 +45,7 @@ def test_an_entry_beyond_the_maximum_position_is_refused(
         refused = [m for m in risk_events(rig, "big") if "exceeds the maximum position" in m]
         assert len(refused) == 1, risk_events(rig, "big")
         assert not any("refused" in m for m in risk_events(rig, "small"))
-        shown = run_cli(cli_env(rig), "session", "show", rig.session_ids["small"], "--json")
+        shown = run_cli(rig.cli_env(), "session", "show", rig.session_ids["small"], "--json")
         assert shown.returncode == 0, shown.describe()
         view = json.loads(shown.stdout)
         book = RiskBook(rig.client, rig.settings).read("ACC-MAXP-SMALL")
@@ -64,7 +58,7 @@ def test_an_entry_beyond_the_maximum_position_is_refused(
 
 
 def test_an_account_past_its_daily_loss_refuses_entries_for_the_day(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
     """The account lost 100 today against a 50 limit (booked as a fill's realized P&L would
     be): the session on it has its entry refused for ``daily_loss``; the same loss on the
@@ -76,7 +70,7 @@ def test_an_account_past_its_daily_loss_refuses_entries_for_the_day(
         SessionPlan("loser", "ACC-LOSS", "sma_cross", ARGS),
         SessionPlan("other", "ACC-FINE", "sma_cross", ARGS),
     ]
-    with TickPathRig(redis_url, tmp_path / "run") as rig:
+    with Fleet(redis_url, tmp_path / "run") as rig:
         rig.create_sessions(plans)
         book = RiskBook(rig.client, rig.settings)
         for account in ("ACC-LOSS", "ACC-FINE"):
@@ -85,7 +79,7 @@ def test_an_account_past_its_daily_loss_refuses_entries_for_the_day(
         assert book.add_realized("ACC-FINE", "2013-10-01", Decimal("-100"))
         assert book.add_realized("ACC-LOSS", trade_date, Decimal("-60"))
         assert book.read("ACC-LOSS").loss_day == trade_date
-        rig.start_workers(start_worker, count=1, concurrency=2)
+        rig.start_workers(count=1, concurrency=2)
         rig.publish_replay(ticks[: first.publish_until])
         rig.wait_settled()
         assert position_of(rig, "loser") == 0

@@ -1,5 +1,5 @@
-"""A rig for roll tests: the tick-path rig (private Redis, sessions in db 0, the paper broker in
-db 1, SQLite), real workers on ``rolls,orders,ticks``, and helpers to give a session a position
+"""A rig for roll tests: a fleet (private Redis, sessions in db 0, the paper broker in db 1,
+SQLite) with real workers on ``rolls,orders,ticks``, and helpers to give a session a position
 through the real order path, to price both contracts, and to watch a roll."""
 
 from __future__ import annotations
@@ -12,15 +12,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from models.codec import state_key
 from models.state import SessionState, WorkingOrder
-from models.tables import EventRow, OrderRow, RollRow
-from tests.conftest import wait_until
-from tests.kit.fleet import CONTRACT, SessionPlan, TickPathRig, replay_ticks
-from tests.kit.workers import CeleryWorker, WorkerFactory
+from models.tables import RollRow
+from tests.kit.fleet import CONTRACT, Fleet, StrategySpec, replay_ticks
+from tests.kit.wait import wait_until
+from tests.kit.workers import CeleryWorker
 from trading.market import Tick
 from workers.db.order_rows import insert_order_if_absent
 from workers.db.roll_rows import get_roll
@@ -28,15 +24,12 @@ from workers.db.session_rows import get_session_row
 from workers.orders.send import send_order
 from workers.rolls import chain
 from workers.rolls.steps import PAUSED_KEY
-from workers.runtime import Runtime
 from workers.state.store import StateChanges
-from workers.ticks.keys import subscribers_key
-from workers.ticks.step import CURSOR_FIELD
 
 NEW_CONTRACT = "ESH14"
 QUEUES = ("rolls", "orders", "ticks")
 PRIME_TICKS = 400
-QUIET = ("sma_cross", (("fast", "3"), ("slow", "400")))
+QUIET: StrategySpec = ("sma_cross", (("fast", "3"), ("slow", "400")))
 """A strategy that never trades within these tests (its warm-up is 400 candles)."""
 FAST = {"roll_fill_retry_s": 0.2, "lock_ttl_ms": 2_000}
 
@@ -53,47 +46,28 @@ class Prices:
         return self.new - self.old
 
 
-class RollRig:
+class RollRig(Fleet):
+    """A fleet whose sessions run a quiet strategy by default and whose rolls retry fast."""
+
+    default_strategy = QUIET
+
     def __init__(self, redis_url: str, workdir: Path, **overrides: Any) -> None:
-        self.tick = TickPathRig(redis_url, workdir, **{**FAST, **overrides})
-        self.settings = self.tick.settings
-        self.rt = Runtime(self.settings)
-        self.app = self.tick.app
-        self.client = self.tick.client
-        self.engine = self.tick.engine
+        super().__init__(redis_url, workdir, **{**FAST, **overrides})
 
     # ------------------------------------------------------------ workers and sessions
 
-    def worker(
-        self, factory: WorkerFactory, pause_at: str = "", concurrency: int = 2
-    ) -> CeleryWorker:
-        env = self.tick.worker_env()
-        if pause_at:
-            env["TRADEFLEET_ROLL_TEST_PAUSE_AT"] = pause_at
-        return factory(self.tick.redis_url, queues=QUEUES, concurrency=concurrency, env=env)
-
-    def create(
-        self, name: str, account: str, strategy: tuple[str, tuple[tuple[str, str], ...]] = QUIET
-    ) -> str:
-        plan = SessionPlan(name, account, strategy[0], strategy[1])
-        return self.tick.create_sessions([plan])[name]
+    def start_roll_worker(self, pause_at: str = "", concurrency: int = 2) -> CeleryWorker:
+        """A worker on ``rolls,orders,ticks``; ``pause_at`` a roll step to pause after (the
+        test-only ``roll_test_pause_at``)."""
+        env = {"TRADEFLEET_ROLL_TEST_PAUSE_AT": pause_at} if pause_at else {}
+        return self.start_worker(queues=QUEUES, concurrency=concurrency, env=env)
 
     def prime(self, count: int = PRIME_TICKS) -> tuple[Tick, ...]:
         """Publish the first ``count`` real ESZ13 ticks and wait until every session read them."""
         ticks = replay_ticks()[:count]
-        self.tick.publish_replay(ticks)
+        self.publish_replay(ticks)
         self.wait_read()
         return ticks
-
-    def wait_read(self, timeout: float = 30) -> None:
-        wait_until(
-            lambda: all(
-                self.cursor(sid) == self.last_id(self.contract(sid))
-                for sid in self.tick.session_ids.values()
-            ),
-            timeout=timeout,
-            what="every session to read its stream",
-        )
 
     def give_position(self, session_id: str, account: str, quantity: int, at: datetime) -> None:
         """An entry decided at ``at`` through the real order path (row, working copy, send)."""
@@ -117,7 +91,7 @@ class RollRig:
 
     def price(self, after: datetime, prices: Prices) -> None:
         """One print of each contract just after ``after`` (the old one first)."""
-        publisher = self.tick.publisher()
+        publisher = self.publisher()
         for offset, contract, value in ((1, CONTRACT, prices.old), (2, NEW_CONTRACT, prices.new)):
             tick = Tick(contract, after + timedelta(seconds=offset), value, 5)
             publisher.publish(contract, [tick])
@@ -159,61 +133,10 @@ class RollRig:
 
         wait_until(old_enough, timeout=timeout, interval=0.2, what="unacked tasks to expire")
 
-    # ------------------------------------------------------------ reading
-
-    def state(self, session_id: str) -> SessionState:
-        return self.rt.store.load(session_id)
-
-    def contract(self, session_id: str) -> str:
-        return self.state(session_id).session.contract
-
-    def cursor(self, session_id: str) -> str:
-        raw = cast(bytes | None, self.client.hget(state_key(session_id), CURSOR_FIELD))
-        return "" if raw is None else raw.decode()
-
-    def last_id(self, instrument: str) -> str:
-        entries = cast(list[Any], self.client.xrevrange(f"md:{{{instrument}}}:ticks", count=1))
-        return entries[0][0].decode() if entries else "0-0"
-
-    def subscribers(self, instrument: str) -> set[str]:
-        members = cast(set[bytes], self.client.smembers(subscribers_key(instrument)))
-        return {m.decode() for m in members}
-
-    def broker_positions(self, account: str) -> dict[str, int]:
-        return self.tick.broker_positions(account)
-
-    def broker_orders(self, account: str) -> tuple[str, ...]:
-        return self.tick.broker_orders(account)
-
-    def broker_seq(self, account: str) -> int:
-        raw = cast(bytes | None, self.tick.broker_client.get(f"paper:acct:{account}:seq"))
-        return int(raw or 0)
-
-    def order_rows(self, session_id: str) -> list[OrderRow]:
-        with Session(self.engine) as db:
-            query = select(OrderRow).where(OrderRow.session_id == session_id)
-            return list(db.scalars(query.order_by(OrderRow.id)).all())
-
-    def roll_events(self, session_id: str) -> list[EventRow]:
-        with Session(self.engine) as db:
-            query = select(EventRow).where(
-                EventRow.session_id == session_id, EventRow.kind == "roll"
-            )
-            return list(db.scalars(query.order_by(EventRow.id)).all())
-
     def session_row_contract(self, session_id: str) -> str:
         found = get_session_row(self.engine, session_id)
         assert found is not None
         return found.contract
-
-    def close(self) -> None:
-        self.tick.close()
-
-    def __enter__(self) -> RollRig:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def assert_rolled(
@@ -258,7 +181,7 @@ def assert_rolled(
         assert rig.broker_positions(account) == {NEW_CONTRACT: quantity}
         roll_orders = [o for o in rig.broker_orders(account) if o.startswith("roll-")]
         assert sorted(roll_orders) == [f"roll-{roll.id}-close", f"roll-{roll.id}-open"]
-        rows = {row.client_order_id: row for row in rig.order_rows(session_id)}
+        rows = {row.client_order_id: row for row in rig.sql_orders(session_id=session_id)}
         close, open_ = rows[f"roll-{roll.id}-close"], rows[f"roll-{roll.id}-open"]
         assert (close.intent, close.contract, close.status) == ("exit", CONTRACT, "filled")
         assert (open_.intent, open_.contract, open_.status) == ("roll", NEW_CONTRACT, "filled")
@@ -267,5 +190,5 @@ def assert_rolled(
     else:
         assert rig.broker_positions(account) == {}
         assert not [o for o in rig.broker_orders(account) if o.startswith("roll-")]
-    messages = [event.message for event in rig.roll_events(session_id)]
+    messages = [event.message for event in rig.events(session_id, "roll")]
     assert any(f"roll {roll.id} done" in m for m in messages), messages

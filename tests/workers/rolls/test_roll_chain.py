@@ -13,11 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import wait_until
-from tests.kit import workers as worker_fixtures
-from tests.kit.cli import cli_env, run_cli
+from tests.kit.cli import run_cli
 from tests.kit.fleet import CONTRACT
-from tests.kit.workers import WorkerFactory
+from tests.kit.wait import wait_until
 from tests.workers.rolls.roll_rig import NEW_CONTRACT, Prices, RollRig, assert_rolled
 from trading.market import Tick
 from workers.celery_app import beat_schedule
@@ -30,17 +28,15 @@ from workers.state.store import StateChanges
 
 pytestmark = pytest.mark.integration
 
-start_worker = worker_fixtures.start_worker
-
 
 def test_long_short_and_flat_sessions_roll_to_the_next_contract(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
     with RollRig(redis_url, tmp_path / "run") as rig:
         long_id = rig.create("long", "ACC-LONG")
         short_id = rig.create("short", "ACC-SHORT")
         flat_id = rig.create("flat", "ACC-FLAT")
-        rig.worker(start_worker)
+        rig.start_roll_worker()
         ticks = rig.prime()
         rig.give_position(long_id, "ACC-LONG", 2, ticks[0].time)
         rig.give_position(short_id, "ACC-SHORT", -1, ticks[0].time)
@@ -71,7 +67,7 @@ def test_long_short_and_flat_sessions_roll_to_the_next_contract(
         follow = [
             Tick(NEW_CONTRACT, later + timedelta(seconds=i), prices.new + i, 1) for i in range(5)
         ]
-        rig.tick.publisher().publish(NEW_CONTRACT, follow)
+        rig.publisher().publish(NEW_CONTRACT, follow)
         rig.wait_read()
         for sid in (long_id, short_id, flat_id):
             partial = rig.state(sid).latest_partial_candle
@@ -86,9 +82,7 @@ def _set_strategy(rig: RollRig, session_id: str, **changes: Any) -> None:
         rig.rt.store.write(lease, StateChanges.of({"strategy": strategy}))
 
 
-def test_a_stop_held_in_strategy_state_moves_with_the_roll(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
-) -> None:
+def test_a_stop_held_in_strategy_state_moves_with_the_roll(redis_url: str, tmp_path: Path) -> None:
     """breakout remembers its stop in its state: the roll moves it by the spread, as it moves
     the candles. A strategy whose state cannot be moved (its stored args are broken here)
     stops trading, with an error event; its roll still ends and its state is kept."""
@@ -96,7 +90,7 @@ def test_a_stop_held_in_strategy_state_moves_with_the_roll(
     with RollRig(redis_url, tmp_path / "run") as rig:
         held = rig.create("held", "ACC-HELD", quiet)
         broken = rig.create("broken", "ACC-BROKEN", quiet)
-        rig.worker(start_worker)
+        rig.start_roll_worker()
         ticks = rig.prime()
         rig.give_position(held, "ACC-HELD", 1, ticks[0].time)
         stop = ticks[-1].price - Decimal("12.50")
@@ -122,42 +116,40 @@ def test_a_stop_held_in_strategy_state_moves_with_the_roll(
         assert (done[broken].status, after.session.contract) == ("done", NEW_CONTRACT)
         assert not after.trading
         assert after.strategy == before[broken].strategy
-        messages = [e.message for e in rig.roll_events(broken) if e.severity == "error"]
+        messages = [e.message for e in rig.events(broken, "roll") if e.severity == "error"]
         assert any("failed at a roll" in m and "stops trading" in m for m in messages), messages
 
 
-def test_ticks_during_a_roll_do_not_run_the_strategy(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
-) -> None:
+def test_ticks_during_a_roll_do_not_run_the_strategy(redis_url: str, tmp_path: Path) -> None:
     trading = ("sma_cross", (("fast", "3"), ("slow", "8")))
     with RollRig(redis_url, tmp_path / "run") as rig:
         control = rig.create("control", "ACC-CTL", trading)
         rolled = rig.create("rolled", "ACC-ROLL", trading)
-        paused = rig.worker(start_worker, pause_at="begin")
+        paused = rig.start_roll_worker(pause_at="begin")
         roll = rig.start_roll(rolled)
         wait_until(lambda: rig.paused_at(roll.id) == "begin", what="the roll to begin")
         strategy_before = rig.state(rolled).strategy
         assert rig.state(rolled).rolling
 
         rig.prime(1_500)
-        assert rig.tick.progress("control").signal_seq > 0
-        assert rig.order_rows(control)
-        progress = rig.tick.progress("rolled")
+        assert rig.progress("control").signal_seq > 0
+        assert rig.sql_orders(session_id=control)
+        progress = rig.progress("rolled")
         assert progress.signal_seq == 0
-        assert progress.candles_closed == rig.tick.progress("control").candles_closed > 8
+        assert progress.candles_closed == rig.progress("control").candles_closed > 8
         assert rig.state(rolled).strategy == strategy_before
-        assert rig.order_rows(rolled) == []
+        assert rig.sql_orders(session_id=rolled) == []
         paused.kill()
         paused.wait_exit()
 
 
 def test_a_close_that_never_fills_fails_the_roll_then_resume_or_abort(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
     with RollRig(redis_url, tmp_path / "run", roll_fill_max_tries=4) as rig:
         resumed = rig.create("resumed", "ACC-RES")
         aborted = rig.create("aborted", "ACC-ABT")
-        rig.worker(start_worker)
+        rig.start_roll_worker()
         ticks = rig.prime()
         rig.give_position(resumed, "ACC-RES", 1, ticks[0].time)
         rig.give_position(aborted, "ACC-ABT", -2, ticks[0].time)
@@ -173,14 +165,14 @@ def test_a_close_that_never_fills_fails_the_roll_then_resume_or_abort(
             wait_until(
                 lambda sid=sid, roll_id=roll_id: any(
                     e.severity == "error" and f"roll {roll_id} failed" in e.message
-                    for e in rig.roll_events(sid)
+                    for e in rig.events(sid, "roll")
                 ),
                 what="the errback's event (written right after trading stops)",
             )
         assert rig.broker_positions("ACC-RES") == {CONTRACT: 1}
         assert rig.state(resumed).rolling_close_qty == 1
 
-        env = cli_env(redis_url, rig.settings.database_url, rig.settings.paper_broker_url)
+        env = rig.cli_env()
         line = run_cli(env, "roll", str(rolls[aborted]), "--abort").ok().stdout
         assert f"roll {rolls[aborted]} aborted" in line
         after = rig.state(aborted)
@@ -188,7 +180,7 @@ def test_a_close_that_never_fills_fails_the_roll_then_resume_or_abort(
         assert after.orders == {}
         assert rig.broker_positions("ACC-ABT") == {CONTRACT: -2}
         assert roll_rows.require_roll(rig.engine, rolls[aborted]).status == "aborted"
-        assert "cancelled" in rig.order_rows(aborted)[-1].status
+        assert "cancelled" in rig.sql_orders(session_id=aborted)[-1].status
 
         prices = Prices(ticks[-1].price - Decimal("0.25"), ticks[-1].price - Decimal("7"))
         rig.price(ticks[-1].time, prices)
@@ -205,18 +197,18 @@ def test_a_close_that_never_fills_fails_the_roll_then_resume_or_abort(
 
 
 def test_beat_starts_one_roll_per_session_inside_its_window_on_the_sessions_clock(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
     """Only ticks are drained here: the started roll's chain waits on ``rolls``, unconsumed."""
     with RollRig(redis_url, tmp_path / "run") as rig:
-        start_worker(redis_url, queues=("ticks",), env=rig.tick.worker_env())
+        rig.start_worker(queues=("ticks",))
         due = rig.create("due", "ACC-DUE")
         early = create_session(
             rig.settings,
             NewSession("early", "ACC-NQ", "NQ", "NQZ13", "sma_cross", {"fast": "3", "slow": "9"}),
         ).session.id
         roll_day = datetime(2013, 12, 12, 15, tzinfo=UTC)
-        publisher = rig.tick.publisher()
+        publisher = rig.publisher()
         publisher.publish(CONTRACT, [Tick(CONTRACT, roll_day, Decimal("1780"), 1)])
         publisher.publish("NQZ13", [Tick("NQZ13", roll_day - timedelta(days=1), Decimal(3400), 1)])
         wait_until(lambda: rig.cursor(due) == rig.last_id(CONTRACT), what="due to read")

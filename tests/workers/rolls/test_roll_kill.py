@@ -11,26 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until
-from tests.kit import workers as worker_fixtures
-from tests.kit.workers import WorkerFactory
+from tests.kit.wait import wait_until
 from tests.workers.rolls.roll_rig import NEW_CONTRACT, Prices, RollRig, assert_rolled
 from trading.rolls import STEPS
 from workers.db.order_rows import count_rows
 
 pytestmark = pytest.mark.integration
 
-start_worker = worker_fixtures.start_worker
 
 REDELIVERY = {"visibility_timeout_s": 10}
 
 
 def test_sigkill_at_every_step_then_a_new_worker_completes_the_roll(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
     with RollRig(redis_url, tmp_path / "run", **REDELIVERY) as rig:
         sid = rig.create("victim", "ACC-KILL")
-        worker = rig.worker(start_worker, pause_at=STEPS[0])
+        worker = rig.start_roll_worker(pause_at=STEPS[0])
         ticks = rig.prime()
         rig.give_position(sid, "ACC-KILL", 2, ticks[0].time)
         before = rig.state(sid)
@@ -51,7 +48,7 @@ def test_sigkill_at_every_step_then_a_new_worker_completes_the_roll(
             rig.clear_pause(roll.id)
             rig.wait_redeliverable()
             after = STEPS[index + 1] if index + 1 < len(STEPS) else ""
-            worker = rig.worker(start_worker, pause_at=after)
+            worker = rig.start_roll_worker(pause_at=after)
 
         done = rig.wait_status(roll.id, "done", "failed", "needs_operator", timeout=60)
         assert_rolled(rig, sid, "ACC-KILL", done, 2, before, prices)

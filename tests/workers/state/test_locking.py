@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from models.codec import decode_field, lock_key, state_key
-from tests.conftest import wait_until
+from tests.kit.wait import wait_until
 from tests.models.test_codec import sample_state
 from trading.exceptions import LockBusy
 from workers.state.store import StateChanges, StateStore

@@ -28,7 +28,7 @@ from models.codec import (
     trades_key,
 )
 from models.state import OpenPosition, SessionState, Trade, WorkingOrder
-from tests.conftest import free_port, wait_until
+from tests.kit.wait import wait_until
 from tests.models.test_codec import sample_state
 from trading.exceptions import (
     LockBusy,
@@ -40,6 +40,7 @@ from trading.exceptions import (
 from trading.market import Candle
 from workers.state import lease_keeper
 from workers.state.store import StateChanges, StateStore
+from workers.tools.bench.env import free_port
 
 pytestmark = pytest.mark.integration
 

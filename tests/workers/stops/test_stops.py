@@ -18,20 +18,8 @@ from pathlib import Path
 import pytest
 
 from models.state import Intent, Side, WorkingOrder
-from tests.conftest import wait_until
-from tests.integration.reconcile_rig import (
-    CONTRACT,
-    T0,
-    make_rig,
-    paper,
-    quantity,
-    reconciliation_events,
-    runtime_for,
-    state,
-)
-from tests.kit import workers as worker_fixtures
-from tests.kit.fleet import SessionPlan, TickPathRig, replay_ticks
-from tests.kit.workers import WorkerFactory
+from tests.kit.fleet import CONTRACT, Fleet, SessionPlan, first_tick_time, paper, replay_ticks
+from tests.kit.wait import wait_until
 from trading.intents import client_order_id
 from workers.brokers.commands import BrokerOrder, CancelOrder, QueryOpenOrders, QueryPositions
 from workers.brokers.paper.broker import PaperBroker
@@ -40,6 +28,7 @@ from workers.db.session_rows import get_session_row
 from workers.orders import send as orders_module
 from workers.orders.send import send_order
 from workers.reconcile.schedule import ORDERS_TASK
+from workers.runtime import Runtime
 from workers.settings import get_settings
 from workers.state.store import StateChanges
 from workers.stops.sync import is_stop_id, stop_id
@@ -48,33 +37,32 @@ from workers.ticks.publisher import epoch_ms
 
 pytestmark = pytest.mark.integration
 
-start_worker = worker_fixtures.start_worker
 ACCOUNT = "ACC-STOP"
 STOP = Decimal("1674.00")
 """Below every price of the first 50 replay ticks (1675.50 .. 1676.75)."""
 ENTRY_TICKS = 50
 
 
-def open_session(rig: TickPathRig) -> str:
+def open_session(rig: Fleet) -> str:
     """A breakout session that stays in warmup (its lookback exceeds the ticks published)."""
     plan = SessionPlan("stops", ACCOUNT, "breakout", (("lookback", "500"),))
     return rig.create_sessions([plan])["stops"]
 
 
-def enter_long_with_stop(rig: TickPathRig, session_id: str, *, send: bool = True) -> str:
+def enter_long_with_stop(rig: Fleet, session_id: str, *, send: bool = True) -> str:
     """What the tick step does for a breakout entry: working copy with its stop, row, send
     (queued for a worker; without ``send`` the caller sends it)."""
     ticks = replay_ticks()[:ENTRY_TICKS]
     assert min(t.price for t in ticks) > STOP
     rig.publish_replay(ticks)
-    order = decide_market(rig, session_id, 1, "buy", "entry", T0, stop_price=STOP)
+    order = decide_market(rig, session_id, 1, "buy", "entry", first_tick_time(), stop_price=STOP)
     if send:
         rig.app.send_task(SEND_ORDER_TASK, args=[session_id, order.client_order_id], queue="orders")
     return order.client_order_id
 
 
 def decide_market(
-    rig: TickPathRig,
+    rig: Fleet,
     session_id: str,
     seq: int,
     side: Side,
@@ -106,28 +94,28 @@ def resting_stops(broker: PaperBroker) -> list[BrokerOrder]:
     return [o for o in broker.open_orders(QueryOpenOrders(ACCOUNT)) if o.order_type == "stop"]
 
 
-def wait_for_stop(rig: TickPathRig, broker: PaperBroker, session_id: str) -> BrokerOrder:
-    wait_until(lambda: quantity(rig, session_id) == 1 and len(resting_stops(broker)) == 1, 30)
+def wait_for_stop(rig: Fleet, broker: PaperBroker, session_id: str) -> BrokerOrder:
+    wait_until(lambda: rig.quantity(session_id) == 1 and len(resting_stops(broker)) == 1, 30)
     (stop,) = resting_stops(broker)
     return stop
 
 
 def test_a_stop_rests_after_the_entry_fills_and_closes_the_position_at_its_price(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
-    with make_rig(redis_url, tmp_path, protective_stops=True) as rig:
+    with Fleet(redis_url, tmp_path, protective_stops=True) as rig:
         sid = open_session(rig)
-        start_worker(redis_url, queues=("ticks", "orders"), env=rig.worker_env())
-        broker = paper(runtime_for(rig.settings), ACCOUNT)
+        rig.start_worker(queues=("ticks", "orders"))
+        broker = paper(Runtime(rig.settings), ACCOUNT)
         entry = enter_long_with_stop(rig, sid)
         stop = wait_for_stop(rig, broker, sid)
-        held = state(rig, sid).open_position
+        held = rig.state(sid).open_position
         stop_row = get_order_row(rig.engine, stop.client_order_id)
 
         through = epoch_ms(replay_ticks()[ENTRY_TICKS - 1]) + 60_000
         rig.publish_raw([(str(through), str(STOP), "1", "", "")])
-        wait_until(lambda: quantity(rig, sid) == 0, 30)
-        final = state(rig, sid)
+        wait_until(lambda: rig.quantity(sid) == 0, 30)
+        final = rig.state(sid)
         broker_positions = broker.positions(QueryPositions(ACCOUNT))
         still_resting = resting_stops(broker)
         filled_row = get_order_row(rig.engine, stop.client_order_id)
@@ -150,14 +138,12 @@ def test_a_stop_rests_after_the_entry_fills_and_closes_the_position_at_its_price
 
 
 def test_a_stop_deleted_at_the_broker_is_re_placed_by_order_reconciliation(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
-    with make_rig(redis_url, tmp_path, reconcile_grace_s=0, protective_stops=True) as rig:
+    with Fleet(redis_url, tmp_path, reconcile_grace_s=0, protective_stops=True) as rig:
         sid = open_session(rig)
-        worker = start_worker(
-            redis_url, queues=("ticks", "orders", "reconcile"), env=rig.worker_env()
-        )
-        broker = paper(runtime_for(rig.settings), ACCOUNT)
+        worker = rig.start_worker(queues=("ticks", "orders", "reconcile"))
+        broker = paper(Runtime(rig.settings), ACCOUNT)
         enter_long_with_stop(rig, sid)
         first = wait_for_stop(rig, broker, sid)
         assert broker.cancel_order(CancelOrder(ACCOUNT, first.client_order_id)).status == (
@@ -167,11 +153,11 @@ def test_a_stop_deleted_at_the_broker_is_re_placed_by_order_reconciliation(
 
         report = worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
         replaced = resting_stops(broker)
-        events = [e.message for e in reconciliation_events(rig, sid)]
+        events = [e.message for e in rig.events(sid, "reconciliation")]
         again = worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
-        events_again = len(reconciliation_events(rig, sid))
+        events_again = len(rig.events(sid, "reconciliation"))
         old_row = get_order_row(rig.engine, first.client_order_id)
-        held = quantity(rig, sid)
+        held = rig.quantity(sid)
 
     (new,) = replaced
     assert new.client_order_id == stop_id(sid, 2)
@@ -197,22 +183,22 @@ def stops_in_this_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.mark.usefixtures("stops_in_this_process")
 def test_an_exit_dropped_for_a_filled_stop_stays_dropped_for_a_second_send(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
     """Two sends of one exit (a retry, or a later order's send placing earlier rows first) may
     run at once. The first finds the stop filled before the exit's decision and drops the exit;
     the second, holding the row as read before that and finding the stop's fill applied (its
     row no longer open), must drop it too: placing it would close the position twice. (Sends
     run in this process; a worker runs the session's tick steps, which see the touch.)"""
-    with make_rig(redis_url, tmp_path, protective_stops=True) as rig:
+    with Fleet(redis_url, tmp_path, protective_stops=True) as rig:
         sid = open_session(rig)
-        rt = runtime_for(rig.settings)
+        rt = Runtime(rig.settings)
         broker = paper(rt, ACCOUNT)
         entry = enter_long_with_stop(rig, sid, send=False)
         assert send_order(rt, sid, entry).status == "filled"
         (stop,) = resting_stops(broker)
         through = epoch_ms(replay_ticks()[ENTRY_TICKS - 1]) + 60_000
-        start_worker(redis_url, queues=("ticks",), env=rig.worker_env())
+        rig.start_worker(queues=("ticks",))
         rig.publish_raw([(str(through), str(STOP - 1), "1", "", "")])
         wait_until(lambda: rig.progress("stops").last_ms == through, 30)
         decided = datetime.fromtimestamp(through / 1000, UTC) + timedelta(seconds=30)
@@ -227,7 +213,7 @@ def test_an_exit_dropped_for_a_filled_stop_stays_dropped_for_a_second_send(
         second = orders_module._send(rt, broker, session_row, stale)
         exit_row = get_order_row(rig.engine, exit_order.client_order_id)
         positions = broker.positions(QueryPositions(ACCOUNT))
-        final = state(rig, sid)
+        final = rig.state(sid)
 
     assert first.status == "cancelled"
     assert stop_row is not None and stop_row.status == "filled"

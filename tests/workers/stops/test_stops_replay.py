@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import RedisServer
-from tests.kit.fleet import RunResult, assert_consistent, reference_run
-from tests.kit.snapshots import SessionSnapshot, is_stop_key, needed_stop
+from tests.kit.fleet import reference_run
+from tests.kit.redis import RedisServer
+from tests.kit.snapshots import (
+    RunResult,
+    SessionSnapshot,
+    assert_consistent,
+    is_stop_key,
+    needed_stop,
+)
 
 pytestmark = pytest.mark.integration
 

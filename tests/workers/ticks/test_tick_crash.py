@@ -13,19 +13,10 @@ from sqlalchemy.orm import Session
 
 from models.state import OpenPosition, WorkingOrder
 from models.tables import OrderRow
-from tests.conftest import RedisServer, wait_until
-from tests.kit import workers as worker_fixtures
-from tests.kit.fleet import (
-    CONTRACT,
-    DEFAULT_PLANS,
-    RunResult,
-    TickPathRig,
-    assert_consistent,
-    differences,
-    reference_run,
-    replay_ticks,
-)
-from tests.kit.workers import WorkerFactory
+from tests.kit.fleet import CONTRACT, DEFAULT_PLANS, Fleet, reference_run, replay_ticks
+from tests.kit.redis import RedisServer
+from tests.kit.snapshots import RunResult, assert_consistent, differences
+from tests.kit.wait import wait_until
 from trading.exceptions import RetryLater
 from trading.intents import client_order_id
 from workers.db.order_rows import insert_order_if_absent
@@ -36,7 +27,6 @@ from workers.state.store import StateChanges
 
 pytestmark = pytest.mark.integration
 
-start_worker = worker_fixtures.start_worker
 
 RECOVERY = {
     "visibility_timeout_s": 10,
@@ -57,11 +47,11 @@ def reference(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactor
 
 
 def test_sigkill_mid_drain_loses_no_tick_and_sends_no_order_twice(
-    reference: RunResult, start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    reference: RunResult, redis_url: str, tmp_path: Path
 ) -> None:
-    with TickPathRig(redis_url, tmp_path / "run", **RECOVERY) as rig:
+    with Fleet(redis_url, tmp_path / "run", **RECOVERY) as rig:
         rig.create_sessions(DEFAULT_PLANS)
-        (doomed,) = rig.start_workers(start_worker, count=1, concurrency=2)
+        (doomed,) = rig.start_workers(count=1, concurrency=2)
         rig.publish_replay(replay_ticks())
         total = rig.published * len(DEFAULT_PLANS)
         wait_until(
@@ -76,7 +66,7 @@ def test_sigkill_mid_drain_loses_no_tick_and_sends_no_order_twice(
         assert 0 < consumed_at_kill < total, "the kill must land in the middle of the drain"
 
         rig.start_beat()
-        rig.start_workers(start_worker, count=1, concurrency=2)
+        rig.start_workers(count=1, concurrency=2)
         rig.wait_settled(timeout=120)
         result = rig.snapshot()
 
@@ -100,7 +90,7 @@ def test_a_fill_waits_until_its_session_has_recorded_the_order(
     must wait (not count the position twice when the step is re-run) until the re-run records
     the same order; then it is applied exactly once. An order no re-run ever records (its
     row older than the wait) is applied anyway."""
-    with TickPathRig(redis_url, tmp_path / "run") as rig:
+    with Fleet(redis_url, tmp_path / "run") as rig:
         (name,) = rig.create_sessions(DEFAULT_PLANS[:1])
         session_id = rig.session_ids[name]
         ticks = replay_ticks()[:40]

@@ -11,21 +11,17 @@ import pytest
 from celery.result import AsyncResult
 
 from models.state import StrategyRef
-from tests.conftest import RedisServer, wait_until
-from tests.kit import workers as worker_fixtures
 from tests.kit.fleet import (
     DEFAULT_PLANS,
-    RunResult,
+    Fleet,
     SessionPlan,
-    TickPathRig,
-    assert_consistent,
-    differences,
-    dump,
     reference_run,
     replay_ticks,
     workers_run,
 )
-from tests.kit.workers import WorkerFactory
+from tests.kit.redis import RedisServer
+from tests.kit.snapshots import RunResult, assert_consistent, differences, dump
+from tests.kit.wait import wait_until
 from trading.candles import fold_ticks
 from workers.db.session_rows import list_events
 from workers.settings import Settings
@@ -36,8 +32,6 @@ from workers.ticks.publisher import DRAIN_TASK, RawTick, encode_tick, epoch_ms
 pytestmark = pytest.mark.integration
 
 MAX_CANDLES = Settings().max_candles
-
-start_worker = worker_fixtures.start_worker
 
 
 @pytest.fixture(scope="module")
@@ -56,22 +50,22 @@ def test_reference_run_trades_and_agrees_with_the_broker(reference: RunResult) -
 
 
 def test_three_workers_give_the_one_worker_result(
-    reference: RunResult, start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    reference: RunResult, redis_url: str, tmp_path: Path
 ) -> None:
-    result = workers_run(redis_url, tmp_path / "run", start_worker)
+    result = workers_run(redis_url, tmp_path / "run")
     diffs = differences(result, reference)
     assert not diffs, "\n".join(diffs)
 
 
 def test_redelivered_drain_and_send_tasks_change_nothing(
-    reference: RunResult, start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    reference: RunResult, redis_url: str, tmp_path: Path
 ) -> None:
     """Every order's send task is delivered three times, racing, while it is still in flight;
     drain tasks are delivered many times over (some under the same drainer id)."""
-    with TickPathRig(redis_url, tmp_path / "run") as rig:
+    with Fleet(redis_url, tmp_path / "run") as rig:
         (name,) = rig.create_sessions(DEFAULT_PLANS[:1])
         session_id = rig.session_ids[name]
-        rig.start_workers(start_worker, count=2, concurrency=3)
+        rig.start_workers(count=2, concurrency=3)
         rig.publish_replay(replay_ticks())
         drains = [
             rig.app.send_task(DRAIN_TASK, args=[f"dup-{i % 4}"], queue="ticks") for i in range(16)
@@ -120,7 +114,7 @@ BAD_ROWS = {
 
 
 def test_bad_ticks_are_rejected_counted_and_reported_once_per_reason(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
     good = list(replay_ticks()[:800])
     rows: list[RawTick] = []
@@ -134,9 +128,9 @@ def test_bad_ticks_are_rejected_counted_and_reported_once_per_reason(
             values = {"t": str(t_ms), "t_back": str(t_ms - 60_000), "p": str(tick.price)}
             rows.append((t.format(**values), p.format(**values), s, "", ""))
     assert not bad
-    with TickPathRig(redis_url, tmp_path / "run") as rig:
+    with Fleet(redis_url, tmp_path / "run") as rig:
         (name,) = rig.create_sessions(DEFAULT_PLANS[:1])
-        rig.start_workers(start_worker, count=1, concurrency=2)
+        rig.start_workers(count=1, concurrency=2)
         half = len(rows) // 2
         rig.publish_raw(rows[:half])
         rig.publish_raw(rows[half:])
@@ -161,20 +155,20 @@ def test_bad_ticks_are_rejected_counted_and_reported_once_per_reason(
 
 
 def test_a_failing_strategy_stops_only_its_own_session(
-    reference: RunResult, start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    reference: RunResult, redis_url: str, tmp_path: Path
 ) -> None:
     """sma_cross raises on invalid stored args (slow below fast, written over its state as a
     bad edit would): that session stops trading with one strategy event; breakout goes on."""
     broken = SessionPlan("sma-broken", "ACC-BAD", "sma_cross", (("fast", "3"), ("slow", "8")))
     healthy = DEFAULT_PLANS[1]
-    with TickPathRig(redis_url, tmp_path / "run") as rig:
+    with Fleet(redis_url, tmp_path / "run") as rig:
         rig.create_sessions((broken, healthy))
         broken_id = rig.session_ids[broken.name]
         with rig.store.locked(broken_id) as lease:
             strategy: StrategyRef = lease.value("strategy")
             bad_args = {**strategy.args, "fast": 8, "slow": 3}
             rig.store.write(lease, StateChanges.of({"strategy": replace(strategy, args=bad_args)}))
-        rig.start_workers(start_worker, count=1, concurrency=2)
+        rig.start_workers(count=1, concurrency=2)
         rig.publish_replay(replay_ticks())
         rig.wait_settled()
         result = rig.snapshot()

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from models.codec import candles_key, encode_candle, fence_key, lock_key, state_key
+from tests.kit.redis import paper_url
 from trading.market import Candle
 from workers.db.engines import dispose_engines, engine_for, upgrade
 from workers.sessions.create import NewSession, create_session
@@ -222,7 +223,7 @@ def _sessions(
 ) -> tuple[Settings, list[str]]:
     settings = Settings(
         redis_url=redis_url,
-        paper_broker_url=redis_url.rsplit("/", 1)[0] + "/1",
+        paper_broker_url=paper_url(redis_url),
         database_url=sqlite_url,
         data_dir=tmp_path,
     )

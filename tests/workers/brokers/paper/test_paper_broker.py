@@ -12,7 +12,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.conftest import free_port
+from tests.kit.redis import paper_url
 from trading.exceptions import BadInput, ServiceUnavailable, UnknownRegisteredName
 from workers.brokers import (
     FILLS_START,
@@ -27,6 +27,7 @@ from workers.brokers import (
 from workers.brokers.paper.broker import PaperBroker, PaperConfig
 from workers.brokers.registry import broker_names, build_broker
 from workers.settings import Settings
+from workers.tools.bench.env import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +73,7 @@ def place(coid: str, when: datetime, side="buy", quantity=1, order_type="market"
 
 @pytest.fixture
 def broker_db(redis_url: str):
-    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/1")
+    client = redis.Redis.from_url(paper_url(redis_url))
     yield client
     client.close()
 
@@ -83,7 +84,7 @@ def make_broker(redis_url: str):
 
     def make(**config) -> PaperBroker:
         market = redis.Redis.from_url(redis_url)
-        store = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/1")
+        store = redis.Redis.from_url(paper_url(redis_url))
         clients.extend([market, store])
         return PaperBroker(store, market, PaperConfig(**config))
 
@@ -446,7 +447,7 @@ def test_bad_contract_or_account_writes_nothing(broker, broker_db) -> None:
 
 
 def test_registry_builds_paper_by_name_only(redis_url: str, feed) -> None:
-    settings = Settings(redis_url=redis_url, paper_broker_url=redis_url.rsplit("/", 1)[0] + "/1")
+    settings = Settings(redis_url=redis_url, paper_broker_url=paper_url(redis_url))
     args = {"account": ACC, "slippage_ticks": 1, "commission_per_contract": "1.25"}
     built = build_broker("paper", args, settings)
     assert isinstance(built, PaperBroker)

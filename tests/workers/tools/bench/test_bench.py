@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[4]
+from tests.kit.cli import REPO
+
 KEYS = {
     "ticks_per_s",
     "baseline_ticks_per_s",
@@ -37,9 +37,7 @@ def test_reduced_bench_prints_every_figure_as_its_last_line() -> None:
         "--big-rate=400",
         "--ticks=4000",
     ]
-    done = subprocess.run(
-        argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240, check=False
-    )
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     figures = json.loads(lines[-1])
