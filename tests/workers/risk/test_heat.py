@@ -26,7 +26,6 @@ from trading.market import Tick
 from trading.risk import RiskLevels, default_stop_distance
 from trading.strategies import StrategyContext, call_strategy, get_strategy
 from trading.timeframes import parse_timeframe
-from workers.db.session_rows import list_events
 from workers.risk.accounts import AccountChange, set_account
 from workers.risk.book import RiskBook
 from workers.settings import Settings
@@ -89,14 +88,11 @@ def decisions(ticks: tuple[Tick, ...], count: int) -> list[Decision]:
 
 
 def position_of(rig: Fleet, name: str) -> int:
-    raw = rig.field(name, "open_position")
-    position = decode_field("open_position", raw or "null")
-    return 0 if position is None else position.quantity
+    return rig.quantity(rig.session_ids[name])
 
 
 def risk_events(rig: Fleet, name: str) -> list[str]:
-    events = list_events(rig.engine, session_id=rig.session_ids[name], kind="risk")
-    return [event.message for event in events]
+    return [event.message for event in rig.events(rig.session_ids[name], "risk")]
 
 
 def test_sessions_racing_near_the_limit_only_what_fits_is_accepted(
