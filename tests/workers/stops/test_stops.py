@@ -95,9 +95,17 @@ def resting_stops(broker: PaperBroker) -> list[BrokerOrder]:
 
 
 def wait_for_stop(rig: Fleet, broker: PaperBroker, session_id: str) -> BrokerOrder:
-    wait_until(lambda: rig.quantity(session_id) == 1 and len(resting_stops(broker)) == 1, 30)
-    (stop,) = resting_stops(broker)
-    return stop
+    """Until the entry has filled and its one stop rests at the broker with the broker's answer
+    recorded on the stop's row (the worker writes the row just after the broker answers)."""
+
+    def resting() -> BrokerOrder | None:
+        stops = resting_stops(broker)
+        if rig.quantity(session_id) != 1 or len(stops) != 1:
+            return None
+        row = get_order_row(rig.engine, stops[0].client_order_id)
+        return stops[0] if row is not None and row.status != "new" else None
+
+    return wait_until(resting, 30, what="the entry's stop to rest at the broker")
 
 
 def test_a_stop_rests_after_the_entry_fills_and_closes_the_position_at_its_price(
