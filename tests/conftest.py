@@ -1,90 +1,28 @@
-"""Shared fixtures: a private redis-server per test session, and fresh PostgreSQL databases.
+"""Shared fixtures: a private redis-server per test session, fresh PostgreSQL databases, and
+bare Celery workers.
 
-Tests never touch the shared Redis on 6379: each run starts its own server on a free port,
-so a test may flush or restart it without disturbing anything else.
+Tests never touch the shared Redis on 6379: each run starts its own server on a free port
+(``tests.kit.redis``), so a test may flush it without disturbing anything else. What the
+tests share besides fixtures lives in ``tests/kit/``.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 
+from tests.kit.redis import RedisServer
+from tests.kit.workers import ALL_QUEUES, CeleryWorker, WorkerFactory
+
 PG_ADMIN_URL = os.environ.get(
     "TRADEFLEET_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
-    """Poll ``predicate`` until it returns a truthy value or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-class RedisServer:
-    """A private redis-server process on a free port (nothing kept on disk)."""
-
-    def __init__(self, workdir: Path) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._proc = subprocess.Popen(
-            [
-                exe,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url)
-        wait_until(lambda: _pings(client), what="private redis-server")
-        client.close()
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url)
-
-    def stop(self) -> None:
-        self._proc.terminate()
-        self._proc.wait(timeout=10)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
 
 
 @pytest.fixture(scope="session")
@@ -129,3 +67,30 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'tradefleet.db'}"
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[WorkerFactory]:
+    """A factory: ``start_worker(redis_url, queues=..., concurrency=..., env=...)``.
+
+    Each call starts a worker and waits until it answers; all are stopped at teardown. A test
+    with a ``tests.kit.fleet.Fleet`` starts its workers through the fleet instead.
+    """
+    started: list[CeleryWorker] = []
+
+    def factory(
+        redis_url: str,
+        *,
+        queues: Sequence[str] = ALL_QUEUES,
+        concurrency: int = 1,
+        env: Mapping[str, str] | None = None,
+    ) -> CeleryWorker:
+        worker = CeleryWorker(
+            redis_url, tmp_path / "workers", queues=queues, concurrency=concurrency, env=env
+        )
+        started.append(worker)
+        return worker.start()
+
+    yield factory
+    for worker in reversed(started):
+        worker.stop()

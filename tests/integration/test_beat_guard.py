@@ -7,16 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until
-from tests.integration import worker as worker_fixtures
-from tests.integration.reconcile_rig import create, make_rig, meta
-from tests.integration.tickpath_harness import BeatProcess
-from tests.integration.worker import WorkerFactory
+from tests.kit.fleet import Fleet
+from tests.kit.wait import wait_until
 from workers.reconcile.schedule import STATS_KEY, claim_period, guard_key, won_key
 
 pytestmark = pytest.mark.integration
 
-start_worker = worker_fixtures.start_worker
 INTERVAL_S = 1.0
 PERIODS = 5
 
@@ -37,18 +33,18 @@ def test_the_guard_gives_each_period_to_one_claimant(redis_client) -> None:
 
 
 def test_two_beat_processes_yield_one_reconciliation_per_period(
-    start_worker: WorkerFactory, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
-    with make_rig(
+    with Fleet(
         redis_url,
         tmp_path,
         reconcile_positions_interval_s=INTERVAL_S,
         reconcile_orders_interval_s=INTERVAL_S,
     ) as rig:
-        sid = create(rig, "guarded", "ACC-GUARD")
-        start_worker(redis_url, queues=("reconcile",), concurrency=2, env=rig.worker_env())
-        env = {**rig.worker_env(), "TRADEFLEET_REDIS_URL": redis_url}
-        beats = [BeatProcess(tmp_path / f"beat-{n}", env).start() for n in (1, 2)]
+        sid = rig.create("guarded", "ACC-GUARD")
+        rig.start_worker(queues=("reconcile",), concurrency=2)
+        rig.start_beat("beat-1")
+        rig.start_beat("beat-2")
         try:
 
             def stat(name: str) -> int:
@@ -61,12 +57,13 @@ def test_two_beat_processes_yield_one_reconciliation_per_period(
                 what=f"{PERIODS} periods fanned out by two beats",
             )
         finally:
-            for beat in beats:
-                beat.stop()
+            rig.stop_beats()
         won = stat("positions:won")
-        wait_until(lambda: meta(rig, sid).checks >= won, timeout=15, what="every pass to run")
+        wait_until(
+            lambda: rig.reconcile_meta(sid).checks >= won, timeout=15, what="every pass to run"
+        )
         periods = [int(i) for i in rig.client.lrange(won_key("positions"), 0, -1)]
-        checks = meta(rig, sid).checks
+        checks = rig.reconcile_meta(sid).checks
         orders_won = [int(i) for i in rig.client.lrange(won_key("orders"), 0, -1)]
         skipped = stat("positions:skipped")
     assert len(periods) == won == len(set(periods)), periods

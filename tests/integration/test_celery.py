@@ -10,16 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from tests.conftest import wait_until
-from tests.integration import worker as worker_fixtures
-from tests.integration.worker import CeleryWorker, WorkerFactory
+from tests.kit.wait import wait_until
+from tests.kit.workers import CeleryWorker, WorkerFactory
 from workers.tasks.health import PING_TASK_NAME
 
 pytestmark = pytest.mark.integration
 
 RESULT_TIMEOUT_S = 30
-
-start_worker = worker_fixtures.start_worker
 
 
 def test_worker_runs_ping_in_its_own_process(start_worker: WorkerFactory, redis_url: str) -> None:

@@ -21,8 +21,7 @@ from alembic.script import ScriptDirectory
 
 from models.codec import state_key
 from models.state import STATE_FIELDS
-from tests.conftest import RedisServer, free_port
-from tests.integration.cli_helpers import (
+from tests.kit.cli import (
     cli_env,
     redis_keys,
     run_cli,
@@ -30,8 +29,10 @@ from tests.integration.cli_helpers import (
     sql_row_counts,
     store_snapshot,
 )
+from tests.kit.redis import RedisServer, paper_url
 from workers.db.engines import alembic_config
 from workers.ticks.keys import subscribers_key
+from workers.tools.bench.env import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -62,12 +63,6 @@ def sqlite_url(folder: Path) -> str:
     return f"sqlite:///{folder / DB_FILE}"
 
 
-def broker_url(redis_url: str) -> str:
-    """The paper broker's database on the same private server (db 1)."""
-    assert redis_url.endswith("/0")
-    return redis_url[:-1] + "1"
-
-
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
     assert head is not None
@@ -91,7 +86,7 @@ def env(migrated_template: Path, tmp_path: Path, redis_url: str) -> dict[str, st
     folder.mkdir()
     for path in migrated_template.iterdir():
         shutil.copy2(path, folder / path.name)
-    return cli_env(redis_url, sqlite_url(folder), broker_url(redis_url))
+    return cli_env(redis_url, sqlite_url(folder), paper_url(redis_url))
 
 
 @pytest.fixture
@@ -113,7 +108,7 @@ def oom_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def test_db_upgrade_prints_the_revision_and_can_run_twice(tmp_path: Path, redis_url: str) -> None:
-    env = cli_env(redis_url, sqlite_url(tmp_path), broker_url(redis_url))
+    env = cli_env(redis_url, sqlite_url(tmp_path), paper_url(redis_url))
     head = head_revision()
     first = run_cli(env, "db", "upgrade").ok()
     assert first.stdout.strip() == f"database at revision {head}"
@@ -275,7 +270,7 @@ def test_create_writes_nothing_when_redis_refuses_the_write(
     oom_env = {
         **env,
         "TRADEFLEET_REDIS_URL": oom_redis.url,
-        "TRADEFLEET_PAPER_BROKER_URL": broker_url(oom_redis.url),
+        "TRADEFLEET_PAPER_BROKER_URL": paper_url(oom_redis.url),
     }
     before = sql_row_counts(env["TRADEFLEET_DATABASE_URL"])
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cli_helpers import REPO, cli_env
+from tests.kit.cli import REPO, cli_env
+from tests.kit.redis import paper_url
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ def test_the_demo_trades_every_session_and_agrees_with_the_broker(
     env = cli_env(
         redis_url,
         f"sqlite:///{tmp_path / 'demo.db'}",
-        redis_url.rsplit("/", 1)[0] + "/1",
+        paper_url(redis_url),
         data_dir=str(tmp_path),
     )
     proc = subprocess.run(

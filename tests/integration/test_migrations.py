@@ -13,11 +13,11 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from models.tables import metadata
+from tests.kit.cli import REPO
 from workers.db.engines import current_revision, downgrade, make_engine, upgrade
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 HEAD = "0006"
 """The newest revision (each new migration moves it)."""
 

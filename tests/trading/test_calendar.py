@@ -1,8 +1,8 @@
 """Contract calendar: codes, last trade, first notice, roll dates, front contract.
 
 The holidays here are a small hand-copied set of real CME Group holidays (the days the tests
-touch), given through ``FixedHolidays``; tests/workers/test_exchange_holidays.py checks the
-same dates against the maintained calendar library.
+touch), given through ``FixedHolidays``; tests/workers/calendars/test_exchange_holidays.py
+checks the same dates against the maintained calendar library.
 """
 
 from __future__ import annotations

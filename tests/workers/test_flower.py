@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tests.conftest import free_port, wait_until
+from tests.kit.cli import REPO
+from tests.kit.wait import wait_until
 from trading.exceptions import BadInput
 from workers.flower import BASIC_AUTH_ENV, PASSWORD_ENV, flower_command
 from workers.settings import FlowerSettings, RedisSettings, Settings
+from workers.tools.bench.env import free_port
 
 PASSWORD = "s3cret-Pa55:word"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _settings(redis_url: str = "redis://127.0.0.1:1/0", password: str = PASSWORD) -> Settings:
@@ -53,7 +54,7 @@ def test_password_is_in_the_environment_never_in_argv(monkeypatch: pytest.Monkey
 def test_module_entry_exits_2_with_one_line_without_a_password() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "workers.flower"],
-        cwd=REPO_ROOT,
+        cwd=REPO,
         env={"TRADEFLEET_FLOWER_PASSWORD": "", "PATH": ""},
         capture_output=True,
         text=True,

@@ -1,0 +1,364 @@
+"""The tick path's claim, begin and end scripts and its round-wide history reads, on a private
+Redis: a claim takes a few due sessions whole and shares a backlog among the drainers; the end
+script's write is fenced (a stale token writes nothing), atomic with the cursor, and re-readies
+the session only when its stream holds entries past the new cursor."""
+
+from __future__ import annotations
+
+import gc
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis
+
+from models.codec import candles_key, encode_candle, fence_key, lock_key, state_key
+from tests.kit.redis import paper_url
+from trading.market import Candle
+from workers.db.engines import dispose_engines, engine_for, upgrade
+from workers.sessions.create import NewSession, create_session
+from workers.settings import DatabaseSettings, PathSettings, RedisSettings, Settings
+from workers.ticks import drain, scripts
+from workers.ticks.drain import TickDrainer
+from workers.ticks.keys import BACKLOG_KEY, DRAINERS_KEY, READY_KEY, stream_key
+from workers.ticks.lazy_fields import RoundHistory
+
+pytestmark = pytest.mark.integration
+
+SID = "tick-scripts-1"
+CONTRACT = "ESZ13"
+
+
+def _state(client: redis.Redis, sid: str = SID) -> None:
+    client.hset(
+        state_key(sid),
+        mapping={"_fence": "0", "_cursor": "0-0", "candle_key": f'"{CONTRACT}:1m"', "x": "old"},
+    )
+    client.set(fence_key(sid), 0)
+
+
+def _begin(client: redis.Redis, token: str, sid: str = SID, count: int = 100) -> list:
+    script = client.register_script(scripts.BEGIN_SESSION)
+    keys = [lock_key(sid), fence_key(sid), state_key(sid), READY_KEY]
+    return script(keys=keys, args=[token, 10_000, count, sid])
+
+
+def _end(client: redis.Redis, token: str, fence: int, cursor: str, candles: list[str]) -> int:
+    script = client.register_script(scripts.END_SESSION)
+    keys = [
+        state_key(SID),
+        candles_key(SID),
+        fence_key(SID),
+        lock_key(SID),
+        stream_key(CONTRACT),
+        READY_KEY,
+    ]
+    args = [token, fence, cursor, SID, 123, 3, len(candles), *candles, "x", "new"]
+    return int(script(keys=keys, args=args))
+
+
+def _claim(client: redis.Redis, now: int, drainers: int, count: int, min_share: int) -> list[str]:
+    client.zadd(DRAINERS_KEY, {f"d{n}": now + 30_000 for n in range(drainers)})
+    script = client.register_script(scripts.CLAIM)
+    keys = [READY_KEY, DRAINERS_KEY, BACKLOG_KEY]
+    claimed = script(keys=keys, args=[now, 10_000, count, min_share, 50])
+    return [raw.decode() for raw in claimed]
+
+
+@pytest.mark.parametrize(
+    ("due", "drainers", "min_share", "backlog", "claimed"),
+    [
+        (10, 3, 32, "", 10),  # a few: all of them, not a third each
+        (60, 3, 32, "", 32),  # a third would be 20: at least the minimum
+        (300, 3, 32, "", 100),  # many: this drainer's share
+        (1_000, 3, 32, "", 128),  # never more than the batch
+        (60, 3, 1, "", 20),  # minimum 1: the share alone
+        (60, 1, 32, "", 60),
+        (10, 3, 32, "key", 4),  # a drainer's round read a backlog: the share alone
+        (10, 3, 32, "waited", 4),  # a session due for 60 ms: a backlog too
+    ],
+)
+def test_a_claim_takes_a_few_due_sessions_whole_and_shares_a_backlog(
+    redis_client: redis.Redis,
+    due: int,
+    drainers: int,
+    min_share: int,
+    backlog: str,
+    claimed: int,
+) -> None:
+    now = 1_000_000
+    # due for about a millisecond each, the first one the longest
+    ready = {f"s{n:04d}": now - 1 + n / (10 * due) for n in range(due)}
+    if backlog == "waited":
+        ready["s0000"] = now - 60
+    if backlog == "key":
+        redis_client.set(BACKLOG_KEY, "1", px=100)
+    redis_client.zadd(READY_KEY, {**ready, "not-due": now + 1})
+    got = _claim(redis_client, now, drainers, count=128, min_share=min_share)
+    assert got == sorted(ready)[:claimed], "the longest waiting first"
+    scores = {m.decode(): s for m, s in redis_client.zrange(READY_KEY, 0, -1, withscores=True)}
+    assert {sid for sid, score in scores.items() if score == now + 10_000} == set(got)
+    assert scores["not-due"] == now + 1
+    again = _claim(redis_client, now, drainers, count=128, min_share=min_share)
+    assert set(again).isdisjoint(got), "a claimed session is not claimed again"
+
+
+def test_begin_takes_the_lease_and_reads_fields_and_new_ticks(redis_client: redis.Redis) -> None:
+    _state(redis_client)
+    first = redis_client.xadd(stream_key(CONTRACT), {"t": "1", "p": "1", "s": "1"})
+    status, fence, values, entries, stream = _begin(redis_client, "a")
+    assert (status, fence, stream) == (1, 1, stream_key(CONTRACT).encode())
+    assert values[:2] == [b"0-0", f'"{CONTRACT}:1m"'.encode()]
+    assert len(values) == 2
+    assert [entry_id for entry_id, _ in entries] == [first]
+    assert _begin(redis_client, "b") == [0]
+    assert redis_client.get(lock_key(SID)) == b"a"
+
+
+@pytest.mark.parametrize("new", [1, 2, 3, 4, 5, 9])
+def test_begin_reads_the_oldest_new_ticks_in_order_at_most_a_batch(
+    redis_client: redis.Redis, new: int
+) -> None:
+    """The new ticks are read backwards from the stream's end when they fit in a batch, and
+    forwards from the cursor when there may be more: either way the oldest ones, in order."""
+    _state(redis_client)
+    stream = stream_key(CONTRACT)
+    ids = [redis_client.xadd(stream, {"t": str(i), "p": "1", "s": "1"}) for i in range(1, 11)]
+    cursor = ids[len(ids) - new - 1]
+    redis_client.hset(state_key(SID), "_cursor", cursor)
+    entries = _begin(redis_client, "a", count=4)[3]
+    assert [entry_id for entry_id, _ in entries] == ids[len(ids) - new :][:4]
+    assert [dict(zip(v[::2], v[1::2], strict=True))[b"t"] for _, v in entries] == [
+        str(i).encode() for i in range(11 - new, 11)
+    ][:4]
+
+
+def test_begin_drops_an_unknown_session_from_the_ready_set(redis_client: redis.Redis) -> None:
+    redis_client.zadd(READY_KEY, {SID: 1})
+    assert _begin(redis_client, "a") == [-1]
+    assert redis_client.zscore(READY_KEY, SID) is None
+    assert not redis_client.exists(lock_key(SID))
+
+
+def test_end_writes_fields_cursor_and_candles_at_once_and_releases(
+    redis_client: redis.Redis,
+) -> None:
+    _state(redis_client)
+    entry = redis_client.xadd(stream_key(CONTRACT), {"t": "1", "p": "1", "s": "1"}).decode()
+    redis_client.zadd(READY_KEY, {SID: 1})
+    fence = _begin(redis_client, "a")[1]
+    assert _end(redis_client, "a", fence, entry, ["c1", "c2", "c3", "c4"]) == 1
+    assert redis_client.hmget(state_key(SID), "x", "_cursor", "_fence") == [
+        b"new",
+        entry.encode(),
+        str(fence).encode(),
+    ]
+    assert redis_client.lrange(candles_key(SID), 0, -1) == [b"c2", b"c3", b"c4"]
+    assert not redis_client.exists(lock_key(SID))
+    assert redis_client.zscore(READY_KEY, SID) is None
+
+
+def test_end_readies_the_session_again_when_ticks_arrived_meanwhile(
+    redis_client: redis.Redis,
+) -> None:
+    _state(redis_client)
+    entry = redis_client.xadd(stream_key(CONTRACT), {"t": "1", "p": "1", "s": "1"}).decode()
+    fence = _begin(redis_client, "a")[1]
+    redis_client.xadd(stream_key(CONTRACT), {"t": "2", "p": "1", "s": "1"})
+    assert _end(redis_client, "a", fence, entry, []) == 2
+    assert redis_client.zscore(READY_KEY, SID) == 123
+    assert redis_client.llen(candles_key(SID)) == 0
+
+
+def test_a_stale_fence_writes_nothing(redis_client: redis.Redis) -> None:
+    _state(redis_client)
+    entry = redis_client.xadd(stream_key(CONTRACT), {"t": "1", "p": "1", "s": "1"}).decode()
+    stale = _begin(redis_client, "a")[1]
+    redis_client.delete(lock_key(SID))
+    newer = _begin(redis_client, "b")[1]
+    assert newer > stale
+    assert _end(redis_client, "a", stale, entry, ["c1"]) == -2
+    assert redis_client.hmget(state_key(SID), "x", "_cursor") == [b"old", b"0-0"]
+    assert redis_client.llen(candles_key(SID)) == 0
+    assert redis_client.get(lock_key(SID)) == b"b"
+    assert _end(redis_client, "b", newer, entry, []) == 1
+    redis_client.set(fence_key(SID), stale)
+    assert _end(redis_client, "a", stale, entry, []) == -2
+
+
+def test_end_of_an_unknown_session_is_refused(redis_client: redis.Redis) -> None:
+    assert _end(redis_client, "a", 1, "0-0", ["c1"]) == -1
+    assert not redis_client.exists(state_key(SID), candles_key(SID))
+
+
+def _candle(minute: int) -> Candle:
+    price = Decimal(minute)
+    start = datetime(2013, 10, 7, 14, minute, tzinfo=UTC)
+    return Candle(start, price, price, price, price, 1)
+
+
+def test_round_history_reads_later_steps_with_the_first(redis_client: redis.Redis) -> None:
+    keys = [candles_key(f"h{i}") for i in range(3)]
+    for key in keys:
+        redis_client.rpush(key, *[encode_candle(_candle(n)) for n in range(5)])
+    history = RoundHistory(redis_client)
+    readers = [history.reader(key) for key in keys]
+    assert readers[0](2) == [_candle(3), _candle(4)]
+    for key in keys:
+        redis_client.delete(key)
+    assert readers[1](1) == [_candle(4)], "read with the first step's"
+    assert readers[2](3) == [], "more than were read: its own read"
+
+
+def _sessions(
+    redis_url: str,
+    sqlite_url: str,
+    tmp_path: Path,
+    name: str,
+    count: int,
+    contract: str = CONTRACT,
+) -> tuple[Settings, list[str]]:
+    settings = Settings(
+        redis=RedisSettings(url=redis_url, paper_broker_url=paper_url(redis_url)),
+        database=DatabaseSettings(url=sqlite_url),
+        paths=PathSettings(data_dir=tmp_path),
+    )
+    upgrade(settings.sqlalchemy_url)
+    request = NewSession(
+        name=name,
+        account=name,
+        product="ES",
+        contract=contract,
+        strategy="sma_cross",
+        strategy_args={"fast": "2", "slow": "3"},
+        feed="synthetic",
+    )
+    sids = [
+        create_session(
+            settings, replace(request, name=f"{name}-{n}", account=f"{name}-{n}")
+        ).session.id
+        for n in range(count)
+    ]
+    return settings, sids
+
+
+def test_a_drainer_reads_the_state_again_when_its_begin_script_was_resent(
+    redis_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """After Redis lost its scripts, the begin scripts go again after the HMGETs queued behind
+    them: those read the state before the lease was taken, so the drainer reads it again."""
+    settings, sids = _sessions(redis_url, sqlite_url, tmp_path, "resent", 2)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        drainer = TickDrainer(client, engine_for(settings.sqlalchemy_url), settings, _no_send)
+        entry = client.xadd(stream_key(CONTRACT), {"t": "1700000000000", "p": "4000.25", "s": "1"})
+        client.script_flush()
+        client.config_resetstat()
+        assert drainer.process_many(sids) == 2
+        # per session: the resent begin script's own HMGET, the one queued behind it, and the
+        # one read again under the lease
+        assert client.info("commandstats")["cmdstat_hmget"]["calls"] == 3 * len(sids)
+        for sid in sids:
+            assert client.hget(state_key(sid), "_cursor") == entry
+            partial = json.loads(client.hget(state_key(sid), "latest_partial_candle") or b"null")
+            assert partial["close"] == "4000.25"
+    finally:
+        client.close()
+        dispose_engines()
+
+
+def test_a_round_leaves_no_reference_cycle_for_the_collector(
+    redis_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """What a round builds is freed when it ends: garbage the collector must find would make
+    its collections longer and more frequent in every drainer, on every round."""
+    settings, sids = _sessions(redis_url, sqlite_url, tmp_path, "cycles", 3)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        drainer = TickDrainer(client, engine_for(settings.sqlalchemy_url), settings, _no_send)
+        client.xadd(stream_key(CONTRACT), {"t": "1700000000000", "p": "4000.25", "s": "1"})
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            assert drainer.process_many(sids) == 3
+            gc.collect()
+            left = sorted({type(o).__module__ for o in gc.garbage})
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+        assert [module for module in left if module.startswith("workers.")] == []
+    finally:
+        client.close()
+        dispose_engines()
+
+
+@pytest.mark.parametrize(("ticks", "marked"), [(1, False), (15, False), (16, True)])
+def test_a_round_that_read_a_backlog_marks_it_for_the_claims(
+    redis_url: str,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ticks: int,
+    marked: bool,
+) -> None:
+    """A round whose steps read 16 ticks each or more sets the backlog key for a moment (the
+    drainers' claims then share the due sessions, ``scripts.CLAIM``); lighter rounds do not."""
+    monkeypatch.setattr(drain, "BACKLOG_MARK_MS", 60_000)  # a moment this test cannot miss
+    settings, sids = _sessions(redis_url, sqlite_url, tmp_path, "backlog", 2)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        drainer = TickDrainer(client, engine_for(settings.sqlalchemy_url), settings, _no_send)
+        for n in range(ticks):
+            fields = {"t": str(1_700_000_040_000 + n), "p": "4000.25", "s": "1"}
+            client.xadd(stream_key(CONTRACT), fields)  # type: ignore[arg-type]
+        assert drainer.process_many(sids) == 2 * ticks
+        ttl = client.pttl(BACKLOG_KEY)
+        assert (0 < ttl <= 60_000) if marked else ttl == -2
+    finally:
+        client.close()
+        dispose_engines()
+
+
+def test_steps_that_decided_nothing_are_written_before_the_others_send(
+    redis_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """In one round, a session whose step decides an order has its row written and its send
+    queued before its state is written; a session whose step decided nothing is written
+    first, without waiting for that row and send."""
+    settings, (deciding,) = _sessions(redis_url, sqlite_url, tmp_path, "split", 1)
+    _, (quiet,) = _sessions(redis_url, sqlite_url, tmp_path, "quiet", 1, contract="ESH14")
+    client = redis.Redis.from_url(redis_url)
+    minute = 1_700_000_040_000
+    for n, price in enumerate(["100", "100", "100", "100", "110", "110"]):
+        fields = {"t": str(minute + n * 60_000), "p": price, "s": "1"}
+        client.xadd(stream_key(CONTRACT), fields)  # type: ignore[arg-type]
+    quiet_entry = client.xadd(stream_key("ESH14"), {"t": str(minute), "p": "100", "s": "1"})
+    seen: list[tuple[bytes | None, bytes | None]] = []
+
+    def send(name: str, args: list[str], queue: str) -> None:
+        assert args[0] == deciding
+        seen.append(
+            (
+                client.hget(state_key(quiet), "_cursor"),
+                client.hget(state_key(deciding), "_cursor"),
+            )
+        )
+
+    try:
+        drainer = TickDrainer(client, engine_for(settings.sqlalchemy_url), settings, send)
+        assert drainer.process_many([deciding, quiet]) == 7
+        assert seen == [(quiet_entry, b"0-0")], "the quiet step was written, the other was not"
+        orders = json.loads(client.hget(state_key(deciding), "orders") or b"{}")
+        assert [order["side"] for order in orders.values()] == ["buy"]
+    finally:
+        client.close()
+        dispose_engines()
+
+
+def _no_send(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("no order is decided on one tick")
