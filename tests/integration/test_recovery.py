@@ -45,6 +45,7 @@ from tests.integration.tickpath_snapshots import needed_stop, reduce_coid, seq_l
 from tests.integration.worker import WorkerFactory
 from trading.intents import client_order_id
 from trading.positions import apply_fill
+from trading.stops import attached_stop_id
 from workers.brokers.commands import QueryBalance, QueryOpenOrders, QueryPositions
 from workers.db.order_rows import get_order_row
 from workers.db.session_rows import list_events
@@ -56,7 +57,6 @@ from workers.recovery.trigger import RECOVER_TASK
 from workers.risk.accounts import AccountChange, set_account
 from workers.risk.book import RiskBook
 from workers.stops.sync import is_stop_id
-from workers.stops.watch import attached_stop_id
 
 pytestmark = pytest.mark.integration
 

@@ -17,6 +17,7 @@ from trading.contracts import spec_for_product
 from trading.exceptions import SessionExists
 from trading.intents import client_order_id
 from trading.market import Candle
+from trading.stops import attached_stop_id, move_stop_id
 from trading.timeframes import parse_timeframe
 from workers.brokers.commands import BrokerOrder
 from workers.db.engines import make_engine, upgrade
@@ -46,7 +47,6 @@ from workers.recovery.snapshots import (
 )
 from workers.sessions.create import NewSession, build_initial_state
 from workers.state.store import StateStore
-from workers.stops.watch import attached_stop_id, move_stop_id
 from workers.ticks.step import StepResult
 
 SID = "5d0c3d7e-1111-4a4a-9c9c-000000000001"

@@ -326,7 +326,7 @@ def stop_price_for(quantity: int, contract: str, stops: Sequence[OpenStop]) -> D
     """The stop price of a rebuilt position: the newest open stop's (``stops`` oldest first),
     when it is on the side that closes ``quantity`` in ``contract``; None when flat or no stop
     protects it. The rebuilt session then watches the stop that rests for it
-    (``workers.stops.watch``) and syncs it like any other (``workers.stops.sync``)."""
+    (``trading.stops``) and syncs it like any other (``workers.stops.sync``)."""
     if quantity == 0 or not stops:
         return None
     newest = stops[-1]

@@ -242,7 +242,7 @@ def settle_stops(
     candles), and a stop is worked only on the entries its session has processed: worked here,
     before the broker's position is read, a stop touched meanwhile has filled and the rebuilt
     position holds its fill; a stop still working goes on from ``through``, on the ticks the
-    rebuilt session watches it on (``workers.stops.watch``). So the rebuilt session never
+    rebuilt session watches it on (``trading.stops``). So the rebuilt session never
     learns of such a fill at a wall-clock moment of its own, nor decides as if that stop still
     rested. A stop is worked no later than the decision of a later stop of the session or of
     an exit still open (``workers.stops.horizon``); a broker that works its orders by

@@ -1,7 +1,7 @@
 """Protective stops at the broker: every position opened with a stop has a stop order resting.
 
 An entry decided with a stop price is decided together with its stop: the tick step writes both
-rows, and the stop (``<hex>-stop-<seq>-<leg>``: ``workers.stops.watch.attached_stop_id``) is
+rows, and the stop (``<hex>-stop-<seq>-<leg>``: ``trading.stops.attached_stop_id``) is
 sent right after its entry, attached to it (one-triggers-other: the broker works it from the
 entry's fill on, in data time). So whether a stop rested, and from when, never depends on how
 fast the entry's fill came back.
@@ -40,7 +40,7 @@ resting stops as of its decision's data time before it is sent (``clear_for_exit
 dropped when one had filled before that, and ``sync_stop`` leaves the stops alone while an
 exit of the session is open (``exit_pending``): the two never both fill. The broker works a
 session's stops only on the prices the session has seen (``workers.stops.horizon``), and the
-tick step watches the same stop on the same prices (``workers.stops.watch``), so the
+tick step watches the same stop on the same prices (``trading.stops``), so the
 same replay fills the same stops whatever the workers' speed. Behind the
 ``protective_stops`` setting (on by default, see ``workers.settings``).
 
@@ -62,6 +62,7 @@ from sqlalchemy.engine import Engine
 
 from models.state import OpenPosition, OrderStatus, Side, WorkingOrder
 from models.tables import OrderRow
+from trading.orders import OPEN_STATUSES
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import CancelOrder, OrderAck, PlaceOrder, QueryOrder
 from workers.db.order_rows import get_order_row, insert_order_if_absent, update_order_row
@@ -77,7 +78,6 @@ from workers.stops.rows import (
     stop_count,
     stop_id,
 )
-from workers.stops.watch import OPEN_STATUSES
 from workers.ticks.progress import PROGRESS_FIELD, TickProgress
 
 log = logging.getLogger(__name__)

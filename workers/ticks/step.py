@@ -32,13 +32,10 @@ from trading.candles import UNPARSEABLE, fold_ticks, validate_tick
 from trading.exceptions import StrategyError
 from trading.intents import OrderIntent, client_order_id, intents_for
 from trading.market import Candle, Tick
+from trading.orders import OPEN_STATUSES
 from trading.reconcile import RECONCILE_FIELD, entries_blocked
 from trading.risk import EntryGate
-from trading.strategies import StrategyContext, call_strategy, get_strategy
-from trading.timeframes import parse_timeframe
-from workers.risk.entry import EntryCheck, check_entry, risk_after_move
-from workers.stops.watch import (
-    OPEN_STATUSES,
+from trading.stops import (
     StopOut,
     attached_stop_id,
     expected_stop,
@@ -47,6 +44,9 @@ from workers.stops.watch import (
     pending_quantity,
     taken_as_closed,
 )
+from trading.strategies import StrategyContext, call_strategy, get_strategy
+from trading.timeframes import parse_timeframe
+from workers.risk.entry import EntryCheck, check_entry, risk_after_move
 from workers.ticks.decoded import IMMUTABLE_FIELDS, decoded, encoded, remember
 from workers.ticks.progress import PROGRESS_FIELD, TickProgress
 
@@ -120,7 +120,7 @@ class SessionStep:
         protective_stops: bool = False,
     ) -> None:
         """``protective_stops``: the session's stops rest at the broker, so the step watches
-        them (``workers.stops.watch``)."""
+        them (``trading.stops``)."""
         self.session_id = session_id
         self._risk = risk
         self._stops = protective_stops
@@ -395,7 +395,7 @@ class SessionStep:
     def _watch(self, until: datetime | None) -> None:
         """Watch the expected protective stop over the good ticks not watched yet that come
         before ``until`` (all of them with None): the first that reaches it takes the position
-        it protects as closed (``workers.stops.watch``)."""
+        it protects as closed (``trading.stops``)."""
         if not self._stops:
             return
         good, start = self._good, self._watched

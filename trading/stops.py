@@ -26,11 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from models.state import OpenPosition, WorkingOrder
 from trading.intents import client_order_id
 from trading.market import Tick
-
-OPEN_STATUSES = frozenset({"new", "sent", "working", "partially_filled"})
+from trading.orders import OPEN_STATUSES, OrderView, PositionView
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +43,7 @@ class ExpectedStop:
         return price <= self.price if self.direction > 0 else price >= self.price
 
 
-def pending_quantity(orders: Mapping[str, WorkingOrder]) -> int:
+def pending_quantity(orders: Mapping[str, OrderView]) -> int:
     """The signed quantity still to fill on the session's open orders."""
     total = 0
     for order in orders.values():
@@ -97,8 +95,8 @@ def taken_as_closed(stops_out: Sequence[StopOut]) -> int:
 
 
 def expected_stop(
-    position: OpenPosition | None,
-    orders: Mapping[str, WorkingOrder],
+    position: PositionView | None,
+    orders: Mapping[str, OrderView],
     stops_out: Sequence[StopOut] = (),
 ) -> ExpectedStop | None:
     """The stop the session expects to rest at the broker now (see the module), or None:
