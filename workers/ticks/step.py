@@ -34,7 +34,7 @@ from trading.intents import OrderIntent, client_order_id, intents_for
 from trading.market import Candle, Tick
 from trading.orders import OPEN_STATUSES
 from trading.reconcile import RECONCILE_FIELD, entries_blocked
-from trading.risk import EntryGate
+from trading.risk import EntryCheck, EntryGate, GateOutcome, check_entry, risk_after_move
 from trading.stops import (
     StopOut,
     attached_stop_id,
@@ -46,7 +46,7 @@ from trading.stops import (
 )
 from trading.strategies import StrategyContext, call_strategy, get_strategy
 from trading.timeframes import parse_timeframe
-from workers.risk.entry import EntryCheck, check_entry, risk_after_move
+from workers.risk.entry import heat_fields
 from workers.ticks.decoded import IMMUTABLE_FIELDS, decoded, encoded, remember
 from workers.ticks.progress import PROGRESS_FIELD, TickProgress
 
@@ -362,15 +362,13 @@ class SessionStep:
                 self._risk,
                 self.info.account,
                 self.session_id,
-                details,
+                details.multiplier,
                 balance,
                 expected,
                 price,
                 close,
             )
-            self.result.fields.update(outcome.fields)
-            for severity, message, data in outcome.events:
-                self.result.events.append(StepEvent("risk", severity, message, data))
+            self._gated(outcome)
         if self._stops:
             side: Side = "sell" if direction > 0 else "buy"
             coid = move_stop_id(self.session_id, seq)
@@ -442,12 +440,26 @@ class SessionStep:
         details: ContractDetails = self._get("contract_details")
         balance: Decimal | None = self._get("account_balance")
         outcome = check_entry(
-            self._risk, self.info.account, self.session_id, details, balance, intents, check
+            self._risk,
+            self.info.account,
+            self.session_id,
+            details.multiplier,
+            balance,
+            intents,
+            check,
         )
-        self.result.fields.update(outcome.fields)
-        for severity, message, data in outcome.events:
-            self.result.events.append(StepEvent("risk", severity, message, data))
+        self._gated(outcome)
         return outcome.intents
+
+    def _gated(self, outcome: GateOutcome) -> None:
+        if outcome.answer is not None:
+            self.result.fields.update(heat_fields(outcome.answer))
+        for event in outcome.events:
+            if event.severity == "warning":
+                log.warning("session %s: %s", self.session_id, event.message)
+            self.result.events.append(
+                StepEvent(event.kind, event.severity, event.message, event.details)
+            )
 
     def _stop_trading(self, message: str) -> None:
         log.error("session %s stops trading: %s", self.session_id, message)
