@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +31,9 @@ class Candle:
     low: Decimal
     close: Decimal
     volume: int
+
+
+def epoch_ms(t: datetime) -> int:
+    """Milliseconds since the epoch of an aware time (exact integer arithmetic)."""
+    delta = t - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000

@@ -110,6 +110,21 @@ class Order:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """The session's position with a stop a decision moved."""
+
+    contract: str
+    quantity: int
+    stop_price: Decimal | None
+    opened_at: datetime | None
+
+    @classmethod
+    def of(cls, position: PositionView, stop_price: Decimal | None) -> Position:
+        """``position`` with its stop at ``stop_price``."""
+        return cls(position.contract, position.quantity, stop_price, position.opened_at)
+
+
 __all__ = [
     "OPEN_STATUSES",
     "Intent",
@@ -117,6 +132,7 @@ __all__ = [
     "OrderStatus",
     "OrderType",
     "OrderView",
+    "Position",
     "PositionView",
     "Side",
     "TimeInForce",

@@ -16,7 +16,10 @@ included) expects that stop (it rests from the entry's fill, the first tick at o
 decision) unless it was touched already; anything else (an exit, a roll's order, an entry
 without a stop) expects none (an exit cancels the stop as of its decision). Otherwise the
 open position's stop, unless it was touched already (its fill is awaited). A strategy that
-moves its stop moves the one of these that rules (``SessionStep._move_stop``).
+moves its stop moves the one of these that rules (``trading.decision``).
+
+``watch`` is the watch itself over a run of ticks; the tick step (``workers.ticks.step``) runs
+it on the ticks between candles and ``trading.decision`` on those up to each closed candle.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from trading.events import Event
 from trading.intents import client_order_id
-from trading.market import Tick
+from trading.market import Tick, epoch_ms
 from trading.orders import OPEN_STATUSES, OrderView, PositionView
 
 
@@ -124,6 +128,31 @@ def first_touch(stop: ExpectedStop, ticks: Sequence[Tick]) -> Tick | None:
         if stop.touched_by(tick.price):
             return tick
     return None
+
+
+def watch(
+    position: PositionView | None,
+    orders: Mapping[str, OrderView],
+    stops_out: Sequence[StopOut],
+    ticks: Sequence[Tick],
+) -> tuple[StopOut, Event] | None:
+    """The first of ``ticks`` that reaches the stop the session expects takes the position it
+    protects as closed: that ``StopOut`` and its event; None when no tick reaches it (or the
+    session would take nothing as closed)."""
+    stop = expected_stop(position, orders, stops_out)
+    tick = None if stop is None else first_touch(stop, ticks)
+    if stop is None or tick is None:
+        return None
+    held = 0 if position is None else position.quantity
+    closed = held + pending_quantity(orders) + taken_as_closed(stops_out)
+    if closed == 0:
+        return None
+    out = StopOut(stop.direction, stop.price, -closed, epoch_ms(tick.time))
+    message = (
+        f"protective stop {stop.price} touched at {tick.price}: position {closed} taken "
+        "as closed until the stop's fill arrives"
+    )
+    return out, Event("risk", "info", message, {"at": tick.time.isoformat(), "closed": closed})
 
 
 def after_stop_fill(
