@@ -20,19 +20,24 @@ moves its stop moves the one of these that rules (``trading.decision``).
 
 ``watch`` is the watch itself over a run of ticks; the tick step (``workers.ticks.step``) runs
 it on the ticks between candles and ``trading.decision`` on those up to each closed candle.
+
+The stop the broker must hold for the session's position is planned here too (``plan_stop``:
+which stop is wanted, which open stop row already is it, which rows go), and acted on by
+``workers.stops.sync.sync_stop``, which reads the rows and talks to the broker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Generic, Protocol, TypeVar
 
 from trading.events import Event
-from trading.intents import client_order_id
-from trading.market import Tick, epoch_ms
-from trading.orders import OPEN_STATUSES, OrderView, PositionView
+from trading.intents import Side, client_order_id
+from trading.market import EPOCH, Tick, epoch_ms
+from trading.orders import OPEN_STATUSES, OrderStatus, OrderView, PositionView
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +171,118 @@ def after_stop_fill(
         if stop_price is not None and (out.direction, out.price) == (direction, stop_price):
             return (*stops_out[:index], *stops_out[index + 1 :])
     return tuple(stops_out)
+
+
+# --------------------------------------------------------------------------- the stop to hold
+
+
+class StopRowView(Protocol):
+    """What the plan reads of one open protective stop order row (``models.tables.OrderRow``)."""
+
+    @property
+    def client_order_id(self) -> str: ...
+
+    @property
+    def contract(self) -> str: ...
+
+    @property
+    def side(self) -> Side: ...
+
+    @property
+    def quantity(self) -> int: ...
+
+    @property
+    def stop_price(self) -> Decimal | None: ...
+
+    @property
+    def status(self) -> OrderStatus: ...
+
+    @property
+    def decided_at(self) -> datetime | None: ...
+
+
+Row = TypeVar("Row", bound=StopRowView)
+
+
+@dataclass(frozen=True, slots=True)
+class WantedStop:
+    """The stop order a position needs."""
+
+    contract: str
+    side: Side
+    quantity: int
+    stop_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class StopPlan(Generic[Row]):
+    """The stop the broker must hold (``wanted``, None: none), the open stop row that already
+    is that stop (``keep``, None: a new one is needed) and the open stop rows to cancel."""
+
+    wanted: WantedStop | None
+    keep: Row | None
+    cancel: tuple[Row, ...]
+
+
+def wanted_stop(position: PositionView | None) -> WantedStop | None:
+    """The stop ``position`` needs, or None (flat, or opened without a stop)."""
+    if position is None or position.quantity == 0 or position.stop_price is None:
+        return None
+    side: Side = "sell" if position.quantity > 0 else "buy"
+    return WantedStop(position.contract, side, abs(position.quantity), position.stop_price)
+
+
+def inherited_stop(position: PositionView | None, rows: Sequence[StopRowView]) -> WantedStop | None:
+    """An open position without a stop price (its state was rebuilt or corrected) keeps the
+    price of the stop still open for it (the newest of ``rows``), resized: a position is never
+    unprotected silently."""
+    if position is None or position.quantity == 0 or not rows or rows[-1].stop_price is None:
+        return None
+    side: Side = "sell" if position.quantity > 0 else "buy"
+    if (rows[-1].contract, rows[-1].side) != (position.contract, side):
+        return None
+    return WantedStop(position.contract, side, abs(position.quantity), rows[-1].stop_price)
+
+
+def is_wanted(row: StopRowView, wanted: WantedStop) -> bool:
+    """Whether the stop order of ``row`` is the ``wanted`` stop."""
+    return (
+        row.contract == wanted.contract
+        and row.side == wanted.side
+        and row.quantity == wanted.quantity
+        and row.stop_price is not None
+        and row.stop_price == wanted.stop_price
+    )
+
+
+def plan_stop(position: PositionView | None, rows: Sequence[Row]) -> StopPlan[Row]:
+    """What the broker must hold for ``position`` given the session's open stop ``rows``
+    (oldest first): the newest row is kept when it is the wanted stop, every other is
+    cancelled."""
+    wanted = wanted_stop(position) or inherited_stop(position, rows)
+    keep = rows[-1] if rows and wanted is not None and is_wanted(rows[-1], wanted) else None
+    return StopPlan(wanted, keep, tuple(row for row in rows if row is not keep))
+
+
+def cancel_as_of(
+    as_of: datetime | None, last_ms: int | None, keep: StopRowView | None
+) -> datetime | None:
+    """The data time older stops are cancelled as of: ``as_of`` (the fill that changed the
+    position), else just after the session's last processed tick (``last_ms``); never past
+    the decision of the stop kept, so two stops never rest at once."""
+    horizon = as_of
+    if horizon is None and last_ms is not None:
+        horizon = EPOCH + (last_ms + 1) * timedelta(milliseconds=1)
+    if keep is not None and keep.decided_at is not None:
+        horizon = keep.decided_at if horizon is None else min(horizon, keep.decided_at)
+    return horizon
+
+
+def exit_pending(orders: Mapping[str, OrderView]) -> bool:
+    """Whether the session has an exit order of its own still open: while it is, its stops
+    are left alone (the exit cancels them as of its decision before it is sent; a stop placed
+    meanwhile could fill after the exit and reverse the position)."""
+    return any(o.intent == "exit" and o.status in OPEN_STATUSES for o in orders.values())
 
 
 def _ms(t: datetime) -> int:
