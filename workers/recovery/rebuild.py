@@ -39,11 +39,11 @@ from models.state import (
 from trading.candles import UNPARSEABLE, fold_ticks, validate_tick
 from trading.contracts import ContractSpec
 from trading.intents import client_order_id
-from trading.market import Candle, Tick
+from trading.market import EPOCH, Candle, StreamEntry, Tick, entry_to_tick
 from trading.positions import apply_fill
 from trading.timeframes import Timeframe
 from workers.brokers.commands import BrokerOrder
-from workers.ticks.step import EPOCH, StreamEntry, TickProgress, entry_to_tick
+from workers.ticks.step import TickProgress
 
 _COID = re.compile(r"^([0-9a-f]{16})-(?:(\d+)-\d+|move-(\d+))$")
 """A signal's order ``<hex>-<seq>-<leg>``, or its stop move ``<hex>-move-<seq>``."""

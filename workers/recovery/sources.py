@@ -27,6 +27,7 @@ from models.tables import (
 )
 from trading.contracts import spec_for_product
 from trading.exceptions import RetryLater
+from trading.market import StreamEntry
 from trading.reconcile import OPEN_ORDER_STATUSES
 from trading.strategies import get_strategy, prepare_strategy
 from trading.timeframes import Timeframe
@@ -51,7 +52,6 @@ from workers.recovery.rebuild import (
 from workers.stops.horizon import until_replaced
 from workers.stops.sync import is_stop_id, open_stop_rows
 from workers.ticks.keys import stream_key
-from workers.ticks.step import StreamEntry
 
 HISTORY_CHUNK = 5_000
 BROKER_READ_TRIES = 5

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from models.codec import decode_field, encode_field
@@ -37,7 +37,7 @@ from models.state import (
 from trading.candles import UNPARSEABLE, fold_ticks, validate_tick
 from trading.decision import CloseInputs, Decision, decide_at_close
 from trading.events import Event
-from trading.market import EPOCH, Candle, Tick, epoch_ms
+from trading.market import EPOCH, Candle, StreamEntry, Tick, entry_to_tick, epoch_ms
 from trading.orders import OPEN_STATUSES, Order
 from trading.reconcile import RECONCILE_FIELD, entries_blocked
 from trading.risk import EntryGate
@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 _UNREAD = object()
 
 CURSOR_FIELD = "_cursor"
-StreamEntry = tuple[bytes | str, Mapping[bytes, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,22 +80,6 @@ class StepResult:
     events: list[StepEvent] = field(default_factory=list)
     ticks_processed: int = 0
     ticks_rejected: int = 0
-
-
-def entry_to_tick(instrument: str, values: Mapping[bytes, bytes]) -> Tick | None:
-    """The tick of one stream entry, or None when a field cannot be parsed."""
-    try:
-        ms = int(values[b"t"])
-        price = Decimal(values[b"p"].decode())
-        size = int(values[b"s"])
-        raw_bid = values.get(b"b")
-        raw_ask = values.get(b"a")
-        bid = Decimal(raw_bid.decode()) if raw_bid else None
-        ask = Decimal(raw_ask.decode()) if raw_ask else None
-        time = EPOCH + timedelta(milliseconds=ms)
-    except (KeyError, ValueError, InvalidOperation, OverflowError, UnicodeDecodeError):
-        return None
-    return Tick(instrument=instrument, time=time, price=price, size=size, bid=bid, ask=ask)
 
 
 class SessionStep:
@@ -345,6 +328,5 @@ __all__ = [
     "SessionStep",
     "StepResult",
     "TickProgress",
-    "entry_to_tick",
     "progress_of",
 ]
