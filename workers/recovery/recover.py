@@ -12,10 +12,10 @@
 - protective stops: first worked at the broker on the ticks up to the rebuilt cursor (the
   session met those without state and never processes them: a stop touched meanwhile has
   filled before the position is read, ``sources.settle_stops``); the position keeps the price
-  of the stop still open for it (``rebuild.stop_price_for``), so the rebuilt session watches
-  that stop in data time like any other; once the state exists, the broker is made to hold the
-  stop the position needs and its poll chain runs (``workers.stops.sync.sync_stop``; the
-  chain's guard may have gone with the state);
+  of the stop still open for it (``trading.recovery.stop_price_for``), so the rebuilt session
+  watches that stop in data time like any other; once the state exists, the broker is made to
+  hold the stop the position needs and its poll chain runs (``workers.stops.sync.sync_stop``;
+  the chain's guard may have gone with the state);
 - rolling: set while a roll of the session is unfinished (its chain resumes the roll);
 - candles: re-warmed by folding the instrument stream up to its end WITHOUT running the
   strategy; the session's cursor starts at that end;
@@ -48,6 +48,7 @@ from typing import Any, Literal
 from models.codec import fence_key
 from models.state import WorkingOrder
 from models.tables import TradingSessionRow
+from trading import recovery
 from trading.exceptions import SessionExists, UnknownSession
 from trading.reconcile import RECONCILE_FIELD, ReconcileMeta
 from trading.timeframes import parse_timeframe
@@ -142,7 +143,7 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
     entries = sources.read_history(
         rt.redis, contract, end, timeframe, need, since, settings.max_candles
     )
-    warmed = rebuild.rewarm(contract, entries, timeframe)
+    warmed = recovery.rewarm(contract, entries, timeframe)
     broker = session_broker(rt, row)
     try:
         stops_closed = sources.settle_stops(broker, engine, account, sid, end, records)
@@ -170,9 +171,9 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
     position = _position(view, replay, warmed, sources.sole_owner(engine, row, contract))
     stops = sources.open_stops(engine, sid, orders)
     position = replace(
-        position, stop_price=rebuild.stop_price_for(position.quantity, contract, stops)
+        position, stop_price=recovery.stop_price_for(position.quantity, contract, stops)
     )
-    seq = rebuild.signal_seq_after(
+    seq = recovery.signal_seq_after(
         sid, sources.client_order_ids(engine, sid), 0 if snapshot is None else snapshot.signal_seq
     )
     state = rebuild.build_state(
@@ -242,9 +243,9 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
 def _position(
     view: sources.BrokerView,
     replay: rebuild.FillReplay,
-    warmed: rebuild.Rewarmed,
+    warmed: recovery.Rewarmed,
     sole: bool,
-) -> rebuild.Position:
+) -> recovery.Position:
     """The broker's position when the session is alone on its account and contract; else its
     own fills' share. A position without an average price is valued at the last price."""
     quantity, average = (view.quantity, view.average_price) if sole else (replay.quantity, None)
@@ -253,7 +254,7 @@ def _position(
     if average is None and quantity and warmed.partial is not None:
         average = warmed.partial.close
     opened = replay.trades[-1].time if replay.trades and quantity else None
-    return rebuild.Position(quantity, average, opened)
+    return recovery.Position(quantity, average, opened)
 
 
 def _apply_late_fills(rt: Runtime, row: TradingSessionRow, log_end: str) -> int:
