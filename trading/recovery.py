@@ -9,7 +9,9 @@ and writes it:
   order id is ever reused for a different order.
 - ``history_window`` / ``rewarm``: which stream entries to fold, and the candles they make,
   without running the strategy.
-- ``stop_price_for``: the stop price a rebuilt position keeps (its protective stop still open).
+- ``rebuilt_position``: the position the session holds again (the broker's, or its own fills'
+  share of an account and contract it shares), with the stop price it keeps
+  (``stop_price_for``: its protective stop still open).
 """
 
 from __future__ import annotations
@@ -195,6 +197,29 @@ def stop_price_for(quantity: int, contract: str, stops: Sequence[OpenStop]) -> D
     return newest.stop_price
 
 
+def rebuilt_position(
+    contract: str,
+    broker: tuple[int, Decimal | None],
+    fills: tuple[int, Decimal | None],
+    sole: bool,
+    last_fill: datetime | None,
+    last_price: Decimal | None,
+    stops: Sequence[OpenStop],
+) -> Position:
+    """The position a rebuilt session holds in ``contract``: the ``broker``'s (quantity and
+    average price) when the session is alone on its account and contract (``sole``), else the
+    share its own ``fills`` make (quantity and average). A position without an average price is
+    valued at ``last_price``; it was opened at the session's ``last_fill`` and keeps the stop
+    price of its open protective stop (``stop_price_for``)."""
+    quantity, average = broker if sole else (fills[0], None)
+    if average is None and fills[0] == quantity:
+        average = fills[1]
+    if average is None and quantity and last_price is not None:
+        average = last_price
+    opened = last_fill if quantity else None
+    return Position(quantity, average, opened, stop_price_for(quantity, contract, stops))
+
+
 __all__ = [
     "OpenStop",
     "Position",
@@ -202,6 +227,7 @@ __all__ = [
     "entry_id",
     "history_window",
     "max_signal_seq",
+    "rebuilt_position",
     "rewarm",
     "signal_seq_after",
     "stop_price_for",
