@@ -46,7 +46,7 @@ def risk_after_fill(
         crossing = warn_event(answer, account)
         if crossing is not None:
             if crossing.severity == "warning":
-                log.warning("session %s: %s", session_id, crossing.message)
+                log.warning("session %s: %s %s", session_id, crossing.message, crossing.details)
             record_event(
                 engine, session_id, "risk", crossing.severity, crossing.message, crossing.details
             )

@@ -219,7 +219,7 @@ class SessionStep:
         self._stops_out, self._watched = decision.stops_out, decision.watched
         for event in decision.events:
             if event.severity == "warning":
-                log.warning("session %s: %s", sid, event.message)
+                log.warning("session %s: %s %s", sid, event.message, event.details)
         result.events.extend(decision.events)
         if decision.entries_dropped:
             log.warning("session %s: entry dropped, entries are blocked", sid)
