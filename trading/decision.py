@@ -3,7 +3,8 @@
 ``decide_at_close`` is the whole decision of one step's closed candles, over typed inputs
 (``CloseInputs``) and returning a typed ``Decision``; the tick step (``workers.ticks.step``)
 decodes the session's fields into the inputs, calls it, and encodes the decision into the
-fields, order rows and events it writes. Nothing here reads Redis, SQL or the clock.
+fields, order rows and events it writes. Nothing here touches Redis, SQL or the clock itself:
+the one outside answer it needs, the risk gate's, comes through the gate it is given.
 
 Unless the session is not trading, is rolling, or has not closed ``warmup`` candles yet (then
 the strategy is not called at all and its state is left as it is), for each closed candle:
@@ -120,6 +121,7 @@ class CloseInputs:
     ticks: Sequence[Tick] = ()
     """The step's good ticks, watched for the protective stop (with ``protective_stops``)."""
     stops_out: tuple[StopOut, ...] = ()
+    """Protective stops seen touched, their fills not applied yet (``trading.stops``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +139,8 @@ class Decision:
     """What the session does about its closed candles."""
 
     strategy_state: JsonObject | None
-    """The strategy's new state; None when it was not called (nothing to write)."""
+    """The strategy's new state (after its last good call); None when it was not called at
+    all (nothing to write)."""
     signal_seq: int
     orders: tuple[DecidedOrder, ...] = ()
     """In the order decided (each as decided: a later stop move does not change it)."""
@@ -151,6 +154,7 @@ class Decision:
     stopped: str | None = None
     """The strategy failed with this message: the session stops trading."""
     stops_out: tuple[StopOut, ...] = ()
+    """The inputs' touched stops and those the watch saw touched since."""
     watched: int = 0
     """How many of the inputs' ticks were watched (from the first)."""
     entries_dropped: int = 0
