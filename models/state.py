@@ -13,20 +13,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, TypeAlias
 
+from trading import orders as trading_orders
 from trading.market import Candle
 
 JsonValue = Any
 """A JSON-compatible value (dict / list / str / int / bool / None); Decimals as strings."""
 
-Side = Literal["buy", "sell"]
-OrderType = Literal["market", "limit", "stop"]
-TimeInForce = Literal["day", "gtc", "ioc"]
-OrderStatus = Literal[
-    "new", "sent", "working", "partially_filled", "filled", "cancelled", "rejected", "lost"
-]
-Intent = Literal["entry", "exit", "roll"]
+Side: TypeAlias = trading_orders.Side
+OrderType: TypeAlias = trading_orders.OrderType
+TimeInForce: TypeAlias = trading_orders.TimeInForce
+OrderStatus: TypeAlias = trading_orders.OrderStatus
+Intent: TypeAlias = trading_orders.Intent
+"""An order's literal types, defined with the orders decisions make (``trading.orders``)."""
 
 
 @dataclass(frozen=True, slots=True)

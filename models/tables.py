@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeAlias, get_args
 
 from sqlalchemy import (
     JSON,
@@ -38,11 +38,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from models.state import Intent, OrderStatus, OrderType, Side, TimeInForce
+from trading import events as trading_events
 from trading.exceptions import BadInput
 
 SessionStatus = Literal["active", "stopped"]
-EventKind = Literal["reconciliation", "roll", "risk", "operator", "data", "strategy", "recovery"]
-Severity = Literal["info", "warning", "error", "critical"]
+EventKind: TypeAlias = trading_events.EventKind
+Severity: TypeAlias = trading_events.Severity
 RollStatus = Literal["running", "done", "failed", "needs_operator", "aborted"]
 RollStep = Literal["begin", "close", "await_close", "open", "await_open", "switch", "end", "done"]
 

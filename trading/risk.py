@@ -17,15 +17,24 @@ reservation at once, in integers: risk and equity in cents (risk rounded up, equ
 rounding never lets an entry in) and levels in parts per million. ``to_cents`` / ``to_ppm`` are
 the conversions, and ``entry_fits`` / ``next_warned`` / ``is_blocked`` here are the exact
 integer rules the script applies.
+
+At a closed candle (``trading.decision``) only a signal with an ENTRY intent is checked: the
+session's whole open risk after the signal (its target position times the per-contract risk:
+to the signal's stop, or ``k x ATR`` without one) is checked and reserved at once through an
+``EntryGate`` (``check_entry``); a refused entry is dropped with an event and the exits of the
+same signal still go, so a refused reversal goes flat. A moved stop re-measures the position's
+risk, never refused (``risk_after_move``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Literal, Protocol
 
+from trading.events import Event
 from trading.intents import OrderIntent
 from trading.market import Candle
 
@@ -223,13 +232,118 @@ def without_entries(intents: Sequence[OrderIntent]) -> list[OrderIntent]:
     return [intent for intent in intents if intent.intent != "entry"]
 
 
+@dataclass(frozen=True, slots=True)
+class EntryCheck:
+    """One signal's entry: the target position, its stop, the candles up to now, data time."""
+
+    target: int
+    stop_price: Decimal | None
+    candles: Sequence[Candle]
+    now: datetime
+
+
+@dataclass(slots=True)
+class GateOutcome:
+    """What a signal keeps after the gate (``intents``), the gate's ``answer`` (None when it
+    was not asked) and the events to record."""
+
+    intents: list[OrderIntent]
+    answer: RiskAnswer | None = None
+    events: list[Event] = field(default_factory=list)
+
+
+def per_contract_risk(
+    policy: RiskPolicy, multiplier: Decimal, stop: Decimal | None, candles: Sequence[Candle]
+) -> Decimal:
+    """Risk of one contract entered at the last close: to ``stop``, or ``k x ATR``."""
+    price = candles[-1].close
+    if stop is not None:
+        distance = abs(price - stop)
+    else:
+        distance = default_stop_distance(candles, policy.atr_mult, policy.atr_periods)
+    return distance * multiplier
+
+
+def warn_event(answer: RiskAnswer, account: str) -> Event | None:
+    """The event of a warn-level crossing (once per crossing), or None."""
+    details = {"account": account, "heat": str(answer.heat), "warn": str(answer.heat_warn)}
+    if answer.warn_change > 0:
+        return Event("risk", "warning", f"account {account} heat reached the warn level", details)
+    if answer.warn_change < 0:
+        return Event("risk", "info", f"account {account} heat back below the warn level", details)
+    return None
+
+
+def check_entry(
+    gate: EntryGate,
+    account: str,
+    session_id: str,
+    multiplier: Decimal,
+    balance: Decimal | None,
+    intents: list[OrderIntent],
+    check: EntryCheck,
+) -> GateOutcome:
+    """The intents of one signal that pass the gate: all of them without an entry; else the
+    entry's risk is reserved, and a refusal (or a target past the maximum position) drops the
+    entry with an event (see the module)."""
+    if not has_entry(intents):
+        return GateOutcome(intents)
+    base = {"account": account, "target": check.target, "at": check.now.isoformat()}
+    if not within_max_position(check.target, gate.policy.max_position):
+        message = f"entry refused: target {check.target} exceeds the maximum position"
+        detail = {**base, "reason": "max_position", "max": gate.policy.max_position}
+        return GateOutcome(
+            without_entries(intents), events=[Event("risk", "warning", message, detail)]
+        )
+    per_contract = per_contract_risk(gate.policy, multiplier, check.stop_price, check.candles)
+    risk = abs(check.target) * per_contract
+    answer = gate.reserve(
+        account, session_id, risk, per_contract, balance, check.now.date().isoformat()
+    )
+    outcome = GateOutcome(intents, answer)
+    crossing = warn_event(answer, account)
+    if crossing is not None:
+        outcome.events.append(crossing)
+    if not answer.accepted:
+        message = f"entry refused: {answer.reason} (heat {answer.heat:.4f}, risk {risk})"
+        detail = {**base, "reason": answer.reason, "risk": str(risk), "heat": str(answer.heat)}
+        outcome.events.append(Event("risk", "warning", message, detail))
+        outcome.intents = without_entries(intents)
+    return outcome
+
+
+def risk_after_move(
+    gate: EntryGate,
+    account: str,
+    session_id: str,
+    multiplier: Decimal,
+    balance: Decimal | None,
+    position: int,
+    stop: Decimal,
+    close: Decimal,
+) -> GateOutcome:
+    """The strategy moved the stop of the ``position`` it holds: its open risk on the account
+    is measured to the new stop from the last close (a tighter stop frees heat, a looser one
+    takes more; a move is never refused, like an exit)."""
+    per_contract = abs(close - stop) * multiplier
+    answer = gate.set_position(account, session_id, position, per_contract, balance)
+    outcome = GateOutcome([], answer)
+    crossing = warn_event(answer, account)
+    if crossing is not None:
+        outcome.events.append(crossing)
+    return outcome
+
+
 __all__ = [
     "PPM",
     "BlockReason",
+    "EntryCheck",
     "EntryGate",
+    "GateOutcome",
     "RiskAnswer",
     "RiskLevels",
     "RiskPolicy",
+    "check_entry",
     "daily_loss_reached",
     "default_stop_distance",
     "entry_fits",
@@ -237,9 +351,12 @@ __all__ = [
     "heat",
     "is_blocked",
     "next_warned",
+    "per_contract_risk",
     "position_risk",
+    "risk_after_move",
     "to_cents",
     "to_ppm",
+    "warn_event",
     "within_max_position",
     "without_entries",
 ]

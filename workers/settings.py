@@ -136,7 +136,7 @@ class StopSettings(_Group):
     protective: bool = True
     """A position opened with a stop price gets a stop order resting at the broker
     (``workers.stops.sync``), which the tick step watches in data time
-    (``workers.stops.watch``); an exit cancels it first, as of its decision, and is
+    (``trading.stops``); an exit cancels it first, as of its decision, and is
     dropped if it had already filled; a strategy that moves its stop moves the order. Off
     (``TRADEFLEET_PROTECTIVE_STOPS=0``): stops are only the strategies' own."""
 

@@ -34,6 +34,7 @@ from models.codec import decode_field, trades_key
 from models.state import OpenPosition, PnlInfo, Trade, WorkingOrder
 from trading.exceptions import RetryLater, UnknownSession
 from trading.positions import apply_fill
+from trading.stops import after_stop_fill
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import Fill, QueryBalance
 from workers.brokers.paper.model import epoch_ms_ceil
@@ -42,7 +43,6 @@ from workers.risk.after_fill import risk_after_fill
 from workers.settings import RiskSettings, StopSettings
 from workers.state.store import Lease, StateChanges, StateStore
 from workers.stops.sync import is_stop_id, sync_stop
-from workers.stops.watch import after_stop_fill
 from workers.ticks.step import PROGRESS_FIELD, TickProgress
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def apply_fill_to_session(
 
 def _stop_settled(engine: Engine, lease: Lease, fill: Fill) -> dict[str, str]:
     """A protective stop's fill settles the touch the tick step took as closed when it saw
-    it (``workers.stops.watch``): the new ``_progress``, if it changes."""
+    it (``trading.stops``): the new ``_progress``, if it changes."""
     raw = lease.fields.get(PROGRESS_FIELD)
     if not is_stop_id(fill.client_order_id) or not raw:
         return {}
@@ -240,7 +240,7 @@ def _order_not_recorded_yet(engine: Engine, lease: Lease, fill: Fill) -> bool:
 def _touch_not_seen_yet(engine: Engine, lease: Lease, fill: Fill) -> bool:
     """Whether a protective stop filled on a tick the session's step has not processed yet:
     it waits, like an order not recorded yet, so that the step sees the touch first
-    (``workers.stops.watch``) and the same replay gives the same events and decisions;
+    (``trading.stops``) and the same replay gives the same events and decisions;
     applied anyway once the stop's row is ``UNRECORDED_FILL_WAIT_S`` old."""
     raw = lease.fields.get(PROGRESS_FIELD)
     last_ms = TickProgress.from_json(raw).last_ms if raw else None

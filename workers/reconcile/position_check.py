@@ -279,7 +279,7 @@ def _correct(
 
 def _stop_out_settled(fields: Mapping[str, str]) -> dict[str, str]:
     """The broker's position is the truth: what the tick step took as closed by a touched
-    protective stop (``workers.stops.watch``) is settled by the correction."""
+    protective stop (``trading.stops``) is settled by the correction."""
     raw = fields.get(PROGRESS_FIELD)
     progress = TickProgress.from_json(raw)
     if not raw or not progress.stops_out:

@@ -1,5 +1,9 @@
 """Rebuilding one session whose Redis state is missing, from SQL and the broker.
 
+Read, plan, build, write: this module reads (SQL, the broker, the stream: ``sources``), plans
+with the pure ``trading.recovery`` (signal sequence, re-warmed candles, the position and its
+stop price), builds the stored values with ``rebuild`` and writes the state in one step.
+
 - configuration: the ``trading_sessions`` row (the contract of its last finished roll);
 - open orders: the order rows that are not final, each checked at the broker (final there:
   the row takes that status; working there: the broker's fill progress);
@@ -12,10 +16,10 @@
 - protective stops: first worked at the broker on the ticks up to the rebuilt cursor (the
   session met those without state and never processes them: a stop touched meanwhile has
   filled before the position is read, ``sources.settle_stops``); the position keeps the price
-  of the stop still open for it (``rebuild.stop_price_for``), so the rebuilt session watches
-  that stop in data time like any other; once the state exists, the broker is made to hold the
-  stop the position needs and its poll chain runs (``workers.stops.sync.sync_stop``; the
-  chain's guard may have gone with the state);
+  of the stop still open for it (``trading.recovery.stop_price_for``), so the rebuilt session
+  watches that stop in data time like any other; once the state exists, the broker is made to
+  hold the stop the position needs and its poll chain runs (``workers.stops.sync.sync_stop``;
+  the chain's guard may have gone with the state);
 - rolling: set while a roll of the session is unfinished (its chain resumes the roll);
 - candles: re-warmed by folding the instrument stream up to its end WITHOUT running the
   strategy; the session's cursor starts at that end;
@@ -41,13 +45,14 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from models.codec import fence_key
 from models.state import WorkingOrder
 from models.tables import TradingSessionRow
+from trading import recovery
 from trading.exceptions import SessionExists, UnknownSession
 from trading.reconcile import RECONCILE_FIELD, ReconcileMeta
 from trading.timeframes import parse_timeframe
@@ -142,7 +147,7 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
     entries = sources.read_history(
         rt.redis, contract, end, timeframe, need, since, settings.state.max_candles
     )
-    warmed = rebuild.rewarm(contract, entries, timeframe)
+    warmed = recovery.rewarm(contract, entries, timeframe)
     broker = session_broker(rt, row)
     try:
         stops_closed = sources.settle_stops(broker, engine, account, sid, end, records)
@@ -167,12 +172,16 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
     replay = rebuild.replay_fills(
         sources.recorded_fills(engine, sid), contract, definition.spec.multiplier
     )
-    position = _position(view, replay, warmed, sources.sole_owner(engine, row, contract))
-    stops = sources.open_stops(engine, sid, orders)
-    position = replace(
-        position, stop_price=rebuild.stop_price_for(position.quantity, contract, stops)
+    position = recovery.rebuilt_position(
+        contract,
+        (view.quantity, view.average_price),
+        (replay.quantity, replay.average_price),
+        sources.sole_owner(engine, row, contract),
+        replay.trades[-1].time if replay.trades else None,
+        None if warmed.partial is None else warmed.partial.close,
+        sources.open_stops(engine, sid, orders),
     )
-    seq = rebuild.signal_seq_after(
+    seq = recovery.signal_seq_after(
         sid, sources.client_order_ids(engine, sid), 0 if snapshot is None else snapshot.signal_seq
     )
     state = rebuild.build_state(
@@ -237,23 +246,6 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
     log.warning("session %s: %s %s", sid, message, details)
     record_event(engine, sid, "recovery", "warning", message, details)
     return RecoveryReport(sid, "recovered", message + _age_text(snapshot, now), details)
-
-
-def _position(
-    view: sources.BrokerView,
-    replay: rebuild.FillReplay,
-    warmed: rebuild.Rewarmed,
-    sole: bool,
-) -> rebuild.Position:
-    """The broker's position when the session is alone on its account and contract; else its
-    own fills' share. A position without an average price is valued at the last price."""
-    quantity, average = (view.quantity, view.average_price) if sole else (replay.quantity, None)
-    if average is None and replay.quantity == quantity:
-        average = replay.average_price
-    if average is None and quantity and warmed.partial is not None:
-        average = warmed.partial.close
-    opened = replay.trades[-1].time if replay.trades and quantity else None
-    return rebuild.Position(quantity, average, opened)
 
 
 def _apply_late_fills(rt: Runtime, row: TradingSessionRow, log_end: str) -> int:

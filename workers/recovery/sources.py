@@ -27,7 +27,9 @@ from models.tables import (
 )
 from trading.contracts import spec_for_product
 from trading.exceptions import RetryLater
+from trading.market import StreamEntry
 from trading.reconcile import OPEN_ORDER_STATUSES
+from trading.recovery import OpenStop, history_window
 from trading.strategies import get_strategy, prepare_strategy
 from trading.timeframes import Timeframe
 from workers.brokers.base import FILLS_START, AccountManager
@@ -41,17 +43,10 @@ from workers.brokers.commands import (
 from workers.brokers.paper.model import MarketBound, epoch_ms_ceil
 from workers.db.order_rows import insert_fill_if_absent, update_order_row
 from workers.orders.send import BROKER_TO_LOCAL
-from workers.recovery.rebuild import (
-    Definition,
-    OpenStop,
-    OrderRecord,
-    RecordedFill,
-    history_window,
-)
+from workers.recovery.rebuild import Definition, OrderRecord, RecordedFill
 from workers.stops.horizon import until_replaced
 from workers.stops.sync import is_stop_id, open_stop_rows
 from workers.ticks.keys import stream_key
-from workers.ticks.step import StreamEntry
 
 HISTORY_CHUNK = 5_000
 BROKER_READ_TRIES = 5
@@ -242,7 +237,7 @@ def settle_stops(
     candles), and a stop is worked only on the entries its session has processed: worked here,
     before the broker's position is read, a stop touched meanwhile has filled and the rebuilt
     position holds its fill; a stop still working goes on from ``through``, on the ticks the
-    rebuilt session watches it on (``workers.stops.watch``). So the rebuilt session never
+    rebuilt session watches it on (``trading.stops``). So the rebuilt session never
     learns of such a fill at a wall-clock moment of its own, nor decides as if that stop still
     rested. A stop is worked no later than the decision of a later stop of the session or of
     an exit still open (``workers.stops.horizon``); a broker that works its orders by
@@ -341,7 +336,7 @@ def read_history(
     max_candles: int,
 ) -> list[StreamEntry]:
     """The entries up to ``end`` to re-warm the candles from, oldest first (see
-    ``rebuild.history_window``): read back from ``end`` in chunks until far enough."""
+    ``trading.recovery.history_window``): read back from ``end`` in chunks until far enough."""
     if end == "0-0":
         return []
     key = stream_key(instrument)

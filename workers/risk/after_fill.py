@@ -16,9 +16,9 @@ import redis
 from sqlalchemy.engine import Engine
 
 from models.state import ContractDetails, OpenPosition, WorkingOrder
+from trading.risk import warn_event
 from workers.db.session_rows import record_event
 from workers.risk.book import RiskBook
-from workers.risk.entry import warn_event
 from workers.settings import RiskSettings
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,11 @@ def risk_after_fill(
         answer = book.set_position(account, session_id, position.quantity, per_contract, equity)
         crossing = warn_event(answer, account)
         if crossing is not None:
-            record_event(engine, session_id, "risk", *crossing)
+            if crossing.severity == "warning":
+                log.warning("session %s: %s %s", session_id, crossing.message, crossing.details)
+            record_event(
+                engine, session_id, "risk", crossing.severity, crossing.message, crossing.details
+            )
         if realized and book.add_realized(account, trade_date, realized):
             record_event(
                 engine,

@@ -3,7 +3,7 @@ session's protective stops: a ``MarketBound`` in the session's own data.
 
 A simulated broker working stops beyond what the session has seen would race its decisions;
 bounded, the same replay fills the same stops at the same ticks however fast workers are, and
-the tick step has always seen a touch before its fill comes back (``workers.stops.watch``).
+the tick step has always seen a touch before its fill comes back (``trading.stops``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session as DbSession
 from models.codec import decode_field, state_key
 from models.state import WorkingOrder
 from models.tables import OrderRow
+from trading.orders import OPEN_STATUSES
 from workers.brokers.paper.model import MarketBound, epoch_ms_ceil
-from workers.stops.watch import OPEN_STATUSES
 
 CURSOR_FIELD = "_cursor"
 """The last stream entry the session's tick step processed (``workers.ticks.step``)."""

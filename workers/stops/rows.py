@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session as DbSession
 from models.state import WorkingOrder
 from models.tables import OrderRow
 from trading.intents import client_order_id
-from workers.stops.watch import OPEN_STATUSES
+from trading.orders import OPEN_STATUSES
 
 STOP_ID = re.compile(r"([0-9a-f]{16})-(?:stop-([0-9]+)(?:-([0-9]+))?|move-([0-9]+))")
 """``<hex>-stop-<n>``: the n-th stop ``sync_stop`` placed for the session; ``<hex>-stop-<seq>-

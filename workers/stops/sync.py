@@ -1,7 +1,7 @@
 """Protective stops at the broker: every position opened with a stop has a stop order resting.
 
 An entry decided with a stop price is decided together with its stop: the tick step writes both
-rows, and the stop (``<hex>-stop-<seq>-<leg>``: ``workers.stops.watch.attached_stop_id``) is
+rows, and the stop (``<hex>-stop-<seq>-<leg>``: ``trading.stops.attached_stop_id``) is
 sent right after its entry, attached to it (one-triggers-other: the broker works it from the
 entry's fill on, in data time). So whether a stop rested, and from when, never depends on how
 fast the entry's fill came back.
@@ -11,7 +11,9 @@ Afterwards the stop a position needs follows from the session's state:
 ``stop_price`` fills), ``|quantity|`` contracts on the opposite side, in the position's contract
 (a position that lost its stop price to a rebuild keeps the price of its open stop).
 ``sync_stop`` makes the broker match it, under the session's lock (so two deliveries cannot
-race):
+race): it reads the session's state and open stop rows, plans with ``trading.stops.plan_stop``
+(pure: the stop wanted, the row kept, the rows cancelled, and ``cancel_as_of`` the data time
+they are cancelled as of), and acts on the plan at the broker and in SQL:
 
 - no stop needed (flat, or no stop price): every open stop order of the session is cancelled;
 - the newest open stop row matches (contract, side, quantity, price): it is placed if its row
@@ -40,7 +42,7 @@ resting stops as of its decision's data time before it is sent (``clear_for_exit
 dropped when one had filled before that, and ``sync_stop`` leaves the stops alone while an
 exit of the session is open (``exit_pending``): the two never both fill. The broker works a
 session's stops only on the prices the session has seen (``workers.stops.horizon``), and the
-tick step watches the same stop on the same prices (``workers.stops.watch``), so the
+tick step watches the same stop on the same prices (``trading.stops``), so the
 same replay fills the same stops whatever the workers' speed. Behind the
 ``TRADEFLEET_PROTECTIVE_STOPS`` setting (on by default, see ``workers.settings``).
 
@@ -52,7 +54,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -60,8 +62,9 @@ import redis
 from celery import current_app
 from sqlalchemy.engine import Engine
 
-from models.state import OpenPosition, OrderStatus, Side, WorkingOrder
+from models.state import OrderStatus, Side, WorkingOrder
 from models.tables import OrderRow
+from trading.stops import cancel_as_of, exit_pending, plan_stop
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import CancelOrder, OrderAck, PlaceOrder, QueryOrder
 from workers.db.order_rows import get_order_row, insert_order_if_absent, update_order_row
@@ -76,7 +79,6 @@ from workers.stops.rows import (
     stop_count,
     stop_id,
 )
-from workers.stops.watch import OPEN_STATUSES
 from workers.ticks.progress import PROGRESS_FIELD, TickProgress
 
 log = logging.getLogger(__name__)
@@ -102,16 +104,6 @@ ACK_TO_LOCAL: dict[str, OrderStatus] = {
 __all__ = ["is_move_id", "is_stop_id", "open_stop_rows", "parent_of", "stop_id"]
 
 
-@dataclass(frozen=True, slots=True)
-class WantedStop:
-    """The stop order a position needs."""
-
-    contract: str
-    side: Side
-    quantity: int
-    stop_price: Decimal
-
-
 @dataclass(slots=True)
 class StopOutcome:
     """What one sync did: ``placed`` the new stop's id (if one was written), ``cancelled``
@@ -131,35 +123,6 @@ class StopOutcome:
 
 def poll_guard_key(coid: str) -> str:
     return f"tf:stoppoll:{coid}"
-
-
-def wanted_stop(position: OpenPosition | None) -> WantedStop | None:
-    """The stop ``position`` needs, or None (flat, or opened without a stop)."""
-    if position is None or position.quantity == 0 or position.stop_price is None:
-        return None
-    side: Side = "sell" if position.quantity > 0 else "buy"
-    return WantedStop(position.contract, side, abs(position.quantity), position.stop_price)
-
-
-def _inherited(position: OpenPosition | None, rows: list[OrderRow]) -> WantedStop | None:
-    """An open position without a stop price (its state was rebuilt or corrected) keeps the
-    price of the stop still open for it, resized: a position is never unprotected silently."""
-    if position is None or position.quantity == 0 or not rows or rows[-1].stop_price is None:
-        return None
-    side: Side = "sell" if position.quantity > 0 else "buy"
-    if (rows[-1].contract, rows[-1].side) != (position.contract, side):
-        return None
-    return WantedStop(position.contract, side, abs(position.quantity), Decimal(rows[-1].stop_price))
-
-
-def _matches(row: OrderRow, wanted: WantedStop) -> bool:
-    return (
-        row.contract == wanted.contract
-        and row.side == wanted.side
-        and row.quantity == wanted.quantity
-        and row.stop_price is not None
-        and Decimal(row.stop_price) == wanted.stop_price
-    )
 
 
 def _data_now(fields: dict[str, str], hint: datetime | None) -> datetime:
@@ -197,22 +160,22 @@ def sync_stop(
     """
     outcome = StopOutcome(session_id)
     with store.locked(session_id, wait_s=LOCK_WAIT_S) as lease:
-        position: OpenPosition | None = lease.value("open_position")
         if exit_pending(lease.value("orders")):
             return outcome
         rows = open_stop_rows(engine, session_id, pending=lease.value("orders"))
-        wanted = wanted_stop(position) or _inherited(position, rows)
-        keep = rows[-1] if rows and wanted is not None and _matches(rows[-1], wanted) else None
-        if keep is not None and verify and not _still_working(engine, broker, account, keep):
-            outcome.missing = keep.client_order_id
-            keep = None
-        horizon = as_of or _horizon_time(lease.fields)
-        if keep is not None and keep.decided_at is not None:
-            horizon = keep.decided_at if horizon is None else min(horizon, keep.decided_at)
+        plan = plan_stop(lease.value("open_position"), rows)
+        if (
+            plan.keep is not None
+            and verify
+            and not _still_working(engine, broker, account, plan.keep)
+        ):
+            outcome.missing = plan.keep.client_order_id
+            plan = replace(plan, keep=None)
+        horizon = cancel_as_of(as_of, _last_ms(lease.fields), plan.keep)
         raced = False
-        for row in rows:
-            if row is not keep and row.client_order_id != outcome.missing:
-                raced = not _cancel(engine, broker, account, row, outcome, horizon) or raced
+        for row in plan.cancel:
+            raced = not _cancel(engine, broker, account, row, outcome, horizon) or raced
+        keep, wanted = plan.keep, plan.wanted
         if wanted is None or raced:
             return outcome
         if keep is None:
@@ -245,13 +208,6 @@ def sync_stop(
     if outcome.resting is not None:
         start_polling(store.client, session_id, outcome.resting)
     return outcome
-
-
-def exit_pending(orders: dict[str, WorkingOrder]) -> bool:
-    """Whether the session has an exit order of its own still open: while it is, its stops
-    are left alone (the exit cancels them as of its decision before it is sent; a stop placed
-    meanwhile could fill after the exit and reverse the position)."""
-    return any(o.intent == "exit" and o.status in OPEN_STATUSES for o in orders.values())
 
 
 def clear_for_exit(
@@ -300,12 +256,6 @@ def clear_for_exit(
 def clear_key(session_id: str, coid: str) -> str:
     """Where ``clear_for_exit`` keeps its answer for one exit (the session's hash tag)."""
     return f"tf:{{{session_id}}}:clear:{coid}"
-
-
-def _horizon_time(fields: Mapping[str, str]) -> datetime | None:
-    """The data time of the session's last processed tick: stops are cancelled as of then."""
-    last_ms = _last_ms(fields)
-    return None if last_ms is None else EPOCH_UTC + (last_ms + 1) * MS_DELTA
 
 
 def _as_order(row: OrderRow) -> WorkingOrder:

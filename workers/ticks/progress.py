@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.stops.watch import StopOut, taken_as_closed
+from trading.stops import StopOut, taken_as_closed
 
 PROGRESS_FIELD = "_progress"
 
@@ -22,7 +22,7 @@ class TickProgress:
     rejected: dict[str, int] = field(default_factory=dict)
     stops_out: tuple[StopOut, ...] = ()
     """Protective stops seen touched whose fills are not applied yet, the positions they
-    protect taken as closed (``workers.stops.watch``); written only when there are."""
+    protect taken as closed (``trading.stops``); written only when there are."""
 
     @property
     def stop_out(self) -> int:

@@ -1,9 +1,17 @@
-"""One session's step over a batch of new ticks: validate, fold, run the strategy, decide orders.
+"""One session's step over a batch of new ticks: validate, fold, decide at closed candles.
 
 This is the work done under the session's lock between the two scripts of the tick path. It
 touches no Redis and no database itself: it takes the state fields read by the first script and
 the raw stream entries, and answers with what the second script must write (fields, appended
 candles, the new cursor) plus the orders and events that follow from it.
+
+What the session decides when candles close (strategy, signals, risk gate, orders, stop moves,
+the strategy's new state) is the pure ``trading.decision.decide_at_close``. The step decodes its
+inputs from the session's fields (the working orders and position go in as they are decoded,
+``trading.orders``' views), calls it with the candle history reader and the risk gate, and
+encodes the ``Decision``: working copies, order rows to write and send, fields and events. It
+also watches the protective stop on the ticks after the last closed candle
+(``trading.stops.watch``) and marks the position to market.
 """
 
 from __future__ import annotations
@@ -11,8 +19,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from models.codec import decode_field, encode_field
@@ -23,30 +31,19 @@ from models.state import (
     OrderTemplate,
     PnlInfo,
     SessionInfo,
-    Side,
     StrategyRef,
     WorkingOrder,
 )
-from models.tables import EventKind, Severity
 from trading.candles import UNPARSEABLE, fold_ticks, validate_tick
-from trading.exceptions import StrategyError
-from trading.intents import OrderIntent, client_order_id, intents_for
-from trading.market import Candle, Tick
+from trading.decision import CloseInputs, Decision, decide_at_close
+from trading.events import Event
+from trading.market import EPOCH, Candle, StreamEntry, Tick, entry_to_tick, epoch_ms
+from trading.orders import OPEN_STATUSES, Order
 from trading.reconcile import RECONCILE_FIELD, entries_blocked
 from trading.risk import EntryGate
-from trading.strategies import StrategyContext, call_strategy, get_strategy
+from trading.stops import StopOut, watch
 from trading.timeframes import parse_timeframe
-from workers.risk.entry import EntryCheck, check_entry, risk_after_move
-from workers.stops.watch import (
-    OPEN_STATUSES,
-    StopOut,
-    attached_stop_id,
-    expected_stop,
-    first_touch,
-    move_stop_id,
-    pending_quantity,
-    taken_as_closed,
-)
+from workers.risk.entry import heat_fields
 from workers.ticks.decoded import IMMUTABLE_FIELDS, decoded, encoded, remember
 from workers.ticks.progress import PROGRESS_FIELD, TickProgress
 
@@ -54,9 +51,7 @@ log = logging.getLogger(__name__)
 
 _UNREAD = object()
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CURSOR_FIELD = "_cursor"
-StreamEntry = tuple[bytes | str, Mapping[bytes, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +65,8 @@ class NewOrder:
     time_in_force: str
 
 
-@dataclass(frozen=True, slots=True)
-class StepEvent:
-    kind: EventKind
-    severity: Severity
-    message: str
-    details: dict[str, Any]
+StepEvent = Event
+"""An event the step records (a bad tick, a touched stop, the decision's)."""
 
 
 @dataclass(slots=True)
@@ -91,22 +82,6 @@ class StepResult:
     ticks_rejected: int = 0
 
 
-def entry_to_tick(instrument: str, values: Mapping[bytes, bytes]) -> Tick | None:
-    """The tick of one stream entry, or None when a field cannot be parsed."""
-    try:
-        ms = int(values[b"t"])
-        price = Decimal(values[b"p"].decode())
-        size = int(values[b"s"])
-        raw_bid = values.get(b"b")
-        raw_ask = values.get(b"a")
-        bid = Decimal(raw_bid.decode()) if raw_bid else None
-        ask = Decimal(raw_ask.decode()) if raw_ask else None
-        time = EPOCH + timedelta(milliseconds=ms)
-    except (KeyError, ValueError, InvalidOperation, OverflowError, UnicodeDecodeError):
-        return None
-    return Tick(instrument=instrument, time=time, price=price, size=size, bid=bid, ask=ask)
-
-
 class SessionStep:
     """Applies a batch of stream entries to one session's state fields."""
 
@@ -120,7 +95,7 @@ class SessionStep:
         protective_stops: bool = False,
     ) -> None:
         """``protective_stops``: the session's stops rest at the broker, so the step watches
-        them (``workers.stops.watch``)."""
+        them (``trading.stops``)."""
         self.session_id = session_id
         self._risk = risk
         self._stops = protective_stops
@@ -174,12 +149,12 @@ class SessionStep:
         )
         self.result.candles.extend(folded.closed)
         progress = progress.advanced(
-            progress.last_ms if last_time is None else _epoch_ms(last_time), len(good), rejected
+            progress.last_ms if last_time is None else epoch_ms(last_time), len(good), rejected
         )
         self._good, self._stops_out = good, progress.stops_out
         if folded.closed:
             progress = self._on_closed(folded.closed, timeframe.delta, progress)
-        self._watch(None)
+        self._watch_rest()
         if good:
             self._mark_to_market(good[-1].price)
         if self._stops_out != progress.stops_out:
@@ -198,184 +173,86 @@ class SessionStep:
         )
 
     def _on_closed(
-        self, closed: Sequence[Candle], step: timedelta, progress: TickProgress
+        self, closed: Sequence[Candle], span: timedelta, progress: TickProgress
     ) -> TickProgress:
-        trading: bool = self._get("trading")
-        rolling: bool = self._get("rolling")
-        warmup: int = self._get("warmup_periods")
+        """The session's decision on the candles this step closed (``trading.decision``): the
+        inputs decoded from its fields, the decision encoded into what the step writes."""
         before = progress.candles_closed
         progress = replace(progress, candles_closed=before + len(closed))
-        if not trading or rolling or before + len(closed) < warmup:
-            return progress
-        strategy_ref: StrategyRef = self._get("strategy")
-        strategy = get_strategy(strategy_ref.module)
-        need = max(warmup, 1) + 1
-        candles = self._history(need) + list(closed)
+        strategy: StrategyRef = self._get("strategy")
         details: ContractDetails = self._get("contract_details")
-        position = self._open_position()
-        orders = self._current_orders()
         template: OrderTemplate = self._get("order_template")
-        balance: Decimal | None = self._get("account_balance")
-        state = strategy_ref.state
-        seq = progress.signal_seq
-        orders_changed = False
-        first_live = len(candles) - len(closed)
-        for index in range(first_live, len(candles)):
-            candle = candles[index]
-            now = candle.start + step
-            self._watch(now)
-            if index + 1 < warmup:
-                continue
-            held = 0 if position is None else position.quantity
-            expected = held + pending_quantity(orders) + taken_as_closed(self._stops_out)
-            context = StrategyContext(
-                candles=candles[max(0, index + 1 - need) : index + 1],
-                position=expected,
-                contract=details.symbol,
-                tick_size=details.tick_size,
-                balance=balance,
-                now=now,
-                state=state,
+        inputs = CloseInputs(
+            session_id=self.session_id,
+            account=self.info.account,
+            closed=closed,
+            candle_span=span,
+            candles_before=before,
+            trading=self._get("trading"),
+            rolling=self._get("rolling"),
+            warmup=self._get("warmup_periods"),
+            strategy=strategy.module,
+            strategy_args=strategy.args,
+            strategy_state=strategy.state,
+            contract=details.symbol,
+            tick_size=details.tick_size,
+            multiplier=details.multiplier,
+            balance=self._get("account_balance"),
+            order_type=template.order_type,
+            order_quantity=template.quantity,
+            time_in_force=template.time_in_force,
+            position=self._open_position(),
+            orders=self._current_orders(),
+            signal_seq=progress.signal_seq,
+            entries_blocked=entries_blocked(self._fields.get(RECONCILE_FIELD)),
+            protective_stops=self._stops,
+            ticks=self._good,
+            stops_out=self._stops_out,
+        )
+        decision = decide_at_close(inputs, self._history, self._risk)
+        self._record(decision, strategy, template)
+        return replace(progress, signal_seq=decision.signal_seq)
+
+    def _record(self, decision: Decision, strategy: StrategyRef, template: OrderTemplate) -> None:
+        """Encode ``decision`` into the fields, orders and events the step writes."""
+        sid, result = self.session_id, self.result
+        self._stops_out, self._watched = decision.stops_out, decision.watched
+        for event in decision.events:
+            if event.severity == "warning":
+                log.warning("session %s: %s %s", sid, event.message, event.details)
+        result.events.extend(decision.events)
+        if decision.entries_dropped:
+            log.warning("session %s: entry dropped, entries are blocked", sid)
+        if decision.moves_ignored:
+            log.info("session %s: stop move ignored for %s orders", sid, template)
+        if decision.stopped is not None:
+            log.error("session %s stops trading: %s", sid, decision.stopped)
+            result.fields["trading"] = encode_field("trading", False)
+        if decision.strategy_state is not None:
+            result.fields["strategy"] = encode_field(
+                "strategy", replace(strategy, state=decision.strategy_state)
             )
-            try:
-                signals, state = call_strategy(strategy, context, strategy_ref.args)
-            except StrategyError as exc:
-                self._stop_trading(str(exc))
-                break
-            for signal in signals:
-                target = signal.target_position * template.quantity
-                if target == expected:
-                    if signal.stop_price is not None and self._move_stop(
-                        signal.stop_price, expected, template, (candle.close, now), seq + 1
-                    ):
-                        seq += 1
-                        if self._current_orders() is not orders:
-                            orders, orders_changed = self._current_orders(), True
-                    continue
-                intents = intents_for(expected, target, signal.stop_price, signal.reason)
-                intents = self._allowed(intents)
-                if self._risk is not None and intents:
-                    intents = self._risk_checked(
-                        intents, EntryCheck(target, signal.stop_price, context.candles, now)
-                    )
-                if not intents:
-                    continue
-                seq += 1
-                for intent in intents:
-                    order = WorkingOrder(
-                        client_order_id=client_order_id(self.session_id, seq, intent.leg),
-                        contract=details.symbol,
-                        side=intent.side,
-                        quantity=intent.quantity,
-                        order_type=template.order_type,
-                        intent=intent.intent,
-                        status="new",
-                        created_at=now,
-                        stop_price=intent.stop_price,
-                    )
-                    orders = {**orders, order.client_order_id: order}
-                    self._orders = orders
-                    orders_changed = True
-                    self.result.new_orders.append(
-                        NewOrder(
-                            order, now, self.info.account, self.session_id, template.time_in_force
-                        )
-                    )
-                    self._attach_stop(order, now)
-                expected += sum(intent.signed_quantity for intent in intents)
-        self.result.fields["strategy"] = encode_field(
-            "strategy", replace(strategy_ref, state=state)
-        )
-        if orders_changed:
-            self.result.fields["orders"] = encode_field("orders", orders)
-        return replace(progress, signal_seq=seq)
-
-    def _attach_stop(self, entry: WorkingOrder, now: datetime) -> None:
-        """An entry with a stop price is decided with its protective stop, attached to it
-        (``workers.stops.sync``); the stop is no working copy (no pending quantity)."""
-        if not self._stops or entry.intent != "entry" or entry.stop_price is None:
-            return
-        side: Side = "sell" if entry.side == "buy" else "buy"
-        coid = attached_stop_id(entry.client_order_id)
-        self._decide_stop(coid, entry.contract, side, entry.quantity, entry.stop_price, now)
-
-    def _decide_stop(
-        self, coid: str, contract: str, side: Side, quantity: int, price: Decimal, now: datetime
-    ) -> None:
-        """A protective stop order decided at ``now`` (good till cancelled)."""
-        stop = WorkingOrder(
-            coid, contract, side, quantity, "stop", "exit", "new", now, stop_price=price
-        )
-        self.result.new_orders.append(
-            NewOrder(stop, now, self.info.account, self.session_id, "gtc")
-        )
-
-    def _move_stop(
-        self,
-        price: Decimal,
-        expected: int,
-        template: OrderTemplate,
-        at: tuple[Decimal, datetime],
-        seq: int,
-    ) -> bool:
-        """The strategy moved the stop of the position it holds (``expected``, signed) to
-        ``price`` when a candle closed (``at``: its close and its end): the stop the session
-        expects takes the new price (the position's, or its pending entry's, which the
-        position takes on its fill), the account's heat is measured to it, and, with
-        protective stops on, a stop order ``<hex>-move-<seq>`` is decided that replaces the
-        resting one as of the candle's end (``workers.stops.sync``). True if a move was
-        decided (it uses ``seq``).
-
-        Ignored when nothing would change, when the expected stop is not the held side's,
-        and for templates other than market: a resting entry may not have filled at ``now``,
-        and a stop moved ahead of its entry could reverse the position."""
-        close, now = at
-        position = self._open_position()
-        orders = self._current_orders()
-        stop = expected_stop(position, orders, self._stops_out)
-        direction = 1 if expected > 0 else -1
-        if stop is None or stop.price == price or stop.direction != direction:
-            return False
-        if template.order_type != "market":
-            log.info("session %s: stop move ignored for %s orders", self.session_id, template)
-            return False
-        pending = [o for o in orders.values() if o.status in OPEN_STATUSES]
-        if pending:
-            newest = max(pending, key=lambda o: (o.created_at, o.intent == "entry"))
-            self._orders = {**orders, newest.client_order_id: replace(newest, stop_price=price)}
-        else:
+        if decision.heat is not None:
+            result.fields.update(heat_fields(decision.heat))
+        if decision.position_stop is not None:
+            position = self._open_position()
             assert position is not None
-            self._position = replace(position, stop_price=price)
-            self.result.fields["open_position"] = encode_field("open_position", self._position)
-        self.result.events.append(
-            StepEvent(
-                "risk",
-                "info",
-                f"stop moved from {stop.price} to {price}",
-                {"at": now.isoformat(), "from": str(stop.price), "to": str(price)},
+            self._position = replace(position, stop_price=decision.position_stop)
+            result.fields["open_position"] = encode_field("open_position", self._position)
+        orders = dict(self._current_orders()) if decision.orders_changed else None
+        account = self.info.account
+        for decided in decision.orders:
+            order = working_order(decided.order)
+            if orders is not None and decided.working:
+                orders[order.client_order_id] = order
+            result.new_orders.append(
+                NewOrder(order, order.created_at, account, sid, decided.time_in_force)
             )
-        )
-        details: ContractDetails = self._get("contract_details")
-        if self._risk is not None:
-            balance: Decimal | None = self._get("account_balance")
-            outcome = risk_after_move(
-                self._risk,
-                self.info.account,
-                self.session_id,
-                details,
-                balance,
-                expected,
-                price,
-                close,
-            )
-            self.result.fields.update(outcome.fields)
-            for severity, message, data in outcome.events:
-                self.result.events.append(StepEvent("risk", severity, message, data))
-        if self._stops:
-            side: Side = "sell" if direction > 0 else "buy"
-            coid = move_stop_id(self.session_id, seq)
-            self._decide_stop(coid, details.symbol, side, abs(expected), price, now)
-        return True
+        if orders is not None:
+            for coid, price in decision.stops_moved.items():
+                orders[coid] = replace(orders[coid], stop_price=price)
+            self._orders = orders
+            result.fields["orders"] = encode_field("orders", orders)
 
     def _open_position(self) -> OpenPosition | None:
         """The session's position, with a stop this step moved."""
@@ -386,73 +263,24 @@ class SessionStep:
         return position
 
     def _current_orders(self) -> dict[str, WorkingOrder]:
-        """The session's working copies, with the orders this step decided so far."""
+        """The session's working copies, with the orders this step decided."""
         if self._orders is None:
             raw = self._fields["orders"]
             self._orders = {} if raw == "{}" else self._get("orders")
         return self._orders
 
-    def _watch(self, until: datetime | None) -> None:
-        """Watch the expected protective stop over the good ticks not watched yet that come
-        before ``until`` (all of them with None): the first that reaches it takes the position
-        it protects as closed (``workers.stops.watch``)."""
-        if not self._stops:
+    def _watch_rest(self) -> None:
+        """Watch the expected protective stop over the good ticks the decision did not watch
+        (all of them when no candle closed): the first that reaches it takes the position it
+        protects as closed (``trading.stops``)."""
+        if not self._stops or self._watched == len(self._good):
             return
-        good, start = self._good, self._watched
-        end = start
-        while end < len(good) and (until is None or good[end].time < until):
-            end += 1
-        self._watched = end
-        if end == start:
-            return
-        position = self._open_position()
-        orders = self._current_orders()
-        stop = expected_stop(position, orders, self._stops_out)
-        tick = None if stop is None else first_touch(stop, good[start:end])
-        if stop is None or tick is None:
-            return
-        held = 0 if position is None else position.quantity
-        closed = held + pending_quantity(orders) + taken_as_closed(self._stops_out)
-        if closed == 0:
-            return
-        out = StopOut(stop.direction, stop.price, -closed, _epoch_ms(tick.time))
-        self._stops_out = (*self._stops_out, out)
-        message = (
-            f"protective stop {stop.price} touched at {tick.price}: position {closed} taken "
-            "as closed until the stop's fill arrives"
-        )
-        self.result.events.append(
-            StepEvent("risk", "info", message, {"at": tick.time.isoformat(), "closed": closed})
-        )
-
-    def _allowed(self, intents: list[OrderIntent]) -> list[OrderIntent]:
-        """Entries are dropped while reconciliation blocks them (the broker stopped answering,
-        ``trading.reconcile``); exits always pass."""
-        if not intents or not entries_blocked(self._fields.get(RECONCILE_FIELD)):
-            return intents
-        kept = [intent for intent in intents if intent.intent != "entry"]
-        if len(kept) < len(intents):
-            log.warning("session %s: entry dropped, entries are blocked", self.session_id)
-        return kept
-
-    def _risk_checked(self, intents: list[OrderIntent], check: EntryCheck) -> list[OrderIntent]:
-        """An entry reserves its risk on the account (``workers.risk``); a refused one is an
-        event, and the exits of its signal still go (a reversal goes flat only)."""
-        assert self._risk is not None
-        details: ContractDetails = self._get("contract_details")
-        balance: Decimal | None = self._get("account_balance")
-        outcome = check_entry(
-            self._risk, self.info.account, self.session_id, details, balance, intents, check
-        )
-        self.result.fields.update(outcome.fields)
-        for severity, message, data in outcome.events:
-            self.result.events.append(StepEvent("risk", severity, message, data))
-        return outcome.intents
-
-    def _stop_trading(self, message: str) -> None:
-        log.error("session %s stops trading: %s", self.session_id, message)
-        self.result.fields["trading"] = encode_field("trading", False)
-        self.result.events.append(StepEvent("strategy", "error", message, {}))
+        ticks = self._good[self._watched :]
+        self._watched = len(self._good)
+        touched = watch(self._open_position(), self._current_orders(), self._stops_out, ticks)
+        if touched is not None:
+            self._stops_out = (*self._stops_out, touched[0])
+            self.result.events.append(touched[1])
 
     def _mark_to_market(self, price: Decimal) -> None:
         position = self._open_position()
@@ -476,18 +304,29 @@ def progress_of(session_id: str, raw: str | None) -> TickProgress:
     return value
 
 
-def _epoch_ms(t: datetime) -> int:
-    delta = t - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+def working_order(order: Order) -> WorkingOrder:
+    """The working copy (and order row) of an order the decision made."""
+    return WorkingOrder(
+        client_order_id=order.client_order_id,
+        contract=order.contract,
+        side=order.side,
+        quantity=order.quantity,
+        order_type=order.order_type,
+        intent=order.intent,
+        status=order.status,
+        created_at=order.created_at,
+        filled_quantity=order.filled_quantity,
+        stop_price=order.stop_price,
+    )
 
 
 __all__ = [
+    "EPOCH",
     "OPEN_STATUSES",
     "PROGRESS_FIELD",
     "CollaboratorRef",
     "SessionStep",
     "StepResult",
     "TickProgress",
-    "entry_to_tick",
     "progress_of",
 ]

@@ -29,6 +29,7 @@ from tests.kit.snapshots import needed_stop, reduce_coid, seq_leg, text
 from tests.kit.wait import wait_until
 from trading.intents import client_order_id
 from trading.positions import apply_fill
+from trading.stops import attached_stop_id
 from workers.brokers.commands import QueryBalance, QueryOpenOrders, QueryPositions
 from workers.db.order_rows import get_order_row
 from workers.orders.fills import deliver_fills
@@ -40,7 +41,6 @@ from workers.risk.accounts import AccountChange, set_account
 from workers.risk.book import RiskBook
 from workers.runtime import Runtime
 from workers.stops.sync import is_stop_id
-from workers.stops.watch import attached_stop_id
 
 pytestmark = pytest.mark.integration
 

@@ -17,25 +17,28 @@ from trading.contracts import spec_for_product
 from trading.exceptions import SessionExists
 from trading.intents import client_order_id
 from trading.market import Candle
+from trading.recovery import (
+    OpenStop,
+    Position,
+    Rewarmed,
+    history_window,
+    max_signal_seq,
+    rewarm,
+    signal_seq_after,
+    stop_price_for,
+)
+from trading.stops import attached_stop_id, move_stop_id
 from trading.timeframes import parse_timeframe
 from workers.brokers.commands import BrokerOrder
 from workers.db.engines import make_engine, upgrade
 from workers.db.session_rows import create_session_row
 from workers.recovery.rebuild import (
     Definition,
-    OpenStop,
     OrderRecord,
-    Position,
     RecordedFill,
-    Rewarmed,
     build_state,
-    history_window,
-    max_signal_seq,
     progress_after,
     replay_fills,
-    rewarm,
-    signal_seq_after,
-    stop_price_for,
     working_copy,
 )
 from workers.recovery.snapshots import (
@@ -46,7 +49,6 @@ from workers.recovery.snapshots import (
 )
 from workers.sessions.create import NewSession, build_initial_state
 from workers.state.store import StateStore
-from workers.stops.watch import attached_stop_id, move_stop_id
 from workers.ticks.step import StepResult
 
 SID = "5d0c3d7e-1111-4a4a-9c9c-000000000001"

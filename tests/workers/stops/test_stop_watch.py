@@ -1,4 +1,4 @@
-"""The tick step's own view of the protective stop (``workers.stops.watch``): which stop
+"""The tick step's own view of the protective stop (``trading.stops``): which stop
 the session expects, a touch taking the position as closed in data time, and an entry with a
 stop decided together with its attached stop order."""
 
@@ -23,7 +23,7 @@ from tests.workers.ticks.test_tick_step import (
     minute_ticks,
 )
 from trading.intents import client_order_id
-from workers.stops.watch import (
+from trading.stops import (
     ExpectedStop,
     StopOut,
     after_stop_fill,
