@@ -42,8 +42,6 @@ from trading.market import Candle
 KEY_PREFIX = "tf"
 DEFAULT_MAX_CANDLES = 500
 DEFAULT_MAX_TRADES = 1000
-FENCE_FIELD = "_fence"
-"""Meta field of the state hash: the fencing token of the last accepted write."""
 
 LIST_FIELDS: tuple[str, ...] = ("candles", "trades")
 HASH_FIELDS: tuple[str, ...] = tuple(name for name in STATE_FIELDS if name not in LIST_FIELDS)

@@ -8,8 +8,6 @@ from typing import Any
 
 from trading.stops import StopOut, taken_as_closed
 
-PROGRESS_FIELD = "_progress"
-
 
 @dataclass(frozen=True, slots=True)
 class TickProgress:

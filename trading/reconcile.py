@@ -27,9 +27,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
-RECONCILE_FIELD = "_reconcile"
-"""The meta field of the state hash holding ``ReconcileMeta`` as JSON."""
-
 OPEN_ORDER_STATUSES: frozenset[str] = frozenset({"new", "sent", "working", "partially_filled"})
 MAX_FLAGGED = 100
 """How many flagged external order ids the meta record remembers (oldest dropped)."""
@@ -84,11 +81,11 @@ class ReconcileMeta:
             return cls()
         data = json.loads(raw)
         if not isinstance(data, dict):
-            raise ValueError(f"{RECONCILE_FIELD} is not a JSON object: {raw!r}")
+            raise ValueError(f"reconciliation record is not a JSON object: {raw!r}")
         last_ok = data.get("last_ok")
         parsed = None if last_ok is None else datetime.fromisoformat(str(last_ok))
         if parsed is not None and parsed.tzinfo is None:
-            raise ValueError(f"{RECONCILE_FIELD}.last_ok is naive: {last_ok!r}")
+            raise ValueError(f"reconciliation record's last_ok is naive: {last_ok!r}")
         return cls(
             failures=int(data.get("failures", 0)),
             stale=bool(data.get("stale", False)),

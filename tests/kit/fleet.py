@@ -31,6 +31,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from models.codec import decode_field, state_key
+from models.meta import CURSOR_FIELD, PROGRESS_FIELD, RECONCILE_FIELD
+from models.progress import TickProgress
 from models.state import OpenPosition, SessionState, WorkingOrder
 from models.tables import EventKind, EventRow, FillRow, OrderRow
 from tests.kit.cli import cli_env
@@ -50,7 +52,7 @@ from tests.kit.snapshots import (
 from tests.kit.wait import wait_until
 from tests.kit.workers import CeleryWorker
 from trading.market import Tick
-from trading.reconcile import RECONCILE_FIELD, ReconcileMeta
+from trading.reconcile import ReconcileMeta
 from workers.brokers.commands import PlaceOrder
 from workers.brokers.paper.broker import PaperBroker
 from workers.celery_app import create_app
@@ -67,7 +69,6 @@ from workers.state.store import StateChanges, StateStore
 from workers.stops.sync import is_stop_id, parent_of
 from workers.ticks.keys import stream_key, subscribers_key
 from workers.ticks.publisher import PublishResult, RawTick, TickPublisher
-from workers.ticks.step import CURSOR_FIELD, PROGRESS_FIELD, TickProgress
 from workers.tools.processes import ChildProcesses, celery_beat_argv
 
 PRODUCT = "ES"

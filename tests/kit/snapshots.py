@@ -14,10 +14,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from models.progress import TickProgress
 from models.state import OpenPosition, SessionState
 from models.tables import OrderRow
 from trading.intents import client_order_id
-from workers.ticks.step import TickProgress
 
 CONTRACT = "ESZ13"
 

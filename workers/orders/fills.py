@@ -31,6 +31,8 @@ import redis
 from sqlalchemy.engine import Engine
 
 from models.codec import decode_field, trades_key
+from models.meta import LAST_FILL_FIELD, PROGRESS_FIELD
+from models.progress import TickProgress
 from models.state import OpenPosition, PnlInfo, Trade, WorkingOrder
 from trading.exceptions import RetryLater, UnknownSession
 from trading.positions import apply_fill
@@ -43,14 +45,12 @@ from workers.risk.after_fill import risk_after_fill
 from workers.settings import RiskSettings, StopSettings
 from workers.state.store import Lease, StateChanges, StateStore
 from workers.stops.sync import is_stop_id, sync_stop
-from workers.ticks.step import PROGRESS_FIELD, TickProgress
 
 log = logging.getLogger(__name__)
 
 LOCK_WAIT_S = 5.0
 UNRECORDED_FILL_WAIT_S = 120.0
 """How long a fill waits for its session's state to record the order it fills (see above)."""
-LAST_FILL_FIELD = "_last_fill_at"
 """Meta field: the wall-clock time the session last applied a fill (reconciliation's grace)."""
 
 ADVANCE_CURSOR = """

@@ -12,12 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
 from models.codec import decode_field, state_key
+from models.meta import LAST_FILL_FIELD, RECONCILE_FIELD
 from models.state import ContractDetails, OpenPosition, WorkingOrder
 from models.tables import OrderRow, Severity, TradingSessionRow
-from trading.reconcile import OPEN_ORDER_STATUSES, RECONCILE_FIELD, LocalPosition, ReconcileMeta
+from trading.reconcile import OPEN_ORDER_STATUSES, LocalPosition, ReconcileMeta
 from workers.brokers.base import AccountManager
 from workers.db.session_rows import get_session_row, record_event
-from workers.orders.fills import LAST_FILL_FIELD
 from workers.orders.send import session_broker
 from workers.runtime import Runtime
 from workers.state.store import Lease, StateChanges

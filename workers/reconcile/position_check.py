@@ -26,6 +26,8 @@ from decimal import Decimal
 from typing import Literal
 
 from models.codec import decode_field
+from models.meta import PROGRESS_FIELD
+from models.progress import TickProgress
 from models.state import OpenPosition
 from trading.exceptions import LockBusy, RetryLater, ServiceUnavailable
 from trading.market import Candle
@@ -50,7 +52,6 @@ from workers.reconcile import context
 from workers.reconcile.context import LOCK_WAIT_S, Target
 from workers.runtime import Runtime
 from workers.state.store import Lease
-from workers.ticks.step import PROGRESS_FIELD, TickProgress
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from models.progress import TickProgress
 from models.state import (
     CollaboratorRef,
     ContractDetails,
@@ -39,7 +40,6 @@ from trading.positions import apply_fill
 from trading.recovery import Position, Rewarmed
 from trading.timeframes import Timeframe
 from workers.brokers.commands import BrokerOrder
-from workers.ticks.step import TickProgress
 
 # --------------------------------------------------------------------------- fills and orders
 

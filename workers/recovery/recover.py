@@ -50,11 +50,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from models.codec import fence_key
+from models.meta import CURSOR_FIELD, PROGRESS_FIELD, RECONCILE_FIELD
 from models.state import WorkingOrder
 from models.tables import TradingSessionRow
 from trading import recovery
 from trading.exceptions import SessionExists, UnknownSession
-from trading.reconcile import RECONCILE_FIELD, ReconcileMeta
+from trading.reconcile import ReconcileMeta
 from trading.timeframes import parse_timeframe
 from workers.brokers.base import FILLS_START
 from workers.db.session_rows import get_session_row, record_event
@@ -69,7 +70,6 @@ from workers.runtime import Runtime
 from workers.state import scripts as store_scripts
 from workers.stops.sync import sync_stop
 from workers.ticks.keys import READY_KEY, stream_key, subscribers_key
-from workers.ticks.step import CURSOR_FIELD, PROGRESS_FIELD
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,10 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, TextClause, bindparam, select, text
 from sqlalchemy.orm import Session
 
+from models.meta import PROGRESS_FIELD
+from models.progress import TickProgress
 from models.tables import StrategySnapshotRow
-from workers.ticks.progress import TickProgress
-from workers.ticks.step import PROGRESS_FIELD, StepResult, progress_of
+from workers.ticks.step import StepResult, progress_of
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,8 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from models.meta import PROGRESS_FIELD
+from models.progress import TickProgress
 from models.state import OpenPosition, OrderTemplate, WorkingOrder
 from models.tables import TradingSessionRow
 from trading.intents import client_order_id
@@ -24,7 +26,7 @@ from workers.risk.accounts import active_sessions, known_accounts, set_halted
 from workers.risk.book import RiskBook
 from workers.runtime import Runtime
 from workers.state.store import StateChanges
-from workers.ticks.step import EPOCH, OPEN_STATUSES, PROGRESS_FIELD, TickProgress
+from workers.ticks.step import EPOCH, OPEN_STATUSES
 
 log = logging.getLogger(__name__)
 LOCK_WAIT_S = 10.0

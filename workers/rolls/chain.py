@@ -23,6 +23,8 @@ from celery import Celery, chain
 from celery.canvas import Signature
 
 from models.codec import state_key
+from models.meta import PROGRESS_FIELD
+from models.progress import TickProgress
 from models.tables import RollRow
 from trading.exceptions import BadInput, UnknownSession
 from trading.rolls import decision_time, roll_target, session_clock, should_roll, steps_from
@@ -37,7 +39,6 @@ from workers.orders.send import session_broker
 from workers.rolls import marks
 from workers.rolls.marks import RollMeta
 from workers.runtime import Runtime
-from workers.ticks.step import PROGRESS_FIELD, TickProgress
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from models.codec import state_key
+from models.meta import ROLL_FIELD
 from models.state import WorkingOrder
 from trading.exceptions import OperatorAction
 from workers.db.session_rows import record_event
@@ -26,7 +27,6 @@ from workers.state.store import Lease, StateChanges
 
 log = logging.getLogger(__name__)
 
-ROLL_FIELD = "_roll"
 """Meta field of the state hash: the session's current roll (``RollMeta`` JSON, ``{}`` none)."""
 
 

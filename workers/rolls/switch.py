@@ -37,6 +37,7 @@ from models.codec import (
     state_key,
     trades_key,
 )
+from models.meta import CURSOR_FIELD, PROGRESS_FIELD, ROLL_FIELD
 from models.state import (
     CollaboratorRef,
     ContractDetails,
@@ -55,12 +56,12 @@ from workers.calendars.exchange_holidays import exchange_holidays
 from workers.orders.fills import LOCK_WAIT_S
 from workers.recovery.snapshots import StrategySnapshot, save_snapshots
 from workers.rolls import marks
-from workers.rolls.marks import ROLL_FIELD, RollMeta, meta_of
+from workers.rolls.marks import RollMeta, meta_of
 from workers.runtime import Runtime
 from workers.state import scripts as store_scripts
 from workers.state.store import Lease
 from workers.ticks.keys import READY_KEY, stream_key
-from workers.ticks.step import CURSOR_FIELD, PROGRESS_FIELD, progress_of
+from workers.ticks.step import progress_of
 from workers.ticks.subscriptions import move_subscription, stream_end
 
 _WRITTEN, _UNKNOWN = 1, -1

@@ -7,6 +7,8 @@ so that no single ``unpack`` exceeds Lua's stack limit.
 
 from __future__ import annotations
 
+from models.meta import in_lua
+
 HELPERS = """
 local CHUNK = 500
 local function hset_pairs(key, argv, first, npairs)
@@ -32,7 +34,7 @@ local function rpush_items(key, argv, first, count)
 end
 """
 
-CREATE = (
+CREATE = in_lua(
     HELPERS
     + """
 -- KEYS: state, candles, trades, fence
@@ -46,7 +48,7 @@ local pos = 1
 local npairs = tonumber(ARGV[pos])
 hset_pairs(KEYS[1], ARGV, pos + 1, npairs)
 pos = pos + 1 + 2 * npairs
-redis.call('HSET', KEYS[1], '_fence', redis.call('GET', KEYS[4]))
+redis.call('HSET', KEYS[1], '$FENCE_FIELD', redis.call('GET', KEYS[4]))
 local ncandles = tonumber(ARGV[pos])
 rpush_items(KEYS[2], ARGV, pos + 1, ncandles)
 pos = pos + 1 + ncandles
@@ -94,7 +96,8 @@ end
 return 0
 """
 
-WRITE_BODY = """
+WRITE_BODY = in_lua(
+    """
 -- KEYS: state, candles, trades, fence, lock
 -- ARGV: token, fence, release (0/1), replace_lists (0/1), max_candles, max_trades,
 --       npairs, field, value, ..., ncandles, candle..., ntrades, trade...
@@ -104,7 +107,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   return -1
 end
 local current = tonumber(redis.call('GET', KEYS[4]) or '0')
-local last = tonumber(redis.call('HGET', KEYS[1], '_fence') or '0')
+local last = tonumber(redis.call('HGET', KEYS[1], '$FENCE_FIELD') or '0')
 if current ~= fence or last > fence then
   return -2
 end
@@ -112,7 +115,7 @@ local pos = 7
 local npairs = tonumber(ARGV[pos])
 hset_pairs(KEYS[1], ARGV, pos + 1, npairs)
 pos = pos + 1 + 2 * npairs
-redis.call('HSET', KEYS[1], '_fence', ARGV[2])
+redis.call('HSET', KEYS[1], '$FENCE_FIELD', ARGV[2])
 if ARGV[4] == '1' then
   redis.call('DEL', KEYS[2], KEYS[3])
 end
@@ -132,6 +135,7 @@ if ARGV[3] == '1' and redis.call('GET', KEYS[5]) == ARGV[1] then
 end
 return 1
 """
+)
 
 WRITE = HELPERS + WRITE_BODY
 

@@ -23,7 +23,6 @@ import redis
 from models.codec import (
     DEFAULT_MAX_CANDLES,
     DEFAULT_MAX_TRADES,
-    FENCE_FIELD,
     HASH_FIELDS,
     candles_key,
     decode_field,
@@ -38,6 +37,7 @@ from models.codec import (
     state_key,
     trades_key,
 )
+from models.meta import FENCE_FIELD
 from models.state import SessionState, Trade
 from trading.exceptions import (
     LockBusy,

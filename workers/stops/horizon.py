@@ -16,12 +16,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as DbSession
 
 from models.codec import decode_field, state_key
+from models.meta import CURSOR_FIELD
 from models.state import WorkingOrder
 from models.tables import OrderRow
 from trading.orders import OPEN_STATUSES
 from workers.brokers.paper.model import MarketBound, epoch_ms_ceil
 
-CURSOR_FIELD = "_cursor"
 """The last stream entry the session's tick step processed (``workers.ticks.step``)."""
 
 

@@ -62,6 +62,8 @@ import redis
 from celery import current_app
 from sqlalchemy.engine import Engine
 
+from models.meta import PROGRESS_FIELD
+from models.progress import TickProgress
 from models.state import OrderStatus, Side, WorkingOrder
 from models.tables import OrderRow
 from trading.stops import cancel_as_of, exit_pending, plan_stop
@@ -79,7 +81,6 @@ from workers.stops.rows import (
     stop_count,
     stop_id,
 )
-from workers.ticks.progress import PROGRESS_FIELD, TickProgress
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,6 @@ LOCK_WAIT_S = 5.0
 EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 MS_DELTA = timedelta(milliseconds=1)
 POLL_TASK = "tradefleet.orders.poll"
-CURSOR_FIELD = "_cursor"
 """The last stream entry the session's tick step processed (``workers.ticks.step``)."""
 STOP_POLL_INTERVAL_S = 0.5
 """How often a resting stop is matched against new prices (the paper broker)."""

@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import redis
 
 from models.codec import decode_candle
+from models.meta import CURSOR_FIELD, PROGRESS_FIELD
 from trading.market import Candle
 from workers.ticks.pipelines import Batch
-from workers.ticks.step import CURSOR_FIELD, PROGRESS_FIELD
 
 BEGIN_FIELDS = (
     PROGRESS_FIELD,

@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from models.codec import encode_candle
+from models.meta import CURSOR_FIELD
 from workers.recovery.snapshots import StrategySnapshot
-from workers.ticks.step import CURSOR_FIELD, StepResult
+from workers.ticks.step import StepResult
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from models.meta import in_lua
+
 _START_DRAINERS = """
 -- Drainers are a sorted set: member = drainer id, score = epoch ms until which it counts as
 -- queued or running. A drain task that dies stops counting when its time runs out, so a
@@ -142,7 +144,8 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
 """
 
-BEGIN_SESSION = """
+BEGIN_SESSION = in_lua(
+    """
 -- KEYS: lock, fence, state, ready   ARGV: token, ttl_ms, count, session_id
 -- Takes the lease and a fencing token, and reads the ticks after the session's cursor, in one
 -- step. The stream is the one named by the session's candle_key. The drainer reads the state
@@ -150,7 +153,7 @@ BEGIN_SESSION = """
 -- taken (what passes through a script costs Redis several times more than a command's reply).
 -- Returns {-1} unknown session (dropped from the ready set), {0} busy,
 -- {1, fence, {_cursor or false, candle_key}, entries, stream}.
-local values = redis.call('HMGET', KEYS[3], '_cursor', 'candle_key')
+local values = redis.call('HMGET', KEYS[3], '$CURSOR_FIELD', 'candle_key')
 if not values[2] and redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('ZREM', KEYS[4], ARGV[4])
   return {-1}
@@ -177,8 +180,10 @@ else
 end
 return {1, fence, values, entries, stream}
 """
+)
 
-END_SESSION = """
+END_SESSION = in_lua(
+    """
 -- KEYS: state, candles, fence, lock, stream, ready
 -- ARGV: token, fence, cursor, session_id, now_ms, max_candles, ncandles, candle...,
 --       field, value, ...
@@ -188,7 +193,7 @@ END_SESSION = """
 -- released, and the session is ready again at once if its stream has entries past the new
 -- cursor (2) or leaves the ready set (1; a publisher adds it again).
 local fence = tonumber(ARGV[2])
-local last = redis.call('HGET', KEYS[1], '_fence')
+local last = redis.call('HGET', KEYS[1], '$FENCE_FIELD')
 if not last and redis.call('EXISTS', KEYS[1]) == 0 then
   return -1
 end
@@ -205,7 +210,8 @@ end
 if ncandles > 0 then
   redis.call('LTRIM', KEYS[2], -tonumber(ARGV[6]), -1)
 end
-redis.call('HSET', KEYS[1], '_fence', ARGV[2], '_cursor', ARGV[3], unpack(ARGV, 8 + ncandles))
+redis.call('HSET', KEYS[1], '$FENCE_FIELD', ARGV[2], '$CURSOR_FIELD', ARGV[3],
+  unpack(ARGV, 8 + ncandles))
 if redis.call('GET', KEYS[4]) == ARGV[1] then
   redis.call('DEL', KEYS[4])
 end
@@ -216,9 +222,11 @@ end
 redis.call('ZREM', KEYS[6], ARGV[4])
 return 1
 """
+)
 
 
-SUBSCRIBE = """
+SUBSCRIBE = in_lua(
+    """
 -- KEYS: state, stream, subscribers   ARGV: session_id
 -- A session starts reading its instrument's stream where it stands now (ticks published
 -- before it existed are not its own), and is added to the instrument's subscribers.
@@ -230,7 +238,8 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
     if info[j] == 'last-generated-id' then cursor = info[j + 1] end
   end
 end
-redis.call('HSET', KEYS[1], '_cursor', cursor)
+redis.call('HSET', KEYS[1], '$CURSOR_FIELD', cursor)
 redis.call('SADD', KEYS[3], ARGV[1])
 return 1
 """
+)

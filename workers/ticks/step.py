@@ -24,6 +24,8 @@ from decimal import Decimal
 from typing import Any
 
 from models.codec import decode_field, encode_field
+from models.meta import PROGRESS_FIELD, RECONCILE_FIELD
+from models.progress import TickProgress
 from models.state import (
     CollaboratorRef,
     ContractDetails,
@@ -39,19 +41,16 @@ from trading.decision import CloseInputs, Decision, decide_at_close
 from trading.events import Event
 from trading.market import EPOCH, Candle, StreamEntry, Tick, entry_to_tick, epoch_ms
 from trading.orders import OPEN_STATUSES, Order
-from trading.reconcile import RECONCILE_FIELD, entries_blocked
+from trading.reconcile import entries_blocked
 from trading.risk import EntryGate
 from trading.stops import StopOut, watch
 from trading.timeframes import parse_timeframe
 from workers.risk.entry import heat_fields
 from workers.ticks.decoded import IMMUTABLE_FIELDS, decoded, encoded, remember
-from workers.ticks.progress import PROGRESS_FIELD, TickProgress
 
 log = logging.getLogger(__name__)
 
 _UNREAD = object()
-
-CURSOR_FIELD = "_cursor"
 
 
 @dataclass(frozen=True, slots=True)

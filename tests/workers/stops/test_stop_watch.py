@@ -12,6 +12,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
+from models.progress import TickProgress
 from models.state import OpenPosition, StrategyRef, WorkingOrder
 from tests.workers.ticks.test_tick_step import (
     RISING,
@@ -32,7 +33,6 @@ from trading.stops import (
     move_stop_id,
     taken_as_closed,
 )
-from workers.ticks.step import TickProgress
 
 LONG = OpenPosition("ESZ13", 1, Decimal("100"), stop_price=Decimal("99"))
 FALLING = ["100", "98.5", "98", "97.5", "97"]

@@ -13,21 +13,15 @@ from typing import Any
 import pytest
 
 from models.codec import decode_field, encode_state
+from models.meta import CURSOR_FIELD, PROGRESS_FIELD
+from models.progress import TickProgress
 from models.state import OpenPosition, SessionState, WorkingOrder
 from trading.candles import fold_ticks
 from trading.intents import client_order_id
 from trading.market import Candle, Tick
 from workers.sessions.create import NewSession, build_initial_state
 from workers.ticks.publisher import encode_tick, epoch_ms
-from workers.ticks.step import (
-    CURSOR_FIELD,
-    PROGRESS_FIELD,
-    NewOrder,
-    SessionStep,
-    StepEvent,
-    StreamEntry,
-    TickProgress,
-)
+from workers.ticks.step import NewOrder, SessionStep, StepEvent, StreamEntry
 
 SID = "3f0c9a52-0000-4000-8000-000000000001"
 T0 = datetime(2013, 10, 7, 13, 30, tzinfo=UTC)

@@ -19,6 +19,7 @@ import redis
 from celery import Celery
 
 from models.codec import state_key
+from models.meta import CURSOR_FIELD, PROGRESS_FIELD
 from trading.calendar import listed_months
 from trading.contracts import MONTH_CODES, product_of
 from trading.exceptions import BadInput, ServiceUnavailable
@@ -100,13 +101,13 @@ class BenchEnv:
     def cursors(self, instruments: Sequence[str]) -> list[bytes | None]:
         with self.client.pipeline(transaction=False) as pipe:
             for instrument in instruments:
-                pipe.hget(state_key(self.sessions[instrument]), "_cursor")
+                pipe.hget(state_key(self.sessions[instrument]), CURSOR_FIELD)
             return list(pipe.execute())
 
     def progress(self, instruments: Sequence[str]) -> list[bytes | None]:
         with self.client.pipeline(transaction=False) as pipe:
             for instrument in instruments:
-                pipe.hget(state_key(self.sessions[instrument]), "_progress")
+                pipe.hget(state_key(self.sessions[instrument]), PROGRESS_FIELD)
             return list(pipe.execute())
 
     def take_latencies_us(self) -> list[int]:

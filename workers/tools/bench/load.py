@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from models.codec import encode_state
+from models.meta import CURSOR_FIELD
 from trading.contracts import product_of
 from trading.exceptions import ServiceUnavailable
 from trading.market import Candle, StreamEntry
@@ -21,7 +22,7 @@ from workers.sessions.create import NewSession, build_initial_state
 from workers.ticks.keys import stream_key
 from workers.ticks.latency_probe import LATENCY_KEY
 from workers.ticks.publisher import RawTick, encode_tick
-from workers.ticks.step import CURSOR_FIELD, SessionStep
+from workers.ticks.step import SessionStep
 from workers.tools.bench.cpu import WORKER_GROUPS, CpuReading, CpuSpent, read_cpu
 from workers.tools.bench.env import STRATEGY, STRATEGY_ARGS, TIMEFRAME, BenchEnv
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import redis
 
+from models.meta import CURSOR_FIELD, PROGRESS_FIELD
+from models.progress import TickProgress
 from trading.calendar import roll_date
 from trading.exceptions import BadInput, ServiceUnavailable
 from workers.brokers.commands import QueryPositions
@@ -40,7 +42,6 @@ from workers.sessions.create import NewSession, create_session
 from workers.settings import Settings
 from workers.state.store import StateStore
 from workers.ticks.keys import stream_key, subscribers_key
-from workers.ticks.step import CURSOR_FIELD, PROGRESS_FIELD, TickProgress
 from workers.tools.demo.report import write_report
 from workers.tools.processes import (
     ChildProcesses,
