@@ -12,7 +12,7 @@ import typer
 
 from workers.cli.reconcile_cmd import quiet_logs
 from workers.connections import require_redis
-from workers.risk.halt import halt, resume
+from workers.operations.halt import halt, resume
 from workers.runtime import Runtime
 from workers.settings import get_settings
 

@@ -62,7 +62,6 @@ from workers.db.session_rows import get_session_row, record_event
 from workers.orders.fills import apply_fill_to_session, fills_cursor_key
 from workers.orders.send import session_broker
 from workers.recovery import rebuild, sources
-from workers.recovery.snapshots import StrategySnapshot, load_snapshot
 from workers.recovery.trigger import lock_key, queued_key
 from workers.risk.accounts import restore_account
 from workers.risk.book import RiskBook
@@ -70,6 +69,7 @@ from workers.runtime import Runtime
 from workers.state import scripts as store_scripts
 from workers.stops.sync import sync_stop
 from workers.ticks.keys import READY_KEY, stream_key, subscribers_key
+from workers.ticks.snapshots import StrategySnapshot, load_snapshot
 
 log = logging.getLogger(__name__)
 

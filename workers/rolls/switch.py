@@ -54,13 +54,13 @@ from trading.rolls import adjust_candle, adjust_price, back_adjust, roll_spread
 from trading.strategies import call_roll_state, get_strategy
 from workers.calendars.exchange_holidays import exchange_holidays
 from workers.orders.fills import LOCK_WAIT_S
-from workers.recovery.snapshots import StrategySnapshot, save_snapshots
 from workers.rolls import marks
 from workers.rolls.marks import RollMeta, meta_of
 from workers.runtime import Runtime
 from workers.state import scripts as store_scripts
 from workers.state.store import Lease
 from workers.ticks.keys import READY_KEY, stream_key
+from workers.ticks.snapshots import StrategySnapshot, save_snapshots
 from workers.ticks.step import progress_of
 from workers.ticks.subscriptions import move_subscription, stream_end
 

@@ -27,7 +27,6 @@ from sqlalchemy.engine import Engine
 from models.codec import candles_key, fence_key, lock_key, state_key
 from models.meta import CURSOR_FIELD
 from trading.market import Candle
-from workers.recovery.snapshots import StrategySnapshot, snapshot_of
 from workers.recovery.trigger import request_recovery
 from workers.risk.book import RiskBook
 from workers.risk.equity import broker_equity
@@ -40,6 +39,7 @@ from workers.ticks.lazy_fields import BEGIN_FIELDS, LazyFields, RoundHistory, Ro
 from workers.ticks.pipelines import Batch
 from workers.ticks.round_rows import save_round_snapshots, write_decisions
 from workers.ticks.round_step import RoundStep
+from workers.ticks.snapshots import StrategySnapshot, snapshot_of
 from workers.ticks.step import SessionStep
 
 log = logging.getLogger(__name__)

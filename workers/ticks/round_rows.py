@@ -14,8 +14,8 @@ from sqlalchemy.engine import Engine
 
 from workers.db.order_rows import OrderToWrite, insert_orders_if_absent
 from workers.db.session_rows import record_events_once
-from workers.recovery.snapshots import StrategySnapshot, save_snapshots
 from workers.ticks.events import step_events
+from workers.ticks.snapshots import StrategySnapshot, save_snapshots
 from workers.ticks.step import NewOrder, StepResult
 
 log = logging.getLogger(__name__)

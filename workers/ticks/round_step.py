@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from models.codec import encode_candle
 from models.meta import CURSOR_FIELD
-from workers.recovery.snapshots import StrategySnapshot
+from workers.ticks.snapshots import StrategySnapshot
 from workers.ticks.step import StepResult
 
 

@@ -35,12 +35,12 @@ from workers.db.order_rows import get_order_row
 from workers.orders.fills import deliver_fills
 from workers.reconcile.schedule import fan_out
 from workers.recovery.recover import RecoveryReport, recover_session
-from workers.recovery.snapshots import load_snapshot
 from workers.recovery.trigger import RECOVER_TASK
 from workers.risk.accounts import AccountChange, set_account
 from workers.risk.book import RiskBook
 from workers.runtime import Runtime
 from workers.stops.sync import is_stop_id
+from workers.ticks.snapshots import load_snapshot
 
 pytestmark = pytest.mark.integration
 

@@ -41,14 +41,14 @@ from workers.recovery.rebuild import (
     replay_fills,
     working_copy,
 )
-from workers.recovery.snapshots import (
+from workers.sessions.create import NewSession, build_initial_state
+from workers.state.store import StateStore
+from workers.ticks.snapshots import (
     StrategySnapshot,
     load_snapshot,
     save_snapshots,
     snapshot_of,
 )
-from workers.sessions.create import NewSession, build_initial_state
-from workers.state.store import StateStore
 from workers.ticks.step import StepResult
 
 SID = "5d0c3d7e-1111-4a4a-9c9c-000000000001"

@@ -21,10 +21,10 @@ from trading.market import Tick
 from workers.celery_app import beat_schedule
 from workers.db import roll_rows
 from workers.db.roll_rows import RollExists
-from workers.recovery.snapshots import load_snapshot
 from workers.rolls.chain import check_rolls
 from workers.sessions.create import NewSession, create_session
 from workers.state.store import StateChanges
+from workers.ticks.snapshots import load_snapshot
 
 pytestmark = pytest.mark.integration
 
