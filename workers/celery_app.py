@@ -15,6 +15,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 from kombu import Queue
 
+from workers.dispatch import names
 from workers.settings import Settings, get_settings
 
 APP_NAME = "tradefleet"
@@ -30,18 +31,6 @@ TASK_MODULES: tuple[str, ...] = (
 
 RESULT_EXPIRES = timedelta(hours=1)
 
-TASK_NAME_PREFIX = "tradefleet"
-
-
-def task_routes(settings: Settings) -> dict[str, dict[str, str]]:
-    """Route every task by the prefix of its name: ``tradefleet.<kind>.*`` goes to its queue."""
-    return {
-        f"{TASK_NAME_PREFIX}.ticks.*": {"queue": settings.queues.ticks},
-        f"{TASK_NAME_PREFIX}.orders.*": {"queue": settings.queues.orders},
-        f"{TASK_NAME_PREFIX}.reconcile.*": {"queue": settings.queues.reconcile},
-        f"{TASK_NAME_PREFIX}.rolls.*": {"queue": settings.queues.rolls},
-    }
-
 
 def task_queues(settings: Settings) -> tuple[Queue, ...]:
     """The five queues, each bound to its own direct exchange with its name as routing key."""
@@ -55,22 +44,22 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
     orders = settings.reconcile.orders_interval_s
     return {
         "sweep-ready-sessions": {
-            "task": f"{TASK_NAME_PREFIX}.ticks.sweep",
+            "task": names.TICKS_SWEEP,
             "schedule": sweep,
             "options": {"expires": sweep, "queue": settings.queues.ticks},
         },
         "reconcile-positions": {
-            "task": f"{TASK_NAME_PREFIX}.reconcile.fan_out_positions",
+            "task": names.RECONCILE_FAN_OUT_POSITIONS,
             "schedule": positions,
             "options": {"expires": positions, "queue": settings.queues.reconcile},
         },
         "reconcile-orders": {
-            "task": f"{TASK_NAME_PREFIX}.reconcile.fan_out_orders",
+            "task": names.RECONCILE_FAN_OUT_ORDERS,
             "schedule": orders,
             "options": {"expires": orders, "queue": settings.queues.reconcile},
         },
         "roll-check": {
-            "task": f"{TASK_NAME_PREFIX}.rolls.check",
+            "task": names.ROLLS_CHECK,
             "schedule": settings.rolls.check_interval_s,
             "options": {"expires": settings.rolls.check_interval_s, "queue": settings.queues.rolls},
         },
@@ -102,7 +91,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_default_queue=settings.queues.default,
         task_default_exchange=settings.queues.default,
         task_default_routing_key=settings.queues.default,
-        task_routes=task_routes(settings),
+        task_routes=names.task_routes(settings.queues),
         task_create_missing_queues=False,
         worker_send_task_events=True,
         task_send_sent_event=True,

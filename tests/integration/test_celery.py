@@ -12,7 +12,7 @@ import redis
 
 from tests.kit.wait import wait_until
 from tests.kit.workers import CeleryWorker, WorkerFactory
-from workers.tasks.health import PING_TASK_NAME
+from workers.dispatch.names import HEALTH_PING
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def test_worker_runs_ping_in_its_own_process(start_worker: WorkerFactory, redis_
     worker: CeleryWorker = start_worker(redis_url, queues=("default",), concurrency=1)
     before = datetime.now(UTC)
 
-    result = worker.app.send_task(PING_TASK_NAME, args=[{"n": 7}])
+    result = worker.app.send_task(HEALTH_PING, args=[{"n": 7}])
     answer = result.get(timeout=RESULT_TIMEOUT_S)
 
     assert answer["pong"] is True
@@ -40,7 +40,7 @@ def test_ping_is_routed_to_the_default_queue_only(
     start_worker: WorkerFactory, redis_url: str
 ) -> None:
     ticks_only = start_worker(redis_url, queues=("ticks",), concurrency=1)
-    result = ticks_only.app.send_task(PING_TASK_NAME, args=["queued"])
+    result = ticks_only.app.send_task(HEALTH_PING, args=["queued"])
     default = start_worker(redis_url, queues=("default",), concurrency=1)
 
     answer = result.get(timeout=RESULT_TIMEOUT_S)
@@ -55,13 +55,13 @@ def test_pickle_message_is_refused_never_run(
     worker = start_worker(redis_url, queues=("default",), concurrency=1)
     pickled_id = f"pickled-{uuid.uuid4().hex}"
 
-    worker.app.send_task(PING_TASK_NAME, args=["pickled"], task_id=pickled_id, serializer="pickle")
+    worker.app.send_task(HEALTH_PING, args=["pickled"], task_id=pickled_id, serializer="pickle")
     wait_until(
         lambda: "Refusing to deserialize untrusted content" in worker.log_text(),
         timeout=RESULT_TIMEOUT_S,
         what="the worker to refuse the pickle message",
     )
-    after = worker.app.send_task(PING_TASK_NAME, args=["json"]).get(timeout=RESULT_TIMEOUT_S)
+    after = worker.app.send_task(HEALTH_PING, args=["json"]).get(timeout=RESULT_TIMEOUT_S)
 
     assert after["echo"] == "json"
     assert "ContentDisallowed" in worker.log_text()

@@ -9,8 +9,8 @@ import pytest
 from celery import Celery
 
 from workers.celery_app import TASK_MODULES, create_app
+from workers.dispatch.names import HEALTH_PING
 from workers.settings import QueueSettings, RedisSettings, Settings
-from workers.tasks.health import PING_TASK_NAME
 
 URL = "redis://127.0.0.1:1/3"
 
@@ -66,7 +66,7 @@ def test_queue_names_come_from_settings() -> None:
         ("tradefleet.orders.submit", "orders"),
         ("tradefleet.reconcile.positions", "reconcile"),
         ("tradefleet.rolls.begin", "rolls"),
-        (PING_TASK_NAME, "default"),
+        (HEALTH_PING, "default"),
         ("tradefleet.anything.else", "default"),
     ],
 )
@@ -90,7 +90,7 @@ def test_task_modules_are_listed_and_register_their_tasks(app: Celery) -> None:
     assert "workers.tasks.health" in TASK_MODULES
     assert tuple(app.conf.include) == TASK_MODULES
     app.loader.import_default_modules()
-    assert PING_TASK_NAME in app.tasks
+    assert HEALTH_PING in app.tasks
 
 
 def test_importing_the_app_module_connects_nowhere() -> None:

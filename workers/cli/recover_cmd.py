@@ -15,8 +15,8 @@ import typer
 from workers.celery_app import create_app
 from workers.cli.reconcile_cmd import quiet_logs
 from workers.connections import require_redis
+from workers.dispatch.recovery import missing_sessions
 from workers.recovery.recover import recover_session
-from workers.recovery.trigger import missing_sessions
 from workers.runtime import Runtime, make_publisher
 from workers.settings import get_settings
 

@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 from models.codec import check_session_id, state_key
 from models.tables import TradingSessionRow
 from workers.db.session_rows import get_session_row
+from workers.dispatch import names
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RECOVER_TASK = "tradefleet.reconcile.recover"
 QUEUED_TTL_S = 30
 """A recovery asked for is not asked for again within this time (the task retries itself)."""
 
@@ -50,7 +50,7 @@ def request_recovery(
     row = get_session_row(engine, session_id)
     if row is None or row.status != "active":
         return False
-    send_task(RECOVER_TASK, args=[session_id], queue=settings.queues.reconcile)
+    send_task(names.RECOVER, args=[session_id], queue=settings.queues.reconcile)
     log.warning("session %s has no state in Redis: recovery queued", session_id)
     return True
 

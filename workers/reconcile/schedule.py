@@ -9,7 +9,7 @@ finds it taken and does nothing (the same guarantee as RedBeat's lock, with plai
 The winner sends one task per ACTIVE session (SQL status active and state present in Redis)
 on queue ``reconcile``, expiring after one interval so a backlog never piles up stale runs.
 An active session without state is not reconciled: the positions fan-out queues its recovery
-instead (``workers.recovery.trigger``, once per its guard's TTL).
+instead (``workers.dispatch.recovery``, once per its guard's TTL).
 Each claim is counted in ``tf:beat:stats`` (``<job>:won`` / ``<job>:skipped``) and the won
 period indices are kept in ``tf:beat:<job>:won`` (newest first).
 """
@@ -27,19 +27,17 @@ from sqlalchemy.orm import Session as DbSession
 
 from models.codec import state_key
 from models.tables import TradingSessionRow
-from workers.recovery.trigger import missing_sessions, request_recovery
+from workers.dispatch import names
+from workers.dispatch.recovery import missing_sessions, request_recovery
 from workers.runtime import Runtime
 
 Job = Literal["positions", "orders"]
 JOBS: tuple[Job, ...] = ("positions", "orders")
 
-POSITIONS_TASK = "tradefleet.reconcile.positions"
-ORDERS_TASK = "tradefleet.reconcile.orders"
-FAN_OUT_TASKS: dict[Job, str] = {
-    "positions": "tradefleet.reconcile.fan_out_positions",
-    "orders": "tradefleet.reconcile.fan_out_orders",
+SESSION_TASKS: dict[Job, str] = {
+    "positions": names.RECONCILE_POSITIONS,
+    "orders": names.RECONCILE_ORDERS,
 }
-SESSION_TASKS: dict[Job, str] = {"positions": POSITIONS_TASK, "orders": ORDERS_TASK}
 STATS_KEY = "tf:beat:stats"
 WON_KEEP = 1_000
 

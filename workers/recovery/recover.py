@@ -59,10 +59,10 @@ from trading.reconcile import ReconcileMeta
 from trading.timeframes import parse_timeframe
 from workers.brokers.base import FILLS_START
 from workers.db.session_rows import get_session_row, record_event
+from workers.dispatch.recovery import lock_key, queued_key
 from workers.orders.fills import apply_fill_to_session, fills_cursor_key
 from workers.orders.send import session_broker
 from workers.recovery import rebuild, sources
-from workers.recovery.trigger import lock_key, queued_key
 from workers.risk.accounts import restore_account
 from workers.risk.book import RiskBook
 from workers.runtime import Runtime

@@ -70,6 +70,7 @@ from trading.stops import cancel_as_of, exit_pending, plan_stop
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import CancelOrder, OrderAck, PlaceOrder, QueryOrder
 from workers.db.order_rows import get_order_row, insert_order_if_absent, update_order_row
+from workers.dispatch import names
 from workers.state.store import StateStore
 from workers.stops.rows import (
     is_move_id,
@@ -87,7 +88,6 @@ log = logging.getLogger(__name__)
 LOCK_WAIT_S = 5.0
 EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 MS_DELTA = timedelta(milliseconds=1)
-POLL_TASK = "tradefleet.orders.poll"
 """The last stream entry the session's tick step processed (``workers.ticks.step``)."""
 STOP_POLL_INTERVAL_S = 0.5
 """How often a resting stop is matched against new prices (the paper broker)."""
@@ -345,11 +345,11 @@ def _record(engine: Engine, ack: OrderAck) -> None:
 
 def start_polling(client: redis.Redis, session_id: str, coid: str) -> bool:
     """Start the poll chain of a resting stop unless one holds its guard; True if started.
-    The app routes the poll to the orders queue (``workers.celery_app.task_routes``)."""
+    The app routes the poll to the orders queue (``workers.dispatch.names.task_routes``)."""
     if not client.set(poll_guard_key(coid), "1", nx=True, ex=POLL_GUARD_TTL_S):
         return False
     current_app.send_task(
-        POLL_TASK,
+        names.ORDERS_POLL,
         args=[session_id, coid, 1],
         countdown=STOP_POLL_INTERVAL_S,
     )

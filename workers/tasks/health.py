@@ -9,10 +9,10 @@ from typing import Any
 
 from celery import Task, shared_task
 
-PING_TASK_NAME = "tradefleet.health.ping"
+from workers.dispatch import names
 
 
-@shared_task(name=PING_TASK_NAME, bind=True)
+@shared_task(name=names.HEALTH_PING, bind=True)
 def ping(self: Task[Any, Any], echo: Any = None) -> dict[str, Any]:
     """Answer with who ran the task, when (aware UTC), and ``echo`` sent back unchanged."""
     return {

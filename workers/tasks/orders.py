@@ -7,17 +7,17 @@ from typing import Any
 from celery import Task, shared_task
 
 from trading.exceptions import RetryLater
+from workers.dispatch import names
 from workers.orders.send import poll_order, send_order
 from workers.runtime import runtime
 from workers.stops.sync import STOP_POLL_INTERVAL_S, is_stop_id, keep_polling, start_polling
 
-POLL_TASK = "tradefleet.orders.poll"
 POLL_INTERVAL_S = 0.2
 MAX_POLLS = 300
 
 
 @shared_task(
-    name="tradefleet.orders.send",
+    name=names.ORDERS_SEND,
     bind=True,
     autoretry_for=(RetryLater,),
     retry_backoff=True,
@@ -32,7 +32,7 @@ def send(self: Task[Any, Any], session_id: str, client_order_id: str) -> str:
         start_polling(rt.redis, session_id, client_order_id)
     elif outcome.resting:
         self.app.send_task(
-            POLL_TASK,
+            names.ORDERS_POLL,
             args=[session_id, client_order_id, 1],
             queue=rt.settings.queues.orders,
             countdown=POLL_INTERVAL_S,
@@ -41,7 +41,7 @@ def send(self: Task[Any, Any], session_id: str, client_order_id: str) -> str:
 
 
 @shared_task(
-    name=POLL_TASK,
+    name=names.ORDERS_POLL,
     bind=True,
     autoretry_for=(RetryLater,),
     retry_backoff=True,
@@ -59,7 +59,7 @@ def poll(self: Task[Any, Any], session_id: str, client_order_id: str, attempt: i
         if stop:
             keep_polling(rt.redis, client_order_id)
         self.app.send_task(
-            POLL_TASK,
+            names.ORDERS_POLL,
             args=[session_id, client_order_id, attempt + 1],
             queue=rt.settings.queues.orders,
             countdown=STOP_POLL_INTERVAL_S if stop else POLL_INTERVAL_S,

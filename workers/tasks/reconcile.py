@@ -13,12 +13,10 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from workers.dispatch import names
 from workers.reconcile.order_check import reconcile_orders
 from workers.reconcile.position_check import reconcile_positions
 from workers.reconcile.schedule import (
-    FAN_OUT_TASKS,
-    ORDERS_TASK,
-    POSITIONS_TASK,
     Job,
     fan_out,
     interval_of,
@@ -33,19 +31,19 @@ def _fan_out(task: Task[Any, Any], job: Job) -> dict[str, Any]:
     return fan_out(runtime(), job, time.time(), token, task.app.send_task).as_dict()
 
 
-@shared_task(name=FAN_OUT_TASKS["positions"], bind=True)
+@shared_task(name=names.RECONCILE_FAN_OUT_POSITIONS, bind=True)
 def fan_out_positions(self: Task[Any, Any]) -> dict[str, Any]:
     """Once per period (whatever the number of beat processes): a positions pass per session."""
     return _fan_out(self, "positions")
 
 
-@shared_task(name=FAN_OUT_TASKS["orders"], bind=True)
+@shared_task(name=names.RECONCILE_FAN_OUT_ORDERS, bind=True)
 def fan_out_orders(self: Task[Any, Any]) -> dict[str, Any]:
     """Once per period (whatever the number of beat processes): an orders pass per session."""
     return _fan_out(self, "orders")
 
 
-@shared_task(name=POSITIONS_TASK, bind=True)
+@shared_task(name=names.RECONCILE_POSITIONS, bind=True)
 def positions(self: Task[Any, Any], session_id: str, attempt: int = 0) -> str:
     """One positions pass over one session; a busy session is re-checked shortly."""
     rt = runtime()
@@ -53,7 +51,7 @@ def positions(self: Task[Any, Any], session_id: str, attempt: int = 0) -> str:
     if report.outcome == "recheck" and attempt < rt.settings.reconcile.rechecks:
         countdown = max(MIN_RECHECK_S, rt.settings.reconcile.grace_s)
         self.app.send_task(
-            POSITIONS_TASK,
+            names.RECONCILE_POSITIONS,
             args=[session_id, attempt + 1],
             queue=rt.settings.queues.reconcile,
             countdown=countdown,
@@ -62,7 +60,7 @@ def positions(self: Task[Any, Any], session_id: str, attempt: int = 0) -> str:
     return report.line()
 
 
-@shared_task(name=ORDERS_TASK)
+@shared_task(name=names.RECONCILE_ORDERS)
 def orders(session_id: str) -> str:
     """One orders pass over one session."""
     return reconcile_orders(runtime(), session_id).line()

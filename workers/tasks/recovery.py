@@ -1,7 +1,7 @@
 """The recovery task (queue ``reconcile``): rebuild one session whose Redis state is missing.
 
 Queued once by a worker that met the session without state, or by beat's positions fan-out
-(``workers.recovery.trigger``). A broker that does not answer retries the task later; the
+(``workers.dispatch.recovery``). A broker that does not answer retries the task later; the
 session is never assumed flat.
 """
 
@@ -12,13 +12,13 @@ from typing import Any
 from celery import Task, shared_task
 
 from trading.exceptions import RetryLater, UnknownSession
+from workers.dispatch import names
 from workers.recovery.recover import recover_session
-from workers.recovery.trigger import RECOVER_TASK
 from workers.runtime import runtime
 
 
 @shared_task(
-    name=RECOVER_TASK,
+    name=names.RECOVER,
     bind=True,
     autoretry_for=(RetryLater,),
     retry_backoff=True,

@@ -27,7 +27,8 @@ from sqlalchemy.engine import Engine
 from models.codec import candles_key, fence_key, lock_key, state_key
 from models.meta import CURSOR_FIELD
 from trading.market import Candle
-from workers.recovery.trigger import request_recovery
+from workers.dispatch import names
+from workers.dispatch.recovery import request_recovery
 from workers.risk.book import RiskBook
 from workers.risk.equity import broker_equity
 from workers.settings import Settings, get_diagnostics
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 _History = Callable[[int], list[Candle]]
 """A step's reader of its last candles (``RoundHistory``)."""
 
-SEND_ORDER_TASK = "tradefleet.orders.send"
 _STALE = -2
 _UNKNOWN = -1
 BUSY_RETRY_MS = 20
@@ -466,7 +466,7 @@ class TickDrainer:
             return []
         for new in orders:
             self._send_task(
-                SEND_ORDER_TASK,
+                names.ORDERS_SEND,
                 args=[new.session_id, new.order.client_order_id],
                 queue=self.settings.queues.orders,
             )

@@ -17,11 +17,11 @@ import redis
 from celery import Celery
 
 from trading.market import Tick
+from workers.dispatch import names
 from workers.ticks import scripts
 from workers.ticks.keys import DRAINERS_KEY, READY_KEY, stream_key, subscribers_key
 from workers.ticks.pipelines import Batch
 
-DRAIN_TASK = "tradefleet.ticks.drain"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CALL_TICKS = 1_000
 """``publish_many`` starts a new script call once one holds this many ticks."""
@@ -130,7 +130,7 @@ class TickPublisher:
     def _start_drainers(self, drainer_ids: Sequence[bytes | str]) -> None:
         for raw in drainer_ids:
             drainer_id = raw.decode() if isinstance(raw, bytes) else raw
-            self._app.send_task(DRAIN_TASK, args=[drainer_id], queue=self._queue)
+            self._app.send_task(names.TICKS_DRAIN, args=[drainer_id], queue=self._queue)
 
 
 def _now_ms() -> int:

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from models.tables import OrderRow
 from tests.kit.fleet import Fleet, first_tick_time, paper, place, replay_ticks
 from workers.brokers.commands import CancelOrder, QueryOpenOrders
+from workers.dispatch.names import RECONCILE_ORDERS
 from workers.reconcile.order_check import reconcile_orders
-from workers.reconcile.schedule import ORDERS_TASK
 from workers.risk.book import RiskBook
 from workers.runtime import Runtime
 from workers.ticks.publisher import epoch_ms
@@ -73,18 +73,24 @@ def test_the_order_cases_through_a_worker(redis_url: str, tmp_path: Path) -> Non
         assert place(broker, ACCOUNT, "", "anonymous", "sell", "limit", "3000") == "working"
 
         worker = rig.start_worker(queues=("reconcile",))
-        first = worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
+        first = worker.app.send_task(RECONCILE_ORDERS, args=[sid], queue="reconcile").get(
+            timeout=60
+        )
         after_first = rows(rig)
         working = sorted(rig.state(sid).orders)
         held = rig.quantity(sid)
         events = [e.message for e in rig.events(sid, "reconciliation")]
 
-        second = worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
+        second = worker.app.send_task(RECONCILE_ORDERS, args=[sid], queue="reconcile").get(
+            timeout=60
+        )
         events_after_second = len(rig.events(sid, "reconciliation"))
 
         last = replay_ticks()[49]
         rig.publish_raw([(str(epoch_ms(last) + 1000), "3000.00", "1", "", "")])
-        third = worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
+        third = worker.app.send_task(RECONCILE_ORDERS, args=[sid], queue="reconcile").get(
+            timeout=60
+        )
         final = rig.state(sid)
 
     assert after_first == {
@@ -158,7 +164,7 @@ def test_an_entry_rejected_at_the_broker_gives_its_reservation_back(
         rejected_at_broker(rig, sid, "entry-rejected")
 
         worker = rig.start_worker(queues=("reconcile",))
-        worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
+        worker.app.send_task(RECONCILE_ORDERS, args=[sid], queue="reconcile").get(timeout=60)
         after = book.read(ACCOUNT)
         working = rig.state(sid).orders
 

@@ -32,10 +32,10 @@ from trading.positions import apply_fill
 from trading.stops import attached_stop_id
 from workers.brokers.commands import QueryBalance, QueryOpenOrders, QueryPositions
 from workers.db.order_rows import get_order_row
+from workers.dispatch.names import RECOVER
 from workers.orders.fills import deliver_fills
 from workers.reconcile.schedule import fan_out
 from workers.recovery.recover import RecoveryReport, recover_session
-from workers.recovery.trigger import RECOVER_TASK
 from workers.risk.accounts import AccountChange, set_account
 from workers.risk.book import RiskBook
 from workers.runtime import Runtime
@@ -265,9 +265,9 @@ def test_the_positions_fan_out_queues_a_recovery_and_two_recoveries_rebuild_once
             sent.append((name, args))
 
         fan_out(rt, "positions", 1_000.0, "tok", send)
-        assert sent == [(RECOVER_TASK, [sid])]
+        assert sent == [(RECOVER, [sid])]
         fan_out(rt, "positions", 2_000.0, "tok", send)
-        assert sent == [(RECOVER_TASK, [sid])], "queued twice within its guard"
+        assert sent == [(RECOVER, [sid])], "queued twice within its guard"
         reports: list[RecoveryReport] = []
         barrier = threading.Barrier(4)
 

@@ -24,13 +24,12 @@ from workers.brokers.commands import BrokerOrder, CancelOrder, QueryOpenOrders, 
 from workers.brokers.paper.broker import PaperBroker
 from workers.db.order_rows import get_order_row, insert_order_if_absent
 from workers.db.session_rows import get_session_row
+from workers.dispatch.names import ORDERS_SEND, RECONCILE_ORDERS
 from workers.orders import send as orders_module
 from workers.orders.send import send_order
-from workers.reconcile.schedule import ORDERS_TASK
 from workers.runtime import Runtime
 from workers.state.store import StateChanges
 from workers.stops.sync import is_stop_id, stop_id
-from workers.ticks.drain import SEND_ORDER_TASK
 from workers.ticks.publisher import epoch_ms
 
 pytestmark = pytest.mark.integration
@@ -55,7 +54,7 @@ def enter_long_with_stop(rig: Fleet, session_id: str, *, send: bool = True) -> s
     rig.publish_replay(ticks)
     order = decide_market(rig, session_id, 1, "buy", "entry", first_tick_time(), stop_price=STOP)
     if send:
-        rig.app.send_task(SEND_ORDER_TASK, args=[session_id, order.client_order_id], queue="orders")
+        rig.app.send_task(ORDERS_SEND, args=[session_id, order.client_order_id], queue="orders")
     return order.client_order_id
 
 
@@ -157,10 +156,14 @@ def test_a_stop_deleted_at_the_broker_is_re_placed_by_order_reconciliation(
         )
         assert resting_stops(broker) == []
 
-        report = worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
+        report = worker.app.send_task(RECONCILE_ORDERS, args=[sid], queue="reconcile").get(
+            timeout=60
+        )
         replaced = resting_stops(broker)
         events = [e.message for e in rig.events(sid, "reconciliation")]
-        again = worker.app.send_task(ORDERS_TASK, args=[sid], queue="reconcile").get(timeout=60)
+        again = worker.app.send_task(RECONCILE_ORDERS, args=[sid], queue="reconcile").get(
+            timeout=60
+        )
         events_again = len(rig.events(sid, "reconciliation"))
         old_row = get_order_row(rig.engine, first.client_order_id)
         held = rig.quantity(sid)

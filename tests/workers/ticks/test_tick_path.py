@@ -24,10 +24,10 @@ from tests.kit.snapshots import RunResult, assert_consistent, differences, dump
 from tests.kit.wait import wait_until
 from trading.candles import fold_ticks
 from workers.db.session_rows import list_events
+from workers.dispatch.names import ORDERS_SEND, TICKS_DRAIN
 from workers.settings import Settings
 from workers.state.store import StateChanges
-from workers.ticks.drain import SEND_ORDER_TASK
-from workers.ticks.publisher import DRAIN_TASK, RawTick, encode_tick, epoch_ms
+from workers.ticks.publisher import RawTick, encode_tick, epoch_ms
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ def test_redelivered_drain_and_send_tasks_change_nothing(
         rig.start_workers(count=2, concurrency=3)
         rig.publish_replay(replay_ticks())
         drains = [
-            rig.app.send_task(DRAIN_TASK, args=[f"dup-{i % 4}"], queue="ticks") for i in range(16)
+            rig.app.send_task(TICKS_DRAIN, args=[f"dup-{i % 4}"], queue="ticks") for i in range(16)
         ]
         sends: list[AsyncResult[str]] = []
         duplicated: set[str] = set()
@@ -79,8 +79,7 @@ def test_redelivered_drain_and_send_tasks_change_nothing(
                     duplicated.add(row.client_order_id)
                     args = [session_id, row.client_order_id]
                     sends.extend(
-                        rig.app.send_task(SEND_ORDER_TASK, args=args, queue="orders")
-                        for _ in range(2)
+                        rig.app.send_task(ORDERS_SEND, args=args, queue="orders") for _ in range(2)
                     )
             return rig.settled()
 
@@ -89,10 +88,10 @@ def test_redelivered_drain_and_send_tasks_change_nothing(
         assert all(d.get(timeout=60)["finished"] for d in drains)
         first = rig.snapshot()
         again = [
-            rig.app.send_task(SEND_ORDER_TASK, args=[session_id, coid], queue="orders")
+            rig.app.send_task(ORDERS_SEND, args=[session_id, coid], queue="orders")
             for coid in sorted(duplicated)
         ]
-        late_drains = [rig.app.send_task(DRAIN_TASK, args=["late"], queue="ticks")]
+        late_drains = [rig.app.send_task(TICKS_DRAIN, args=["late"], queue="ticks")]
         assert {r.get(timeout=60) for r in again} == {"filled"}
         assert late_drains[0].get(timeout=60) == {"sessions": 0, "ticks": 0, "finished": True}
         second = rig.snapshot()
