@@ -57,8 +57,8 @@ from workers.brokers.commands import PlaceOrder
 from workers.brokers.paper.broker import PaperBroker
 from workers.celery_app import create_app
 from workers.db.engines import make_engine, upgrade
+from workers.db.event_rows import list_events
 from workers.db.order_rows import insert_order_if_absent, update_order_row
-from workers.db.session_rows import list_events
 from workers.feeds.replay import ReplayConfig, ReplaySource
 from workers.feeds.runner import run_feed
 from workers.orders.send import FINAL

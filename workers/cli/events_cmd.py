@@ -10,7 +10,8 @@ import typer
 from models.tables import EVENT_KINDS, EventKind, EventRow
 from trading.exceptions import BadInput, UnknownSession
 from workers.db.engines import engine_for
-from workers.db.session_rows import get_session_row, list_events
+from workers.db.event_rows import list_events
+from workers.db.session_rows import get_session_row
 from workers.settings import get_settings
 
 

@@ -19,8 +19,8 @@ from models.state import OpenPosition, OrderTemplate, WorkingOrder
 from models.tables import TradingSessionRow
 from trading.intents import client_order_id
 from workers.brokers.commands import CancelOrder
+from workers.db.event_rows import record_event
 from workers.db.order_rows import insert_order_if_absent
-from workers.db.session_rows import record_event
 from workers.orders.send import _drop_working_order, send_order, session_broker
 from workers.risk.accounts import active_sessions, known_accounts, set_halted
 from workers.risk.book import RiskBook

@@ -25,8 +25,9 @@ from models.tables import OrderRow, TradingSessionRow
 from trading.exceptions import UnknownSession
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import OrderAck, PlaceOrder, QueryOrder
+from workers.db.event_rows import record_event
 from workers.db.order_rows import FINAL_STATUSES, get_order_row, update_order_row
-from workers.db.session_rows import get_session_row, record_event
+from workers.db.session_rows import get_session_row
 from workers.orders.fills import LOCK_WAIT_S, deliver_fills
 from workers.risk.after_fill import release_entry
 from workers.runtime import Runtime

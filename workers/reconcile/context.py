@@ -17,7 +17,8 @@ from models.state import ContractDetails, OpenPosition, WorkingOrder
 from models.tables import OrderRow, Severity, TradingSessionRow
 from trading.reconcile import OPEN_ORDER_STATUSES, LocalPosition, ReconcileMeta
 from workers.brokers.base import AccountManager
-from workers.db.session_rows import get_session_row, record_event
+from workers.db.event_rows import record_event
+from workers.db.session_rows import get_session_row
 from workers.orders.send import session_broker
 from workers.runtime import Runtime
 from workers.state.store import Lease, StateChanges

@@ -58,7 +58,8 @@ from trading.exceptions import SessionExists, UnknownSession
 from trading.reconcile import ReconcileMeta
 from trading.timeframes import parse_timeframe
 from workers.brokers.base import FILLS_START
-from workers.db.session_rows import get_session_row, record_event
+from workers.db.event_rows import record_event
+from workers.db.session_rows import get_session_row
 from workers.dispatch.recovery import lock_key, queued_key
 from workers.orders.fills import apply_fill_to_session, fills_cursor_key
 from workers.orders.send import session_broker

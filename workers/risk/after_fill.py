@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from models.state import ContractDetails, OpenPosition, WorkingOrder
 from trading.risk import warn_event
-from workers.db.session_rows import record_event
+from workers.db.event_rows import record_event
 from workers.risk.book import RiskBook
 from workers.settings import RiskSettings
 

@@ -20,7 +20,7 @@ from models.codec import state_key
 from models.meta import ROLL_FIELD
 from models.state import WorkingOrder
 from trading.exceptions import OperatorAction
-from workers.db.session_rows import record_event
+from workers.db.event_rows import record_event
 from workers.orders.fills import LOCK_WAIT_S
 from workers.runtime import Runtime
 from workers.state.store import Lease, StateChanges

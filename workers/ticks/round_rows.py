@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Engine
 
+from workers.db.event_rows import record_events_once
 from workers.db.order_rows import OrderToWrite, insert_orders_if_absent
-from workers.db.session_rows import record_events_once
 from workers.ticks.events import step_events
 from workers.ticks.snapshots import StrategySnapshot, save_snapshots
 from workers.ticks.step import NewOrder, StepResult

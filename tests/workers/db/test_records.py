@@ -25,6 +25,7 @@ from models.state import (
 from models.tables import EventRow, FillRow, OrderRow, TradingSessionRow
 from trading.exceptions import BadInput, UnknownSession
 from workers.db.engines import engine_for, make_engine, upgrade
+from workers.db.event_rows import list_events, record_event, record_events_once
 from workers.db.order_rows import (
     OrderToWrite,
     get_order_row,
@@ -36,10 +37,7 @@ from workers.db.session_rows import (
     create_session_row,
     find_session_row_by_name,
     get_session_row,
-    list_events,
     list_session_rows,
-    record_event,
-    record_events_once,
     set_session_status,
 )
 from workers.ticks.events import step_events

@@ -23,7 +23,7 @@ from tests.kit.redis import RedisServer
 from tests.kit.snapshots import RunResult, assert_consistent, differences, dump
 from tests.kit.wait import wait_until
 from trading.candles import fold_ticks
-from workers.db.session_rows import list_events
+from workers.db.event_rows import list_events
 from workers.dispatch.names import ORDERS_SEND, TICKS_DRAIN
 from workers.settings import Settings
 from workers.state.store import StateChanges
