@@ -6,6 +6,11 @@ A roll runs as one Celery chain on the ``rolls`` queue, one thin task per step
 session stops trading with an event. The operator then resumes the roll (the chain again from
 the step its row records) or aborts it.
 
+A roll's await step is also run by a wake when the fill of its order is applied
+(``workers.rolls.wake``); the one task that goes past the step (its claim) goes on: a woken one
+queues the rest of the chain (``continue_roll``), and the chain's own copy stops. Resuming
+releases the claims of the steps not recorded done.
+
 Triggers: ``check_rolls`` (beat, every ``roll_check_interval_s``) starts a roll for each active
 session inside its contract's roll window, judged on the session's clock (the data time of its
 last tick in replay, the wall clock before its first tick). A session never has two unfinished
@@ -25,7 +30,15 @@ from celery.canvas import Signature
 from models.codec import state_key
 from models.tables import RollRow
 from trading.exceptions import BadInput, UnknownSession
-from trading.rolls import decision_time, roll_target, session_clock, should_roll, steps_from
+from trading.rolls import (
+    DONE,
+    decision_time,
+    next_step,
+    roll_target,
+    session_clock,
+    should_roll,
+    steps_from,
+)
 from workers.brokers.commands import CancelOrder, QueryOrder
 from workers.calendars.exchange_holidays import exchange_holidays
 from workers.db import roll_rows
@@ -34,7 +47,7 @@ from workers.db.roll_rows import RollExists
 from workers.db.session_rows import get_session_row, list_session_rows
 from workers.orders.fills import LOCK_WAIT_S, deliver_fills
 from workers.orders.send import session_broker
-from workers.rolls import marks
+from workers.rolls import marks, wake
 from workers.rolls.marks import RollMeta
 from workers.runtime import Runtime
 from workers.ticks.step import PROGRESS_FIELD, TickProgress
@@ -66,6 +79,14 @@ def roll_chain(app: Celery, roll_id: int, from_step: str, queue: str) -> Signatu
 
 def launch(rt: Runtime, app: Celery, row: RollRow) -> None:
     roll_chain(app, row.id, row.step, rt.settings.queue_rolls).apply_async()
+
+
+def continue_roll(rt: Runtime, app: Celery, roll_id: int, after: str) -> None:
+    """Queue the chain of the steps after ``after`` (a woken await step that went past it);
+    nothing once ``after`` was the last step."""
+    following = next_step(after)
+    if following != DONE:
+        roll_chain(app, roll_id, following, rt.settings.queue_rolls).apply_async()
 
 
 def session_clock_of(rt: Runtime, session_id: str, now: datetime) -> tuple[datetime, datetime]:
@@ -123,6 +144,7 @@ def resume_roll(rt: Runtime, app: Celery, roll_id: int) -> RollRow:
     row = roll_rows.require_roll(rt.engine, roll_id)
     if row.status not in OPERATOR_STATUSES:
         raise BadInput(f"roll {roll_id} is {row.status}; only a failed or waiting roll resumes")
+    wake.release_claims(rt.redis, roll_id, row.step)
     row = roll_rows.update_roll(rt.engine, roll_id, status="running", error=None)
     marks.event(
         rt, row.session_id, "info", f"roll {roll_id} resumed at {row.step}", {"roll_id": roll_id}

@@ -1,36 +1,49 @@
-"""Roll tasks (queue ``rolls``): one thin task per step of a roll, its errback, the trigger.
+"""Roll tasks (queue ``rolls``): one thin task per step of a roll, its errback, the wake, the
+trigger.
 
 Each step task takes the roll id and runs ``workers.rolls.steps.run_step``. A step whose roll
-is not running (or whose chain copy is behind the roll's row) is ignored, ending that copy of
-the chain. An await step whose order is still working retries itself after
-``roll_fill_retry_s``, at most ``roll_fill_max_tries`` tries in all; then it fails, and the
-errback (``tradefleet.rolls.failed``) marks the roll failed and stops the session's trading.
+is not running (or whose chain copy is behind the roll's row, or whose await step another task
+holds) is ignored, ending that copy of the chain. An await step whose order is still working
+retries itself after ``roll_fill_retry_s``, at most ``roll_fill_max_tries`` tries in all; then
+it fails, and the errback (``tradefleet.rolls.failed``) marks the roll failed and stops the
+session's trading.
+
+``wake`` (sent by the fill path when a roll order's fill is applied, ``workers.rolls.wake``)
+runs the await step's check at once; if it is the one task that goes past the step, it queues
+the rest of the chain, and the chain's own copy stops at its next try. A wake that finds the
+order still working, or the step not reached yet, does nothing: the retry stays the fallback.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import Ignore
 
-from trading.exceptions import RetryLater
+from trading.exceptions import BadInput, RetryLater
+from trading.rolls import DONE, STEPS
 from workers.db import roll_rows
 from workers.rolls.chain import (
     CHECK_TASK,
     FAILED_TASK,
     TASK_PREFIX,
     check_rolls,
+    continue_roll,
     mark_failed,
     record_error,
 )
 from workers.rolls.steps import Outcome, run_step
+from workers.rolls.wake import AWAIT_STEPS, WAKE_TASK
 from workers.runtime import runtime
 
 ERROR_WAITS = 3
 """Retries of the errback waiting for the failed step's error (then it goes on without)."""
 MAX_RETRIES = 50
 """Retries of a step that met a transient condition (a busy lock, a fill not applied yet)."""
+WAKE_RETRIES = 5
+"""Retries of a wake that met a transient condition (then the chain's own retry goes on)."""
 
 
 class RollStepTask(Task):  # type: ignore[type-arg]
@@ -45,13 +58,18 @@ class RollStepTask(Task):  # type: ignore[type-arg]
 
 def _run(task: Task[Any, Any], roll_id: int, step: str) -> str:
     rt = runtime()
-    outcome = run_step(rt, roll_id, step)
+    outcome = run_step(rt, roll_id, step, _runner(task))
     if outcome is Outcome.STALE:
         raise Ignore()
     if outcome is Outcome.WAIT:
         tries = rt.settings.roll_fill_max_tries
         raise task.retry(countdown=rt.settings.roll_fill_retry_s, max_retries=tries - 1)
     return outcome.value
+
+
+def _runner(task: Task[Any, Any]) -> str:
+    """The task's id: the same for a retry or a redelivery of the same task."""
+    return task.request.id or f"local-{uuid.uuid4().hex}"
 
 
 def _step_task(step: str) -> RollStepTask:
@@ -96,6 +114,29 @@ def failed(self: Task[Any, Any], roll_id: int) -> str:
     if row.error is None and self.request.retries < ERROR_WAITS:
         raise RetryLater(f"roll {roll_id}: the failed step's error is not recorded yet")
     return mark_failed(rt, roll_id).status
+
+
+@shared_task(
+    name=WAKE_TASK,
+    bind=True,
+    autoretry_for=(RetryLater,),
+    retry_backoff=True,
+    retry_backoff_max=5,
+    max_retries=WAKE_RETRIES,
+)
+def wake(self: Task[Any, Any], roll_id: int, step: str) -> str:
+    """The fill of await step ``step``'s order was applied: run the step now (see the module).
+    No errback: a wake that fails leaves the roll to the chain's own retry."""
+    if step not in AWAIT_STEPS:
+        raise BadInput(f"only an await step is woken, not {step!r}")
+    rt = runtime()
+    row = roll_rows.require_roll(rt.engine, roll_id)
+    if row.status != "running" or row.step == DONE or STEPS.index(row.step) < STEPS.index(step):
+        return "not due"
+    outcome = run_step(rt, roll_id, step, _runner(self))
+    if outcome in {Outcome.DONE, Outcome.SKIPPED}:
+        continue_roll(rt, self.app, roll_id, step)
+    return outcome.value
 
 
 @shared_task(name=CHECK_TASK)
