@@ -27,6 +27,7 @@ from kombu.exceptions import KombuError
 from sqlalchemy.engine import Engine
 
 from trading.rolls import STEPS, await_step_of
+from workers.celery_app import APP_NAME
 from workers.db.roll_rows import get_roll
 from workers.settings import get_settings
 
@@ -43,13 +44,18 @@ def send_wake(engine: Engine, client_order_id: str) -> None:
     """Wake the await step of the roll order ``client_order_id`` if the roll waits at that
     step (nothing for other orders). A roll not there yet needs no wake: its chain runs the
     step's check as soon as it gets there. A wake that cannot be sent is only logged: the
-    step's retry finishes the roll."""
+    step's retry finishes the roll. It goes through the process's current Celery app (a
+    worker's; a command's that made one): none is sent from a process without one, which
+    would otherwise be Celery's unconfigured default app."""
     found = await_step_of(client_order_id)
     if found is None:
         return
     roll_id, step = found
     row = get_roll(engine, roll_id)
     if row is None or row.status != "running" or row.step != step:
+        return
+    if current_app.main != APP_NAME:
+        log.info("roll %s: %s not woken: this process has no tradefleet app", roll_id, step)
         return
     try:
         current_app.send_task(WAKE_TASK, args=[roll_id, step], queue=get_settings().queue_rolls)
