@@ -26,11 +26,15 @@ from tests.conftest import wait_until
 from tests.integration import worker as worker_fixtures
 from tests.integration.roll_rig import Prices, RollRig, assert_rolled
 from tests.integration.worker import CeleryWorker, WorkerFactory
+from trading.exceptions import ServiceUnavailable
 from trading.rolls import await_step_of, close_order_id, open_order_id
+from workers.db import roll_rows
 from workers.db.order_rows import count_rows
 from workers.rolls import chain
 from workers.rolls.wake import CLAIM_KEY, WAKE_TASK, release_claims, take_claim
 from workers.tasks.orders import POLL_TASK
+from workers.tools.demo import run as demo_run
+from workers.tools.processes import ChildProcesses
 
 pytestmark = pytest.mark.integration
 
@@ -162,6 +166,41 @@ def test_a_retry_racing_the_wake_that_holds_the_step_stops(
 
         rolled = _kill_and_finish(rig, start_worker, paused, roll.id)
         _assert_rolled_once(rig, rolled, sid, "ACC-WOKEN", -1, before, prices, roll.id)
+
+
+def test_the_demo_waits_while_its_rolls_progress_and_names_a_stall(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No worker serves the roll: the demo's wait outlasts its stall time while the roll's
+    recorded step keeps moving (moved here by hand), shows where the roll stands, and fails
+    with one line once the roll stops moving."""
+    monkeypatch.setattr(demo_run, "ROLL_STALL_S", 2.0)
+    with RollRig(redis_url, tmp_path / "run") as rig:
+        sid = rig.create("demo", "ACC-DEMO")
+        roll = rig.start_roll(sid)
+        demo = demo_run.Demo(rig.settings, ChildProcesses(log_dir=tmp_path / "logs"))
+        demo.client, demo.session_ids = rig.client, [sid]
+        shown: list[str] = []
+        steps = iter(("close", "await_close", "open", "await_open"))
+        started = time.monotonic()
+        moved = {"at": started}
+
+        def show(phase: str, published: int, summaries: list[Any]) -> None:
+            shown.append(phase)
+            if time.monotonic() - moved["at"] > 0.5:
+                step = next(steps, None)
+                if step is not None:
+                    roll_rows.update_roll(rig.engine, roll.id, step=step)
+                moved["at"] = time.monotonic()
+
+        with pytest.raises(ServiceUnavailable) as stalled:
+            demo._while_rolling(show, "rolling", 0, [(sid, roll.id)], lambda: False)
+        assert time.monotonic() - started > 4.0, "the moves kept it waiting past the stall time"
+        message = str(stalled.value)
+        assert message.startswith("the demo's rolls made no progress for 2s")
+        assert f"roll {roll.id} await_open" in message and "\n" not in message
+        assert f"rolling: roll {roll.id} begin" in shown
+        assert f"rolling: roll {roll.id} await_open" in shown
 
 
 # ------------------------------------------------------------------ helpers
