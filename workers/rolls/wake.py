@@ -13,7 +13,8 @@ one of them goes past the step: the one that takes the step's claim (``take_clai
 other stops, and with it its copy of the chain: the rest of the roll runs once. A task that
 is redelivered or retried keeps its task id, so it still holds its claim and goes on. The
 claim of a step not recorded done is released when the operator resumes the roll
-(``release_claims``), so a task that failed after claiming cannot hold the roll back.
+(``release_claims``), so a task that failed after claiming cannot hold the roll back; a wake
+that fails for good holding the claim fails the roll, as the chain's errback would have.
 """
 
 from __future__ import annotations
@@ -71,7 +72,12 @@ def take_claim(client: redis.Redis, roll_id: int, step: str, runner: str) -> boo
     key = CLAIM_KEY.format(roll_id=roll_id, step=step)
     if client.set(key, runner, nx=True, ex=CLAIM_TTL_S):
         return True
-    held: Any = client.get(key)
+    return holds_claim(client, roll_id, step, runner)
+
+
+def holds_claim(client: redis.Redis, roll_id: int, step: str, runner: str) -> bool:
+    """Whether task ``runner`` holds the claim of await step ``step`` (without taking it)."""
+    held: Any = client.get(CLAIM_KEY.format(roll_id=roll_id, step=step))
     return held is not None and (held.decode() if isinstance(held, bytes) else held) == runner
 
 

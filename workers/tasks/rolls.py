@@ -35,15 +35,13 @@ from workers.rolls.chain import (
     record_error,
 )
 from workers.rolls.steps import Outcome, run_step
-from workers.rolls.wake import AWAIT_STEPS, WAKE_TASK
+from workers.rolls.wake import AWAIT_STEPS, WAKE_TASK, holds_claim
 from workers.runtime import runtime
 
 ERROR_WAITS = 3
 """Retries of the errback waiting for the failed step's error (then it goes on without)."""
 MAX_RETRIES = 50
 """Retries of a step that met a transient condition (a busy lock, a fill not applied yet)."""
-WAKE_RETRIES = 5
-"""Retries of a wake that met a transient condition (then the chain's own retry goes on)."""
 
 
 class RollStepTask(Task):  # type: ignore[type-arg]
@@ -116,17 +114,36 @@ def failed(self: Task[Any, Any], roll_id: int) -> str:
     return mark_failed(rt, roll_id).status
 
 
+class WakeTask(Task):  # type: ignore[type-arg]
+    """A wake that fails for good while it holds its step's claim fails the roll (the chain's
+    copy stopped at that claim, so nothing else would): the errback's work, with its error.
+    One that fails before claiming leaves the roll to the chain's own retry."""
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        if len(args) < 2:
+            return
+        rt = runtime()
+        roll_id, step = int(args[0]), str(args[1])
+        if holds_claim(rt.redis, roll_id, step, task_id):
+            record_error(rt, roll_id, f"{type(exc).__name__}: {exc}")
+            mark_failed(rt, roll_id)
+
+
 @shared_task(
     name=WAKE_TASK,
     bind=True,
+    base=WakeTask,
     autoretry_for=(RetryLater,),
     retry_backoff=True,
     retry_backoff_max=5,
-    max_retries=WAKE_RETRIES,
+    max_retries=MAX_RETRIES,
 )
-def wake(self: Task[Any, Any], roll_id: int, step: str) -> str:
+def wake(self: WakeTask, roll_id: int, step: str) -> str:
     """The fill of await step ``step``'s order was applied: run the step now (see the module).
-    No errback: a wake that fails leaves the roll to the chain's own retry."""
+    No errback: a wake that fails before it holds the step leaves the roll to the chain's own
+    retry; one that fails holding it fails the roll (``WakeTask``)."""
     if step not in AWAIT_STEPS:
         raise BadInput(f"only an await step is woken, not {step!r}")
     rt = runtime()

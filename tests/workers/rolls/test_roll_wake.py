@@ -28,11 +28,13 @@ from tests.integration.roll_rig import Prices, RollRig, assert_rolled
 from tests.integration.worker import CeleryWorker, WorkerFactory
 from trading.exceptions import ServiceUnavailable
 from trading.rolls import await_step_of, close_order_id, open_order_id
+from workers import runtime as runtime_module
 from workers.db import roll_rows
 from workers.db.order_rows import count_rows
 from workers.rolls import chain
 from workers.rolls.wake import CLAIM_KEY, WAKE_TASK, release_claims, take_claim
 from workers.tasks.orders import POLL_TASK
+from workers.tasks.rolls import wake as wake_task
 from workers.tools.demo import run as demo_run
 from workers.tools.processes import ChildProcesses
 
@@ -66,6 +68,35 @@ def test_a_claim_is_held_by_one_task_id_and_released_on_resume(redis_client: red
     assert take_claim(redis_client, 3, "await_open", "resumed-task")
     ttl = cast(int, redis_client.ttl(CLAIM_KEY.format(roll_id=3, step="await_close")))
     assert ttl > 86_400
+
+
+def test_a_wake_that_fails_holding_its_step_fails_the_roll(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chain's copy stopped at the wake's claim, so a wake that fails for good holding it
+    must fail the roll (as the errback would); one that fails without it leaves the roll to
+    the chain. No worker serves the roll: the failure handler runs here on the rig's runtime."""
+    with RollRig(redis_url, tmp_path / "run") as rig:
+        monkeypatch.setattr(runtime_module, "_current", rig.rt)
+        sid = rig.create("failing", "ACC-FAIL")
+        roll = rig.start_roll(sid)
+        roll_rows.update_roll(rig.engine, roll.id, step="await_close")
+        assert take_claim(rig.client, roll.id, "await_close", "holder")
+        args = (roll.id, "await_close")
+
+        wake_task.on_failure(RuntimeError("boom"), "bystander", args, {}, None)
+        assert (rig.roll(roll.id).status, rig.roll(roll.id).error) == ("running", None)
+        assert rig.state(sid).trading
+
+        wake_task.on_failure(RuntimeError("boom"), "holder", args, {}, None)
+        failed = rig.roll(roll.id)
+        assert (failed.status, failed.step, failed.error) == (
+            "failed",
+            "await_close",
+            "RuntimeError: boom",
+        )
+        assert not rig.state(sid).trading
+        assert any(f"roll {roll.id} failed" in e.message for e in rig.roll_events(sid))
 
 
 def test_a_fill_wakes_its_await_step_long_before_the_retry(
