@@ -287,8 +287,11 @@ class Demo:
     def _roll(self, progress: Progress, published: int) -> list[RollSummary]:
         """Roll every ES session ESZ13 -> ESH14, decided on the roll date; the first print of
         each contract on ``PRICING_DAY`` fills the roll's orders (and prices a flat session's
-        back-adjustment). The prints are published once every roll has begun (the strategy
-        stopped), so that no strategy runs on the old contract past the roll date."""
+        back-adjustment). The prints are published once every roll has sent its close (the
+        strategy stopped at ``begin``; the close cancelled the old contract's protective stop
+        as of the roll's decision), so that no strategy runs on the old contract past the roll
+        date and the print fills the close, never the old stop in its place (which would leave
+        the roll's close nothing to close: ``needs_operator``)."""
         assert self.client is not None
         rt = Runtime(self.settings)
         app = create_app(self.settings)
@@ -304,10 +307,7 @@ class Demo:
             phase,
             published,
             rolling,
-            lambda: all(
-                rt.store.load(sid).rolling or self._roll_status(roll_id) in ROLL_FINISHED
-                for sid, roll_id in rolling
-            ),
+            lambda: all(self._closing(roll_id) for _, roll_id in rolling),
         )
         publisher = make_publisher(self.client, self.settings, app)
         for contract in (ROLL_FROM, ROLL_TO):
@@ -341,6 +341,14 @@ class Demo:
                 )
             )
         return out
+
+    def _closing(self, roll_id: int) -> bool:
+        """Whether the roll recorded its close done (its close sent, or a flat roll past it)
+        or has finished."""
+        row = get_roll(engine_for(self.settings.sqlalchemy_url), roll_id)
+        return row is not None and (
+            row.status in ROLL_FINISHED or row.step not in {"begin", "close"}
+        )
 
     def _roll_status(self, roll_id: int) -> str:
         row = get_roll(engine_for(self.settings.sqlalchemy_url), roll_id)
