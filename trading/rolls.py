@@ -80,6 +80,25 @@ def open_order_id(roll_id: int) -> str:
     return f"roll-{_checked_id(roll_id)}-open"
 
 
+ROLL_ORDER_PREFIX = "roll-"
+"""Every roll order's client order id starts with it (``close_order_id``, ``open_order_id``)."""
+_AWAIT_OF_ORDER: Mapping[str, RollStepName] = MappingProxyType(
+    {"close": "await_close", "open": "await_open"}
+)
+
+
+def await_step_of(client_order_id: str) -> tuple[int, RollStepName] | None:
+    """The roll and the step that awaits the fill of a roll order (``roll-7-close`` → (7,
+    ``await_close``)); None for any other client order id."""
+    if not client_order_id.startswith(ROLL_ORDER_PREFIX):
+        return None
+    number, _, kind = client_order_id[len(ROLL_ORDER_PREFIX) :].partition("-")
+    step = _AWAIT_OF_ORDER.get(kind)
+    if step is None or not (number.isascii() and number.isdigit()) or number[0] == "0":
+        return None
+    return int(number), step
+
+
 def _checked_id(roll_id: int) -> int:
     if isinstance(roll_id, bool) or not isinstance(roll_id, int) or roll_id < 1:
         raise BadInput(f"roll id must be a positive int, got {roll_id!r}")

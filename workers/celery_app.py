@@ -18,7 +18,7 @@ from kombu import Queue
 from workers.dispatch import names
 from workers.settings import Settings, get_settings
 
-APP_NAME = "tradefleet"
+APP_NAME = names.APP_NAME
 
 TASK_MODULES: tuple[str, ...] = (
     "workers.tasks.health",

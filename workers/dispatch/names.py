@@ -12,6 +12,8 @@ from typing import Final
 
 from workers.settings import QueueSettings
 
+APP_NAME: Final = "tradefleet"
+"""The Celery app's name (``workers.celery_app``), by which a process tells it has ours."""
 PREFIX: Final = "tradefleet"
 
 HEALTH_PING: Final = "tradefleet.health.ping"
@@ -26,6 +28,7 @@ RECONCILE_FAN_OUT_ORDERS: Final = "tradefleet.reconcile.fan_out_orders"
 RECOVER: Final = "tradefleet.reconcile.recover"
 ROLLS_CHECK: Final = "tradefleet.rolls.check"
 ROLLS_FAILED: Final = "tradefleet.rolls.failed"
+ROLLS_WAKE: Final = "tradefleet.rolls.wake"
 ROLL_STEP_PREFIX: Final = "tradefleet.rolls."
 
 

@@ -36,11 +36,13 @@ from models.progress import TickProgress
 from models.state import OpenPosition, PnlInfo, Trade, WorkingOrder
 from trading.exceptions import RetryLater, UnknownSession
 from trading.positions import apply_fill
+from trading.rolls import ROLL_ORDER_PREFIX
 from trading.stops import after_stop_fill
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import Fill, QueryBalance
 from workers.brokers.paper.model import epoch_ms_ceil
 from workers.db.order_rows import get_order_row, insert_fill_if_absent, update_order_row
+from workers.dispatch.rolls import send_wake
 from workers.risk.after_fill import risk_after_fill
 from workers.settings import RiskSettings, StopSettings
 from workers.state.store import Lease, StateChanges, StateStore
@@ -107,7 +109,9 @@ def apply_fill_to_session(
     risk: RiskSettings,
     stops: StopSettings,
 ) -> bool:
-    """Apply one fill to its session (once); True if this call applied it.
+    """Apply one fill to its session (once); True if this call applied it. The fill of a roll
+    order wakes the roll's await step if the roll waits there (``workers.rolls.wake``; by the
+    call that applied it).
 
     ``RetryLater`` when the session has not recorded the fill's order yet (see the module).
     """
@@ -144,6 +148,8 @@ def apply_fill_to_session(
     )
     update_order_row(engine, fill.client_order_id, "filled", fill.broker_order_id)
     _protect(store, engine, broker, fill, stops)
+    if newly and fill.client_order_id.startswith(ROLL_ORDER_PREFIX):
+        send_wake(engine, fill.client_order_id)
     return newly
 
 

@@ -6,6 +6,11 @@ A roll runs as one Celery chain on the ``rolls`` queue, one thin task per step
 session stops trading with an event. The operator then resumes the roll (the chain again from
 the step its row records) or aborts it.
 
+A roll's await step is also run by a wake when the fill of its order is applied
+(``workers.rolls.wake``); the one task that goes past the step (its claim) goes on: a woken one
+queues the rest of the chain (``continue_roll``), and the chain's own copy stops. Resuming
+releases the claims of the steps not recorded done.
+
 Triggers: ``check_rolls`` (beat, every ``roll_check_interval_s``) starts a roll for each active
 session inside its contract's roll window, judged on the session's clock (the data time of its
 last tick in replay, the wall clock before its first tick). A session never has two unfinished
@@ -27,29 +32,31 @@ from models.meta import PROGRESS_FIELD
 from models.progress import TickProgress
 from models.tables import RollRow
 from trading.exceptions import BadInput, UnknownSession
-from trading.rolls import decision_time, roll_target, session_clock, should_roll, steps_from
+from trading.rolls import (
+    DONE,
+    decision_time,
+    next_step,
+    roll_target,
+    session_clock,
+    should_roll,
+    steps_from,
+)
 from workers.brokers.commands import CancelOrder, QueryOrder
 from workers.calendars.exchange_holidays import exchange_holidays
 from workers.db import roll_rows
 from workers.db.order_rows import update_order_row
 from workers.db.roll_rows import RollExists
 from workers.db.session_rows import get_session_row, list_session_rows
+from workers.dispatch import names
 from workers.orders.fills import LOCK_WAIT_S, deliver_fills
 from workers.orders.send import session_broker
-from workers.rolls import marks
+from workers.rolls import marks, wake
 from workers.rolls.marks import RollMeta
 from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-TASK_PREFIX = "tradefleet.rolls."
-FAILED_TASK = TASK_PREFIX + "failed"
-CHECK_TASK = TASK_PREFIX + "check"
 OPERATOR_STATUSES = frozenset({"failed", "needs_operator"})
-
-
-def step_task(step: str) -> str:
-    return TASK_PREFIX + step
 
 
 def roll_chain(app: Celery, roll_id: int, from_step: str, queue: str) -> Signature[Any]:
@@ -58,15 +65,23 @@ def roll_chain(app: Celery, roll_id: int, from_step: str, queue: str) -> Signatu
     if not steps:
         raise BadInput(f"roll {roll_id} has no step left to run")
     signatures = [
-        app.signature(step_task(step), args=(roll_id,), immutable=True, queue=queue)
+        app.signature(names.roll_step(step), args=(roll_id,), immutable=True, queue=queue)
         for step in steps
     ]
-    errback = app.signature(FAILED_TASK, args=(roll_id,), immutable=True, queue=queue)
+    errback = app.signature(names.ROLLS_FAILED, args=(roll_id,), immutable=True, queue=queue)
     return chain(*signatures).on_error(errback)
 
 
 def launch(rt: Runtime, app: Celery, row: RollRow) -> None:
     roll_chain(app, row.id, row.step, rt.settings.queues.rolls).apply_async()
+
+
+def continue_roll(rt: Runtime, app: Celery, roll_id: int, after: str) -> None:
+    """Queue the chain of the steps after ``after`` (a woken await step that went past it);
+    nothing once ``after`` was the last step."""
+    following = next_step(after)
+    if following != DONE:
+        roll_chain(app, roll_id, following, rt.settings.queues.rolls).apply_async()
 
 
 def session_clock_of(rt: Runtime, session_id: str, now: datetime) -> tuple[datetime, datetime]:
@@ -124,6 +139,7 @@ def resume_roll(rt: Runtime, app: Celery, roll_id: int) -> RollRow:
     row = roll_rows.require_roll(rt.engine, roll_id)
     if row.status not in OPERATOR_STATUSES:
         raise BadInput(f"roll {roll_id} is {row.status}; only a failed or waiting roll resumes")
+    wake.release_claims(rt.redis, roll_id, row.step)
     row = roll_rows.update_roll(rt.engine, roll_id, status="running", error=None)
     marks.event(
         rt, row.session_id, "info", f"roll {roll_id} resumed at {row.step}", {"roll_id": roll_id}

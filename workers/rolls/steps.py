@@ -1,12 +1,18 @@
 """The steps of a roll (``trading.rolls.STEPS``), each idempotent, each taking the roll's id.
 
-``run_step(rt, roll_id, step)`` is what a roll task runs. It reads the roll's row and answers:
+``run_step(rt, roll_id, step, runner)`` is what a roll task runs (``runner``: its task id). It
+reads the roll's row and answers:
 
 - ``STALE``: the roll is not running (aborted, failed, waiting for the operator) or its row
-  says an earlier step has not finished: this copy of the chain stops, nothing is done;
+  says an earlier step has not finished, or another task holds the claim of this await step
+  (``workers.rolls.wake``): this copy of the chain stops;
 - ``SKIPPED``: the row says this step already finished (a redelivered task): the chain goes on;
 - ``WAIT``: an await step's order is still working: the task retries later (bounded);
 - ``DONE``: the step did its work and recorded it (the row's step moved on).
+
+An await step may run in two tasks at once, the chain's and a wake's (sent when the fill of its
+order is applied): only the one holding the step's claim records it done or, finding it done,
+goes on; so the rest of the chain runs once.
 
 Every order-touching step first asks the broker (the roll's two orders by their deterministic
 client order ids, and the account's positions in both contracts) and acts on
@@ -52,6 +58,7 @@ from workers.orders.send import poll_order, send_order, session_broker
 from workers.rolls import marks
 from workers.rolls.marks import RollMeta, RollNeedsOperator, meta_of
 from workers.rolls.switch import end_roll, switch_contract
+from workers.rolls.wake import take_claim
 from workers.runtime import Runtime
 from workers.settings import get_diagnostics
 from workers.stops.sync import sync_stop
@@ -73,14 +80,14 @@ def plan_of(row: RollRow) -> RollPlan:
     return RollPlan(row.id, row.session_id, row.from_contract, row.to_contract, row.quantity)
 
 
-def run_step(rt: Runtime, roll_id: int, step: str) -> Outcome:
-    """Run one step of roll ``roll_id`` (see the module)."""
+def run_step(rt: Runtime, roll_id: int, step: str, runner: str) -> Outcome:
+    """Run one step of roll ``roll_id`` in task ``runner`` (see the module)."""
     row = roll_rows.require_roll(rt.engine, roll_id)
     if row.status != "running":
         log.info("roll %s is %s: step %s not run", roll_id, row.status, step)
         return Outcome.STALE
     if row.step == DONE or STEPS.index(row.step) > STEPS.index(step):
-        return Outcome.SKIPPED
+        return Outcome.SKIPPED if _goes_on(rt, roll_id, step, runner) else Outcome.STALE
     if row.step != step:
         log.warning("roll %s is at step %s: a chain copy at %s stops", roll_id, row.step, step)
         return Outcome.STALE
@@ -97,12 +104,22 @@ def run_step(rt: Runtime, roll_id: int, step: str) -> Outcome:
     elif step == "end":
         end_roll(rt, row)
         _protect_rolled(rt, row, session)
+    if not _goes_on(rt, roll_id, step, runner):
+        return Outcome.STALE
     _test_pause(rt, roll_id, step)
     after = next_step(step)
     roll_rows.advance(rt.engine, roll_id, step, after)  # type: ignore[arg-type]
     if after != DONE:
         marks.mark_step(rt, row.session_id, roll_id, after)
     return Outcome.DONE
+
+
+def _goes_on(rt: Runtime, roll_id: int, step: str, runner: str) -> bool:
+    """Whether task ``runner`` may go past ``step``: an await step only with its claim."""
+    if take_claim(rt.redis, roll_id, step, runner):
+        return True
+    log.info("roll %s: another task holds %s and goes on; task %s stops", roll_id, step, runner)
+    return False
 
 
 # ------------------------------------------------------------------ begin
@@ -264,8 +281,8 @@ def _stop(rt: Runtime, row: RollRow, reason: str) -> None:
 
 def _test_pause(rt: Runtime, roll_id: int, step: str) -> None:
     """TEST ONLY, off unless ``TRADEFLEET_ROLL_TEST_PAUSE_AT`` names ``step``: the step has done
-    its work but not recorded itself done; it says so in Redis and hangs, so that a crash test
-    can SIGKILL the worker exactly here."""
+    its work (an await step: and taken its claim) but not recorded itself done; it says so in
+    Redis and hangs, so that a crash test can SIGKILL the worker exactly here."""
     if get_diagnostics().roll_test_pause_at != step:
         return
     rt.redis.set(PAUSED_KEY.format(roll_id=roll_id), f"{step}:{time.time():.3f}")

@@ -1,30 +1,39 @@
-"""Roll tasks (queue ``rolls``): one thin task per step of a roll, its errback, the trigger.
+"""Roll tasks (queue ``rolls``): one thin task per step of a roll, its errback, the wake, the
+trigger.
 
 Each step task takes the roll id and runs ``workers.rolls.steps.run_step``. A step whose roll
-is not running (or whose chain copy is behind the roll's row) is ignored, ending that copy of
-the chain. An await step whose order is still working retries itself after
-``settings.rolls.fill_retry_s``, at most ``fill_max_tries`` tries in all; then it fails, and the
-errback (``tradefleet.rolls.failed``) marks the roll failed and stops the session's trading.
+is not running (or whose chain copy is behind the roll's row, or whose await step another task
+holds) is ignored, ending that copy of the chain. An await step whose order is still working
+retries itself after ``settings.rolls.fill_retry_s``, at most ``fill_max_tries`` tries in all; then
+it fails, and the errback (``tradefleet.rolls.failed``) marks the roll failed and stops the
+session's trading.
+
+``wake`` (sent by the fill path when a roll order's fill is applied, ``workers.dispatch.rolls``)
+runs the await step's check at once; if it is the one task that goes past the step, it queues
+the rest of the chain, and the chain's own copy stops at its next try. A wake that finds the
+order still working, or the step not reached yet, does nothing: the retry stays the fallback.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import Ignore
 
-from trading.exceptions import RetryLater
+from trading.exceptions import BadInput, RetryLater
+from trading.rolls import DONE, STEPS
 from workers.db import roll_rows
+from workers.dispatch import names
 from workers.rolls.chain import (
-    CHECK_TASK,
-    FAILED_TASK,
-    TASK_PREFIX,
     check_rolls,
+    continue_roll,
     mark_failed,
     record_error,
 )
 from workers.rolls.steps import Outcome, run_step
+from workers.rolls.wake import AWAIT_STEPS, holds_claim
 from workers.runtime import runtime
 
 ERROR_WAITS = 3
@@ -45,7 +54,7 @@ class RollStepTask(Task):  # type: ignore[type-arg]
 
 def _run(task: Task[Any, Any], roll_id: int, step: str) -> str:
     rt = runtime()
-    outcome = run_step(rt, roll_id, step)
+    outcome = run_step(rt, roll_id, step, _runner(task))
     if outcome is Outcome.STALE:
         raise Ignore()
     if outcome is Outcome.WAIT:
@@ -54,13 +63,18 @@ def _run(task: Task[Any, Any], roll_id: int, step: str) -> str:
     return outcome.value
 
 
+def _runner(task: Task[Any, Any]) -> str:
+    """The task's id: the same for a retry or a redelivery of the same task."""
+    return task.request.id or f"local-{uuid.uuid4().hex}"
+
+
 def _step_task(step: str) -> RollStepTask:
     def run(self: RollStepTask, roll_id: int) -> str:
         return _run(self, roll_id, step)
 
     run.__name__ = run.__qualname__ = step
     return shared_task(
-        name=f"{TASK_PREFIX}{step}",
+        name=names.roll_step(step),
         bind=True,
         base=RollStepTask,
         autoretry_for=(RetryLater,),
@@ -80,7 +94,7 @@ end = _step_task("end")
 
 
 @shared_task(
-    name=FAILED_TASK,
+    name=names.ROLLS_FAILED,
     bind=True,
     autoretry_for=(RetryLater,),
     retry_backoff=True,
@@ -98,7 +112,49 @@ def failed(self: Task[Any, Any], roll_id: int) -> str:
     return mark_failed(rt, roll_id).status
 
 
-@shared_task(name=CHECK_TASK)
+class WakeTask(Task):  # type: ignore[type-arg]
+    """A wake that fails for good while it holds its step's claim fails the roll (the chain's
+    copy stopped at that claim, so nothing else would): the errback's work, with its error.
+    One that fails before claiming leaves the roll to the chain's own retry."""
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        if len(args) < 2:
+            return
+        rt = runtime()
+        roll_id, step = int(args[0]), str(args[1])
+        if holds_claim(rt.redis, roll_id, step, task_id):
+            record_error(rt, roll_id, f"{type(exc).__name__}: {exc}")
+            mark_failed(rt, roll_id)
+
+
+@shared_task(
+    name=names.ROLLS_WAKE,
+    bind=True,
+    base=WakeTask,
+    autoretry_for=(RetryLater,),
+    retry_backoff=True,
+    retry_backoff_max=5,
+    max_retries=MAX_RETRIES,
+)
+def wake(self: WakeTask, roll_id: int, step: str) -> str:
+    """The fill of await step ``step``'s order was applied: run the step now (see the module).
+    No errback: a wake that fails before it holds the step leaves the roll to the chain's own
+    retry; one that fails holding it fails the roll (``WakeTask``)."""
+    if step not in AWAIT_STEPS:
+        raise BadInput(f"only an await step is woken, not {step!r}")
+    rt = runtime()
+    row = roll_rows.require_roll(rt.engine, roll_id)
+    if row.status != "running" or row.step == DONE or STEPS.index(row.step) < STEPS.index(step):
+        return "not due"
+    outcome = run_step(rt, roll_id, step, _runner(self))
+    if outcome in {Outcome.DONE, Outcome.SKIPPED}:
+        continue_roll(rt, self.app, roll_id, step)
+    return outcome.value
+
+
+@shared_task(name=names.ROLLS_CHECK)
 def check() -> list[int]:
     """Beat: start a roll for each session inside its roll window (on the session's clock)."""
     rt = runtime()

@@ -88,7 +88,9 @@ PRICING_DAY = date(2013, 12, 18)
 """The first day after the roll date with minutes of both contracts: the roll's orders, decided
 on the roll date (2013-12-12, which the data set has no minutes of), fill on its first prints."""
 AFTER_ROLL = DemoFeed("ES", ROLL_TO, PRICING_DAY, date(2013, 12, 20))
-ROLL_TIMEOUT_S = 60.0
+ROLL_STALL_S = 120.0
+"""The demo waits for its rolls as long as they make progress (a roll's recorded step or
+status, or its session's fills, change); it gives up after this long without any."""
 ROLL_FINISHED = frozenset({"done", "failed", "needs_operator", "aborted"})
 
 
@@ -286,8 +288,11 @@ class Demo:
     def _roll(self, progress: Progress, published: int) -> list[RollSummary]:
         """Roll every ES session ESZ13 -> ESH14, decided on the roll date; the first print of
         each contract on ``PRICING_DAY`` fills the roll's orders (and prices a flat session's
-        back-adjustment). The prints are published once every roll has begun (the strategy
-        stopped), so that no strategy runs on the old contract past the roll date."""
+        back-adjustment). The prints are published once every roll has sent its close (the
+        strategy stopped at ``begin``; the close cancelled the old contract's protective stop
+        as of the roll's decision), so that no strategy runs on the old contract past the roll
+        date and the print fills the close, never the old stop in its place (which would leave
+        the roll's close nothing to close: ``needs_operator``)."""
         assert self.client is not None
         rt = Runtime(self.settings)
         app = create_app(self.settings)
@@ -298,24 +303,23 @@ class Demo:
             if spec.contract == ROLL_FROM
         ]
         phase = f"rolling {ROLL_FROM} -> {ROLL_TO} (decided on {when.date()})"
-        self._until(
+        self._while_rolling(
             progress,
             phase,
             published,
-            lambda: all(
-                rt.store.load(sid).rolling or self._roll_status(roll_id) in ROLL_FINISHED
-                for sid, roll_id in rolling
-            ),
+            rolling,
+            lambda: all(self._closing(roll_id) for _, roll_id in rolling),
         )
         publisher = make_publisher(self.client, self.settings, app)
         for contract in (ROLL_FROM, ROLL_TO):
             config = ReplayConfig("ES", contract, PRICING_DAY, PRICING_DAY)
             first = next(iter(ReplaySource(config, self.settings.paths.market_data_dir).ticks()))
             publisher.publish(contract, [first])
-        self._until(
+        self._while_rolling(
             progress,
             phase,
             published + 2,
+            rolling,
             lambda: all(self._roll_status(roll_id) in ROLL_FINISHED for _, roll_id in rolling),
         )
         names = dict(
@@ -339,6 +343,14 @@ class Demo:
             )
         return out
 
+    def _closing(self, roll_id: int) -> bool:
+        """Whether the roll recorded its close done (its close sent, or a flat roll past it)
+        or has finished."""
+        row = get_roll(engine_for(self.settings.sqlalchemy_url), roll_id)
+        return row is not None and (
+            row.status in ROLL_FINISHED or row.step not in {"begin", "close"}
+        )
+
     def _roll_status(self, roll_id: int) -> str:
         row = get_roll(engine_for(self.settings.sqlalchemy_url), roll_id)
         return "" if row is None else row.status
@@ -349,18 +361,44 @@ class Demo:
             StateStore(self.client, self.settings.state.lock_ttl_ms).load(session_id).session.name
         )
 
-    def _until(
-        self, progress: Progress, phase: str, published: int, done: Callable[[], bool]
+    def _while_rolling(
+        self,
+        progress: Progress,
+        phase: str,
+        published: int,
+        rolling: list[tuple[str, int]],
+        done: Callable[[], bool],
     ) -> None:
-        deadline = time.monotonic() + ROLL_TIMEOUT_S
+        """Wait until ``done()`` for as long as the rolls (session id, roll id) make progress,
+        showing each roll's step; one line after ``ROLL_STALL_S`` without progress."""
+        seen: tuple[object, ...] = ()
+        moved_at = time.monotonic()
         while not done():
-            if time.monotonic() > deadline:
+            summaries = self.summaries(brokers=False)
+            steps = self._roll_steps(rolling)
+            fills = {s.id: s.fills for s in summaries}
+            now_seen = (steps, tuple(fills[sid] for sid, _ in rolling))
+            if now_seen != seen:
+                seen, moved_at = now_seen, time.monotonic()
+            elif time.monotonic() - moved_at > ROLL_STALL_S:
                 raise ServiceUnavailable(
-                    f"the demo's rolls did not finish within {ROLL_TIMEOUT_S:.0f}s; worker log: "
-                    f"{self.children.log_dir / 'worker.log'}"
+                    f"the demo's rolls made no progress for {ROLL_STALL_S:.0f}s "
+                    f"({', '.join(steps)}); worker log: {self.children.log_dir / 'worker.log'}"
                 )
-            progress(phase, published, self.summaries(brokers=False))
+            progress(f"{phase}: {', '.join(steps)}", published, summaries)
             time.sleep(0.2)
+
+    def _roll_steps(self, rolling: list[tuple[str, int]]) -> tuple[str, ...]:
+        """Each roll as ``roll <id> <step>`` (its status when it is not running)."""
+        engine = engine_for(self.settings.sqlalchemy_url)
+        out = []
+        for _, roll_id in rolling:
+            row = get_roll(engine, roll_id)
+            where: str = "missing" if row is None else row.step
+            if row is not None and row.status != "running":
+                where = row.status
+            out.append(f"roll {roll_id} {where}")
+        return tuple(out)
 
     def _wait_done(self, progress: Progress, published: int) -> None:
         deadline = time.monotonic() + DONE_TIMEOUT_S
