@@ -414,11 +414,17 @@ class Demo:
         )
 
     def _drained(self) -> bool:
+        """Every session has read its stream to the end, has no order in flight, and has no
+        protective stop it saw touched whose fill is not applied yet (the broker fills such a
+        stop at its next poll: a summary taken before would miss that fill)."""
         assert self.client is not None
         engine = engine_for(self.settings.sqlalchemy_url)
         for sid in self.session_ids:
-            state = self.client.hmget(f"tf:{{{sid}}}:state", [CURSOR_FIELD, "candle_key"])
-            cursor, candle_key = (v.decode() if v else "" for v in state)  # type: ignore[union-attr]
+            fields = [CURSOR_FIELD, "candle_key", PROGRESS_FIELD]
+            state = self.client.hmget(f"tf:{{{sid}}}:state", fields)
+            cursor, candle_key, raw = (v.decode() if v else "" for v in state)  # type: ignore[union-attr]
+            if TickProgress.from_json(raw).stops_out:
+                return False
             instrument = json.loads(candle_key).split(":", 1)[0]
             last = self.client.xrevrange(stream_key(instrument), count=1)
             if last and last[0][0].decode() != cursor:  # type: ignore[index]
