@@ -14,7 +14,8 @@ from rich.live import Live
 from rich.table import Table
 
 from workers.settings import get_settings
-from workers.tools.demo.run import Demo, DemoResult, SessionSummary
+from workers.tools.demo.run import Demo, DemoResult
+from workers.tools.demo.summary import SessionSummary
 from workers.tools.processes import ChildProcesses
 
 PIPED_WIDTH = 170

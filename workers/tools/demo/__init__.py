@@ -1,1 +1,2 @@
-"""``tradefleet demo``: the run itself (``run``) and its HTML report (``report``)."""
+"""``tradefleet demo``: the run itself (``run``), its summary lines (``summary``) and its HTML
+report (``report``)."""

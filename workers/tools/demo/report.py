@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import redis
 
@@ -24,9 +23,7 @@ from workers.db.engines import engine_for
 from workers.db.order_rows import FillRecord, session_fills
 from workers.settings import Settings
 from workers.ticks.keys import stream_key
-
-if TYPE_CHECKING:
-    from workers.tools.demo.run import SessionSummary
+from workers.tools.demo.summary import SessionSummary
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

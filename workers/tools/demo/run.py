@@ -43,6 +43,7 @@ from workers.settings import Settings
 from workers.state.store import StateStore
 from workers.ticks.keys import stream_key, subscribers_key
 from workers.tools.demo.report import write_report
+from workers.tools.demo.summary import SessionSummary
 from workers.tools.processes import (
     ChildProcesses,
     celery_beat_argv,
@@ -92,46 +93,6 @@ ROLL_STALL_S = 120.0
 """The demo waits for its rolls as long as they make progress (a roll's recorded step or
 status, or its session's fills, change); it gives up after this long without any."""
 ROLL_FINISHED = frozenset({"done", "failed", "needs_operator", "aborted"})
-
-
-@dataclass(frozen=True, slots=True)
-class SessionSummary:
-    id: str
-    name: str
-    account: str
-    product: str
-    contract: str
-    ticks_processed: int
-    ticks_rejected: int
-    candles_closed: int
-    orders: int
-    fills: int
-    position: int
-    broker_position: int
-    realized_pnl: str
-    commissions: str
-    portfolio_heat: str = "0"
-    portfolio_heat_warned: bool = False
-    portfolio_heat_blocked: bool = False
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "product": self.product,
-            "contract": self.contract,
-            "ticks_processed": self.ticks_processed,
-            "ticks_rejected": self.ticks_rejected,
-            "candles_closed": self.candles_closed,
-            "orders": self.orders,
-            "fills": self.fills,
-            "position": self.position,
-            "broker_position": self.broker_position,
-            "realized_pnl": self.realized_pnl,
-            "portfolio_heat": self.portfolio_heat,
-            "portfolio_heat_warned": self.portfolio_heat_warned,
-            "portfolio_heat_blocked": self.portfolio_heat_blocked,
-        }
 
 
 @dataclass(frozen=True, slots=True)
