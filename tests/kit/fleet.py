@@ -8,18 +8,16 @@ session's ``_cursor`` has reached its stream's last id and every order is final,
 every part holds (the Redis state, ``_progress``, the SQL orders and events, the paper broker's
 positions and orders per account), and gives a session a position or an order behind its back.
 
-``reference_run`` and ``workers_run`` replay one day through one worker, or several, for the
-tick-path tests to compare; snapshots and their comparison live in ``tests.kit.snapshots``.
+What it replays is ``tests.kit.replay``; runs to compare, ``tests.kit.runs``; the paper broker
+reached directly, ``tests.kit.paper``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from functools import cache
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, cast
@@ -36,13 +34,13 @@ from models.progress import TickProgress
 from models.state import OpenPosition, SessionState, WorkingOrder
 from models.tables import EventKind, EventRow, FillRow, OrderRow
 from tests.kit.cli import cli_env
-from tests.kit.redis import RedisServer, paper_url
+from tests.kit.redis import paper_url
+from tests.kit.replay import ACTIVE, SessionPlan, StrategySpec, first_tick_time
 from tests.kit.snapshots import (
     CONTRACT,
     FillView,
     RunResult,
     SessionSnapshot,
-    assert_consistent,
     needed_stop,
     order_view,
     reduce_coid,
@@ -53,84 +51,23 @@ from tests.kit.wait import wait_until
 from tests.kit.workers import CeleryWorker
 from trading.market import Tick
 from trading.reconcile import ReconcileMeta
-from workers.brokers.commands import PlaceOrder
-from workers.brokers.paper.broker import PaperBroker
 from workers.celery_app import create_app
 from workers.db.engines import make_engine, upgrade
 from workers.db.event_rows import list_events
 from workers.db.order_rows import insert_order_if_absent, update_order_row
-from workers.feeds.replay import ReplayConfig, ReplaySource
 from workers.feeds.runner import run_feed
 from workers.orders.send import FINAL
 from workers.runtime import Runtime, make_publisher
-from workers.sessions.create import NewSession, create_session
-from workers.settings import DEFAULT_MARKET_DATA_DIR, Settings, grouped
+from workers.sessions.create import create_session
+from workers.settings import Settings, grouped
 from workers.state.store import StateChanges, StateStore
-from workers.stops.sync import is_stop_id, parent_of
+from workers.stops.sync import is_stop_id
 from workers.ticks.keys import stream_key, subscribers_key
 from workers.ticks.publisher import PublishResult, RawTick, TickPublisher
 from workers.tools.processes import ChildProcesses, celery_beat_argv
 
-PRODUCT = "ES"
-REPLAY_DAY = date(2013, 10, 7)
 SETTLE_TIMEOUT_S = 240.0
 WORKER_QUEUES = ("ticks", "orders")
-
-
-StrategySpec = tuple[str, tuple[tuple[str, str], ...]]
-"""A strategy and its arguments, e.g. ``("sma_cross", (("fast", "3"), ("slow", "8")))``."""
-ACTIVE: StrategySpec = ("sma_cross", (("fast", "3"), ("slow", "8")))
-"""A strategy that trades often on the replay (its warm-up is 8 candles)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SessionPlan:
-    """One session to create: each on its own account, so the broker's account position is
-    the session's own."""
-
-    name: str
-    account: str
-    strategy: str
-    args: tuple[tuple[str, str], ...]
-    timeframe: str = "1m"
-    quantity: int = 1
-
-    def request(self) -> NewSession:
-        return NewSession(
-            name=self.name,
-            account=self.account,
-            product=PRODUCT,
-            contract=CONTRACT,
-            strategy=self.strategy,
-            strategy_args=dict(self.args),
-            timeframe=self.timeframe,
-            quantity=self.quantity,
-        )
-
-
-DEFAULT_PLANS: tuple[SessionPlan, ...] = (
-    SessionPlan("sma-fast", "ACC-SMA", *ACTIVE),
-    SessionPlan("breakout", "ACC-BRK", "breakout", (("lookback", "10"),)),
-)
-TRAILING = SessionPlan(
-    "trailing", "ACC-TRL", "breakout", (("lookback", "10"), ("atr_mult", "3"), ("trail", "2"))
-)
-"""A breakout whose stop trails the close: it moves its protective stop many times a day."""
-REFERENCE_PLANS: tuple[SessionPlan, ...] = (*DEFAULT_PLANS, TRAILING)
-"""The sessions of the reference run (one for all the tick-path tests: every run compares
-the sessions it has with the reference's)."""
-
-
-@cache
-def replay_ticks(day: date = REPLAY_DAY) -> tuple[Tick, ...]:
-    """The real ESZ13 replay of one day (about 5,500 ticks), read once per process."""
-    config = ReplayConfig(product=PRODUCT, contract=CONTRACT, date_from=day, date_to=day)
-    return tuple(ReplaySource(config, data_dir=DEFAULT_MARKET_DATA_DIR).ticks())
-
-
-def first_tick_time() -> datetime:
-    """Data time of the first replay tick: orders decided then fill on the published ticks."""
-    return replay_ticks()[0].time
 
 
 def settings_of(variables: Mapping[str, object]) -> Settings:
@@ -503,95 +440,3 @@ class Fleet:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-# --------------------------------------------------------------------------- the paper broker
-
-
-def paper(rt: Runtime, account: str) -> PaperBroker:
-    """The paper broker of ``account`` as ``rt`` builds it."""
-    broker = rt.broker("paper", {"account": account})
-    assert isinstance(broker, PaperBroker)
-    return broker
-
-
-def place(
-    broker: PaperBroker,
-    account: str,
-    session_id: str,
-    coid: str,
-    side: str = "buy",
-    order_type: str = "market",
-    limit: str | None = None,
-    stop: str | None = None,
-) -> str:
-    """Send an order decided at the first replay tick to the paper broker directly (no task,
-    no delivery); its status. A stop attached to an entry (by its id) is sent attached to it,
-    good till cancelled."""
-    ack = broker.place_order(
-        PlaceOrder(
-            account=account,
-            session_id=session_id,
-            client_order_id=coid,
-            contract=CONTRACT,
-            side=side,  # type: ignore[arg-type]
-            quantity=1,
-            order_type=order_type,  # type: ignore[arg-type]
-            limit_price=None if limit is None else Decimal(limit),
-            stop_price=None if stop is None else Decimal(stop),
-            time_in_force="gtc" if order_type == "stop" else "day",
-            decided_at=first_tick_time(),
-            parent_client_order_id=parent_of(coid),
-        )
-    )
-    return ack.status
-
-
-# --------------------------------------------------------------------------- reference run
-
-_references: dict[tuple[tuple[SessionPlan, ...], tuple[tuple[str, Any], ...]], RunResult] = {}
-
-
-def reference_run(
-    server: RedisServer,
-    workdir: Path,
-    plans: tuple[SessionPlan, ...] = REFERENCE_PLANS,
-    **overrides: Any,
-) -> RunResult:
-    """The replay through ONE worker process with ONE pool child: the reference every other
-    run must equal. Computed once per test process and settings ``overrides`` (the private
-    server is flushed first)."""
-    key = (plans, tuple(sorted(overrides.items())))
-    cached = _references.get(key)
-    if cached is not None:
-        return cached
-    flush = server.client()
-    flush.flushall()
-    flush.close()
-    with Fleet(server.url, workdir, **overrides) as fleet:
-        fleet.create_sessions(plans)
-        fleet.start_worker(concurrency=1)
-        fleet.publish_replay(replay_ticks())
-        fleet.wait_settled()
-        result = fleet.snapshot()
-    _references[key] = result
-    return result
-
-
-def workers_run(
-    redis_url: str,
-    workdir: Path,
-    plans: tuple[SessionPlan, ...] = REFERENCE_PLANS,
-    workers: int = 3,
-    **overrides: Any,
-) -> RunResult:
-    """The replay through ``workers`` worker processes (two pool children each), settled and
-    checked consistent: to compare with ``reference_run``."""
-    with Fleet(redis_url, workdir, **overrides) as fleet:
-        fleet.create_sessions(plans)
-        fleet.start_workers(count=workers, concurrency=2)
-        fleet.publish_replay(replay_ticks())
-        fleet.wait_settled()
-        result = fleet.snapshot()
-    assert_consistent(result)
-    return result

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.kit.cli import run_cli
-from tests.kit.fleet import Fleet, SessionPlan, replay_ticks
+from tests.kit.fleet import Fleet
+from tests.kit.replay import SessionPlan, replay_ticks
 from tests.workers.risk.test_heat import ARGS, decisions, position_of, risk_events
 from workers.risk.book import RiskBook
 

@@ -13,7 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.tables import OrderRow
-from tests.kit.fleet import Fleet, first_tick_time, paper, place, replay_ticks
+from tests.kit.fleet import Fleet
+from tests.kit.paper import paper, place
+from tests.kit.replay import first_tick_time, replay_ticks
 from workers.brokers.commands import CancelOrder, QueryOpenOrders
 from workers.dispatch.names import RECONCILE_ORDERS
 from workers.reconcile.order_check import reconcile_orders

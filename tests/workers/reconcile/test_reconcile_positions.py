@@ -19,7 +19,9 @@ from sqlalchemy.orm import Session
 from models.state import WorkingOrder
 from models.tables import FillRow, OrderRow
 from tests.kit.cli import run_cli
-from tests.kit.fleet import CONTRACT, Fleet, first_tick_time, paper, place, replay_ticks
+from tests.kit.fleet import CONTRACT, Fleet
+from tests.kit.paper import paper, place
+from tests.kit.replay import first_tick_time, replay_ticks
 from tests.kit.wait import wait_until
 from workers.brokers.commands import QueryBalance
 from workers.orders.fills import apply_fill_to_session, deliver_fills

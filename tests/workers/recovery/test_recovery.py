@@ -24,7 +24,9 @@ from sqlalchemy.orm import Session
 
 from models.tables import FillRow, OrderRow
 from tests.kit.cli import run_cli
-from tests.kit.fleet import CONTRACT, DEFAULT_PLANS, Fleet, paper, place, replay_ticks
+from tests.kit.fleet import CONTRACT, Fleet
+from tests.kit.paper import paper, place
+from tests.kit.replay import DEFAULT_PLANS, replay_ticks
 from tests.kit.snapshots import needed_stop, reduce_coid, seq_leg, text
 from tests.kit.wait import wait_until
 from trading.intents import client_order_id

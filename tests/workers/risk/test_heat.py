@@ -18,7 +18,8 @@ import redis
 
 from models.codec import decode_field, encode_state
 from tests.kit.cli import run_cli
-from tests.kit.fleet import Fleet, SessionPlan, replay_ticks
+from tests.kit.fleet import Fleet
+from tests.kit.replay import SessionPlan, replay_ticks
 from tests.workers.stops.test_stop_watch import LONG, TRAILING
 from tests.workers.ticks.test_tick_step import RISING, SID, entries_of, initial_state, minute_ticks
 from trading.candles import fold_ticks

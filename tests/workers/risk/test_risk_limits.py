@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from tests.kit.cli import run_cli
-from tests.kit.fleet import Fleet, SessionPlan, replay_ticks
+from tests.kit.fleet import Fleet
+from tests.kit.replay import SessionPlan, replay_ticks
 from tests.workers.risk.test_heat import ARGS, decisions, position_of, risk_events
 from trading.risk import RiskLevels
 from workers.db.engines import make_engine, upgrade

@@ -14,7 +14,8 @@ from typing import Any, cast
 
 from models.state import SessionState, WorkingOrder
 from models.tables import RollRow
-from tests.kit.fleet import CONTRACT, Fleet, StrategySpec, replay_ticks
+from tests.kit.fleet import CONTRACT, Fleet
+from tests.kit.replay import StrategySpec, replay_ticks
 from tests.kit.wait import wait_until
 from tests.kit.workers import CeleryWorker
 from trading.market import Tick

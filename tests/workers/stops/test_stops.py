@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from models.state import Intent, Side, WorkingOrder
-from tests.kit.fleet import CONTRACT, Fleet, SessionPlan, first_tick_time, paper, replay_ticks
+from tests.kit.fleet import CONTRACT, Fleet
+from tests.kit.paper import paper
+from tests.kit.replay import SessionPlan, first_tick_time, replay_ticks
 from tests.kit.wait import wait_until
 from trading.intents import client_order_id
 from workers.brokers.commands import BrokerOrder, CancelOrder, QueryOpenOrders, QueryPositions

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.kit.fleet import reference_run
 from tests.kit.redis import RedisServer
+from tests.kit.runs import reference_run
 from tests.kit.snapshots import (
     RunResult,
     SessionSnapshot,

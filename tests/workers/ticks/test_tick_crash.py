@@ -13,8 +13,10 @@ from sqlalchemy.orm import Session
 
 from models.state import OpenPosition, WorkingOrder
 from models.tables import OrderRow
-from tests.kit.fleet import CONTRACT, DEFAULT_PLANS, Fleet, reference_run, replay_ticks
+from tests.kit.fleet import CONTRACT, Fleet
 from tests.kit.redis import RedisServer
+from tests.kit.replay import DEFAULT_PLANS, replay_ticks
+from tests.kit.runs import reference_run
 from tests.kit.snapshots import RunResult, assert_consistent, differences
 from tests.kit.wait import wait_until
 from trading.exceptions import RetryLater

@@ -11,15 +11,10 @@ import pytest
 from celery.result import AsyncResult
 
 from models.state import StrategyRef
-from tests.kit.fleet import (
-    DEFAULT_PLANS,
-    Fleet,
-    SessionPlan,
-    reference_run,
-    replay_ticks,
-    workers_run,
-)
+from tests.kit.fleet import Fleet
 from tests.kit.redis import RedisServer
+from tests.kit.replay import DEFAULT_PLANS, SessionPlan, replay_ticks
+from tests.kit.runs import reference_run, workers_run
 from tests.kit.snapshots import RunResult, assert_consistent, differences, dump
 from tests.kit.wait import wait_until
 from trading.candles import fold_ticks
