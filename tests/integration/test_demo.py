@@ -57,6 +57,17 @@ def test_the_demo_trades_every_session_and_agrees_with_the_broker(
         assert session["position"] == session["broker_position"], name
         assert USD.fullmatch(session["realized_pnl"]), session["realized_pnl"]
 
+    # the replay is deterministic, and the summary is taken once every fill is applied
+    # (a stop the last ticks touched included): the same orders, fills and positions every run
+    figures = {
+        s["name"].split("-", 2)[2]: (s["orders"], s["fills"], s["position"]) for s in sessions
+    }
+    assert figures == {
+        "es-sma": (317, 317, 1),
+        "es-breakout": (204, 168, 0),
+        "gc-breakout": (194, 175, -1),
+    }
+
     es = {s["id"] for s in sessions if s["product"] == "ES"}
     assert {r["session_id"] for r in summary["rolls"]} == es
     for roll in summary["rolls"]:
