@@ -59,6 +59,11 @@ class PlaceOrder:
     """One-triggers-other: this order works only once that order (of the same account) has
     filled, from its fill on; it is cancelled if that order ends unfilled (a protective stop
     attached to its entry)."""
+    attached_stop: PlaceOrder | None = field(default=None, kw_only=True)
+    """The protective stop decided with this entry, sent WITH it as one order-sends-order
+    (OSO): a broker that holds brackets rests it from the entry's fill on even if no worker
+    is running. Its ``parent_client_order_id`` is this order's id; same account, session,
+    contract and quantity, the opposite side, a stop order."""
 
     def __post_init__(self) -> None:
         _text(self.account, "account")
@@ -85,11 +90,26 @@ class PlaceOrder:
         elif self.stop_price is not None:
             raise BadInput(f"a {self.order_type} order takes no stop_price")
         object.__setattr__(self, "decided_at", utc(self.decided_at, "decided_at"))
+        if self.attached_stop is not None:
+            _check_attached(self, self.attached_stop)
 
     @property
     def signed_quantity(self) -> int:
         """Positive for a buy, negative for a sell."""
         return self.quantity if self.side == "buy" else -self.quantity
+
+
+def _check_attached(entry: PlaceOrder, stop: PlaceOrder) -> None:
+    if not isinstance(stop, PlaceOrder):
+        raise BadInput(f"attached_stop must be a PlaceOrder, got {stop!r}")
+    if stop.parent_client_order_id != entry.client_order_id:
+        raise BadInput(f"attached stop {stop.client_order_id} is not attached to this order")
+    if stop.order_type != "stop" or stop.side == entry.side or stop.attached_stop is not None:
+        raise BadInput(f"attached stop {stop.client_order_id} must be a stop on the other side")
+    same = ("account", "session_id", "contract", "quantity")
+    differing = [name for name in same if getattr(stop, name) != getattr(entry, name)]
+    if differing:
+        raise BadInput(f"attached stop {stop.client_order_id} differs in {', '.join(differing)}")
 
 
 @dataclass(frozen=True, slots=True)

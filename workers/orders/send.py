@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session as DbSession
 
 from models.state import OpenPosition, OrderStatus, WorkingOrder
 from models.tables import OrderRow, TradingSessionRow
-from trading.exceptions import UnknownSession
+from trading.exceptions import BadInput, UnknownSession
+from trading.stops import attached_stop_id
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import OrderAck, PlaceOrder, QueryOrder
 from workers.db.event_rows import record_event
@@ -118,27 +119,47 @@ def _send(
             message = f"exit {coid} dropped: the protective stop already closed the position"
             record_event(rt.engine, session.id, "risk", "info", message, {"client_order_id": coid})
         return OrderAck(coid, "", "cancelled")
-    return _place(broker, session, row)
+    return _place(rt, broker, session, row)
 
 
-def _place(broker: AccountManager, session: TradingSessionRow, row: OrderRow) -> OrderAck:
+def _place(
+    rt: Runtime, broker: AccountManager, session: TradingSessionRow, row: OrderRow
+) -> OrderAck:
+    """Place one order; an entry goes out with the protective stop decided with it (one
+    order-sends-order), which its own send then finds placed (a duplicate)."""
+    stop = None
+    if row.intent == "entry" and not is_stop_id(row.client_order_id):
+        stop_row = get_order_row(rt.engine, attached_stop_id(row.client_order_id))
+        if stop_row is not None and stop_row.status == "new":
+            stop = _command(session, stop_row, None)
+    try:
+        return broker.place_order(_command(session, row, stop))
+    except BadInput as exc:
+        if stop is None:
+            raise
+        log.warning(
+            "order %s goes out without its stop (%s); the stop follows", row.client_order_id, exc
+        )
+        return broker.place_order(_command(session, row, None))
+
+
+def _command(session: TradingSessionRow, row: OrderRow, stop: PlaceOrder | None) -> PlaceOrder:
     if row.decided_at is None:
         raise LookupError(f"order {row.client_order_id} has no decision time")
-    return broker.place_order(
-        PlaceOrder(
-            account=session.account,
-            session_id=session.id,
-            client_order_id=row.client_order_id,
-            contract=row.contract,
-            side=row.side,
-            quantity=row.quantity,
-            order_type=row.order_type,
-            limit_price=row.limit_price,
-            stop_price=row.stop_price,
-            time_in_force=row.time_in_force,
-            decided_at=row.decided_at,
-            parent_client_order_id=parent_of(row.client_order_id),
-        )
+    return PlaceOrder(
+        account=session.account,
+        session_id=session.id,
+        client_order_id=row.client_order_id,
+        contract=row.contract,
+        side=row.side,
+        quantity=row.quantity,
+        order_type=row.order_type,
+        limit_price=row.limit_price,
+        stop_price=row.stop_price,
+        time_in_force=row.time_in_force,
+        decided_at=row.decided_at,
+        parent_client_order_id=parent_of(row.client_order_id),
+        attached_stop=stop,
     )
 
 

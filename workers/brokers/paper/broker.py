@@ -112,6 +112,13 @@ class PaperBroker:
     # commands ---------------------------------------------------------------------------
 
     def place_order(self, command: PlaceOrder) -> OrderAck:
+        """Place the order, then its attached stop (if any), which works from its fill on."""
+        ack = self._place_one(command)
+        if command.attached_stop is not None and ack.status in {"working", "filled"}:
+            self._place_one(command.attached_stop)
+        return ack
+
+    def _place_one(self, command: PlaceOrder) -> OrderAck:
         spec_for(command.contract)
         account, coid = command.account, command.client_order_id
         fields = {

@@ -21,6 +21,7 @@ from tests.workers.brokers.paper.test_paper_broker import (
     position,
     prices,
 )
+from trading.exceptions import BadInput
 from workers.brokers import FILLS_START
 from workers.brokers.commands import CancelOrder, QueryOrder
 from workers.brokers.paper.model import MarketBound
@@ -104,3 +105,26 @@ def test_resting_orders_are_worked_up_to_a_data_time_and_per_session(broker, fee
     broker.place_order(place("next", at(4), side="buy"))
     assert sorted(prices(broker)) == ["mine"]
     assert [f.client_order_id for f in broker.match("ESZ13")] == ["other"]
+
+
+def test_an_entry_sent_with_its_stop_places_both_as_one_bracket(broker, feed: Feed):
+    feed.tick(at(1), "1690.00")
+    stop = _stop("e3-stop", at(0.5), "1685.00", parent_client_order_id="e3")
+    entry = broker.place_order(place("e3", at(0.5), attached_stop=stop))
+    assert entry.status == "filled"
+    again = broker.place_order(stop)
+    assert (again.status, again.duplicate) == ("working", True)
+    feed.tick(at(2), "1684.75")
+    assert [(f.client_order_id, f.price) for f in broker.match("ESZ13")] == [
+        ("e3-stop", Decimal("1684.75"))
+    ]
+    assert position(broker) == {}
+
+
+def test_an_attached_stop_must_mirror_its_entry():
+    stop = _stop("e4-stop", at(0), "1685.00", parent_client_order_id="e4", quantity=2)
+    with pytest.raises(BadInput, match="differs in quantity"):
+        place("e4", at(0), attached_stop=stop)
+    unattached = _stop("e5-stop", at(0), "1685.00")
+    with pytest.raises(BadInput, match="not attached"):
+        place("e5", at(0), attached_stop=unattached)
