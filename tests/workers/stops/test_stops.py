@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from models.state import Intent, Side, WorkingOrder
+from models.tables import OrderRow
 from tests.kit.fleet import CONTRACT, Fleet
 from tests.kit.paper import paper
 from tests.kit.replay import SessionPlan, first_tick_time, replay_ticks
@@ -107,6 +108,12 @@ def wait_for_stop(rig: Fleet, broker: PaperBroker, session_id: str) -> BrokerOrd
     return wait_until(resting, 30, what="the entry's stop to rest at the broker")
 
 
+def _filled_row(rig: Fleet, coid: str) -> OrderRow | None:
+    """The order's row once it says filled (the session's state is written before it)."""
+    row = get_order_row(rig.engine, coid)
+    return row if row is not None and row.status == "filled" else None
+
+
 def test_a_stop_rests_after_the_entry_fills_and_closes_the_position_at_its_price(
     redis_url: str, tmp_path: Path
 ) -> None:
@@ -125,7 +132,9 @@ def test_a_stop_rests_after_the_entry_fills_and_closes_the_position_at_its_price
         final = rig.state(sid)
         broker_positions = broker.positions(QueryPositions(ACCOUNT))
         still_resting = resting_stops(broker)
-        filled_row = get_order_row(rig.engine, stop.client_order_id)
+        filled_row = wait_until(
+            lambda: _filled_row(rig, stop.client_order_id), 10, what="the stop's row filled"
+        )
 
     assert stop.client_order_id == stop_id(sid, 1) and is_stop_id(stop.client_order_id)
     assert (stop.side, stop.quantity, stop.stop_price) == ("sell", 1, STOP)
