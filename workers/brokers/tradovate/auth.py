@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -101,7 +101,9 @@ class _Token:
 
 
 def _answer_token(answer: TokenAnswer, previous: _Token | None) -> _Token:
-    user_id = answer.user_id if answer.user_id is not None else (previous and previous.user_id)
+    user_id = answer.user_id
+    if user_id is None and previous is not None:
+        user_id = previous.user_id
     md = answer.md_access_token or (previous.md_access_token if previous else None)
     return _Token(answer.access_token, md, answer.expiration_time, user_id)
 
@@ -171,7 +173,7 @@ class Tokens:
     def _read(self) -> _Token | None:
         with _answering():
             raw = self._redis.get(self.key)
-        return None if raw is None else _Token.from_json(raw)
+        return _Token.from_json(raw) if isinstance(raw, bytes | str) else None
 
     def _write(self, token: _Token) -> None:
         ttl = max(1, int(token.left_s(self._clock())))
@@ -189,10 +191,7 @@ class Tokens:
                 self._local = stored
                 return stored
             with self._writer_lock() as mine:
-                if mine:
-                    token = self._refresh()
-                else:
-                    token = self._wait_for_writer(stored)
+                token = self._refresh() if mine else self._wait_for_writer(stored)
             self._local = token
             return token
 
@@ -341,7 +340,3 @@ def tokens_for(settings: TradovateSettings, client: redis.Redis) -> Tokens:
         with _shared_lock:
             tokens = _shared_tokens.setdefault(key, tokens)
     return tokens
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
