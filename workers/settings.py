@@ -19,9 +19,17 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -170,6 +178,89 @@ class RiskSettings(_Group):
     """Maximum |position| of one session in contracts (0 = no maximum)."""
 
 
+TRADOVATE_ENDPOINTS: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        # https://partner.tradovate.com/api/rest-api-endpoints/authentication/access-token-request.md
+        # (demo base in the request line, live base in its example);
+        # https://partner.tradovate.com/overview/conformance-testing/stage-5-market-data-access.md
+        # (one market-data socket, md.tradovateapi.com; the docs name no separate demo one).
+        "demo": MappingProxyType(
+            {
+                "rest_url": "https://demo.tradovateapi.com/v1",
+                "ws_url": "wss://demo.tradovateapi.com/v1/websocket",
+                "md_ws_url": "wss://md.tradovateapi.com/v1/websocket",
+            }
+        ),
+        "live": MappingProxyType(
+            {
+                "rest_url": "https://live.tradovateapi.com/v1",
+                "ws_url": "wss://live.tradovateapi.com/v1/websocket",
+                "md_ws_url": "wss://md.tradovateapi.com/v1/websocket",
+            }
+        ),
+    }
+)
+"""Tradovate's endpoints per environment, the defaults of the URLs left unset."""
+
+
+class TradovateSettings(_Group):
+    """The Tradovate account manager (``workers.brokers.tradovate``). Credentials only here,
+    from the environment; the password and the API secret never appear in a repr or a log."""
+
+    environment: Literal["demo", "live"] = "demo"
+    allow_live: bool = False
+    """Live trades real money: a live broker is refused unless this is set too."""
+    rest_url: str = ""
+    """Empty: the environment's endpoint (``TRADOVATE_ENDPOINTS``)."""
+    ws_url: str = ""
+    md_ws_url: str = ""
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    app_id: str = ""
+    app_version: str = "1.0"
+    cid: Annotated[int, Field(ge=0)] = 0
+    sec: SecretStr = SecretStr("")
+    device_id: str = ""
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    """One HTTP request's timeout; a request that takes longer is ``ServiceUnavailable``."""
+    token_renew_margin_s: Annotated[float, Field(ge=10, le=3_600)] = 900.0
+    """A token this close to its expiry is renewed (the docs renew within 15 minutes)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_urls(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        environment = data.get("environment", "demo")
+        defaults = TRADOVATE_ENDPOINTS.get(str(environment).lower())
+        if defaults is None:
+            return data
+        filled = dict(data)
+        for name, url in defaults.items():
+            if not filled.get(name):
+                filled[name] = url
+        return filled
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _environment(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("rest_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// or http://")
+        return value.rstrip("/")
+
+    @field_validator("ws_url", "md_ws_url")
+    @classmethod
+    def _ws(cls, value: str) -> str:
+        if not value.startswith(("wss://", "ws://")):
+            raise ValueError("must start with wss:// or ws://")
+        return value
+
+
 class FlowerSettings(_Group):
     user: str = "admin"
     password: SecretStr = SecretStr("")
@@ -227,6 +318,20 @@ ENV_NAMES: Mapping[str, tuple[str, str]] = MappingProxyType(
         "TRADEFLEET_RISK_ATR_MULT": ("risk", "atr_mult"),
         "TRADEFLEET_RISK_ATR_PERIODS": ("risk", "atr_periods"),
         "TRADEFLEET_RISK_MAX_POSITION": ("risk", "max_position"),
+        "TRADEFLEET_TRADOVATE_ENVIRONMENT": ("tradovate", "environment"),
+        "TRADEFLEET_TRADOVATE_ALLOW_LIVE": ("tradovate", "allow_live"),
+        "TRADEFLEET_TRADOVATE_REST_URL": ("tradovate", "rest_url"),
+        "TRADEFLEET_TRADOVATE_WS_URL": ("tradovate", "ws_url"),
+        "TRADEFLEET_TRADOVATE_MD_WS_URL": ("tradovate", "md_ws_url"),
+        "TRADEFLEET_TRADOVATE_USERNAME": ("tradovate", "username"),
+        "TRADEFLEET_TRADOVATE_PASSWORD": ("tradovate", "password"),
+        "TRADEFLEET_TRADOVATE_APP_ID": ("tradovate", "app_id"),
+        "TRADEFLEET_TRADOVATE_APP_VERSION": ("tradovate", "app_version"),
+        "TRADEFLEET_TRADOVATE_CID": ("tradovate", "cid"),
+        "TRADEFLEET_TRADOVATE_SEC": ("tradovate", "sec"),
+        "TRADEFLEET_TRADOVATE_DEVICE_ID": ("tradovate", "device_id"),
+        "TRADEFLEET_TRADOVATE_TIMEOUT_S": ("tradovate", "timeout_s"),
+        "TRADEFLEET_TRADOVATE_TOKEN_RENEW_MARGIN_S": ("tradovate", "token_renew_margin_s"),
         "TRADEFLEET_FLOWER_USER": ("flower", "user"),
         "TRADEFLEET_FLOWER_PASSWORD": ("flower", "password"),
         "TRADEFLEET_LOG_LEVEL": ("log", "level"),
@@ -295,6 +400,7 @@ class Settings(BaseSettings):
     stops: StopSettings = Field(default_factory=StopSettings)
     rolls: RollSettings = Field(default_factory=RollSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
+    tradovate: TradovateSettings = Field(default_factory=TradovateSettings)
     flower: FlowerSettings = Field(default_factory=FlowerSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 

@@ -77,6 +77,32 @@ EVERY_VARIABLE: dict[str, tuple[str, str, object]] = {
     "TRADEFLEET_RISK_ATR_MULT": ("risk.atr_mult", "1.5", Decimal("1.5")),
     "TRADEFLEET_RISK_ATR_PERIODS": ("risk.atr_periods", "20", 20),
     "TRADEFLEET_RISK_MAX_POSITION": ("risk.max_position", "3", 3),
+    "TRADEFLEET_TRADOVATE_ENVIRONMENT": ("tradovate.environment", "LIVE", "live"),
+    "TRADEFLEET_TRADOVATE_ALLOW_LIVE": ("tradovate.allow_live", "1", True),
+    "TRADEFLEET_TRADOVATE_REST_URL": (
+        "tradovate.rest_url",
+        "http://127.0.0.1:8765/v1/",
+        "http://127.0.0.1:8765/v1",
+    ),
+    "TRADEFLEET_TRADOVATE_WS_URL": (
+        "tradovate.ws_url",
+        "ws://127.0.0.1:8765/v1/websocket",
+        "ws://127.0.0.1:8765/v1/websocket",
+    ),
+    "TRADEFLEET_TRADOVATE_MD_WS_URL": (
+        "tradovate.md_ws_url",
+        "ws://127.0.0.1:8765/md/v1/websocket",
+        "ws://127.0.0.1:8765/md/v1/websocket",
+    ),
+    "TRADEFLEET_TRADOVATE_USERNAME": ("tradovate.username", "trader", "trader"),
+    "TRADEFLEET_TRADOVATE_PASSWORD": ("tradovate.password", "pw2", SecretStr("pw2")),
+    "TRADEFLEET_TRADOVATE_APP_ID": ("tradovate.app_id", "tradefleet", "tradefleet"),
+    "TRADEFLEET_TRADOVATE_APP_VERSION": ("tradovate.app_version", "2.1", "2.1"),
+    "TRADEFLEET_TRADOVATE_CID": ("tradovate.cid", "42", 42),
+    "TRADEFLEET_TRADOVATE_SEC": ("tradovate.sec", "s3", SecretStr("s3")),
+    "TRADEFLEET_TRADOVATE_DEVICE_ID": ("tradovate.device_id", "box-1", "box-1"),
+    "TRADEFLEET_TRADOVATE_TIMEOUT_S": ("tradovate.timeout_s", "2.5", 2.5),
+    "TRADEFLEET_TRADOVATE_TOKEN_RENEW_MARGIN_S": ("tradovate.token_renew_margin_s", "60", 60.0),
     "TRADEFLEET_FLOWER_USER": ("flower.user", "ops", "ops"),
     "TRADEFLEET_FLOWER_PASSWORD": ("flower.password", "pw", SecretStr("pw")),
     "TRADEFLEET_LOG_LEVEL": ("log.level", "debug", "DEBUG"),
@@ -148,6 +174,14 @@ def test_nested_variable_names_are_not_read(clean_env: pytest.MonkeyPatch) -> No
         ("TRADEFLEET_RISK_HEAT_WARN", "six percent"),
         ("TRADEFLEET_PROTECTIVE_STOPS", "maybe"),
         ("TRADEFLEET_LOG_LEVEL", "loud"),
+        ("TRADEFLEET_TRADOVATE_ENVIRONMENT", "paper"),
+        ("TRADEFLEET_TRADOVATE_ALLOW_LIVE", "perhaps"),
+        ("TRADEFLEET_TRADOVATE_REST_URL", "ftp://demo.tradovateapi.com/v1"),
+        ("TRADEFLEET_TRADOVATE_WS_URL", "https://demo.tradovateapi.com/v1/websocket"),
+        ("TRADEFLEET_TRADOVATE_MD_WS_URL", "md.tradovateapi.com"),
+        ("TRADEFLEET_TRADOVATE_CID", "abc"),
+        ("TRADEFLEET_TRADOVATE_TIMEOUT_S", "0"),
+        ("TRADEFLEET_TRADOVATE_TOKEN_RENEW_MARGIN_S", "1"),
     ],
 )
 def test_a_bad_value_names_its_variable_in_one_line(
@@ -228,3 +262,26 @@ def test_only_entry_points_read_the_process_settings() -> None:
     }
     assert offenders == {}
     assert _calls_get_settings(WORKERS / "runtime.py"), "the scan finds a real use"
+
+
+def test_tradovate_defaults_to_demo_and_live_urls_follow_the_environment(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    demo = load_settings().tradovate
+    assert demo.environment == "demo" and not demo.allow_live
+    assert demo.rest_url == "https://demo.tradovateapi.com/v1"
+    assert demo.ws_url == "wss://demo.tradovateapi.com/v1/websocket"
+    clean_env.setenv("TRADEFLEET_TRADOVATE_ENVIRONMENT", "live")
+    clean_env.setenv("TRADEFLEET_TRADOVATE_WS_URL", "ws://127.0.0.1:9/v1/websocket")
+    live = load_settings().tradovate
+    assert live.rest_url == "https://live.tradovateapi.com/v1"
+    assert live.ws_url == "ws://127.0.0.1:9/v1/websocket", "a URL that is set wins"
+
+
+def test_tradovate_secrets_never_show(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("TRADEFLEET_TRADOVATE_PASSWORD", "hunter2-secret")
+    clean_env.setenv("TRADEFLEET_TRADOVATE_SEC", "api-secret-value")
+    settings = load_settings()
+    shown = repr(settings) + str(settings) + repr(settings.tradovate) + str(settings.model_dump())
+    assert "hunter2-secret" not in shown and "api-secret-value" not in shown
+    assert settings.tradovate.password.get_secret_value() == "hunter2-secret"

@@ -17,6 +17,7 @@ import redis
 from trading.exceptions import BadInput, UnknownRegisteredName
 from workers.brokers.base import AccountManager
 from workers.brokers.paper.broker import PaperBroker, PaperConfig
+from workers.brokers.tradovate.broker import TradovateBroker, tradovate_broker
 from workers.connections import redis_client
 from workers.settings import Settings
 
@@ -80,7 +81,22 @@ def build_paper(args: Mapping[str, Any], settings: Settings) -> PaperBroker:
     )
 
 
-BROKERS: Mapping[str, BrokerBuilder] = MappingProxyType({"paper": build_paper})
+def build_tradovate(args: Mapping[str, Any], settings: Settings) -> TradovateBroker:
+    """The Tradovate broker of ``args["account"]`` (the Tradovate account name, the session's
+    account); credentials only from ``settings.tradovate``; tokens and place claims in the
+    sessions' Redis. Live is refused unless TRADEFLEET_TRADOVATE_ALLOW_LIVE is set."""
+    unknown = sorted(set(args) - {"account"})
+    if unknown:
+        raise BadInput(f"unknown tradovate broker args {unknown} (known: ['account'])")
+    account = args.get("account")
+    if not isinstance(account, str) or not account:
+        raise BadInput(f"tradovate broker arg account must be a non-empty string, got {account!r}")
+    return tradovate_broker(settings.tradovate, _client(settings.redis.url), account)
+
+
+BROKERS: Mapping[str, BrokerBuilder] = MappingProxyType(
+    {"paper": build_paper, "tradovate": build_tradovate}
+)
 """Every registered broker, by name."""
 
 

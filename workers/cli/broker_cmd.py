@@ -1,7 +1,9 @@
-"""``tradefleet broker paper fill``: book a fill at the paper broker behind every session's back.
+"""``tradefleet broker paper fill``: book a fill at the paper broker behind every session's back
+(for drills and tests: the account now holds a position its sessions do not know about, which
+reconciliation must find and correct).
 
-For drills and tests: the account now holds a position its sessions do not know about, which
-reconciliation must find and correct.
+``tradefleet broker check --broker tradovate [--account NAME] [--contract ESZ6]``: the token,
+the account, a contract lookup; one line per check, one line and exit 2 on the first failure.
 """
 
 from __future__ import annotations
@@ -12,15 +14,48 @@ from typing import Annotated
 
 import typer
 
-from trading.exceptions import BadInput
+from trading.exceptions import BadInput, TradefleetError
 from workers.brokers.commands import QueryPositions
 from workers.brokers.paper.broker import PaperBroker
 from workers.brokers.registry import build_broker
+from workers.brokers.tradovate.broker import TradovateBroker
 from workers.settings import get_settings
 
 app = typer.Typer(help="Broker drills.", no_args_is_help=True)
 paper = typer.Typer(help="The paper broker.", no_args_is_help=True)
 app.add_typer(paper, name="paper")
+
+
+@app.command("check")
+def check_cmd(
+    broker: Annotated[str, typer.Option(help="Broker name (tradovate).")] = "tradovate",
+    account: Annotated[str | None, typer.Option(help="Broker account to look for.")] = None,
+    contract: Annotated[
+        str | None, typer.Option(help="Contract to look up, e.g. ESZ6 (tradefleet's symbol).")
+    ] = None,
+) -> None:
+    """Check the broker's credentials, account and a contract; exit 2 on the first failure."""
+    if broker != "tradovate":
+        raise BadInput(f"broker check knows only tradovate, not {broker!r}")
+    settings = get_settings()
+    built = build_broker("tradovate", {"account": account or "-"}, settings)
+    if not isinstance(built, TradovateBroker):
+        raise BadInput("the tradovate broker is not configured")
+    tradovate = settings.tradovate
+    typer.echo(f"environment: {tradovate.environment} ({tradovate.rest_url})")
+    try:
+        built.api.tokens.access_token()
+        typer.echo(f"token: ok (user id {built.api.tokens.user_id()})")
+        if account:
+            typer.echo(f"account: {account} ok (id {built.account_id()})")
+        if contract:
+            info = built.contract(contract.strip().upper())
+            typer.echo(
+                f"contract: {info.symbol} = Tradovate {info.tradovate_name} (id "
+                f"{info.contract_id}), tick size {info.tick_size}, point value {info.point_value}"
+            )
+    except TradefleetError as exc:
+        raise BadInput(f"broker check failed: {exc}") from None
 
 
 @paper.command("fill")

@@ -452,7 +452,7 @@ def test_registry_builds_paper_by_name_only(redis_url: str, feed) -> None:
     built = build_broker("paper", args, settings)
     assert isinstance(built, PaperBroker)
     assert isinstance(built, AccountManager)
-    assert broker_names() == ["paper"]
+    assert broker_names() == ["paper", "tradovate"]
     assert built.config == PaperConfig(commission_per_contract=Decimal("1.25"), slippage_ticks=1)
     feed.tick(at(1), "1700.00")
     assert built.place_order(place("o1", at(0))).status == "filled"

@@ -1,0 +1,515 @@
+"""``TradovateBroker``: the ``AccountManager`` of one Tradovate account, over REST.
+
+Build it with ``TradovateBroker(rest, tokens, redis_client, account)`` (``rest``: a
+``RestClient``; ``tokens``: ``auth.Tokens``; ``redis_client``: the sessions' Redis, for the
+place claims; ``account``: the Tradovate account name, the session's account).
+
+Client order ids. Tradovate does not refuse a repeated clOrdId, so a resend is made idempotent
+here: before placing, the order is looked up by clOrdId (``/command/list``), under a claim
+``tf:tradovate:<account>:claim:<clOrdId>`` (``SET NX EX``) in the sessions' Redis; a claim
+held by another process is ``RetryLater``. The claim is left to expire (a send whose answer
+was lost keeps others away until the lookup can see its order). The session id travels in the
+order's ``text`` (<= 64 characters) and comes back on its OrderVersion. An entry with an
+attached stop goes out as ONE ``/order/placeoso`` with ``bracket1``.
+
+Every query that fails (timeout, 5xx, maintenance) is ``ServiceUnavailable``; nothing is ever
+answered flat or empty on failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+import redis
+
+from trading.exceptions import BadInput, RetryLater, ServiceUnavailable
+from trading.stops import attached_stop_id
+from workers.brokers.base import FILLS_START
+from workers.brokers.commands import (
+    Balance,
+    BrokerOrder,
+    BrokerStatus,
+    CancelOrder,
+    Fill,
+    OrderAck,
+    PlaceOrder,
+    QueryBalance,
+    QueryOpenOrders,
+    QueryOrder,
+    QueryPositions,
+)
+from workers.brokers.tradovate import messages as m
+from workers.brokers.tradovate.auth import Api, Tokens, rest_for, tokens_for
+from workers.brokers.tradovate.rest import NotFound, RestClient
+from workers.brokers.tradovate.symbols import from_tradovate, to_tradovate
+from workers.settings import TradovateSettings
+
+__all__ = ["ContractInfo", "TradovateBroker", "tradovate_broker"]
+
+_log = logging.getLogger(__name__)
+
+CLAIM_TTL_S = 30
+FILLS_BATCH = 500
+MAX_TEXT = 64
+"""clOrdId and text are at most 64 characters (command-item / order-version docs)."""
+
+STATUS: dict[str, BrokerStatus] = {
+    # ordStatus (https://partner.tradovate.com/api/rest-api-endpoints/orders/order-list.md)
+    "Working": "working",
+    "PendingNew": "working",
+    "PendingReplace": "working",
+    "PendingCancel": "working",
+    "Suspended": "working",  # alive, not working yet (an OSO bracket before its parent fills)
+    "Filled": "filled",
+    "Completed": "filled",  # assumed: a finished order with fills; one without is cancelled
+    "Canceled": "cancelled",
+    "Expired": "cancelled",
+    "Rejected": "rejected",
+    "Unknown": "unknown",
+}
+ORDER_TYPES = {"Market": "market", "Limit": "limit", "Stop": "stop"}
+TIMES_IN_FORCE = {"Day": "day", "GTC": "gtc", "IOC": "ioc"}
+
+
+@dataclass(frozen=True, slots=True)
+class ContractInfo:
+    """A contract as Tradovate knows it: tradefleet symbol, its id, tick size, point value."""
+
+    symbol: str
+    tradovate_name: str
+    contract_id: int
+    tick_size: Decimal
+    point_value: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """Who sent an order: its client order id and session id (immutable once placed)."""
+
+    client_order_id: str
+    session_id: str
+
+
+class TradovateBroker:
+    """The ``AccountManager`` of the Tradovate account ``account``."""
+
+    def __init__(
+        self,
+        rest: RestClient,
+        tokens: Tokens,
+        redis_client: redis.Redis,
+        account: str,
+        *,
+        claim_ttl_s: int = CLAIM_TTL_S,
+    ) -> None:
+        if not isinstance(account, str) or not account:
+            raise BadInput("a Tradovate broker needs its account name")
+        self.api = Api(rest, tokens)
+        self.account = account
+        self._redis = redis_client
+        self._claim_ttl_s = claim_ttl_s
+        self._account_id: int | None = None
+        self._by_symbol: dict[str, ContractInfo] = {}
+        self._by_id: dict[int, ContractInfo] = {}
+        self._origins: dict[int, _Origin] = {}
+        self._lock = threading.Lock()
+
+    # accounts and contracts ------------------------------------------------------------------
+
+    def _check(self, account: str) -> None:
+        if account != self.account:
+            raise BadInput(f"this Tradovate broker serves account {self.account}, not {account}")
+
+    def account_id(self) -> int:
+        """The account's id (/account/list, by name); an unknown name is ``BadInput``."""
+        if self._account_id is None:
+            accounts = m.parse_accounts(self.api.get("account/list"))
+            match = [a for a in accounts if a.name == self.account]
+            if not match:
+                raise BadInput(f"Tradovate has no account named {self.account}")
+            self._account_id = match[0].id
+        return self._account_id
+
+    def contract(self, symbol: str) -> ContractInfo:
+        """The contract ``symbol`` (tradefleet's ``ESZ13``), looked up once per process."""
+        with self._lock:
+            known = self._by_symbol.get(symbol)
+        if known is not None:
+            return known
+        name = to_tradovate(symbol)
+        try:
+            contract = m.parse_contract(self.api.get("contract/find", name=name))
+        except NotFound:
+            raise BadInput(f"Tradovate knows no contract {name} ({symbol})") from None
+        info = self._info(contract)
+        if info.symbol != symbol:
+            raise BadInput(f"Tradovate's {name} matures as {info.symbol}, not {symbol}")
+        return info
+
+    def _contract_by_id(self, contract_id: int) -> ContractInfo:
+        with self._lock:
+            known = self._by_id.get(contract_id)
+        if known is not None:
+            return known
+        return self._info(m.parse_contract(self.api.get("contract/item", id=contract_id)))
+
+    def _info(self, contract: m.Contract) -> ContractInfo:
+        maturity = m.parse_maturity(
+            self.api.get("contractMaturity/item", id=contract.contract_maturity_id)
+        )
+        product = m.parse_product(self.api.get("product/item", id=maturity.product_id))
+        info = ContractInfo(
+            from_tradovate(contract.name, maturity.year),
+            contract.name,
+            contract.id,
+            product.tick_size,
+            product.value_per_point,
+        )
+        with self._lock:
+            self._by_symbol[info.symbol] = info
+            self._by_id[info.contract_id] = info
+        return info
+
+    # placing -----------------------------------------------------------------------------
+
+    def place_order(self, command: PlaceOrder) -> OrderAck:
+        self._check(command.account)
+        coid = command.client_order_id
+        for text, what in ((coid, "client order id"), (command.session_id, "session id")):
+            if len(text) > MAX_TEXT:
+                raise BadInput(f"{what} {text!r} is longer than Tradovate's {MAX_TEXT} characters")
+        existing = self._find(coid, command.parent_client_order_id)
+        if existing is not None:
+            return self._ack(coid, existing, duplicate=True)
+        claim = f"tf:tradovate:{self.account}:claim:{coid}"
+        try:
+            claimed = self._redis.set(claim, uuid.uuid4().hex, nx=True, ex=self._claim_ttl_s)
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"the sessions' Redis is not answering ({exc})") from None
+        if not claimed:
+            raise RetryLater(f"order {coid} is being placed at Tradovate by another process")
+        existing = self._find(coid, command.parent_client_order_id)
+        if existing is not None:
+            return self._ack(coid, existing, duplicate=True)
+        return self._place(command)
+
+    def _place(self, command: PlaceOrder) -> OrderAck:
+        coid = command.client_order_id
+        info = self.contract(command.contract)
+        body = m.order_body(
+            account_name=self.account,
+            account_id=self.account_id(),
+            cl_ord_id=coid,
+            action=command.side,
+            symbol=info.tradovate_name,
+            quantity=command.quantity,
+            order_type=command.order_type,
+            price=command.limit_price,
+            stop_price=command.stop_price,
+            time_in_force=command.time_in_force,
+            text=command.session_id,
+        )
+        stop = command.attached_stop
+        if stop is not None:
+            assert stop.stop_price is not None  # a PlaceOrder stop always has one
+            body["bracket1"] = m.bracket_body(
+                cl_ord_id=stop.client_order_id,
+                action=stop.side,
+                stop_price=stop.stop_price,
+                time_in_force=stop.time_in_force,
+                text=stop.session_id,
+            )
+            result = m.parse_place(self.api.post("order/placeoso", body))
+        else:
+            result = m.parse_place(self.api.post("order/placeorder", body))
+        if result.failure_reason or result.order_id is None:
+            _log.warning(
+                "Tradovate rejected %s: %s %s", coid, result.failure_reason, result.failure_text
+            )
+            boid = "" if result.order_id is None else str(result.order_id)
+            return OrderAck(coid, boid, "rejected")
+        self._origins[result.order_id] = _Origin(coid, command.session_id)
+        if stop is not None and result.oso1_id is not None:
+            self._origins[result.oso1_id] = _Origin(stop.client_order_id, stop.session_id)
+        try:
+            order = m.parse_order(self.api.get("order/item", id=result.order_id))
+        except ServiceUnavailable as exc:
+            _log.warning("order %s placed; its status not read (%s)", coid, exc)
+            return OrderAck(coid, str(result.order_id), "working")
+        return self._ack(coid, order)
+
+    def _ack(self, coid: str, order: m.Order, *, duplicate: bool = False) -> OrderAck:
+        return OrderAck(coid, str(order.id), self._status(order), duplicate)
+
+    def _status(self, order: m.Order) -> BrokerStatus:
+        status = STATUS.get(order.ord_status, "unknown")
+        if order.ord_status == "Completed" and not self._fills_of(order.id):
+            return "cancelled"
+        return status
+
+    # finding orders by client order id ---------------------------------------------------------
+
+    def _find(self, coid: str, parent_coid: str | None = None) -> m.Order | None:
+        """The account's order whose New command carries ``coid``; else, for a stop attached
+        to an entry, the entry's bracket (an OSO child, ``parentId`` = the entry)."""
+        account_id = self.account_id()
+        commands = m.parse_commands(self.api.get("command/list"))
+        ids = [c.order_id for c in commands if c.cl_ord_id == coid and c.command_type == "New"]
+        for order_id in sorted(ids):
+            order = self._order_item(order_id)
+            if order is not None and order.account_id == account_id:
+                return order
+        if parent_coid is None:
+            return None
+        parents = [c.order_id for c in commands if c.cl_ord_id == parent_coid]
+        if not parents:
+            return None
+        children = [
+            o
+            for o in m.parse_orders(self.api.get("order/list"))
+            if o.parent_id in parents and o.account_id == account_id
+        ]
+        return min(children, key=lambda o: o.id) if children else None
+
+    def _order_item(self, order_id: int) -> m.Order | None:
+        try:
+            return m.parse_order(self.api.get("order/item", id=order_id))
+        except NotFound:
+            return None
+
+    def _origin(self, order: m.Order) -> _Origin:
+        """The client order id and session id of ``order``: its New command's clOrdId and its
+        first OrderVersion's text; an OSO bracket without a clOrdId of its own takes the stop
+        id of its parent (``trading.stops.attached_stop_id``); an order tradefleet did not send
+        is ``TV-<order id>`` with no session (assumed: a synthetic id, so it can be adopted)."""
+        known = self._origins.get(order.id)
+        if known is not None:
+            return known
+        commands = m.parse_commands(self.api.get("command/deps", masterid=order.id))
+        coid = next(
+            (c.cl_ord_id for c in commands if c.command_type == "New" and c.cl_ord_id), None
+        )
+        versions = m.parse_order_versions(self.api.get("orderVersion/deps", masterid=order.id))
+        session = next((v.text for v in sorted(versions, key=lambda v: v.id) if v.text), None)
+        if coid is None and order.parent_id is not None:
+            parent = self._order_item(order.parent_id)
+            if parent is not None:
+                parent_origin = self._origin(parent)
+                if not parent_origin.client_order_id.startswith("TV-"):
+                    try:
+                        coid = attached_stop_id(parent_origin.client_order_id)
+                    except ValueError:
+                        coid = None
+                    session = session or parent_origin.session_id
+        origin = _Origin(coid or f"TV-{order.id}", session or "")
+        self._origins[order.id] = origin
+        return origin
+
+    def _fills_of(self, order_id: int) -> list[m.Fill]:
+        fills = m.parse_fills(self.api.get("fill/deps", masterid=order_id))
+        return [f for f in fills if f.active]
+
+    def _broker_order(self, order: m.Order) -> BrokerOrder:
+        origin = self._origin(order)
+        versions = m.parse_order_versions(self.api.get("orderVersion/deps", masterid=order.id))
+        if not versions:
+            raise m.BadAnswer(f"Tradovate order {order.id} has no version")
+        version = max(versions, key=lambda v: v.id)
+        fills = self._fills_of(order.id)
+        filled = sum(f.qty for f in fills)
+        average = sum((f.price * f.qty for f in fills), Decimal(0)) / filled if filled else None
+        if order.contract_id is None:
+            raise m.BadAnswer(f"Tradovate order {order.id} has no contractId")
+        order_type = ORDER_TYPES.get(version.order_type)
+        if order_type is None:
+            raise m.BadAnswer(f"Tradovate order {order.id} is a {version.order_type} order")
+        return BrokerOrder(
+            client_order_id=origin.client_order_id,
+            broker_order_id=str(order.id),
+            session_id=origin.session_id,
+            contract=self._contract_by_id(order.contract_id).symbol,
+            side="buy" if order.action == "Buy" else "sell",
+            quantity=version.order_qty,
+            filled_quantity=filled,
+            order_type=order_type,  # type: ignore[arg-type]
+            limit_price=version.price if order_type == "limit" else None,
+            stop_price=version.stop_price if order_type == "stop" else None,
+            status=self._status(order),
+            decided_at=order.timestamp,
+            time_in_force=TIMES_IN_FORCE.get(version.time_in_force or "Day", "day"),  # type: ignore[arg-type]
+            average_fill_price=average,
+        )
+
+    # the protocol's queries --------------------------------------------------------------
+
+    def cancel_order(self, command: CancelOrder) -> OrderAck:
+        """Cancel now (a real broker cannot cancel as of a past data time: ``as_of`` is not
+        used); filled / unknown / already cancelled are answered with that status."""
+        self._check(command.account)
+        coid = command.client_order_id
+        order = self._find(coid)
+        if order is None:
+            return OrderAck(coid, "", "unknown")
+        status = self._status(order)
+        if status != "working":
+            return OrderAck(coid, str(order.id), status, duplicate=status == "cancelled")
+        result = m.parse_command_result(self.api.post("order/cancelorder", m.cancel_body(order.id)))
+        if result.failure_reason:
+            _log.warning("Tradovate refused to cancel %s: %s", coid, result.failure_reason)
+        after = self._order_item(order.id)
+        now = "unknown" if after is None else self._status(after)
+        if now == "working" and not result.failure_reason:
+            now = "cancelled"  # the cancel command is accepted; its report follows
+        return OrderAck(coid, str(order.id), now)
+
+    def modify_stop(self, account: str, client_order_id: str, stop_price: Decimal) -> OrderAck:
+        """Move a working stop order to ``stop_price`` (beyond the protocol)."""
+        self._check(account)
+        if not isinstance(stop_price, Decimal) or not stop_price.is_finite() or stop_price <= 0:
+            raise BadInput(f"stop_price must be a positive Decimal, got {stop_price!r}")
+        order = self._find(client_order_id)
+        if order is None:
+            return OrderAck(client_order_id, "", "unknown")
+        status = self._status(order)
+        if status != "working":
+            return OrderAck(client_order_id, str(order.id), status)
+        versions = m.parse_order_versions(self.api.get("orderVersion/deps", masterid=order.id))
+        if not versions:
+            raise m.BadAnswer(f"Tradovate order {order.id} has no version")
+        version = max(versions, key=lambda v: v.id)
+        if version.order_type != "Stop":
+            raise BadInput(f"order {client_order_id} is a {version.order_type} order, not a stop")
+        body = m.modify_body(
+            order_id=order.id,
+            quantity=version.order_qty,
+            stop_price=stop_price,
+            time_in_force=version.time_in_force,
+        )
+        result = m.parse_command_result(self.api.post("order/modifyorder", body))
+        if result.failure_reason:
+            raise BadInput(
+                f"Tradovate refused to move stop {client_order_id}: {result.failure_reason}"
+            )
+        return OrderAck(client_order_id, str(order.id), "working")
+
+    def order(self, command: QueryOrder) -> BrokerOrder | None:
+        self._check(command.account)
+        order = self._find(command.client_order_id)
+        return None if order is None else self._broker_order(order)
+
+    def positions(self, command: QueryPositions) -> dict[str, int]:
+        self._check(command.account)
+        account_id = self.account_id()
+        held: dict[str, int] = {}
+        for position in m.parse_positions(self.api.get("position/list")):
+            if position.account_id != account_id or position.net_pos == 0:
+                continue
+            symbol = self._contract_by_id(position.contract_id).symbol
+            held[symbol] = held.get(symbol, 0) + position.net_pos
+        return {symbol: qty for symbol, qty in held.items() if qty != 0}
+
+    def open_orders(self, command: QueryOpenOrders) -> list[BrokerOrder]:
+        self._check(command.account)
+        account_id = self.account_id()
+        orders = [
+            o
+            for o in m.parse_orders(self.api.get("order/list"))
+            if o.account_id == account_id and STATUS.get(o.ord_status) == "working"
+        ]
+        answers = [self._broker_order(o) for o in sorted(orders, key=lambda o: o.id)]
+        return sorted(answers, key=lambda o: (o.decided_at, int(o.broker_order_id)))
+
+    def balance(self, command: QueryBalance) -> Balance:
+        """Cash and realized P&L from the cash-balance snapshot; commissions: the fees of the
+        account's fills."""
+        self._check(command.account)
+        account_id = self.account_id()
+        cash = m.parse_cash(
+            self.api.post("cashBalance/getcashbalancesnapshot", {"accountId": account_id})
+        )
+        ours = {
+            o.id for o in m.parse_orders(self.api.get("order/list")) if o.account_id == account_id
+        }
+        fills = [
+            f for f in m.parse_fills(self.api.get("fill/list")) if f.order_id in ours and f.active
+        ]
+        fees = m.parse_fill_fees(self.api.get("fillFee/list")) if fills else {}
+        commissions = sum((fees.get(f.id, Decimal(0)) for f in fills), Decimal(0))
+        return Balance(self.account, cash.total_cash_value, cash.realized_pnl, commissions)
+
+    def fills_since(self, account: str, cursor: str) -> tuple[list[Fill], str]:
+        """The account's fills with an id above the cursor's, oldest first; cursor
+        ``"<fill id>-0"``."""
+        self._check(account)
+        after = _cursor_id(cursor)
+        account_id = self.account_id()
+        fills = sorted(
+            (f for f in m.parse_fills(self.api.get("fill/list")) if f.id > after and f.active),
+            key=lambda f: f.id,
+        )
+        if not fills:
+            return [], cursor
+        orders = {o.id: o for o in m.parse_orders(self.api.get("order/list"))}
+        mine: list[m.Fill] = []
+        for fill in fills:
+            order = orders.get(fill.order_id) or self._order_item(fill.order_id)
+            if order is None:
+                raise ServiceUnavailable(
+                    f"Tradovate fill {fill.id} names unknown order {fill.order_id}"
+                )
+            orders[order.id] = order
+            if order.account_id == account_id:
+                mine.append(fill)
+                if len(mine) >= FILLS_BATCH:
+                    break
+        if not mine:
+            return [], cursor
+        fees = m.parse_fill_fees(self.api.get("fillFee/list"))
+        answers = [self._fill(account, fill, orders[fill.order_id], fees) for fill in mine]
+        return answers, f"{mine[-1].id}-0"
+
+    def _fill(self, account: str, fill: m.Fill, order: m.Order, fees: dict[int, Decimal]) -> Fill:
+        origin = self._origin(order)
+        return Fill(
+            execution_id=str(fill.id),
+            client_order_id=origin.client_order_id,
+            broker_order_id=str(order.id),
+            account=account,
+            session_id=origin.session_id,
+            contract=self._contract_by_id(fill.contract_id).symbol,
+            quantity=fill.signed_qty,
+            price=fill.price,
+            commission=fees.get(fill.id, Decimal(0)),  # assumed: no FillFee → no fee
+            time=fill.timestamp,
+        )
+
+
+def _cursor_id(cursor: str) -> int:
+    text = cursor or FILLS_START
+    first, _, second = text.partition("-")
+    if not first.isdigit() or not second.isdigit():
+        raise BadInput(f"bad fills cursor {cursor!r} (expected <fill id>-0, e.g. {FILLS_START})")
+    return int(first)
+
+
+def check_live(settings: TradovateSettings) -> None:
+    """Live trades real money: refused unless TRADEFLEET_TRADOVATE_ALLOW_LIVE is set."""
+    if settings.environment == "live" and not settings.allow_live:
+        raise BadInput(
+            "TRADEFLEET_TRADOVATE_ENVIRONMENT is live but TRADEFLEET_TRADOVATE_ALLOW_LIVE is not "
+            "set: refusing to build a broker that trades real money"
+        )
+
+
+def tradovate_broker(
+    settings: TradovateSettings, redis_client: redis.Redis, account: str
+) -> TradovateBroker:
+    """The broker of ``account`` from settings: this process's REST client and shared tokens."""
+    check_live(settings)
+    return TradovateBroker(
+        rest_for(settings), tokens_for(settings, redis_client), redis_client, account
+    )
