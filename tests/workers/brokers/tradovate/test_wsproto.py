@@ -64,8 +64,10 @@ def test_a_props_event_with_decimal_prices() -> None:
 
 
 def test_several_messages_in_one_frame_keep_their_order() -> None:
-    raw = 'a[{"e":"props","d":{"entityType":"order","eventType":"Updated","entity":{"id":1}}},' \
+    raw = (
+        'a[{"e":"props","d":{"entityType":"order","eventType":"Updated","entity":{"id":1}}},'
         '{"s":200,"i":5,"d":[]}]'
+    )
     frame = wsproto.parse_frame(raw)
     assert isinstance(frame, DataFrame)
     assert [type(m) for m in frame.messages] == [Event, Response]
