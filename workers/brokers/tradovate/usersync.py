@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect as ws_connect
 
+from trading.exceptions import ServiceUnavailable
 from workers.brokers.tradovate import wsproto
 from workers.brokers.tradovate.wsproto import (
     CloseFrame,
@@ -43,6 +44,10 @@ from workers.brokers.tradovate.wsproto import (
 )
 
 log = logging.getLogger(__name__)
+_socket_log = logging.getLogger(__name__ + ".socket")
+_socket_log.setLevel(logging.INFO)
+"""The websockets library's own logger for our connections, never at DEBUG: at DEBUG it
+logs every frame sent, and the authorize frame holds the access token."""
 
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 30.0
@@ -72,13 +77,24 @@ class SyncFailed(Exception):
     """This connection is over; ``run`` connects again after a back-off."""
 
 
-_CONNECTION_OVER = (SyncFailed, wsproto.ProtocolError, OSError, TimeoutError, WebSocketException)
+_CONNECTION_OVER = (
+    SyncFailed,
+    wsproto.ProtocolError,
+    ServiceUnavailable,
+    OSError,
+    TimeoutError,
+    WebSocketException,
+)
 """What ends a connection as expected (a warning, then a new connection)."""
 
 
 def default_connector(url: str) -> Connection:
     conn: Any = ws_connect(
-        url, open_timeout=OPEN_TIMEOUT_S, close_timeout=2.0, max_size=MAX_FRAME_BYTES
+        url,
+        open_timeout=OPEN_TIMEOUT_S,
+        close_timeout=2.0,
+        max_size=MAX_FRAME_BYTES,
+        logger=_socket_log,
     )
     return conn  # type: ignore[no-any-return]
 

@@ -6,6 +6,7 @@ and sync after back-off waits that grow; stop ends the loop."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
@@ -161,3 +162,24 @@ def test_stop_ends_run_promptly(server: FakeUserSocket) -> None:
     wait_until(lambda: rig.resyncs == 1, what="the first sync")
     rig.close()
     assert not rig.thread.is_alive()
+
+
+def test_the_token_reaches_no_log_line_even_at_debug(
+    server: FakeUserSocket, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("websockets").setLevel(logging.DEBUG)
+    rig = Rig(server)
+    rig.token = "secret-token-x"
+    server.tokens.add("secret-token-x")
+    rig.start()
+    try:
+        wait_until(lambda: rig.resyncs == 1, what="the first sync")
+        server.drop_all()
+        wait_until(lambda: rig.resyncs == 2, what="a resync")
+    finally:
+        rig.close()
+        logging.getLogger("websockets").setLevel(logging.NOTSET)
+    assert server.received[0][0] == "authorize\n0\n\nsecret-token-x"
+    assert "synced" in caplog.text
+    assert "secret-token-x" not in caplog.text
