@@ -4,6 +4,9 @@ reconciliation must find and correct).
 
 ``tradefleet broker check --broker tradovate [--account NAME] [--contract ESZ6]``: the token,
 the account, a contract lookup; one line per check, one line and exit 2 on the first failure.
+
+``tradefleet broker listen --broker tradovate --account NAME``: the user-sync listener
+(``workers.orders.listener``), a process of its own (Procfile ``listen_tradovate``).
 """
 
 from __future__ import annotations
@@ -80,3 +83,32 @@ def fill_cmd(
         f"booked {fill.execution_id}: {account} {symbol} {qty:+d} @ {fill.price}; "
         f"broker position now {held}"
     )
+
+
+# --------------------------------------------------------------------------- broker listen
+
+
+@app.command("listen")
+def listen_cmd(
+    account: Annotated[
+        list[str], typer.Option("--account", help="Broker account to listen for (repeatable).")
+    ],
+    broker: Annotated[str, typer.Option(help="The broker that pushes: tradovate.")] = "tradovate",
+) -> None:
+    """Listen to the broker's pushed order and fill events and queue a fill delivery
+    (``tradefleet.orders.deliver``) per changed account; runs until SIGINT or SIGTERM."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from workers.celery_app import create_app  # noqa: PLC0415
+    from workers.orders.listener import run_listener  # noqa: PLC0415
+
+    if broker.strip().lower() != "tradovate":
+        raise BadInput(f"--broker {broker!r} pushes nothing to listen to (known: tradovate)")
+    settings = get_settings()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    celery = create_app(settings)
+    typer.echo(f"listening to tradovate for {', '.join(account)}", err=True)
+    run_listener(settings, account, stop, celery.send_task)

@@ -160,6 +160,22 @@ def count_rows(engine: Engine, session_id: str) -> tuple[int, int]:
         return len(orders), len(fills)
 
 
+def acknowledged_orders(engine: Engine, session_id: str) -> list[str]:
+    """The client order ids of the session's orders the broker acknowledged and that are
+    not final yet (working, partially filled), oldest first."""
+    with Session(engine) as db:
+        return list(
+            db.scalars(
+                select(OrderRow.client_order_id)
+                .where(
+                    OrderRow.session_id == session_id,
+                    OrderRow.status.in_(("working", "partially_filled")),
+                )
+                .order_by(OrderRow.id)
+            ).all()
+        )
+
+
 def unsettled_order_count(engine: Engine, session_id: str) -> int:
     """How many of the session's orders are not final yet (new, sent, working, partially
     filled), leaving out stop orders resting at the broker: a protective stop works there by

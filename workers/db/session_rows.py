@@ -94,6 +94,18 @@ def list_session_rows(db: Session | Engine) -> Sequence[TradingSessionRow]:
         return session.scalars(query).all()
 
 
+def sessions_on_account(db: Session | Engine, account: str) -> Sequence[TradingSessionRow]:
+    """Every session trading ``account`` (active or stopped: a stopped session's fills are
+    still applied), oldest first."""
+    query = (
+        select(TradingSessionRow)
+        .where(TradingSessionRow.account == account)
+        .order_by(TradingSessionRow.created_at, TradingSessionRow.name)
+    )
+    with in_session(db) as session:
+        return session.scalars(query).all()
+
+
 def set_session_status(
     db: Session | Engine, session_id: str, status: SessionStatus
 ) -> TradingSessionRow:

@@ -182,6 +182,20 @@ def poll_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcom
     return _after_ack(rt, broker, session, ack)
 
 
+def recheck_order(
+    rt: Runtime, broker: AccountManager, session: TradingSessionRow, client_order_id: str
+) -> str:
+    """Read one order's status at the broker and record it on its row, as ``poll_order``
+    does, but without matching it against prices and without applying fills (the caller
+    applies the account's fills once for all its orders). An order the broker does not
+    know is recorded ``lost``, as by ``poll_order``; the broker's status is returned."""
+    answer = broker.order(QueryOrder(session.account, client_order_id))
+    status = "unknown" if answer is None else answer.status
+    ack = OrderAck(client_order_id, "" if answer is None else answer.broker_order_id, status)
+    _record_ack(rt, session, ack)
+    return status
+
+
 def _after_ack(
     rt: Runtime, broker: AccountManager, session: TradingSessionRow, ack: OrderAck
 ) -> SendOutcome:

@@ -1,4 +1,5 @@
-"""Order tasks (queue ``orders``): send an order, poll a resting one, apply fills."""
+"""Order tasks (queue ``orders``): send an order, poll a resting one, apply fills (also on a
+broker's push: ``deliver``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from celery import Task, shared_task
 
 from trading.exceptions import RetryLater
 from workers.dispatch import names
+from workers.orders.deliver import deliver_account
 from workers.orders.send import poll_order, send_order
 from workers.runtime import runtime
 from workers.stops.sync import STOP_POLL_INTERVAL_S, is_stop_id, keep_polling, start_polling
@@ -65,3 +67,21 @@ def poll(self: Task[Any, Any], session_id: str, client_order_id: str, attempt: i
             countdown=STOP_POLL_INTERVAL_S if stop else POLL_INTERVAL_S,
         )
     return outcome.status
+
+
+@shared_task(
+    name=names.ORDERS_DELIVER,
+    autoretry_for=(RetryLater,),
+    retry_backoff=True,
+    retry_backoff_max=5,
+    max_retries=50,
+)
+def deliver(account: str) -> dict[str, int]:
+    """Apply the account's new fills and re-read its acknowledged orders (idempotent; queued
+    by a broker's push, coalesced per account: ``workers.orders.deliver``)."""
+    outcome = deliver_account(runtime(), account)
+    return {
+        "sessions": outcome.sessions,
+        "fills_applied": outcome.fills_applied,
+        "orders_rechecked": outcome.orders_rechecked,
+    }
