@@ -151,14 +151,17 @@ class Ws:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self._conn = self._run(tornado.websocket.websocket_connect(url), 10)
+        self._conn = self._run(lambda: tornado.websocket.websocket_connect(url), 10)
         self._beating = True
         self._loop.call_soon_threadsafe(self._beat)
         self._next = 0
 
-    def _run(self, coroutine: Any, timeout: float) -> Any:
+    def _run(self, make: Callable[[], Any], timeout: float) -> Any:
+        """Run the awaitable ``make()`` builds on the client's loop (built there, so its
+        future belongs to that loop)."""
+
         async def wrapped() -> Any:
-            return await asyncio.wait_for(coroutine, timeout)
+            return await asyncio.wait_for(make(), timeout)
 
         return asyncio.run_coroutine_threadsafe(wrapped(), self._loop).result(timeout + 2)
 
@@ -168,7 +171,7 @@ class Ws:
             self._loop.call_later(2.0, self._beat)
 
     def send(self, text: str) -> None:
-        self._run(self._conn.write_message(text), 5)
+        self._run(lambda: self._conn.write_message(text), 5)
 
     def request(self, endpoint: str, body: Any = None, query: str = "") -> int:
         self._next += 1
@@ -178,10 +181,7 @@ class Ws:
 
     def recv(self, timeout: float) -> str | None:
         """The next frame, or None when the socket closed; TimeoutError past ``timeout``."""
-        try:
-            message = self._run(self._conn.read_message(), timeout)
-        except TimeoutError:
-            raise
+        message = self._run(self._conn.read_message, timeout)
         return message  # type: ignore[no-any-return]
 
     def messages_until(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from decimal import Decimal
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 
@@ -17,7 +16,12 @@ pytestmark = pytest.mark.integration
 def test_token_request_renew_and_bearer(tv: LocalTradovate) -> None:
     answer = tv.token()
     assert set(answer) >= {
-        "accessToken", "mdAccessToken", "expirationTime", "userStatus", "userId", "name",
+        "accessToken",
+        "mdAccessToken",
+        "expirationTime",
+        "userStatus",
+        "userId",
+        "name",
         "hasLive",
     }
     assert answer["expirationTime"].endswith("Z")
@@ -60,16 +64,23 @@ def test_expire_tokens_fault(tv: LocalTradovate) -> None:
     assert tv.call("GET", "/v1/account/list", token=tv.token()["accessToken"])[0] == 200
 
 
-def test_p_ticket_wait_then_send_again_with_the_ticket(tv: LocalTradovate) -> None:
-    tv.control("POST", "faults", {"p_ticket": {"count": 1, "seconds": 1}})
+def test_p_ticket_then_send_again_with_the_ticket(tv: LocalTradovate) -> None:
+    tv.control("POST", "faults", {"p_ticket": {"count": 1, "seconds": 0}})
     first = tv.v1("POST", "auth/accesstokenrequest", credentials())
-    assert first["p-time"] == 1 and first["p-captcha"] is False
-    ticket = first["p-ticket"]
-    early = tv.v1("POST", "auth/accesstokenrequest", credentials(**{"p-ticket": ticket}))
-    assert "p-ticket" in early  # too early: a new ticket
-    time.sleep(early["p-time"])  # the protocol itself says: wait p-time seconds
-    answer = tv.v1("POST", "auth/accesstokenrequest", credentials(**{"p-ticket": early["p-ticket"]}))
+    assert (first["p-time"], first["p-captcha"]) == (0, False)
+    assert "accessToken" not in first
+    answer = tv.v1(
+        "POST", "auth/accesstokenrequest", credentials(**{"p-ticket": first["p-ticket"]})
+    )
     assert "accessToken" in answer
+
+
+def test_p_ticket_sent_back_too_early_earns_another(tv: LocalTradovate) -> None:
+    tv.control("POST", "faults", {"p_ticket": {"count": 1, "seconds": 30, "captcha": True}})
+    first = tv.v1("POST", "auth/accesstokenrequest", credentials())
+    assert (first["p-time"], first["p-captcha"]) == (30, True)
+    early = tv.v1("POST", "auth/accesstokenrequest", credentials(**{"p-ticket": first["p-ticket"]}))
+    assert "p-ticket" in early and "accessToken" not in early
 
 
 def test_rate_limit_answers_429_with_retry_after(tv: LocalTradovate) -> None:
@@ -100,9 +111,11 @@ def test_contracts(tv: LocalTradovate) -> None:
     gc_product = tv.v1(
         "GET",
         "product/item?id="
-        + str(tv.v1("GET", f"contractMaturity/item?id={gc['contractMaturityId']}", token=token)[
-            "productId"
-        ]),
+        + str(
+            tv.v1("GET", f"contractMaturity/item?id={gc['contractMaturityId']}", token=token)[
+                "productId"
+            ]
+        ),
         token=token,
     )
     assert (gc_product["valuePerPoint"], gc_product["tickSize"]) == (100, Decimal("0.1"))

@@ -17,8 +17,13 @@ T0 = "2013-12-02T14:30:00Z"
 
 
 def tick(price: str, second: int = 0, minute: int = 30, **extra: str) -> dict[str, str]:
-    return {"symbol": "ESZ3", "time": f"2013-12-02T14:{minute:02d}:{second:02d}Z",
-            "price": price, "size": "1", **extra}
+    return {
+        "symbol": "ESZ3",
+        "time": f"2013-12-02T14:{minute:02d}:{second:02d}Z",
+        "price": price,
+        "size": "1",
+        **extra,
+    }
 
 
 class Client:
@@ -33,13 +38,20 @@ class Client:
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return self.tv.v1("POST", path, body, token=self.token)
 
-    def order(self, action: str = "Buy", order_type: str = "Market", qty: int = 1,
-              **fields: Any) -> dict[str, Any]:
+    def order(
+        self, action: str = "Buy", order_type: str = "Market", qty: int = 1, **fields: Any
+    ) -> dict[str, Any]:
         body = {
-            "accountSpec": self.account["name"], "accountId": self.account["id"],
-            "clOrdId": fields.pop("clOrdId", "c-1"), "action": action, "symbol": "ESZ3",
-            "orderQty": qty, "orderType": order_type, "timeInForce": "Day",
-            "isAutomated": True, **fields,
+            "accountSpec": self.account["name"],
+            "accountId": self.account["id"],
+            "clOrdId": fields.pop("clOrdId", "c-1"),
+            "action": action,
+            "symbol": "ESZ3",
+            "orderQty": qty,
+            "orderType": order_type,
+            "timeInForce": "Day",
+            "isAutomated": True,
+            **fields,
         }
         return dict(self.post("order/placeorder", body))
 
@@ -57,7 +69,10 @@ def test_market_round_trip_positions_cash_and_fees(tv: LocalTradovate) -> None:
     assert c.status(buy["orderId"]) == "Filled"
     [fill] = c.fills(buy["orderId"])
     assert (fill["price"], fill["qty"], fill["timestamp"]) == (
-        Decimal("1800.00"), 1, "2013-12-02T14:30:00.000Z")
+        Decimal("1800.00"),
+        1,
+        "2013-12-02T14:30:00.000Z",
+    )
     assert fill["tradeDate"] == {"year": 2013, "month": 12, "day": 2}
     [version] = c.get(f"orderVersion/deps?masterid={buy['orderId']}")
     assert version["text"] == "sess-1"
@@ -70,7 +85,9 @@ def test_market_round_trip_positions_cash_and_fees(tv: LocalTradovate) -> None:
     assert (position["netPos"], position["bought"], position["sold"]) == (0, 1, 1)
     assert "netPrice" not in position
     assert (position["boughtValue"], position["soldValue"]) == (
-        Decimal("1800.00"), Decimal("1801.25"))
+        Decimal("1800.00"),
+        Decimal("1801.25"),
+    )
     fees = c.get("fillFee/list")
     assert [f["commission"] for f in fees] == [Decimal("2.50"), Decimal("2.50")]
     assert {f["id"] for f in fees} == {f["id"] for f in c.get("fill/list")}
@@ -113,9 +130,16 @@ def test_oso_stop_works_only_after_the_parent_fill(tv: LocalTradovate) -> None:
     c = Client(tv)
     tv.ticks(tick("1800.00"))
     body = {
-        "accountSpec": c.account["name"], "accountId": c.account["id"], "clOrdId": "e1",
-        "action": "Buy", "symbol": "ESZ3", "orderQty": 1, "orderType": "Limit",
-        "price": "1799.00", "timeInForce": "Day", "isAutomated": True,
+        "accountSpec": c.account["name"],
+        "accountId": c.account["id"],
+        "clOrdId": "e1",
+        "action": "Buy",
+        "symbol": "ESZ3",
+        "orderQty": 1,
+        "orderType": "Limit",
+        "price": "1799.00",
+        "timeInForce": "Day",
+        "isAutomated": True,
         "bracket1": {"action": "Sell", "orderType": "Stop", "stopPrice": "1798.00"},
     }
     answer = c.post("order/placeoso", body)
@@ -135,8 +159,13 @@ def test_oso_stop_works_only_after_the_parent_fill(tv: LocalTradovate) -> None:
 def test_oso_bracket_cancelled_with_an_unfilled_parent(tv: LocalTradovate) -> None:
     c = Client(tv)
     body = {
-        "accountId": c.account["id"], "action": "Buy", "symbol": "ESZ3", "orderQty": 2,
-        "orderType": "Limit", "price": 1700, "isAutomated": True,
+        "accountId": c.account["id"],
+        "action": "Buy",
+        "symbol": "ESZ3",
+        "orderQty": 2,
+        "orderType": "Limit",
+        "price": 1700,
+        "isAutomated": True,
         "bracket1": {"action": "Sell", "orderType": "Stop", "stopPrice": 1690},
     }
     answer = c.post("order/placeoso", body)
@@ -154,14 +183,23 @@ def test_modify_a_working_limit(tv: LocalTradovate) -> None:
     c = Client(tv)
     tv.ticks(tick("1800.00"))
     order = c.order("Buy", "Limit", price="1790.00")
-    answer = c.post("order/modifyorder", {
-        "orderId": order["orderId"], "orderQty": 2, "orderType": "Limit", "price": "1799.50",
-        "timeInForce": "Day", "isAutomated": True,
-    })
+    answer = c.post(
+        "order/modifyorder",
+        {
+            "orderId": order["orderId"],
+            "orderQty": 2,
+            "orderType": "Limit",
+            "price": "1799.50",
+            "timeInForce": "Day",
+            "isAutomated": True,
+        },
+    )
     assert "commandId" in answer
     versions = c.get(f"orderVersion/deps?masterid={order['orderId']}")
     assert [(v["orderQty"], v["price"]) for v in versions] == [
-        (1, Decimal("1790.00")), (2, Decimal("1799.50"))]
+        (1, Decimal("1790.00")),
+        (2, Decimal("1799.50")),
+    ]
     tv.ticks(tick("1799.50", second=1))
     assert c.status(order["orderId"]) == "Filled"
     assert sum(f["qty"] for f in c.fills(order["orderId"])) == 2
@@ -205,8 +243,12 @@ def test_maintenance_answers_503_for_queries(tv: LocalTradovate) -> None:
     tv.control("POST", "faults", {"maintenance": True})
     for path in ("position/list", "order/list", "fill/list"):
         assert tv.call("GET", "/v1/" + path, token=c.token)[0] == 503
-    status, _, _ = tv.call("POST", "/v1/cashBalance/getcashbalancesnapshot",
-                           {"accountId": c.account["id"]}, token=c.token)
+    status, _, _ = tv.call(
+        "POST",
+        "/v1/cashBalance/getcashbalancesnapshot",
+        {"accountId": c.account["id"]},
+        token=c.token,
+    )
     assert status == 503
     tv.control("DELETE", "faults")
     assert tv.call("GET", "/v1/position/list", token=c.token)[0] == 200
@@ -217,8 +259,12 @@ def test_stop_leg_never_worked(tv: LocalTradovate) -> None:
     tv.control("POST", "faults", {"stop_leg_never_worked": True})
     tv.ticks(tick("1800.00"))
     body = {
-        "accountId": c.account["id"], "action": "Buy", "symbol": "ESZ3", "orderQty": 1,
-        "orderType": "Market", "isAutomated": True,
+        "accountId": c.account["id"],
+        "action": "Buy",
+        "symbol": "ESZ3",
+        "orderQty": 1,
+        "orderType": "Market",
+        "isAutomated": True,
         "bracket1": {"action": "Sell", "orderType": "Stop", "stopPrice": "1799.00"},
     }
     answer = c.post("order/placeoso", body)
