@@ -211,3 +211,14 @@ def test_chart_history_then_live_bars(tv: LocalTradovate, sockets: list[Ws]) -> 
         Decimal("1803.00"),
     )
     assert md.response(md.request("md/cancelChart", {"subscriptionId": realtime}))["s"] == 200
+
+
+def test_a_silent_client_is_dropped(start_tv: Any, sockets: list[Ws]) -> None:
+    tv = start_tv("--client-timeout", "1", "--heartbeat-seconds", "0.3")
+    ws = Ws(tv.ws_url)
+    sockets.append(ws)
+    ws._beating = False  # this client stops sending its [] heartbeats
+    frames: list[str] = []
+    while (frame := ws.recv(10)) is not None:
+        frames.append(frame)
+    assert frames[0] == "o" and frames[-1].startswith("c[")
