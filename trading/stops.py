@@ -28,6 +28,7 @@ which stop is wanted, which open stop row already is it, which rows go), and act
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -66,6 +67,16 @@ def attached_stop_id(entry_client_order_id: str) -> str:
     """The id of the protective stop attached to an entry ``<hex>-<seq>-<leg>``."""
     prefix, seq, leg = entry_client_order_id.rsplit("-", 2)
     return f"{prefix}-stop-{seq}-{leg}"
+
+
+_ATTACHED = re.compile(r"([0-9a-f]{16})-stop-([0-9]+)-([0-9]+)")
+
+
+def attached_entry_id(stop_client_order_id: str) -> str | None:
+    """The entry a protective stop ``<hex>-stop-<seq>-<leg>`` is attached to (the inverse of
+    ``attached_stop_id``), or None for any other id."""
+    found = _ATTACHED.fullmatch(stop_client_order_id)
+    return None if found is None else f"{found.group(1)}-{found.group(2)}-{found.group(3)}"
 
 
 def move_stop_id(session_id: str, seq: int) -> str:

@@ -640,8 +640,10 @@ class Book:
             return self._market_price(order, tick.price, tick.bid, tick.ask)
         if version.order_type == "Limit":
             assert version.price is not None
+            # assumed: a resting limit that a trade reaches or passes fills at its own price
+            # (price-time priority: the trade through it traded against it at the limit).
             ok = tick.price <= version.price if buy else tick.price >= version.price
-            return tick.price if ok else None
+            return version.price if ok else None
         assert version.stop_price is not None
         if not order.triggered:
             hit = tick.price >= version.stop_price if buy else tick.price <= version.stop_price

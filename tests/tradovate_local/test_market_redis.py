@@ -54,7 +54,7 @@ def test_ticks_from_redis_fill_orders(
         return list(tv.v1("GET", f"fill/deps?masterid={order_id}", token=token))
 
     [fill] = wait_until(filled, what="the limit order to fill from the stream")
-    assert (fill["price"], fill["timestamp"]) == (Decimal("1799.25"), "2013-12-02T14:30:15.000Z")
+    assert (fill["price"], fill["timestamp"]) == (Decimal("1799.50"), "2013-12-02T14:30:15.000Z")
     quote = tv.control("GET", "state")["markets"]
     [es] = quote.values()
     assert es["entries"]["Offer"]["price"] == Decimal("1799.25")

@@ -118,7 +118,7 @@ def test_limit_and_stop_fill_only_on_later_ticks(tv: LocalTradovate) -> None:
     assert c.status(limit["orderId"]) == "Working"
     tv.ticks(tick("1799.75", second=2))
     assert c.status(limit["orderId"]) == "Filled"
-    assert c.fills(limit["orderId"])[0]["price"] == Decimal("1799.75")
+    assert c.fills(limit["orderId"])[0]["price"] == Decimal("1800.00")  # a limit gets its price
     assert c.status(stop["orderId"]) == "Working"
     tv.ticks(tick("1798.50", second=3))
     assert c.status(stop["orderId"]) == "Filled"

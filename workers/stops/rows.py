@@ -19,6 +19,7 @@ from models.state import WorkingOrder
 from models.tables import OrderRow
 from trading.intents import client_order_id
 from trading.orders import OPEN_STATUSES
+from trading.stops import attached_entry_id
 
 STOP_ID = re.compile(r"([0-9a-f]{16})-(?:stop-([0-9]+)(?:-([0-9]+))?|move-([0-9]+))")
 """``<hex>-stop-<n>``: the n-th stop ``sync_stop`` placed for the session; ``<hex>-stop-<seq>-
@@ -45,10 +46,7 @@ def is_move_id(coid: str) -> bool:
 
 def parent_of(coid: str) -> str | None:
     """The entry a protective stop is attached to, or None (not an attached stop)."""
-    found = STOP_ID.fullmatch(coid)
-    if found is None or found.group(3) is None:
-        return None
-    return f"{found.group(1)}-{found.group(2)}-{found.group(3)}"
+    return attached_entry_id(coid)
 
 
 def open_stop_rows(

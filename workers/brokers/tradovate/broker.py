@@ -27,7 +27,7 @@ from decimal import Decimal
 import redis
 
 from trading.exceptions import BadInput, RetryLater, ServiceUnavailable
-from trading.stops import attached_stop_id
+from trading.stops import attached_entry_id, attached_stop_id
 from workers.brokers.base import FILLS_START
 from workers.brokers.commands import (
     Balance,
@@ -351,7 +351,7 @@ class TradovateBroker:
         used); filled / unknown / already cancelled are answered with that status."""
         self._check(command.account)
         coid = command.client_order_id
-        order = self._find(coid)
+        order = self._find(coid, attached_entry_id(coid))
         if order is None:
             return OrderAck(coid, "", "unknown")
         status = self._status(order)
@@ -371,7 +371,7 @@ class TradovateBroker:
         self._check(account)
         if not isinstance(stop_price, Decimal) or not stop_price.is_finite() or stop_price <= 0:
             raise BadInput(f"stop_price must be a positive Decimal, got {stop_price!r}")
-        order = self._find(client_order_id)
+        order = self._find(client_order_id, attached_entry_id(client_order_id))
         if order is None:
             return OrderAck(client_order_id, "", "unknown")
         status = self._status(order)
@@ -398,7 +398,8 @@ class TradovateBroker:
 
     def order(self, command: QueryOrder) -> BrokerOrder | None:
         self._check(command.account)
-        order = self._find(command.client_order_id)
+        coid = command.client_order_id
+        order = self._find(coid, attached_entry_id(coid))
         return None if order is None else self._broker_order(order)
 
     def positions(self, command: QueryPositions) -> dict[str, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -17,10 +18,13 @@ from tests.workers.brokers.conformance.venues import (
     COMMISSION,
     STARTING_CASH,
     PaperVenue,
+    TradovateVenue,
     Venue,
     at,
 )
 from trading.exceptions import ServiceUnavailable
+from trading.intents import client_order_id
+from trading.stops import attached_stop_id
 from workers.brokers import (
     FILLS_START,
     CancelOrder,
@@ -37,9 +41,11 @@ pytestmark = pytest.mark.integration
 SESSION = "conf-sess-1"
 
 
-@pytest.fixture(params=["paper"])
-def venue(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Venue]:
-    made: Venue = PaperVenue(redis_url)
+@pytest.fixture(params=["paper", "tradovate"])
+def venue(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) -> Iterator[Venue]:
+    made: Venue = (
+        PaperVenue(redis_url) if request.param == "paper" else TradovateVenue(redis_url, tmp_path)
+    )
     yield made
     made.close()
 
@@ -146,29 +152,34 @@ def test_a_cancelled_order_never_fills(venue: Venue) -> None:
 
 def test_an_entry_sent_with_its_stop_is_protected_from_its_fill_on(venue: Venue) -> None:
     venue.trade(at(1), "1800.00")
-    protective = stop(venue, "e1-stop", "1795.00", parent_client_order_id="e1")
-    venue.broker.place_order(order(venue, "e1", attached_stop=protective))
+    entry_id = client_order_id(SESSION, 1, 0)
+    stop_id = attached_stop_id(entry_id)
+    protective = stop(venue, stop_id, "1795.00", parent_client_order_id=entry_id)
+    venue.broker.place_order(order(venue, entry_id, attached_stop=protective))
     fills_of(venue, 1)
-    assert status(venue, "e1-stop") == "working"
+    assert status(venue, stop_id) == "working"
     assert venue.broker.place_order(protective).duplicate
     venue.trade(at(2), "1796.00")
     venue.trade(at(3), "1794.50")
     entry, exit_ = fills_of(venue, 2)
-    assert (entry.client_order_id, exit_.client_order_id) == ("e1", "e1-stop")
+    assert (entry.client_order_id, exit_.client_order_id) == (entry_id, stop_id)
+    assert exit_.session_id == SESSION
     assert (exit_.quantity, exit_.price, exit_.time) == (-1, Decimal("1794.50"), at(3))
     assert positions(venue) == {}
 
 
 def test_a_stop_attached_to_an_entry_that_never_fills_is_cancelled(venue: Venue) -> None:
     venue.trade(at(1), "1800.00")
-    protective = stop(venue, "e2-stop", "1780.00", parent_client_order_id="e2")
+    entry_id = client_order_id(SESSION, 2, 0)
+    stop_id = attached_stop_id(entry_id)
+    protective = stop(venue, stop_id, "1780.00", parent_client_order_id=entry_id)
     entry = order(
-        venue, "e2", kind="limit", limit_price=Decimal("1790.00"), attached_stop=protective
+        venue, entry_id, kind="limit", limit_price=Decimal("1790.00"), attached_stop=protective
     )
     venue.broker.place_order(entry)
-    venue.broker.cancel_order(CancelOrder(venue.account, "e2"))
+    venue.broker.cancel_order(CancelOrder(venue.account, entry_id))
     venue.trade(at(2), "1779.00")
-    wait_until(lambda: venue.work() or status(venue, "e2-stop") == "cancelled", what="stop gone")
+    wait_until(lambda: venue.work() or status(venue, stop_id) == "cancelled", what="stop gone")
     assert all_fills(venue) == []
 
 

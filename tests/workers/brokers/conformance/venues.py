@@ -16,14 +16,20 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.kit.redis import paper_url
+from tests.kit.tradovate_local import CID, PASSWORD, SEC, USER, LocalTradovate
+from tests.kit.wait import wait_until
 from workers.brokers.base import AccountManager
 from workers.brokers.paper.broker import PaperBroker, PaperConfig
+from workers.brokers.tradovate.broker import TradovateBroker, tradovate_broker
+from workers.settings import TradovateSettings
 from workers.tools.bench.env import free_port
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -98,3 +104,70 @@ class PaperVenue(Venue):
     def close(self) -> None:
         for client in self._clients:
             client.close()
+
+
+def tradovate_settings(server: LocalTradovate) -> TradovateSettings:
+    """The adapter's settings for the local server, with the server's test credentials."""
+    values: dict[str, Any] = {
+        "rest_url": server.rest,
+        "ws_url": server.ws_url,
+        "md_ws_url": server.md_url,
+        "username": USER,
+        "password": PASSWORD,
+        "app_id": "tradefleet-tests",
+        "cid": int(CID),
+        "sec": SEC,
+    }
+    return TradovateSettings.model_validate(values)
+
+
+class TradovateVenue(Venue):
+    """The Tradovate adapter against the local Tradovate server (its own process and truth),
+    whose market is the same instrument streams (``--market-redis``)."""
+
+    def __init__(self, redis_url: str, workdir: Path, account: str = "DEMO0001") -> None:
+        self.server = LocalTradovate.start(
+            workdir,
+            "--market-redis",
+            redis_url,
+            "--account",
+            f"{account}:{STARTING_CASH}",
+            "--commission",
+            str(COMMISSION),
+        )
+        market = redis.Redis.from_url(redis_url)
+        broker = tradovate_broker(tradovate_settings(self.server), market, account)
+        super().__init__("tradovate", broker, account, market, True)
+
+    def trade(self, when: datetime, price: str, contract: str = "ESZ13", **touch: str) -> None:
+        """Print the trade, and return once the server's market has it (a live broker fills
+        at the market it has seen)."""
+        super().trade(when, price, contract, **touch)
+        stamp = when.isoformat().replace("+00:00", "Z")
+
+        def seen() -> bool:
+            markets = self.server.control("GET", "state")["markets"]
+            return any(
+                q is not None and _same_time(q["timestamp"], stamp) for q in markets.values()
+            )
+
+        wait_until(seen, timeout=10, what=f"the server's market at {stamp}")
+
+    @contextmanager
+    def outage(self) -> Iterator[None]:
+        self.server.control("POST", "faults", {"maintenance": True})
+        try:
+            yield
+        finally:
+            self.server.control("POST", "faults", {"maintenance": False})
+
+    def close(self) -> None:
+        assert isinstance(self.broker, TradovateBroker)
+        self.market.close()
+        self.server.stop()
+
+
+def _same_time(a: str, b: str) -> bool:
+    return datetime.fromisoformat(a.replace("Z", "+00:00")) == datetime.fromisoformat(
+        b.replace("Z", "+00:00")
+    )
