@@ -33,6 +33,7 @@ class SessionPlan:
     args: tuple[tuple[str, str], ...]
     timeframe: str = "1m"
     quantity: int = 1
+    broker: str = "paper"
 
     def request(self) -> NewSession:
         return NewSession(
@@ -44,6 +45,7 @@ class SessionPlan:
             strategy_args=dict(self.args),
             timeframe=self.timeframe,
             quantity=self.quantity,
+            broker=self.broker,
         )
 
 

@@ -14,7 +14,7 @@ the same replay gives the same fills, positions and P&L with one worker or many.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -48,11 +48,18 @@ BROKER_TO_LOCAL: dict[str, OrderStatus] = {
 }
 
 
+ENDED_THERE = frozenset({"cancelled", "unknown"})
+
+
 @dataclass(frozen=True, slots=True)
 class SendOutcome:
     status: str
     duplicate: bool = False
     fills_applied: int = 0
+    ended_at_broker: bool = False
+    """The order was open here and the broker answered that it ended unfilled (cancelled or
+    unknown there): the broker ended it, not the fleet (whose cancels close the row first,
+    and whose dropped exits never reach the broker)."""
 
     @property
     def resting(self) -> bool:
@@ -96,7 +103,10 @@ def send_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcom
     broker = session_broker(rt, session)
     for earlier in unsent_orders_before(rt, session_id, row.id):
         _record_ack(rt, session, _send(rt, broker, session, earlier))
-    return _after_ack(rt, broker, session, _send(rt, broker, session, row))
+    ack = _send(rt, broker, session, row)
+    outcome = _after_ack(rt, broker, session, ack)
+    ended = ack.status in ENDED_THERE and bool(ack.broker_order_id)
+    return replace(outcome, ended_at_broker=ended) if ended else outcome
 
 
 def _send(
@@ -179,7 +189,9 @@ def poll_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcom
     answer = broker.order(QueryOrder(session.account, client_order_id))
     status = "unknown" if answer is None else answer.status
     ack = OrderAck(client_order_id, "" if answer is None else answer.broker_order_id, status)
-    return _after_ack(rt, broker, session, ack)
+    outcome = _after_ack(rt, broker, session, ack)
+    ended = status in ENDED_THERE
+    return replace(outcome, ended_at_broker=ended) if ended else outcome
 
 
 def recheck_order(

@@ -170,6 +170,24 @@ def reconcile_orders(rt: Runtime, session_id: str) -> OrdersReport:
     return report
 
 
+def mend_stop(rt: Runtime, session_id: str, lost: str, status: str) -> OrdersReport:
+    """The broker ended the protective stop ``lost`` (``status``) without filling it while the
+    session counted on it (a bracket acknowledged but never worked, a stop cancelled behind
+    the session's back): the stop the position needs is placed again at once, with an event."""
+    report = OrdersReport(session_id)
+    target = context.target_for(rt, session_id)
+    if isinstance(target, str):
+        report.skipped = target
+        return report
+    report.changes.append((lost, f"protective stop {status} at the broker"))
+    if rt.settings.stops.protective:
+        _check_stop(rt, target, report)
+    if len(report.changes) == 1:
+        message = f"protective stop {lost} {status} at the broker unfilled; no stop placed"
+        context.record(rt, session_id, "info", message, {"missing": lost, "status": status})
+    return report
+
+
 def _check_stop(rt: Runtime, target: Target, report: OrdersReport) -> None:
     """The open position's protective stop rests at the broker; a missing one is re-placed
     (``workers.stops.sync``), with an event."""

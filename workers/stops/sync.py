@@ -66,9 +66,10 @@ from models.meta import PROGRESS_FIELD
 from models.progress import TickProgress
 from models.state import OrderStatus, Side, WorkingOrder
 from models.tables import OrderRow
-from trading.stops import cancel_as_of, exit_pending, plan_stop
+from trading.stops import WantedStop, cancel_as_of, exit_pending, plan_stop
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import CancelOrder, OrderAck, PlaceOrder, QueryOrder
+from workers.db.event_rows import record_event
 from workers.db.order_rows import get_order_row, insert_order_if_absent, update_order_row
 from workers.dispatch import names
 from workers.state.store import StateStore
@@ -179,27 +180,21 @@ def sync_stop(
         if wanted is None or raced:
             return outcome
         if keep is None:
-            n = stop_count(engine, session_id) + 1
-            coid = stop_id(session_id, n)
-            order = WorkingOrder(
-                client_order_id=coid,
-                contract=wanted.contract,
-                side=wanted.side,
-                quantity=wanted.quantity,
-                order_type="stop",
-                intent="exit",
-                status="new",
-                created_at=datetime.now(UTC),
-                stop_price=wanted.stop_price,
-            )
             decided = as_of or _data_now(dict(lease.fields), last_decided(engine, session_id))
-            insert_order_if_absent(engine, session_id, order, decided, "gtc")
-            outcome.placed = coid
-            status = _place(engine, broker, account, session_id, order, decided)
+            outcome.placed, status = _place_new(
+                engine, broker, account, session_id, wanted, decided
+            )
         elif keep.status == "new":
             assert keep.decided_at is not None
             order = _as_order(keep)
             status = _place(engine, broker, account, session_id, order, keep.decided_at)
+            if status in ENDED_THERE:
+                outcome.missing = keep.client_order_id
+                decided = as_of or _data_now(dict(lease.fields), last_decided(engine, session_id))
+                outcome.placed, status = _place_new(
+                    engine, broker, account, session_id, wanted, decided
+                )
+                _record_replaced(engine, session_id, keep.client_order_id, outcome.placed)
         else:
             status = keep.status
         outcome.status = status
@@ -271,6 +266,46 @@ def _as_order(row: OrderRow) -> WorkingOrder:
         created_at=row.created_at,
         stop_price=None if row.stop_price is None else Decimal(row.stop_price),
     )
+
+
+ENDED_THERE = frozenset({"cancelled", "unknown"})
+"""What the broker may answer for a stop it had acknowledged and then ended unfilled (an OSO
+bracket it never worked): the position is unprotected and gets a new stop at once."""
+
+
+def _place_new(
+    engine: Engine,
+    broker: AccountManager,
+    account: str,
+    session_id: str,
+    wanted: WantedStop,
+    decided: datetime,
+) -> tuple[str, str]:
+    """A new stop row ``<hex>-stop-<n>`` for ``wanted``, placed; its id and status."""
+    coid = stop_id(session_id, stop_count(engine, session_id) + 1)
+    order = WorkingOrder(
+        client_order_id=coid,
+        contract=wanted.contract,
+        side=wanted.side,
+        quantity=wanted.quantity,
+        order_type="stop",
+        intent="exit",
+        status="new",
+        created_at=datetime.now(UTC),
+        stop_price=wanted.stop_price,
+    )
+    insert_order_if_absent(engine, session_id, order, decided, "gtc")
+    return coid, _place(engine, broker, account, session_id, order, decided)
+
+
+def _record_replaced(engine: Engine, session_id: str, lost: str, placed: str) -> None:
+    message = (
+        f"protective stop missing (stop {lost} was acknowledged but the broker does not work "
+        f"it): placed {placed}"
+    )
+    log.warning("session %s: %s", session_id, message)
+    details = {"missing": lost, "placed": placed}
+    record_event(engine, session_id, "reconciliation", "warning", message, details)
 
 
 def _place(

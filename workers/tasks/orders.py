@@ -11,6 +11,7 @@ from trading.exceptions import RetryLater
 from workers.dispatch import names
 from workers.orders.deliver import deliver_account
 from workers.orders.send import poll_order, send_order
+from workers.reconcile.order_check import mend_stop
 from workers.runtime import runtime
 from workers.stops.sync import STOP_POLL_INTERVAL_S, is_stop_id, keep_polling, start_polling
 
@@ -30,6 +31,8 @@ def send(self: Task[Any, Any], session_id: str, client_order_id: str) -> str:
     """Place one order (idempotent by client order id) and apply the fills it brings."""
     rt = runtime()
     outcome = send_order(rt, session_id, client_order_id)
+    if outcome.ended_at_broker and is_stop_id(client_order_id):
+        mend_stop(rt, session_id, client_order_id, outcome.status)
     if outcome.resting and is_stop_id(client_order_id):
         start_polling(rt.redis, session_id, client_order_id)
     elif outcome.resting:
@@ -57,6 +60,8 @@ def poll(self: Task[Any, Any], session_id: str, client_order_id: str, attempt: i
     rt = runtime()
     outcome = poll_order(rt, session_id, client_order_id)
     stop = is_stop_id(client_order_id)
+    if stop and outcome.ended_at_broker:
+        mend_stop(rt, session_id, client_order_id, outcome.status)
     if outcome.resting and (stop or attempt < MAX_POLLS):
         if stop:
             keep_polling(rt.redis, client_order_id)

@@ -249,7 +249,34 @@ class TradovateBroker:
         status = STATUS.get(order.ord_status, "unknown")
         if order.ord_status == "Completed" and not self._fills_of(order.id):
             return "cancelled"
+        if order.ord_status == "Suspended" and order.parent_id is not None:
+            return self._bracket_status(order, order.parent_id)
         return status
+
+    def _bracket_status(self, order: m.Order, parent_id: int) -> BrokerStatus:
+        """An OSO bracket waits (``Suspended``) until its parent fills, then works. One still
+        waiting after its parent filled was acknowledged but is not worked: it would never
+        protect the position (the broker that lies). It is cancelled here, so it cannot come
+        to life next to the stop that replaces it, and answered ``cancelled``: the fleet then
+        places a new stop and records an event (``workers.orders.send.poll_order``,
+        reconciliation)."""
+        if not self._fills_of(parent_id):
+            return "working"
+        again = self._order_item(order.id)
+        if again is None or again.ord_status != "Suspended":
+            return "unknown" if again is None else self._status(again)
+        _log.warning(
+            "Tradovate shows stop bracket %s not working although its entry %s filled; "
+            "cancelling it so a new stop can replace it",
+            order.id,
+            parent_id,
+        )
+        result = m.parse_command_result(self.api.post("order/cancelorder", m.cancel_body(order.id)))
+        if result.failure_reason:
+            _log.warning(
+                "Tradovate refused to cancel bracket %s: %s", order.id, result.failure_reason
+            )
+        return "cancelled"
 
     # finding orders by client order id ---------------------------------------------------------
 
@@ -421,6 +448,7 @@ class TradovateBroker:
             for o in m.parse_orders(self.api.get("order/list"))
             if o.account_id == account_id and STATUS.get(o.ord_status) == "working"
         ]
+        orders = [o for o in orders if o.ord_status != "Suspended" or self._status(o) == "working"]
         answers = [self._broker_order(o) for o in sorted(orders, key=lambda o: o.id)]
         return sorted(answers, key=lambda o: (o.decided_at, int(o.broker_order_id)))
 
