@@ -39,6 +39,4 @@ def globex_open(
         return False
     if weekday == 6 and local.hour < 17:
         return False
-    if holidays is not None and holidays.is_holiday(exchange, trade_date(moment).date()):
-        return False
-    return True
+    return holidays is None or not holidays.is_holiday(exchange, trade_date(moment).date())

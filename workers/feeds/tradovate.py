@@ -36,7 +36,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -232,6 +232,32 @@ class MarketDataFeed:
             log.info("tradovate market data: reconnecting in %.1fs", wait)
             self.stop.wait(wait)
 
+    def probe(self) -> None:
+        """Connect and authorize once, then close: ``ServiceUnavailable`` with one line when
+        the endpoint is unreachable or refuses the token (the command's exit 2)."""
+        try:
+            conn = self.connect(self.url)
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            raise ServiceUnavailable(
+                f"Tradovate market data at {self.url} did not answer ({describe(exc)})"
+            ) from None
+        try:
+            reader = FrameReader(conn, self.clock, self.heartbeat_s, self.silence_s, self.stop)
+            reader.expect_open()
+            conn.send(wsproto.authorize(AUTHORIZE_ID, self.token()))
+            reader.sent()
+            if not reader.response(AUTHORIZE_ID, _ignore).ok:
+                raise ServiceUnavailable(
+                    f"Tradovate market data at {self.url} refused the md access token"
+                )
+        except (SyncFailed, OSError, TimeoutError, WebSocketException, wsproto.ProtocolError) as e:
+            raise ServiceUnavailable(
+                f"Tradovate market data at {self.url} failed: {describe(e)}"
+            ) from None
+        finally:
+            with contextlib.suppress(OSError, WebSocketException):
+                conn.close()
+
     def run_once(self) -> None:
         conn = self.connect(self.url)
         try:
@@ -377,6 +403,71 @@ class TradovateHistory:
         return [unique[start] for start in sorted(unique)][-minutes:]
 
 
+class TradovateSource:
+    """The registered source (``workers.feeds.base.MarketDataSource``): ``ticks()`` runs the
+    live loop on a thread and yields each completed bar's ticks; the feed command runs the
+    loop itself (``workers.feeds.live``) to publish a bar's four ticks as one batch."""
+
+    name = NAME
+
+    def __init__(self, config: TradovateFeedConfig, url: str, token: TokenSource) -> None:
+        self.config = config
+        self.url = url
+        self.token = token
+
+    @classmethod
+    def from_args(cls, args: FeedArgs, settings: Settings) -> TradovateSource:
+        config = TradovateFeedConfig.from_args(args)
+        url = settings.tradovate.md_ws_url
+        tokens = tokens_for(settings.tradovate, redis_client(settings.redis.url))
+        return cls(config, url, tokens.md_access_token)
+
+    @property
+    def instruments(self) -> tuple[str, ...]:
+        return (self.config.contract,)
+
+    @property
+    def speed(self) -> float | None:
+        return None  # live: already real time
+
+    def feed(
+        self,
+        on_ticks: Callable[[tuple[Tick, ...]], None],
+        stop: threading.Event,
+        *,
+        resume_after: datetime | None = None,
+        on_data: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ) -> MarketDataFeed:
+        return MarketDataFeed(
+            self.url,
+            self.config,
+            self.token,
+            on_ticks,
+            stop,
+            resume_after=resume_after,
+            on_data=on_data,
+            **kwargs,
+        )
+
+    def ticks(self) -> Iterator[Tick]:
+        import queue  # noqa: PLC0415
+
+        got: queue.Queue[tuple[Tick, ...]] = queue.Queue()
+        stop = threading.Event()
+        loop = self.feed(got.put, stop)
+        thread = threading.Thread(target=loop.run, name="tradovate-md", daemon=True)
+        thread.start()
+        try:
+            while True:
+                yield from got.get()
+        finally:
+            stop.set()
+
+    def history(self, contract: str, until: datetime, minutes: int) -> list[Candle]:
+        return TradovateHistory(self.url, self.token).history(contract, until, minutes)
+
+
 def _ignore(_event: Event) -> None:
     return None
 
@@ -400,5 +491,6 @@ __all__ = [
     "MarketDataFeed",
     "TradovateFeedConfig",
     "TradovateHistory",
+    "TradovateSource",
     "stream_resume_point",
 ]

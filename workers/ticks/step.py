@@ -303,8 +303,10 @@ class SessionStep:
 
 def strategy_runs_now(before: int, closed: Sequence[Candle], get: Callable[[str], Any]) -> bool:
     """Whether the strategy may run on these candles (so the stall flag is worth a read)."""
-    return bool(get("trading")) and not get("rolling") and before + len(closed) >= get(
-        "warmup_periods"
+    return (
+        bool(get("trading"))
+        and not get("rolling")
+        and before + len(closed) >= get("warmup_periods")
     )
 
 
