@@ -22,7 +22,7 @@ NEW = OLD + ", 'feed'"
 
 def _kinds(kinds: str) -> None:
     with op.batch_alter_table("events") as batch:
-        batch.drop_constraint("ck_events_kind", type_="check")
+        batch.drop_constraint(op.f("ck_events_kind"), type_="check")
         batch.create_check_constraint("kind", f"kind IN ({kinds})")
 
 

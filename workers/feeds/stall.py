@@ -92,16 +92,18 @@ class StallWatch:
         self._thread.join(timeout=5)
 
     def data(self) -> None:
+        # The lock covers the change and its effects: a stall and the recovery right after
+        # it are flagged, cleared and recorded in that order.
         with self._lock:
             change = self.rule.data(self.clock())
-        if change is not None:
-            self._act(change)
+            if change is not None:
+                self._act(change)
 
     def check(self) -> None:
         with self._lock:
             change = self.rule.check(self.clock(), self.market_open(self.wall()))
-        if change is not None:
-            self._act(change)
+            if change is not None:
+                self._act(change)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):

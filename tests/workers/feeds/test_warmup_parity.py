@@ -38,9 +38,9 @@ class Session:
 
     def step(self, entries: list[StreamEntry]) -> None:
         for i in range(0, len(entries), 37):  # batches of an odd size, as rounds come
-            result = SessionStep(
-                "s-1", self.fields, lambda n: self.candles[-n:] if n else []
-            ).run(entries[i : i + 37])
+            result = SessionStep("s-1", self.fields, lambda n: self.candles[-n:] if n else []).run(
+                entries[i : i + 37]
+            )
             self.fields.update(result.fields)
             self.candles.extend(result.candles)
             self.closed.extend(result.candles)
