@@ -60,6 +60,7 @@ from trading.risk import (
     GateOutcome,
     RiskAnswer,
     check_entry,
+    refuse_entries_while_stalled,
     risk_after_move,
 )
 from trading.stops import (
@@ -122,6 +123,9 @@ class CloseInputs:
     """The step's good ticks, watched for the protective stop (with ``protective_stops``)."""
     stops_out: tuple[StopOut, ...] = ()
     """Protective stops seen touched, their fills not applied yet (``trading.stops``)."""
+    feed_stalled: bool = False
+    """The instrument's market data stalled in market hours (``workers.risk.feed_stall``):
+    entries are refused (``trading.risk.refuse_entries_while_stalled``), exits pass."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +253,10 @@ class _Batch:
                 intents = self._allowed(
                     intents_for(expected, target, signal.stop_price, signal.reason)
                 )
+                if inputs.feed_stalled and intents:
+                    intents = self._gated(
+                        refuse_entries_while_stalled(intents, inputs.contract, now)
+                    )
                 if self.gate is not None and intents:
                     check = EntryCheck(target, signal.stop_price, context.candles, now)
                     intents = self._gated(

@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-EventKind = Literal["reconciliation", "roll", "risk", "operator", "data", "strategy", "recovery"]
+EventKind = Literal[
+    "reconciliation", "roll", "risk", "operator", "data", "strategy", "recovery", "feed"
+]
 Severity = Literal["info", "warning", "error", "critical"]
 
 

@@ -312,6 +312,18 @@ def check_entry(
     return outcome
 
 
+def refuse_entries_while_stalled(
+    intents: list[OrderIntent], contract: str, now: datetime
+) -> GateOutcome:
+    """The market data of ``contract`` stalled in market hours: an entry is refused (with an
+    event), exits and reductions pass, whatever the data does."""
+    if not has_entry(intents):
+        return GateOutcome(intents)
+    message = f"entry refused: market data of {contract} stalled"
+    detail = {"contract": contract, "reason": "feed_stalled", "at": now.isoformat()}
+    return GateOutcome(without_entries(intents), events=[Event("risk", "warning", message, detail)])
+
+
 def risk_after_move(
     gate: EntryGate,
     account: str,
@@ -353,6 +365,7 @@ __all__ = [
     "next_warned",
     "per_contract_risk",
     "position_risk",
+    "refuse_entries_while_stalled",
     "risk_after_move",
     "to_cents",
     "to_ppm",

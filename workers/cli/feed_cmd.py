@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from trading.exceptions import BadInput
 from workers.celery_app import create_app
 from workers.connections import require_redis
 from workers.feeds.base import parse_speed
@@ -39,3 +40,59 @@ def replay_cmd(
     publisher = make_publisher(client, settings, create_app(settings))
     report = run_feed(source.ticks(), publisher, parse_speed(speed))
     typer.echo(f"published {report.published} ticks in {report.seconds:.1f}s")
+
+
+@app.command("live")
+def live_cmd(
+    source: Annotated[str, typer.Option(help="The live source: tradovate.")],
+    contract: Annotated[str, typer.Option(help="Contract symbol, e.g. ESZ6.")],
+    warmup_bars: Annotated[
+        int, typer.Option(help="Minute bars of history to publish first (empty stream only).")
+    ] = 0,
+    stall_s: Annotated[
+        float, typer.Option(help="Seconds without a bar or quote, market open, that stall it.")
+    ] = 120.0,
+) -> None:
+    """Run a live market-data source into its instrument stream until SIGINT or SIGTERM."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from trading.market_hours import globex_open  # noqa: PLC0415
+    from workers.calendars.exchange_holidays import exchange_holidays  # noqa: PLC0415
+    from workers.db.engines import engine_for  # noqa: PLC0415
+    from workers.feeds.live import live_feed  # noqa: PLC0415
+    from workers.feeds.stall import StallWatch  # noqa: PLC0415
+    from workers.feeds.tradovate import TradovateSource  # noqa: PLC0415
+
+    if source.strip().lower() != "tradovate":
+        raise BadInput(f"--source {source!r} is no live source (known: tradovate)")
+    args: dict[str, Any] = {
+        "contract": contract.strip().upper(),
+        "warmup_bars": warmup_bars,
+        "stall_s": stall_s,
+    }
+    settings = get_settings()
+    live = create_feed("tradovate", args, settings)
+    assert isinstance(live, TradovateSource)
+    client = require_redis(settings)
+    publisher = make_publisher(client, settings, create_app(settings))
+    stop = threading.Event()
+    holidays = exchange_holidays()
+    watch = StallWatch(
+        client,
+        engine_for(settings.sqlalchemy_url),
+        live.config.contract,
+        live.config.stall_s,
+        lambda now: globex_open(now, holidays),
+    )
+    loop, counters = live_feed(live, publisher, watch, stop)
+    loop.probe()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    typer.echo(f"feeding {live.config.contract} from tradovate ({live.config.symbol})", err=True)
+    watch.start()
+    try:
+        loop.run()
+    finally:
+        watch.stop()
+    typer.echo(f"published {counters.bars} bars ({counters.ticks} ticks)")

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from trading.exceptions import BadInput
-from trading.market import Tick
+from trading.market import Candle, Tick
 from workers.settings import Settings
 
 FeedArgs = Mapping[str, Any]
@@ -39,6 +39,25 @@ class MarketDataSource(Protocol):
     def ticks(self) -> Iterator[Tick]:
         """Every tick in time order, unpaced."""
         ...
+
+
+@runtime_checkable
+class HistorySource(Protocol):
+    """The optional history capability of a market-data source (the warm-up of
+    ``workers.feeds.history``): the source's 1-minute bars, the same bars it publishes as
+    ticks (``workers.feeds.bars``)."""
+
+    def history(self, contract: str, until: datetime, minutes: int) -> list[Candle]:
+        """The last ``minutes`` completed 1-minute bars of ``contract`` (tradefleet symbol)
+        whose start is before ``until``, oldest first; fewer when the source has fewer.
+        Raises ``ServiceUnavailable`` when the source cannot be read (never an empty answer
+        for a failure)."""
+        ...
+
+
+HistoryFactory = Callable[[Settings], HistorySource]
+"""Builds a source's history reader from the process's settings alone (a session stores only
+its instrument in ``market_data_source.args``)."""
 
 
 SourceFactory = Callable[[FeedArgs, Settings], MarketDataSource]

@@ -16,9 +16,16 @@ from importlib.metadata import EntryPoint
 
 from trading.exceptions import BadInput, UnknownRegisteredName
 from trading.plugins import plugin_entry_points
-from workers.feeds.base import FeedArgs, MarketDataSource, SourceFactory
-from workers.feeds.replay import ReplaySource
+from workers.feeds.base import (
+    FeedArgs,
+    HistoryFactory,
+    HistorySource,
+    MarketDataSource,
+    SourceFactory,
+)
+from workers.feeds.replay import ReplayHistory, ReplaySource
 from workers.feeds.synthetic import SyntheticSource
+from workers.feeds.tradovate import TradovateHistory, TradovateSource
 from workers.settings import Settings
 
 ENTRY_POINT_GROUP = "tradefleet.feeds"
@@ -26,7 +33,14 @@ ENTRY_POINT_GROUP = "tradefleet.feeds"
 BUILTINS: dict[str, SourceFactory] = {
     ReplaySource.name: ReplaySource.from_args,
     SyntheticSource.name: SyntheticSource.from_args,
+    TradovateSource.name: TradovateSource.from_args,
 }
+
+HISTORIES: dict[str, HistoryFactory] = {
+    ReplaySource.name: ReplayHistory.from_settings,
+    TradovateSource.name: TradovateHistory.from_settings,
+}
+"""The sources with the history capability (the warm-up of ``workers.feeds.history``)."""
 
 _loaded: dict[str, SourceFactory] = {}
 _lock = threading.Lock()
@@ -61,6 +75,18 @@ def create_feed(name: str, args: FeedArgs, settings: Settings) -> MarketDataSour
     if not isinstance(source, MarketDataSource):
         raise BadInput(f"feed {name!r} did not build a market-data source")
     return source
+
+
+def history_source(name: str, settings: Settings) -> HistorySource | None:
+    """The history reader of the source registered as ``name``; None when it has none (a
+    session fed by it warms up from the stream alone). A plugin source offers one by a
+    ``history_from_settings(settings)`` classmethod next to its ``from_args``."""
+    factory = HISTORIES.get(name)
+    if factory is None and name not in BUILTINS:
+        target = get_feed_factory(name)
+        owner = getattr(target, "__self__", None)
+        factory = getattr(owner, "history_from_settings", None)
+    return None if factory is None else factory(settings)
 
 
 def refresh_registry() -> None:

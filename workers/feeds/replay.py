@@ -1,13 +1,9 @@
 """Replay of the real Lean files as ticks: registered feed name ``"replay"``.
 
-Minute bars become ticks so that 1-minute candles folded with ``trading.candles.fold_ticks``
-reproduce every source bar exactly:
+Minute bars become ticks through ``workers.feeds.bars.bar_ticks`` (four ticks per bar, open,
+high, low, close at +0/+15/+30/+45 s, the volume split exactly), so that 1-minute candles folded
+with ``trading.candles.fold_ticks`` reproduce every source bar exactly.
 
-- four ticks per bar, always in the order open, high, low, close, stamped +0 s, +15 s, +30 s,
-  +45 s into the bar's minute (the +0 s tick opens the bar's candle, all stay inside it);
-- the bar's volume is split as an integer: ``volume // 4`` each, the remainder given one unit
-  at a time to the first ticks, so the sizes sum to the bar volume exactly (zero-volume bars
-  give four zero-size ticks);
 - bid/ask: every tick of a minute carries the close of that minute's quote bar (``bid_close``,
   ``ask_close``), the touch as the minute ended. The quote bar's open/high/low are not matched
   to the trade ticks because the files do not say when within the minute they happened. A side
@@ -17,17 +13,26 @@ reproduce every source bar exactly:
 Tick files (GC) pass through one tick per row: size = quantity, no bid/ask. The vendor's
 ``suspicious`` flag is not carried on the tick: the tick path's validator decides.
 Files are read one day at a time, days in order; dates without data are skipped.
+
+History (``ReplayHistory``, the warm-up of ``workers.feeds.history``): the minute bars before a
+moment, read back from the same files day by day; a tick-file day gives the 1-minute candles
+its prints fold into (validated as the tick path validates them), which fold further exactly
+as the prints would.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime
 from pathlib import Path
 
+from trading.candles import fold_ticks, validate_tick
 from trading.exceptions import BadInput
 from trading.market import Candle, Tick
+from trading.timeframes import parse_timeframe
+from workers.feeds import bars
+from workers.feeds.bars import BAR_TICK_OFFSETS, split_volume
 from workers.feeds.base import FeedArgs, parse_speed
 from workers.feeds.lean import (
     QuoteBar,
@@ -42,12 +47,6 @@ from workers.feeds.lean import (
 )
 from workers.settings import Settings
 
-BAR_TICK_OFFSETS = (
-    timedelta(seconds=0),
-    timedelta(seconds=15),
-    timedelta(seconds=30),
-    timedelta(seconds=45),
-)
 _ALLOWED_ARGS = frozenset({"product", "contract", "date_from", "date_to", "speed"})
 
 
@@ -103,22 +102,11 @@ def _date_arg(value: object, name: str) -> date:
     raise BadInput(f"replay: arg {name!r} must be a date YYYY-MM-DD, got {value!r}")
 
 
-def split_volume(volume: int, parts: int = len(BAR_TICK_OFFSETS)) -> tuple[int, ...]:
-    """``volume`` as ``parts`` non-negative integers summing to it exactly (first ones larger)."""
-    base, remainder = divmod(volume, parts)
-    return tuple(base + (1 if i < remainder else 0) for i in range(parts))
-
-
 def bar_ticks(bar: Candle, quote: QuoteBar | None, instrument: str) -> tuple[Tick, ...]:
     """The four ticks (open, high, low, close) whose 1-minute candle is exactly ``bar``."""
     bid = quote.bid_close if quote is not None else None
     ask = quote.ask_close if quote is not None else None
-    prices = (bar.open, bar.high, bar.low, bar.close)
-    sizes = split_volume(bar.volume)
-    return tuple(
-        Tick(instrument, bar.start + offset, price, size, bid, ask)
-        for offset, price, size in zip(BAR_TICK_OFFSETS, prices, sizes, strict=True)
-    )
+    return bars.bar_ticks(bar, instrument, bid, ask)
 
 
 class ReplaySource:
@@ -179,3 +167,64 @@ class ReplaySource:
         path = tick_path(self.data_dir, cfg.product, day, cfg.contract_month)
         for row in read_trade_ticks(path, day):
             yield Tick(cfg.contract, row.time, row.price, row.quantity)
+
+
+class ReplayHistory:
+    """The minute bars of the real files before a moment (``workers.feeds.base.HistorySource``)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReplayHistory:
+        return cls(settings.paths.market_data_dir)
+
+    def history(self, contract: str, until: datetime, minutes: int) -> list[Candle]:
+        """The last ``minutes`` 1-minute bars of ``contract`` starting before ``until``, oldest
+        first (fewer when the files hold fewer)."""
+        if minutes <= 0:
+            return []
+        product = _product_of(contract)
+        month = contract_month(contract, product)
+        days = available_dates(self.data_dir, product, month)
+        newest_first: list[Candle] = []
+        for day in sorted((d for d in days if d <= until.date()), reverse=True):
+            if days[day] == "tick":
+                day_bars = self._tick_day_bars(product, contract, month, day)
+            else:
+                path = minute_path(self.data_dir, product, "trade", day, month)
+                day_bars = list(read_trade_bars(path, day))
+            for bar in reversed(day_bars):
+                if bar.start < until:
+                    newest_first.append(bar)
+                    if len(newest_first) == minutes:
+                        return list(reversed(newest_first))
+        return list(reversed(newest_first))
+
+    def _tick_day_bars(self, product: str, contract: str, month: str, day: date) -> list[Candle]:
+        good: list[Tick] = []
+        last: datetime | None = None
+        for row in read_trade_ticks(tick_path(self.data_dir, product, day, month), day):
+            tick = Tick(contract, row.time, row.price, row.quantity)
+            if validate_tick(tick, last) is None:
+                good.append(tick)
+                last = tick.time
+        folded = fold_ticks(None, good, parse_timeframe("1m"))
+        return [*folded.closed, *(() if folded.partial is None else (folded.partial,))]
+
+
+def _product_of(contract: str) -> str:
+    symbol = contract.strip().upper()
+    if len(symbol) < 4:
+        raise BadInput(f"bad contract symbol {contract!r} (expected e.g. ESZ13)")
+    return symbol[:-3]
+
+
+__all__ = [
+    "BAR_TICK_OFFSETS",
+    "ReplayConfig",
+    "ReplayHistory",
+    "ReplaySource",
+    "bar_ticks",
+    "split_volume",
+]

@@ -11,6 +11,7 @@ from typing import cast, get_args
 import redis
 from sqlalchemy.orm import Session as DbSession
 
+from models.meta import CURSOR_FIELD
 from models.state import (
     CollaboratorRef,
     ContractDetails,
@@ -32,6 +33,7 @@ from workers.connections import redact_url, require_redis
 from workers.db.engines import engine_for
 from workers.db.session_rows import create_session_row, find_session_row_by_name
 from workers.feeds.registry import feed_names
+from workers.sessions.warmup import subscribe_at, warm_new_session
 from workers.settings import Settings
 from workers.state.store import StateStore
 from workers.ticks.subscriptions import subscribe, unsubscribe
@@ -53,6 +55,9 @@ class NewSession:
     order_type: str = "market"
     quantity: int = 1
     time_in_force: str = "day"
+    warmup_until: datetime | None = None
+    """Where the warm-up history ends (``workers.sessions.warmup``); None: where the stream
+    stands (a live feed), else now."""
 
 
 def parse_key_values(items: Iterable[str], option: str) -> dict[str, str]:
@@ -130,6 +135,13 @@ def create_session(settings: Settings, request: NewSession) -> SessionState:
     now = datetime.now(UTC)
     state = build_initial_state(request, str(uuid.uuid4()), now)
     client = require_redis(settings)
+    try:
+        warm = warm_new_session(settings, client, state, request.warmup_until, now)
+    except Exception:
+        client.close()
+        raise
+    if warm is not None:
+        state = warm[0]
     engine = engine_for(settings.sqlalchemy_url)
     store = StateStore(client, settings.state.lock_ttl_ms)
     try:
@@ -139,9 +151,13 @@ def create_session(settings: Settings, request: NewSession) -> SessionState:
             create_session_row(db, state)
             db.flush()
             try:
-                store.create(state)
+                store.create(state, None if warm is None else warm[1])
                 try:
-                    subscribe(client, state.session.id, state.session.contract)
+                    if warm is None:
+                        subscribe(client, state.session.id, state.session.contract)
+                    else:
+                        cursor = warm[1][CURSOR_FIELD]
+                        subscribe_at(client, state.session.id, state.session.contract, cursor)
                     db.commit()
                 except Exception:
                     unsubscribe(client, state.session.id, state.session.contract)

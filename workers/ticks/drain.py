@@ -31,6 +31,7 @@ from workers.dispatch import names
 from workers.dispatch.recovery import request_recovery
 from workers.risk.book import RiskBook
 from workers.risk.equity import broker_equity
+from workers.risk.feed_stall import feed_stalled
 from workers.settings import Settings, get_diagnostics
 from workers.state import scripts as store_scripts
 from workers.ticks import scripts
@@ -110,6 +111,10 @@ class TickDrainer:
         self._probing = get_diagnostics().latency_probe
         self._keys: dict[str, _Keys] = {}
         self._risk = RiskBook(client, settings.risk, broker_equity(engine, settings))
+
+    def _stalled(self, instrument: str) -> bool:
+        """The instrument's stall flag (``workers.risk.feed_stall``): entries refused."""
+        return feed_stalled(self.client, instrument)
 
     def drain(self, drainer_id: str, budget_s: float) -> DrainReport:
         """Serve ready sessions until none is due (finished) or the time budget is spent.
@@ -337,6 +342,7 @@ class TickDrainer:
             history,
             self._risk,
             protective_stops=self.settings.stops.protective,
+            feed_stalled=self._stalled,
         )
         step = stepper.run(entries)
         cursor_before = fields.get(CURSOR_FIELD, "0-0")

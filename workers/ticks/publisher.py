@@ -74,6 +74,10 @@ class TickPublisher:
         self._publish = client.register_script(scripts.PUBLISH)
         self._wake = client.register_script(scripts.WAKE)
 
+    @property
+    def client(self) -> redis.Redis:
+        return self._client
+
     def publish(self, instrument: str, ticks: Iterable[Tick]) -> PublishResult:
         return self.publish_raw(instrument, [encode_tick(t) for t in ticks])
 

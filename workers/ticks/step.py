@@ -92,10 +92,13 @@ class SessionStep:
         risk: EntryGate | None = None,
         *,
         protective_stops: bool = False,
+        feed_stalled: Callable[[str], bool] | None = None,
     ) -> None:
         """``protective_stops``: the session's stops rest at the broker, so the step watches
-        them (``trading.stops``)."""
+        them (``trading.stops``). ``feed_stalled``: whether an instrument's market data is
+        flagged stalled (``workers.risk.feed_stall``), asked only when candles close."""
         self.session_id = session_id
+        self._feed_stalled = feed_stalled
         self._risk = risk
         self._stops = protective_stops
         self._good: list[Tick] = []
@@ -207,6 +210,11 @@ class SessionStep:
             protective_stops=self._stops,
             ticks=self._good,
             stops_out=self._stops_out,
+            feed_stalled=(
+                self._feed_stalled is not None
+                and strategy_runs_now(before, closed, self._get)
+                and self._feed_stalled(details.symbol)
+            ),
         )
         decision = decide_at_close(inputs, self._history, self._risk)
         self._record(decision, strategy, template)
@@ -291,6 +299,15 @@ class SessionStep:
         self.result.fields["account_pnl_info"] = encoded(
             self.session_id, "account_pnl_info", replace(pnl, unrealized=unrealized)
         )
+
+
+def strategy_runs_now(before: int, closed: Sequence[Candle], get: Callable[[str], Any]) -> bool:
+    """Whether the strategy may run on these candles (so the stall flag is worth a read)."""
+    return (
+        bool(get("trading"))
+        and not get("rolling")
+        and before + len(closed) >= get("warmup_periods")
+    )
 
 
 def progress_of(session_id: str, raw: str | None) -> TickProgress:

@@ -77,7 +77,7 @@ class SyncFailed(Exception):
     """This connection is over; ``run`` connects again after a back-off."""
 
 
-_CONNECTION_OVER = (
+CONNECTION_OVER = (
     SyncFailed,
     wsproto.ProtocolError,
     ServiceUnavailable,
@@ -169,8 +169,8 @@ class UserSync:
             started = self.clock()
             try:
                 self.run_once()
-            except _CONNECTION_OVER as exc:
-                log.warning("tradovate user sync: connection over (%s)", _describe(exc))
+            except CONNECTION_OVER as exc:
+                log.warning("tradovate user sync: connection over (%s)", describe(exc))
             except Exception as exc:
                 log.exception("tradovate user sync: unexpected %s", type(exc).__name__)
             if self.stop.is_set():
@@ -193,7 +193,7 @@ class UserSync:
     # ------------------------------------------------------------------ one connection
 
     def _session(self, conn: Connection) -> None:
-        reader = _Reader(conn, self.clock, self.heartbeat_s, self.silence_s, self.stop)
+        reader = FrameReader(conn, self.clock, self.heartbeat_s, self.silence_s, self.stop)
         reader.expect_open()
         # The frame holds the token: it is sent, never logged (wsproto.authorize).
         conn.send(wsproto.authorize(AUTHORIZE_ID, self.token()))
@@ -223,7 +223,7 @@ class UserSync:
             self.on_entity(wsproto.parse_props(event))
 
 
-class _Reader:
+class FrameReader:
     """Frames of one connection, with the client's heartbeat sent on time and the server's
     silence watched."""
 
@@ -296,7 +296,7 @@ class _Reader:
             return frame
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     """An exception for a log line: its type and message (none of ours holds a secret)."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
