@@ -19,7 +19,7 @@ import pytest
 from models.state import WorkingOrder
 from tests.kit.fleet import CONTRACT, Fleet
 from tests.kit.replay import SessionPlan, first_tick_time, replay_ticks
-from tests.kit.tradovate_local import CID, PASSWORD, SEC, USER, LocalTradovate
+from tests.kit.tradovate_local import LocalTradovate, fleet_overrides
 from tests.kit.wait import wait_until
 from trading.intents import client_order_id
 from trading.stops import attached_stop_id
@@ -46,20 +46,6 @@ def server(redis_url: str, tmp_path: Path) -> Iterator[LocalTradovate]:
     )
     yield local
     local.stop()
-
-
-def tradovate_overrides(server: LocalTradovate) -> dict[str, str]:
-    """The fleet's Tradovate variables for the local server (test credentials)."""
-    return {
-        "tradovate_rest_url": server.rest,
-        "tradovate_ws_url": server.ws_url,
-        "tradovate_md_ws_url": server.md_url,
-        "tradovate_username": USER,
-        "tradovate_password": PASSWORD,
-        "tradovate_app_id": "tradefleet-tests",
-        "tradovate_cid": CID,
-        "tradovate_sec": SEC,
-    }
 
 
 def decide_entry_with_stop(rig: Fleet, session_id: str) -> tuple[str, str]:
@@ -103,7 +89,7 @@ def test_a_stop_bracket_never_worked_is_replaced_with_an_event(
     server: LocalTradovate, redis_url: str, tmp_path: Path
 ) -> None:
     with Fleet(
-        redis_url, tmp_path / "fleet", protective_stops=True, **tradovate_overrides(server)
+        redis_url, tmp_path / "fleet", protective_stops=True, **fleet_overrides(server)
     ) as rig:
         plan = SessionPlan("liar", ACCOUNT, "breakout", (("lookback", "500"),), broker="tradovate")
         sid = rig.create_sessions([plan])["liar"]

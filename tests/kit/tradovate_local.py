@@ -44,6 +44,21 @@ def credentials(**overrides: Any) -> dict[str, Any]:
     return body
 
 
+def fleet_overrides(server: LocalTradovate) -> dict[str, str]:
+    """A ``Fleet``'s Tradovate settings (by their variables' names) for ``server``, with the
+    test credentials: the fleet's workers and its own settings reach the server."""
+    return {
+        "tradovate_rest_url": server.rest,
+        "tradovate_ws_url": server.ws_url,
+        "tradovate_md_ws_url": server.md_url,
+        "tradovate_username": USER,
+        "tradovate_password": PASSWORD,
+        "tradovate_app_id": "tradefleet-tests",
+        "tradovate_cid": CID,
+        "tradovate_sec": SEC,
+    }
+
+
 class LocalTradovate:
     def __init__(self, process: subprocess.Popen[str], url: str, log: Path) -> None:
         self.process = process
