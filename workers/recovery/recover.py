@@ -149,6 +149,17 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
         rt.redis, contract, end, timeframe, need, since, settings.state.max_candles
     )
     warmed = recovery.rewarm(contract, entries, timeframe)
+    if len(warmed.closed) < need:
+        entries = sources.top_up_history(
+            settings,
+            definition.market_data_source,
+            contract,
+            timeframe,
+            need,
+            entries,
+            None if snapshot is None else snapshot.last_ms,
+        )
+        warmed = recovery.rewarm(contract, entries, timeframe)
     broker = session_broker(rt, row)
     try:
         stops_closed = sources.settle_stops(broker, engine, account, sid, end, records)

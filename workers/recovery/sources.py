@@ -8,8 +8,10 @@ answer raises: recovery is retried later and never assumes a flat position.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -26,8 +28,8 @@ from models.tables import (
     TradingSessionRow,
 )
 from trading.contracts import spec_for_product
-from trading.exceptions import RetryLater
-from trading.market import StreamEntry
+from trading.exceptions import RetryLater, ServiceUnavailable
+from trading.market import EPOCH, StreamEntry, Tick, entry_to_tick
 from trading.reconcile import OPEN_ORDER_STATUSES
 from trading.recovery import OpenStop, history_window
 from trading.strategies import get_strategy, prepare_strategy
@@ -42,11 +44,17 @@ from workers.brokers.commands import (
 )
 from workers.brokers.paper.model import MarketBound, epoch_ms_ceil
 from workers.db.order_rows import insert_fill_if_absent, update_order_row
+from workers.feeds.history import bar_entries, minute_after, minute_of, minutes_for
+from workers.feeds.registry import history_source
 from workers.orders.send import BROKER_TO_LOCAL
 from workers.recovery.rebuild import Definition, OrderRecord, RecordedFill
+from workers.sessions.warmup import DATA_TIME_SOURCES
+from workers.settings import Settings
 from workers.stops.horizon import until_replaced
 from workers.stops.sync import is_stop_id, open_stop_rows
 from workers.ticks.keys import stream_key
+
+log = logging.getLogger(__name__)
 
 HISTORY_CHUNK = 5_000
 BROKER_READ_TRIES = 5
@@ -351,3 +359,46 @@ def read_history(
             return entries
         last = chunk[-1][0]
         upper = "(" + (last.decode() if isinstance(last, bytes) else str(last))
+
+
+def top_up_history(
+    settings: Settings,
+    source: CollaboratorRef,
+    instrument: str,
+    timeframe: Timeframe,
+    need: int,
+    entries: list[StreamEntry],
+    snapshot_last_ms: int | None,
+) -> list[StreamEntry]:
+    """``entries`` with the source's history before them when they hold fewer than ``need``
+    candles (the stream was lost with the sessions' Redis, or trimmed): the 1-minute bars
+    before the minute of the first entry, as the entries the feed would have published
+    (``workers.feeds.history``). With no entry left, the history ends with the minute of the
+    session's last snapshot (its last tick's bar); a live source without one ends now. A
+    source without history, or a replay with no snapshot (its clock is its data), leaves
+    ``entries`` as they are."""
+    history = history_source(source.module, settings)
+    if history is None:
+        return entries
+    first = next((tick for tick in map(_entry_tick(instrument), entries) if tick), None)
+    if first is not None:
+        until = minute_of(first.time)
+    elif snapshot_last_ms is not None:
+        until = minute_after(EPOCH + timedelta(milliseconds=snapshot_last_ms))
+    elif source.module in DATA_TIME_SOURCES:
+        return entries
+    else:
+        until = minute_of(datetime.now(UTC))
+    minutes = minutes_for(need, timeframe)
+    try:
+        bars = history.history(instrument, until, minutes)
+    except ServiceUnavailable as exc:
+        log.warning(
+            "%s: no history before %s (%s); warming up from the stream", instrument, until, exc
+        )
+        return entries
+    return bar_entries([bar for bar in bars if bar.start < until], instrument) + entries
+
+
+def _entry_tick(instrument: str) -> Callable[[StreamEntry], Tick | None]:
+    return lambda entry: entry_to_tick(instrument, entry[1])
