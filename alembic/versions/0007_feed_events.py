@@ -2,7 +2,7 @@
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-12-10 00:00:00+00:00
+Create Date: 2026-12-07 00:00:00+00:00
 
 Self-contained on purpose (no import of ``models``), like ``0001``.
 """
