@@ -11,6 +11,8 @@ the account, a contract lookup; one line per check, one line and exit 2 on the f
 
 from __future__ import annotations
 
+import signal
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated
@@ -22,6 +24,8 @@ from workers.brokers.commands import QueryPositions
 from workers.brokers.paper.broker import PaperBroker
 from workers.brokers.registry import build_broker
 from workers.brokers.tradovate.broker import TradovateBroker
+from workers.celery_app import create_app
+from workers.orders.listener import run_listener
 from workers.settings import get_settings
 
 app = typer.Typer(help="Broker drills.", no_args_is_help=True)
@@ -97,11 +101,6 @@ def listen_cmd(
 ) -> None:
     """Listen to the broker's pushed order and fill events and queue a fill delivery
     (``tradefleet.orders.deliver``) per changed account; runs until SIGINT or SIGTERM."""
-    import signal  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
-    from workers.celery_app import create_app  # noqa: PLC0415
-    from workers.orders.listener import run_listener  # noqa: PLC0415
 
     if broker.strip().lower() != "tradovate":
         raise BadInput(f"--broker {broker!r} pushes nothing to listen to (known: tradovate)")

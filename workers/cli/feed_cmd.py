@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import Annotated, Any
 
 import typer
 
 from trading.exceptions import BadInput
+from trading.market_hours import globex_open
+from workers.calendars.exchange_holidays import exchange_holidays
 from workers.celery_app import create_app
 from workers.connections import require_redis
+from workers.db.engines import engine_for
 from workers.feeds.base import parse_speed
+from workers.feeds.live import live_feed
 from workers.feeds.registry import create_feed
 from workers.feeds.runner import run_feed
+from workers.feeds.stall import StallWatch
+from workers.feeds.tradovate import TradovateSource
 from workers.runtime import make_publisher
 from workers.settings import get_settings
 
@@ -54,15 +62,6 @@ def live_cmd(
     ] = 120.0,
 ) -> None:
     """Run a live market-data source into its instrument stream until SIGINT or SIGTERM."""
-    import signal  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
-    from trading.market_hours import globex_open  # noqa: PLC0415
-    from workers.calendars.exchange_holidays import exchange_holidays  # noqa: PLC0415
-    from workers.db.engines import engine_for  # noqa: PLC0415
-    from workers.feeds.live import live_feed  # noqa: PLC0415
-    from workers.feeds.stall import StallWatch  # noqa: PLC0415
-    from workers.feeds.tradovate import TradovateSource  # noqa: PLC0415
 
     if source.strip().lower() != "tradovate":
         raise BadInput(f"--source {source!r} is no live source (known: tradovate)")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -451,7 +452,6 @@ class TradovateSource:
         )
 
     def ticks(self) -> Iterator[Tick]:
-        import queue  # noqa: PLC0415
 
         got: queue.Queue[tuple[Tick, ...]] = queue.Queue()
         stop = threading.Event()

@@ -13,7 +13,7 @@ history (``_progress``: ``last_ms``, ``candles_closed``), so the strategy runs o
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -31,7 +31,7 @@ from workers.feeds.history import (
 )
 from workers.feeds.registry import history_source
 from workers.settings import Settings
-from workers.ticks.keys import stream_key
+from workers.ticks.keys import READY_KEY, stream_key, subscribers_key
 
 DATA_TIME_SOURCES = frozenset({"replay"})
 """Sources whose clock is the data's (not the wall clock): warmed up only with ``until``."""
@@ -58,14 +58,8 @@ def stream_tail(client: redis.Redis, instrument: str) -> tuple[str, datetime | N
     raw_id, values = last[0]
     entry = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
     raw_t = values.get(b"t") if isinstance(values, dict) else None
-    moment = None if raw_t is None else EPOCH + _ms(raw_t)
+    moment = None if raw_t is None else EPOCH + timedelta(milliseconds=int(raw_t))
     return entry, moment
-
-
-def _ms(raw: bytes | str) -> Any:
-    from datetime import timedelta  # noqa: PLC0415
-
-    return timedelta(milliseconds=int(raw))
 
 
 def warm_new_session(
@@ -103,7 +97,6 @@ def warm_new_session(
 
 
 def subscribe_at(client: redis.Redis, session_id: str, instrument: str, cursor: str) -> None:
-    from workers.ticks.keys import READY_KEY, subscribers_key  # noqa: PLC0415
 
     keys = [subscribers_key(instrument), stream_key(instrument), READY_KEY]
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
