@@ -182,9 +182,6 @@ def mend_stop(rt: Runtime, session_id: str, lost: str, status: str) -> OrdersRep
     report.changes.append((lost, f"protective stop {status} at the broker"))
     if rt.settings.stops.protective:
         _check_stop(rt, target, report)
-    if len(report.changes) == 1:
-        message = f"protective stop {lost} {status} at the broker unfilled; no stop placed"
-        context.record(rt, session_id, "info", message, {"missing": lost, "status": status})
     return report
 
 
