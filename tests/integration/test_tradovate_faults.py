@@ -17,7 +17,6 @@ What the server saw is read from ``GET /_local/state``; waits poll with deadline
 
 from __future__ import annotations
 
-import ast
 import re
 import signal
 import sys
