@@ -34,7 +34,7 @@ from models.state import WorkingOrder
 from models.tables import FillRow, OrderRow
 from tests.kit.fleet import CONTRACT, Fleet
 from tests.kit.replay import ACTIVE, SessionPlan, first_tick_time, replay_ticks
-from tests.kit.tradovate_local import LocalTradovate, fleet_overrides
+from tests.kit.tradovate_local import PASSWORD, SEC, LocalTradovate, fleet_overrides
 from tests.kit.wait import wait_until
 from trading.intents import client_order_id
 from workers.brokers.commands import PlaceOrder
@@ -189,6 +189,8 @@ def test_tick_and_orders_workers_killed_with_orders_in_flight_lose_no_fill(
         rig.wait_settled(timeout=240)
         fills = assert_exactly_once(rig, server, sessions)
 
+    logs = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*.log"))
+    assert PASSWORD not in logs and SEC not in logs, "a Tradovate secret in a log"
     assert unanswered, "an order was unanswered when the orders worker died"
     assert queued, "orders were waiting to be sent when the tick worker died"
     assert fills >= 10
@@ -290,6 +292,8 @@ def test_duplicated_and_reordered_props_apply_each_fill_once(
             listener.stop()
         applied = sum(d["fills_applied"] for d in deliveries(rig))
 
+    logs = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*.log"))
+    assert PASSWORD not in logs and SEC not in logs, "a Tradovate secret in a log"
     assert fills == 3
     assert [t.client_order_id for t in rig.state(sid).trades] == coids
     assert applied == 3, "the listener's deliveries applied every fill, once"
