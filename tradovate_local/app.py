@@ -5,6 +5,7 @@ over with ``add_callback``, so concurrent requests see one consistent book.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,8 @@ class Server:
         self.tokens = Tokens(timedelta(minutes=config.token_minutes))
         self.faults = Faults()
         self.sockets: set[Socket] = set()
+        self.requests: Counter[str] = Counter()
+        """REST requests seen per path (lower case), answered or refused (429, 401, 503)."""
         for name, cash in config.accounts:
             self.book.add_account(name, user.id, cash, now())
 
@@ -158,6 +161,7 @@ class Server:
             },
             "faults": self.faults.view(),
             "sockets": len(self.sockets),
+            "requests": dict(self.requests),
         }
 
 

@@ -80,6 +80,7 @@ def bad(text: str) -> Answer:
 
 
 def handle(server: Server, call: Call) -> Answer:
+    server.requests[call.path.lower()] += 1
     # Rate limits: an HTTP 429 (https://partner.tradovate.com/overview/core-concepts/rate-limits);
     # the docs show an empty body; Retry-After is our addition when the fault gives one.
     limited, retry_after = server.faults.take_rate_limit()

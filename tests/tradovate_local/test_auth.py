@@ -90,6 +90,8 @@ def test_rate_limit_answers_429_with_retry_after(tv: LocalTradovate) -> None:
         status, body, headers = tv.call("GET", "/v1/account/list", token=token)
         assert (status, body, headers.get("Retry-After")) == (429, None, "3")
     assert tv.call("GET", "/v1/account/list", token=token)[0] == 200
+    seen = tv.control("GET", "state")["requests"]
+    assert (seen["account/list"], seen["auth/accesstokenrequest"]) == (3, 1)
 
 
 def test_control_needs_its_token(tv: LocalTradovate) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -116,6 +116,23 @@ def update_order_row(
         query = query.where(OrderRow.status.not_in(FINAL_STATUSES))
     with Session(engine) as db, db.begin():
         db.execute(query.values(**values))
+
+
+def status_after_fills(engine: Engine, client_order_id: str) -> OrderStatus:
+    """``filled`` once the order's fill rows add up to its quantity, else
+    ``partially_filled`` (an order filling in parts still works at the broker)."""
+    with Session(engine) as db:
+        row = db.execute(
+            select(OrderRow.id, OrderRow.quantity).where(
+                OrderRow.client_order_id == client_order_id
+            )
+        ).first()
+        if row is None:
+            return "filled"
+        filled = db.scalar(
+            select(func.coalesce(func.sum(FillRow.quantity), 0)).where(FillRow.order_id == row.id)
+        )
+    return "filled" if int(filled or 0) >= row.quantity else "partially_filled"
 
 
 def insert_fill_if_absent(

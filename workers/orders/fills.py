@@ -41,7 +41,12 @@ from trading.stops import after_stop_fill
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import Fill, QueryBalance
 from workers.brokers.paper.model import epoch_ms_ceil
-from workers.db.order_rows import get_order_row, insert_fill_if_absent, update_order_row
+from workers.db.order_rows import (
+    get_order_row,
+    insert_fill_if_absent,
+    status_after_fills,
+    update_order_row,
+)
 from workers.dispatch.rolls import send_wake
 from workers.risk.after_fill import risk_after_fill
 from workers.settings import RiskSettings, StopSettings
@@ -146,7 +151,8 @@ def apply_fill_to_session(
         fill.commission,
         fill.time,
     )
-    update_order_row(engine, fill.client_order_id, "filled", fill.broker_order_id)
+    status = status_after_fills(engine, fill.client_order_id)
+    update_order_row(engine, fill.client_order_id, status, fill.broker_order_id)
     _protect(store, engine, broker, fill, stops)
     if newly and fill.client_order_id.startswith(ROLL_ORDER_PREFIX):
         send_wake(engine, fill.client_order_id)

@@ -215,6 +215,10 @@ def _after_ack(
     applied = deliver_fills(
         rt.redis, rt.store, rt.engine, broker, session.account, rt.settings.risk, rt.settings.stops
     )
+    if ack.status == "filled":
+        # Its fills are applied now; filled at the broker is filled here, whatever quantity
+        # the row asked for (a bracket the broker cut to its entry's partial fill).
+        update_order_row(rt.engine, ack.client_order_id, "filled", ack.broker_order_id or None)
     return SendOutcome(ack.status, ack.duplicate, applied)
 
 

@@ -29,8 +29,10 @@ from workers.db.event_rows import list_events, record_event, record_events_once
 from workers.db.order_rows import (
     OrderToWrite,
     get_order_row,
+    insert_fill_if_absent,
     insert_order_if_absent,
     insert_orders_if_absent,
+    status_after_fills,
     update_order_row,
 )
 from workers.db.session_rows import (
@@ -493,3 +495,30 @@ def test_a_final_order_is_never_reopened_by_a_late_answer(engine: Engine) -> Non
     rows = {r.client_order_id: r for r in (get_order_row(engine, c) for c in (first, second)) if r}
     assert (rows[first].status, rows[first].broker_order_id) == ("filled", "B-1")
     assert (rows[second].status, rows[second].broker_order_id) == ("filled", "B-2")
+
+
+def test_an_order_filling_in_parts_is_filled_once_its_fills_add_up(engine: Engine) -> None:
+    """An order that has filled in part still works at the broker: ``partially_filled``
+    (not final) until its fill rows reach its quantity; a final row is never reopened."""
+    state = initial_state()
+    create_session_row(engine, state)
+    sid = state.session.id
+    for name in ("p", "c"):
+        working = WorkingOrder(
+            f"{sid[:8]}-{name}", "ESM5", "buy", 3, "market", "entry", "new", DECIDED
+        )
+        insert_order_if_absent(engine, sid, working, DECIDED, "day")
+    parts, cancelled = f"{sid[:8]}-p", f"{sid[:8]}-c"
+    seen = []
+    for n, qty in enumerate((1, 2), 1):
+        insert_fill_if_absent(engine, f"X{n}", parts, qty, PRICES[0], Decimal(1), DECIDED)
+        status = status_after_fills(engine, parts)
+        update_order_row(engine, parts, status, "B-1")
+        seen.append(status)
+    assert seen == ["partially_filled", "filled"]
+    insert_fill_if_absent(engine, "X3", cancelled, 1, PRICES[0], Decimal(1), DECIDED)
+    update_order_row(engine, cancelled, "cancelled")
+    update_order_row(engine, cancelled, status_after_fills(engine, cancelled))
+    row = get_order_row(engine, cancelled)
+    assert row is not None and row.status == "cancelled"
+    assert status_after_fills(engine, "no-such-order") == "filled"
