@@ -440,6 +440,21 @@ class TradovateBroker:
             held[symbol] = held.get(symbol, 0) + position.net_pos
         return {symbol: qty for symbol, qty in held.items() if qty != 0}
 
+    def average_prices(self, command: QueryPositions) -> dict[str, Decimal]:
+        """Contract → average price of the open position, Tradovate's ``netPrice`` (beyond the
+        protocol, as the paper broker's: reconciliation values a corrected position with it,
+        recovery a rebuilt one). A position Tradovate gives no ``netPrice`` is left out."""
+        self._check(command.account)
+        account_id = self.account_id()
+        prices: dict[str, Decimal] = {}
+        for position in m.parse_positions(self.api.get("position/list")):
+            if position.account_id != account_id or position.net_pos == 0:
+                continue
+            if position.net_price is not None:
+                symbol = self._contract_by_id(position.contract_id).symbol
+                prices[symbol] = position.net_price
+        return prices
+
     def open_orders(self, command: QueryOpenOrders) -> list[BrokerOrder]:
         self._check(command.account)
         account_id = self.account_id()

@@ -246,6 +246,8 @@ def test_positions_open_orders_order_and_balance(
          "bought": 5, "boughtValue": 8500, "sold": 0, "soldValue": 0, "prevPos": 0},
     ]  # fmt: skip
     assert broker.positions(QueryPositions("DEMO0001")) == {"ESZ13": -2}
+    # the open position's average is netPrice (flat and other accounts' positions left out)
+    assert broker.average_prices(QueryPositions("DEMO0001")) == {"ESZ13": Decimal("1680.25")}
     filled = fake.add_order(cl_ord_id="abc123-1-0", text="sess-es-1", action="Sell", qty=2)
     fake.add_fill(filled, qty=2, commission="5.00")
     fake.add_order(
