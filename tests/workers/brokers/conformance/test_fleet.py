@@ -292,6 +292,32 @@ def test_an_external_order_is_adopted_and_an_order_unknown_there_is_lost(
     assert created == 1
 
 
+def test_an_external_order_is_only_flagged_when_adoption_is_off(
+    venue: FleetVenue, redis_url: str, tmp_path: Path
+) -> None:
+    """With adoption switched off, an order open at the broker that tradefleet never sent is
+    flagged once with an event, and left alone: no row, no working copy, still open there."""
+    with fleet(venue, redis_url, tmp_path, reconcile_grace_s=0, adopt_external_orders=False) as rig:
+        sid = create(rig, venue, "flagger")
+        rig.start_worker(queues=("ticks", "reconcile"))
+        last = prime(rig, venue)
+        outsider = venue.external_order(rig, "buy", 1, "limit", last, Decimal("1000.00"))
+        first = reconcile(rig, RECONCILE_ORDERS, sid)
+        second = reconcile(rig, RECONCILE_ORDERS, sid)
+        broker = venue.broker(rig)
+        open_there = [o.client_order_id for o in broker.open_orders(QueryOpenOrders(ACCOUNT))]
+        events = messages(rig, sid)
+        state = rig.state(sid)
+
+    reason = "external order names no session; adoption is switched off"
+    assert first == f"{sid}: {outsider} flagged: {reason}"
+    assert second == f"{sid}: in sync (0 open)"
+    (event,) = events
+    assert event.startswith(f"external order {outsider}:"), event
+    assert state.orders == {} and statuses(rig) == {}
+    assert open_there == [outsider]
+
+
 def test_a_broker_that_cannot_answer_is_never_read_as_flat(
     venue: FleetVenue, redis_url: str, tmp_path: Path
 ) -> None:
