@@ -159,7 +159,7 @@ def test_a_missed_fill_is_applied_once(venue: FleetVenue, redis_url: str, tmp_pa
     the session in sync, and a second orders pass changes nothing."""
     with fleet(venue, redis_url, tmp_path, reconcile_grace_s=0) as rig:
         sid = create(rig, venue, "missed")
-        rig.start_worker(queues=("ticks",))
+        rig.start_worker(queues=("ticks", "reconcile"))  # no orders worker: fills stay out
         last = prime(rig, venue)
         decided = print_at(rig, venue, last + timedelta(seconds=1), "1680.00", "1679.75", "1680.00")
         coid = client_order_id(sid, 1, 0)
@@ -167,7 +167,6 @@ def test_a_missed_fill_is_applied_once(venue: FleetVenue, redis_url: str, tmp_pa
         assert place_own(rig, venue, sid, coid, decided) == "filled"
         assert rig.quantity(sid) == 0, "nothing brought the fill back yet"
 
-        rig.start_worker(queues=("reconcile",))
         first = reconcile(rig, RECONCILE_ORDERS, sid)
         second = reconcile(rig, RECONCILE_ORDERS, sid)
         positions = reconcile(rig, RECONCILE_POSITIONS, sid)
@@ -198,9 +197,10 @@ def test_a_missed_fill_is_applied_once(venue: FleetVenue, redis_url: str, tmp_pa
 def test_a_fill_behind_the_sessions_back_is_corrected_by_the_beat(
     venue: FleetVenue, redis_url: str, tmp_path: Path
 ) -> None:
-    """An order placed outside tradefleet fills at the broker (2 bought at 1680.25): beat's
-    positions pass corrects the session within a cycle, at the broker's average and cash,
-    with one event; the passes after it find the session in sync."""
+    """An order placed outside tradefleet fills at the broker (2 bought at the ask, 1680.25,
+    of a print at 1680.00): beat's positions pass corrects the session within a cycle, at the
+    broker's average (not the market's last price) and cash, with one event; the passes after
+    it find the session in sync."""
     interval = 1.0
     with fleet(
         venue, redis_url, tmp_path, reconcile_positions_interval_s=interval, reconcile_grace_s=0.5
@@ -211,7 +211,7 @@ def test_a_fill_behind_the_sessions_back_is_corrected_by_the_beat(
         rig.start_beat()
         wait_until(lambda: rig.reconcile_meta(sid).checks >= 1, 30, what="a first pass by beat")
         assert rig.quantity(sid) == 0
-        decided = print_at(rig, venue, last + timedelta(seconds=1), "1680.25", "1680.00", "1680.25")
+        decided = print_at(rig, venue, last + timedelta(seconds=1), "1680.00", "1680.00", "1680.25")
         outsider = venue.external_order(rig, "buy", 2, "market", decided)
         wait_until(lambda: venue.positions(rig) == {CONTRACT: 2}, 15, what="the outside fill")
         wait_until(lambda: rig.quantity(sid) == 2, 3 * interval + 15, what="the correction")
@@ -241,7 +241,7 @@ def test_an_external_order_is_adopted_and_an_order_unknown_there_is_lost(
     next orders pass applies its fill once."""
     with fleet(venue, redis_url, tmp_path, reconcile_grace_s=0) as rig:
         sid = create(rig, venue, "adopter")
-        rig.start_worker(queues=("ticks",))
+        rig.start_worker(queues=("ticks", "reconcile"))  # no orders worker: fills stay out
         last = prime(rig, venue)
         outsider = venue.external_order(rig, "sell", 1, "limit", last, Decimal("3000.00"))
         rig.local_order(sid, "absent-there")
@@ -249,7 +249,6 @@ def test_an_external_order_is_adopted_and_an_order_unknown_there_is_lost(
         open_there = [o.client_order_id for o in broker.open_orders(QueryOpenOrders(ACCOUNT))]
         assert open_there == [outsider]
 
-        rig.start_worker(queues=("reconcile",))
         first = reconcile(rig, RECONCILE_ORDERS, sid)
         after_first = statuses(rig)
         working = sorted(rig.state(sid).orders)
