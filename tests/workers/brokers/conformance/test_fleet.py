@@ -153,11 +153,17 @@ def statuses(rig: Fleet) -> dict[str, tuple[str, bool]]:
 # ----------------------------------------------------------------------------- reconciliation
 
 
-def test_a_missed_fill_is_applied_once(venue: FleetVenue, redis_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("by", ["orders-pass", "positions-beat"])
+def test_a_missed_fill_is_applied_once(
+    venue: FleetVenue, by: str, redis_url: str, tmp_path: Path
+) -> None:
     """The session sent an order and the broker filled it, but the fill never came back (the
-    orders worker was down): the orders pass applies it once, the positions pass then finds
-    the session in sync, and a second orders pass changes nothing."""
-    with fleet(venue, redis_url, tmp_path, reconcile_grace_s=0) as rig:
+    orders worker was down): an orders pass (``orders-pass``), or beat's positions passes
+    delivering the account's fills (``positions-beat``), apply it once; the passes after it
+    find the session in sync and change nothing."""
+    with fleet(
+        venue, redis_url, tmp_path, reconcile_grace_s=0, reconcile_positions_interval_s=1.0
+    ) as rig:
         sid = create(rig, venue, "missed")
         rig.start_worker(queues=("ticks", "reconcile"))  # no orders worker: fills stay out
         last = prime(rig, venue)
@@ -167,17 +173,25 @@ def test_a_missed_fill_is_applied_once(venue: FleetVenue, redis_url: str, tmp_pa
         assert place_own(rig, venue, sid, coid, decided) == "filled"
         assert rig.quantity(sid) == 0, "nothing brought the fill back yet"
 
-        first = reconcile(rig, RECONCILE_ORDERS, sid)
+        if by == "orders-pass":
+            first = reconcile(rig, RECONCILE_ORDERS, sid)
+            assert coid in first and "filled at the broker" in first, first
+        else:
+            rig.start_beat()
+            wait_until(lambda: rig.quantity(sid) == 1, 30, what="the fill delivered by beat")
+            checks = rig.reconcile_meta(sid).checks
+            wait_until(lambda: rig.reconcile_meta(sid).checks >= checks + 2, 30, what="2 passes")
+            rig.stop_beats()
         second = reconcile(rig, RECONCILE_ORDERS, sid)
         positions = reconcile(rig, RECONCILE_POSITIONS, sid)
         state = rig.state(sid)
         broker_positions = venue.positions(rig)
         cash = venue.broker(rig).balance(QueryBalance(venue.account)).cash
 
-    assert coid in first and "filled at the broker" in first, first
+    applied = {"orders-pass": [f"order {coid} filled at the broker: fills applied"]}
+    assert messages(rig, sid) == applied.get(by, [])
     assert second == f"{sid}: in sync (0 open)"
     assert positions == f"{sid}: in sync (1)"
-    assert messages(rig, sid) == [f"order {coid} filled at the broker: fills applied"]
     assert state.open_position is not None
     assert (state.open_position.quantity, state.open_position.average_price) == (
         1,
