@@ -402,24 +402,32 @@ def test_a_broker_that_cannot_answer_is_never_read_as_flat(
 # ----------------------------------------------------------------------------- a roll
 
 
-def test_a_long_session_rolls_from_esz13_to_esh14(
-    venue: FleetVenue, redis_url: str, tmp_path: Path
+BID, ASK = Decimal("1675.75"), Decimal("1676.00")
+"""The touch of the last ESZ13 print before the roll."""
+
+
+@pytest.mark.parametrize("held", [2, -1], ids=["long", "short"])
+def test_a_session_holding_a_position_rolls_from_esz13_to_esh14(
+    venue: FleetVenue, held: int, redis_url: str, tmp_path: Path
 ) -> None:
-    """A session long 2 ESZ13 (bought at 1676.00) rolls through the chain: the close sells 2
-    ESZ13 at 1675.75 (the bid the broker had when it went out, and the next print's price),
-    the open buys 2 ESH14 at its first print, 1670.00; the roll ends ``done``, the session
-    holds 2 ESH14 at 1670.00 with its candles moved by the spread, and the broker holds
-    exactly that after creating three orders."""
+    """A session holding ``held`` ESZ13 (entered at the touch of a print: bought at its ask,
+    sold at its bid) rolls through the chain: the close leaves ESZ13 at the other side of
+    that touch (what the broker had when the close went out, and the next print's price),
+    the open enters ESH14 at its first print, 1670.00; the roll ends ``done``, the session
+    holds ``held`` ESH14 at 1670.00 with its candles moved by the spread, the money is exact,
+    and the broker holds exactly the session's position after creating three orders."""
+    size, long = abs(held), held > 0
+    entry, exit_ = (ASK, BID) if long else (BID, ASK)
     with fleet(venue, redis_url, tmp_path) as rig:
         sid = create(rig, venue, "roller")
         rig.start_roll_worker()
         last = prime(rig, venue, 400)
-        decided = print_at(rig, venue, last + timedelta(seconds=1), "1676.00", "1675.75", "1676.00")
-        rig.give_position(sid, venue.account, 2, decided)
+        decided = print_at(rig, venue, last + timedelta(seconds=1), str(ASK), str(BID), str(ASK))
+        rig.give_position(sid, venue.account, held, decided)
         before = rig.state(sid)
         roll = rig.start_roll(sid)
         assert roll.decided_at == decided + timedelta(milliseconds=1)
-        prices = Prices(Decimal("1675.75"), Decimal("1670.00"))
+        prices = Prices(exit_, Decimal("1670.00"))
         rig.price(decided, prices)
         done = rig.wait_status(roll.id, "done", "failed", "needs_operator", timeout=90)
         after = rig.state(sid)
@@ -430,30 +438,32 @@ def test_a_long_session_rolls_from_esz13_to_esh14(
         created = venue.orders_created(rig)
         cash = broker.balance(QueryBalance(venue.account)).cash
 
-    assert (done.status, done.step, done.quantity) == ("done", "done", 2), done.error
+    assert (done.status, done.step, done.quantity) == ("done", "done", held), done.error
     assert (done.close_fill_price, done.open_fill_price) == (prices.old, prices.new)
     assert_moved(rig, sid, before, after, prices)
     assert after.open_position is not None
-    assert (after.open_position.contract, after.open_position.quantity) == (NEW_CONTRACT, 2)
+    assert (after.open_position.contract, after.open_position.quantity) == (NEW_CONTRACT, held)
     assert after.open_position.average_price == prices.new
-    realized = (prices.old - Decimal("1676.00")) * 2 * POINT_VALUE
-    assert after.account_pnl_info.realized == realized == Decimal("-25.00")
-    assert broker_positions == {NEW_CONTRACT: 2}
+    realized = (prices.old - entry) * held * POINT_VALUE
+    assert after.account_pnl_info.realized == realized
+    assert realized == (Decimal("-25.00") if long else Decimal("-12.50"))
+    assert broker_positions == {NEW_CONTRACT: held}
     assert close is not None and open_ is not None
     assert (close.contract, close.side, close.quantity, close.status) == (
         CONTRACT,
-        "sell",
-        2,
+        "sell" if long else "buy",
+        size,
         "filled",
     )
     assert (open_.contract, open_.side, open_.quantity, open_.status) == (
         NEW_CONTRACT,
-        "buy",
-        2,
+        "buy" if long else "sell",
+        size,
         "filled",
     )
+    assert (close.average_fill_price, open_.average_fill_price) == (prices.old, prices.new)
     assert created == 3
-    assert cash == STARTING_CASH + realized - 3 * 2 * COMMISSION
+    assert cash == STARTING_CASH + realized - 3 * size * COMMISSION
     rows = {row.client_order_id: row for row in rig.sql_orders(session_id=sid)}
     assert (rows[f"roll-{roll.id}-close"].status, rows[f"roll-{roll.id}-open"].status) == (
         "filled",
