@@ -22,7 +22,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tests.kit.fleet import CONTRACT, Fleet
+from tests.kit.fleet import Fleet
+from tests.kit.snapshots import CONTRACT
 from tests.kit.tradovate_local import LocalTradovate, fleet_overrides
 from tests.kit.wait import wait_until
 from workers.brokers.base import AccountManager

@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session
 
 from models.state import SessionState
 from models.tables import FillRow, OrderRow
-from tests.kit.fleet import CONTRACT, Fleet
+from tests.kit.fleet import Fleet
 from tests.kit.replay import SessionPlan, replay_ticks
+from tests.kit.snapshots import CONTRACT
 from tests.kit.wait import wait_until
 from tests.workers.brokers.conformance.fleet_venues import (
     ACCOUNT,
@@ -123,7 +124,7 @@ def place_own(
         found = broker.order(QueryOrder(venue.account, coid))
         return found.status if found is not None and found.status == expected else None
 
-    return wait_until(there, timeout=15, what=f"{coid} {expected} at {venue.name}")
+    return str(wait_until(there, timeout=15, what=f"{coid} {expected} at {venue.name}"))
 
 
 def reconcile(rig: Fleet, task: str, session_id: str) -> str:
@@ -161,9 +162,8 @@ def test_a_missed_fill_is_applied_once(
     orders worker was down): an orders pass (``orders-pass``), or beat's positions passes
     delivering the account's fills (``positions-beat``), apply it once; the passes after it
     find the session in sync and change nothing."""
-    with fleet(
-        venue, redis_url, tmp_path, reconcile_grace_s=0, reconcile_positions_interval_s=1.0
-    ) as rig:
+    rig = fleet(venue, redis_url, tmp_path, reconcile_grace_s=0, reconcile_positions_interval_s=1.0)
+    with rig:
         sid = create(rig, venue, "missed")
         rig.start_worker(queues=("ticks", "reconcile"))  # no orders worker: fills stay out
         last = prime(rig, venue)
@@ -216,9 +216,10 @@ def test_a_fill_behind_the_sessions_back_is_corrected_by_the_beat(
     broker's average (not the market's last price) and cash, with one event; the passes after
     it find the session in sync."""
     interval = 1.0
-    with fleet(
+    rig = fleet(
         venue, redis_url, tmp_path, reconcile_positions_interval_s=interval, reconcile_grace_s=0.5
-    ) as rig:
+    )
+    with rig:
         sid = create(rig, venue, "drift")
         rig.start_worker(queues=("ticks", "reconcile"), concurrency=2)
         last = prime(rig, venue)
@@ -253,7 +254,8 @@ def test_an_external_order_is_adopted_and_an_order_unknown_there_is_lost(
     marked external and a working copy); an order open here that the broker never heard of
     is marked lost; when the market reaches the adopted order it fills at the broker and the
     next orders pass applies its fill once."""
-    with fleet(venue, redis_url, tmp_path, reconcile_grace_s=0) as rig:
+    rig = fleet(venue, redis_url, tmp_path, reconcile_grace_s=0)
+    with rig:
         sid = create(rig, venue, "adopter")
         rig.start_worker(queues=("ticks", "reconcile"))  # no orders worker: fills stay out
         last = prime(rig, venue)
@@ -310,7 +312,8 @@ def test_an_external_order_is_only_flagged_when_adoption_is_off(
 ) -> None:
     """With adoption switched off, an order open at the broker that tradefleet never sent is
     flagged once with an event, and left alone: no row, no working copy, still open there."""
-    with fleet(venue, redis_url, tmp_path, reconcile_grace_s=0, adopt_external_orders=False) as rig:
+    rig = fleet(venue, redis_url, tmp_path, reconcile_grace_s=0, adopt_external_orders=False)
+    with rig:
         sid = create(rig, venue, "flagger")
         rig.start_worker(queues=("ticks", "reconcile"))
         last = prime(rig, venue)
@@ -339,7 +342,7 @@ def test_a_broker_that_cannot_answer_is_never_read_as_flat(
     so in an event, block entries after 3 failures in a row and never move the position; an
     orders pass reports the failure and changes nothing. When the broker answers again, the
     session is in sync, unblocked, with no correction."""
-    with fleet(
+    rig = fleet(
         venue,
         redis_url,
         tmp_path,
@@ -347,7 +350,8 @@ def test_a_broker_that_cannot_answer_is_never_read_as_flat(
         reconcile_max_failures=3,
         reconcile_rechecks=0,
         reconcile_grace_s=0,
-    ) as rig:
+    )
+    with rig:
         sid = create(rig, venue, "blind")
         rig.start_worker(queues=("ticks",))
         last = prime(rig, venue)
@@ -418,7 +422,8 @@ def test_a_session_holding_a_position_rolls_from_esz13_to_esh14(
     and the broker holds exactly the session's position after creating three orders."""
     size, long = abs(held), held > 0
     entry, exit_ = (ASK, BID) if long else (BID, ASK)
-    with fleet(venue, redis_url, tmp_path) as rig:
+    rig = fleet(venue, redis_url, tmp_path)
+    with rig:
         sid = create(rig, venue, "roller")
         rig.start_roll_worker()
         last = prime(rig, venue, 400)
@@ -515,14 +520,15 @@ def test_a_session_whose_redis_is_lost_is_rebuilt_from_the_broker(
     sessions' Redis is lost. Beat's positions pass meets the session without state and a
     worker rebuilds it from SQL and the broker: position 2 at the broker's average, its
     balance, the resting order, both fills once, the signal sequence after every id used."""
-    with fleet(
+    rig = fleet(
         venue,
         redis_url,
         tmp_path,
         reconcile_positions_interval_s=1.0,
         reconcile_orders_interval_s=600.0,
         sweep_interval_s=1.0,
-    ) as rig:
+    )
+    with rig:
         sid = create(rig, venue, "amnesiac")
         rig.start_worker(queues=("ticks", "orders", "reconcile"), concurrency=2)
         last = prime(rig, venue)
