@@ -551,6 +551,7 @@ def test_a_session_whose_redis_is_lost_is_rebuilt_from_the_broker(
 
         assert drop_every_tf_key(rig.client) > 0
         assert not rig.store.exists(sid)
+        assert venue.positions(rig) == {CONTRACT: 2}, "the broker's truth is not the sessions'"
         rig.start_beat()
         wait_until(lambda: rig.events(sid, "recovery"), 60, interval=0.1, what="the recovery")
         print_at(rig, venue, second + timedelta(seconds=1), "1682.50", "1682.25", "1682.50")
