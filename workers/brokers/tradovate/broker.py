@@ -53,6 +53,8 @@ __all__ = ["ContractInfo", "TradovateBroker", "tradovate_broker"]
 _log = logging.getLogger(__name__)
 
 CLAIM_TTL_S = 30
+OUTSIDE_PREFIX = "TV-"
+"""The client order id of an order tradefleet did not send is ``TV-<Tradovate order id>``."""
 FILLS_BATCH = 500
 MAX_TEXT = 64
 """clOrdId and text are at most 64 characters (command-item / order-version docs)."""
@@ -290,6 +292,12 @@ class TradovateBroker:
             order = self._order_item(order_id)
             if order is not None and order.account_id == account_id:
                 return order
+        outside = _outside_order_id(coid)
+        if outside is not None:
+            # an order tradefleet did not send, by the id ``_origin`` gave it (``TV-<id>``)
+            order = self._order_item(outside)
+            if order is not None and order.account_id == account_id:
+                return order if self._origin(order).client_order_id == coid else None
         if parent_coid is None:
             return None
         parents = [c.order_id for c in commands if c.cl_ord_id == parent_coid]
@@ -326,13 +334,13 @@ class TradovateBroker:
             parent = self._order_item(order.parent_id)
             if parent is not None:
                 parent_origin = self._origin(parent)
-                if not parent_origin.client_order_id.startswith("TV-"):
+                if not parent_origin.client_order_id.startswith(OUTSIDE_PREFIX):
                     try:
                         coid = attached_stop_id(parent_origin.client_order_id)
                     except ValueError:
                         coid = None
                     session = session or parent_origin.session_id
-        origin = _Origin(coid or f"TV-{order.id}", session or "")
+        origin = _Origin(coid or f"{OUTSIDE_PREFIX}{order.id}", session or "")
         self._origins[order.id] = origin
         return origin
 
@@ -440,6 +448,21 @@ class TradovateBroker:
             held[symbol] = held.get(symbol, 0) + position.net_pos
         return {symbol: qty for symbol, qty in held.items() if qty != 0}
 
+    def average_prices(self, command: QueryPositions) -> dict[str, Decimal]:
+        """Contract → average price of the open position, Tradovate's ``netPrice`` (beyond the
+        protocol, as the paper broker's: reconciliation values a corrected position with it,
+        recovery a rebuilt one). A position Tradovate gives no ``netPrice`` is left out."""
+        self._check(command.account)
+        account_id = self.account_id()
+        prices: dict[str, Decimal] = {}
+        for position in m.parse_positions(self.api.get("position/list")):
+            if position.account_id != account_id or position.net_pos == 0:
+                continue
+            if position.net_price is not None:
+                symbol = self._contract_by_id(position.contract_id).symbol
+                prices[symbol] = position.net_price
+        return prices
+
     def open_orders(self, command: QueryOpenOrders) -> list[BrokerOrder]:
         self._check(command.account)
         account_id = self.account_id()
@@ -515,6 +538,15 @@ class TradovateBroker:
             commission=fees.get(fill.id, Decimal(0)),  # assumed: no FillFee → no fee
             time=fill.timestamp,
         )
+
+
+def _outside_order_id(coid: str) -> int | None:
+    """The Tradovate order id in ``TV-<order id>``, the client order id of an order tradefleet
+    did not send; None for any other id."""
+    prefix, _, digits = coid.partition("-")
+    if prefix != OUTSIDE_PREFIX[:-1] or not digits.isdigit():
+        return None
+    return int(digits)
 
 
 def _cursor_id(cursor: str) -> int:

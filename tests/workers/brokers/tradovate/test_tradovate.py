@@ -246,6 +246,8 @@ def test_positions_open_orders_order_and_balance(
          "bought": 5, "boughtValue": 8500, "sold": 0, "soldValue": 0, "prevPos": 0},
     ]  # fmt: skip
     assert broker.positions(QueryPositions("DEMO0001")) == {"ESZ13": -2}
+    # the open position's average is netPrice (flat and other accounts' positions left out)
+    assert broker.average_prices(QueryPositions("DEMO0001")) == {"ESZ13": Decimal("1680.25")}
     filled = fake.add_order(cl_ord_id="abc123-1-0", text="sess-es-1", action="Sell", qty=2)
     fake.add_fill(filled, qty=2, commission="5.00")
     fake.add_order(
@@ -263,6 +265,27 @@ def test_positions_open_orders_order_and_balance(
     assert broker.order(QueryOrder("DEMO0001", "never-sent")) is None
     balance = broker.balance(QueryBalance("DEMO0001"))
     assert (balance.cash, balance.commissions) == (Decimal("99995.00"), Decimal("5.00"))
+
+
+def test_an_order_placed_outside_tradefleet_is_found_by_the_id_it_is_given(
+    broker: TradovateBroker, fake: doc.FakeTradovate
+) -> None:
+    """An order without a clOrdId (a trader's own platform) is ``TV-<order id>``; reconciliation
+    adopts it by that id and queries it by that id again (it must not come back unknown)."""
+    outside = fake.add_order(
+        cl_ord_id=None, text=None, action="Sell", order_type="Limit", price=3000
+    )
+    ours = fake.add_order(cl_ord_id="abc123-1-0", text="sess-es-1")
+    other_account = fake.add_order(account_id=999, cl_ord_id=None, text=None)
+    (adopted,) = [o for o in broker.open_orders(QueryOpenOrders("DEMO0001")) if o.session_id == ""]
+    assert adopted.client_order_id == f"TV-{outside}"
+    found = broker.order(QueryOrder("DEMO0001", f"TV-{outside}"))
+    assert found is not None and found.broker_order_id == str(outside)
+    assert (found.side, found.limit_price, found.status) == ("sell", Decimal("3000"), "working")
+    assert broker.order(QueryOrder("DEMO0001", f"TV-{ours}")) is None, "it has an id of ours"
+    assert broker.order(QueryOrder("DEMO0001", f"TV-{other_account}")) is None
+    assert broker.order(QueryOrder("DEMO0001", "TV-999999")) is None
+    assert broker.cancel_order(CancelOrder("DEMO0001", f"TV-{outside}")).status == "cancelled"
 
 
 def test_cancel_and_modify(broker: TradovateBroker, fake: doc.FakeTradovate) -> None:
