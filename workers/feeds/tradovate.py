@@ -50,16 +50,19 @@ from trading.exceptions import BadInput, ServiceUnavailable
 from trading.market import EPOCH, Candle, Tick
 from workers.brokers.tradovate import wsproto
 from workers.brokers.tradovate.auth import tokens_for
-from workers.brokers.tradovate.symbols import to_tradovate
-from workers.brokers.tradovate.usersync import (
+from workers.brokers.tradovate.socket import (
     CONNECTION_OVER,
     Backoff,
+    ConnectionOver,
     Connector,
     FrameReader,
-    SyncFailed,
+    closing,
     default_connector,
     describe,
+    open_authorized,
+    run_reconnecting,
 )
+from workers.brokers.tradovate.symbols import to_tradovate
 from workers.brokers.tradovate.wsproto import DataFrame, Event
 from workers.connections import redis_client
 from workers.feeds import tradovate_md as md
@@ -73,8 +76,7 @@ NAME = "tradovate"
 DEFAULT_STALL_S = 120.0
 MAX_WARMUP_BARS = 10_000
 """assumed: a bound on one history request; the docs give none."""
-STABLE_S = 60.0
-AUTHORIZE_ID, QUOTE_ID, CHART_ID = 0, 1, 2
+QUOTE_ID, CHART_ID = 1, 2
 _ALLOWED_ARGS = frozenset({"contract", "instrument", "warmup_bars", "stall_s"})
 
 
@@ -217,21 +219,9 @@ class MarketDataFeed:
         """Connections whose chart started (for tests and status)."""
 
     def run(self) -> None:
-        while not self.stop.is_set():
-            started = self.clock()
-            try:
-                self.run_once()
-            except CONNECTION_OVER as exc:
-                log.warning("tradovate market data: connection over (%s)", describe(exc))
-            except Exception as exc:
-                log.exception("tradovate market data: unexpected %s", type(exc).__name__)
-            if self.stop.is_set():
-                return
-            if self.clock() - started >= STABLE_S:
-                self.backoff.reset()
-            wait = self.backoff.next_wait()
-            log.info("tradovate market data: reconnecting in %.1fs", wait)
-            self.stop.wait(wait)
+        """Connect, chart, read; on any failure wait and do it all again, until ``stop``."""
+        stop, clock = self.stop, self.clock
+        run_reconnecting("market data", self.run_once, stop, clock, stop.wait, self.backoff)
 
     def probe(self) -> None:
         """Connect and authorize once, then close: ``ServiceUnavailable`` with one line when
@@ -243,45 +233,29 @@ class MarketDataFeed:
                 f"Tradovate market data at {self.url} did not answer ({describe(exc)})"
             ) from None
         try:
-            reader = FrameReader(conn, self.clock, self.heartbeat_s, self.silence_s, self.stop)
-            reader.expect_open()
-            conn.send(wsproto.authorize(AUTHORIZE_ID, self.token()))
-            reader.sent()
-            if not reader.response(AUTHORIZE_ID, _ignore).ok:
-                raise ServiceUnavailable(
-                    f"Tradovate market data at {self.url} refused the md access token"
-                )
-        except (SyncFailed, OSError, TimeoutError, WebSocketException, wsproto.ProtocolError) as e:
+            with closing(conn):
+                reader = FrameReader(conn, self.clock, self.heartbeat_s, self.silence_s, self.stop)
+                open_authorized(conn, reader, self.token(), _ignore)
+        except CONNECTION_OVER as exc:
             raise ServiceUnavailable(
-                f"Tradovate market data at {self.url} failed: {describe(e)}"
+                f"Tradovate market data at {self.url} failed: {describe(exc)}"
             ) from None
-        finally:
-            with contextlib.suppress(OSError, WebSocketException):
-                conn.close()
 
     def run_once(self) -> None:
-        conn = self.connect(self.url)
-        try:
+        """One connection, from its ``o`` to its end (always an exception, or ``stop``)."""
+        with closing(self.connect(self.url)) as conn:
             self._session(conn)
-        finally:
-            with contextlib.suppress(OSError, WebSocketException):
-                conn.close()
 
     def _session(self, conn: Any) -> None:
         reader = FrameReader(conn, self.clock, self.heartbeat_s, self.silence_s, self.stop)
         self.bars.new_connection()
-        reader.expect_open()
-        # The frame holds the token: sent, never logged (wsproto.authorize).
-        conn.send(wsproto.authorize(AUTHORIZE_ID, self.token()))
-        reader.sent()
-        if not reader.response(AUTHORIZE_ID, self._event).ok:
-            raise SyncFailed("authorize refused")
+        open_authorized(conn, reader, self.token(), self._event)
         symbol = self.config.symbol
         conn.send(md.subscribe_quote(QUOTE_ID, symbol))
         reader.sent()
         answer = reader.response(QUOTE_ID, self._event)
         if not answer.ok:
-            raise SyncFailed(f"md/subscribeQuote {symbol} answered {answer.status}")
+            raise ConnectionOver(f"md/subscribeQuote {symbol} answered {answer.status}")
         since = self.bars.resume_from()
         if since is None:
             request = md.get_chart(CHART_ID, symbol, as_much_as=self.config.warmup_bars + 1)
@@ -291,7 +265,7 @@ class MarketDataFeed:
         reader.sent()
         started = reader.response(CHART_ID, self._event)
         if not started.ok:
-            raise SyncFailed(f"md/getChart {symbol} answered {started.status}")
+            raise ConnectionOver(f"md/getChart {symbol} answered {started.status}")
         md.parse_chart_started(started.data)
         self.connections += 1
         log.info("tradovate market data: %s charted (connection %d)", symbol, self.connections)
@@ -361,11 +335,7 @@ class TradovateHistory:
             reader = FrameReader(
                 conn, time.monotonic, wsproto.HEARTBEAT_INTERVAL_S, self.timeout_s, stop
             )
-            reader.expect_open()
-            conn.send(wsproto.authorize(AUTHORIZE_ID, self.token()))
-            reader.sent()
-            if not reader.response(AUTHORIZE_ID, _ignore).ok:
-                raise ServiceUnavailable("Tradovate market data refused the md access token")
+            open_authorized(conn, reader, self.token(), _ignore)
             # closestTimestamp: the newest bar wanted; the bar starting at ``until`` (if any)
             # is cut below (assumed: closestTimestamp is inclusive).
             newest = until - timedelta(milliseconds=1)
@@ -393,7 +363,7 @@ class TradovateHistory:
             got = [bar for p in packets if p.subscription_id == mine for bar in p.bars]
             with contextlib.suppress(*CONNECTION_OVER):
                 conn.send(md.cancel_chart(CHART_ID + 1, started.realtime_id))
-        except SyncFailed as exc:
+        except ConnectionOver as exc:
             raise ServiceUnavailable(f"Tradovate market data: {exc}") from exc
         except (OSError, TimeoutError, WebSocketException, wsproto.ProtocolError) as exc:
             raise ServiceUnavailable(f"Tradovate market data: {describe(exc)}") from exc

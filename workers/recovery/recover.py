@@ -69,26 +69,13 @@ from workers.risk.book import RiskBook
 from workers.runtime import Runtime
 from workers.state import scripts as store_scripts
 from workers.stops.sync import sync_stop
-from workers.ticks.keys import READY_KEY, stream_key, subscribers_key
 from workers.ticks.snapshots import StrategySnapshot, load_snapshot
+from workers.ticks.subscriptions import subscribe_at
 
 log = logging.getLogger(__name__)
 
 LOCK_TTL_MS = 120_000
 Outcome = Literal["recovered", "present", "busy", "failed", "skipped"]
-
-RESUBSCRIBE = """
--- KEYS: subscribers, stream, ready   ARGV: session_id, cursor, now_ms
--- Feeds the session from its instrument again, keeping the cursor recovery folded up to;
--- the session is ready at once if ticks arrived after that cursor.
-redis.call('SADD', KEYS[1], ARGV[1])
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-if #last > 0 and last[1][1] ~= ARGV[2] then
-  redis.call('ZADD', KEYS[3], 'NX', ARGV[3], ARGV[1])
-  return 2
-end
-return 1
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +213,7 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
         rt.store.create(state, meta)
     except SessionExists:
         return RecoveryReport(sid, "present", "state present; rebuilt by another recovery")
-    _resubscribe(rt, sid, contract, end)
+    subscribe_at(rt.redis, sid, contract, end)
     _restore_account(rt, account)
     late = _apply_late_fills(rt, row, view.log_end)
     if view.log_end != FILLS_START:
@@ -297,12 +284,6 @@ def _restore_account(rt: Runtime, account: str) -> None:
         restore_account(rt.engine, RiskBook(rt.redis, rt.settings.risk), account)
     except Exception as exc:
         log.warning("account %s: risk levels not restored: %s", account, exc)
-
-
-def _resubscribe(rt: Runtime, session_id: str, instrument: str, cursor: str) -> None:
-    keys = [subscribers_key(instrument), stream_key(instrument), READY_KEY]
-    now_ms = int(datetime.now(UTC).timestamp() * 1000)
-    rt.redis.eval(RESUBSCRIBE, len(keys), *keys, session_id, cursor, now_ms)
 
 
 def _age(snapshot: StrategySnapshot | None, now: datetime) -> float | None:

@@ -33,10 +33,10 @@ from workers.connections import redact_url, require_redis
 from workers.db.engines import engine_for
 from workers.db.session_rows import create_session_row, find_session_row_by_name
 from workers.feeds.registry import feed_names
-from workers.sessions.warmup import subscribe_at, warm_new_session
+from workers.sessions.warmup import warm_new_session
 from workers.settings import Settings
 from workers.state.store import StateStore
-from workers.ticks.subscriptions import subscribe, unsubscribe
+from workers.ticks.subscriptions import subscribe, subscribe_at, unsubscribe
 
 
 @dataclass(frozen=True, slots=True)

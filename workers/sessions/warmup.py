@@ -31,23 +31,10 @@ from workers.feeds.history import (
 )
 from workers.feeds.registry import history_source
 from workers.settings import Settings
-from workers.ticks.keys import READY_KEY, stream_key, subscribers_key
+from workers.ticks.keys import stream_key
 
 DATA_TIME_SOURCES = frozenset({"replay"})
 """Sources whose clock is the data's (not the wall clock): warmed up only with ``until``."""
-
-SUBSCRIBE_AT = """
--- KEYS: subscribers, stream, ready   ARGV: session_id, cursor, now_ms
--- Feeds the session from its instrument, reading after ``cursor`` (the entry it was warmed
--- up to); ready at once if entries came after it.
-redis.call('SADD', KEYS[1], ARGV[1])
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-if #last > 0 and last[1][1] ~= ARGV[2] then
-  redis.call('ZADD', KEYS[3], 'NX', ARGV[3], ARGV[1])
-  return 2
-end
-return 1
-"""
 
 
 def stream_tail(client: redis.Redis, instrument: str) -> tuple[str, datetime | None]:
@@ -94,10 +81,3 @@ def warm_new_session(
     )
     warmed_state = replace(state, candles=warmed.closed, latest_partial_candle=warmed.partial)
     return warmed_state, {CURSOR_FIELD: cursor, PROGRESS_FIELD: progress.to_json()}
-
-
-def subscribe_at(client: redis.Redis, session_id: str, instrument: str, cursor: str) -> None:
-
-    keys = [subscribers_key(instrument), stream_key(instrument), READY_KEY]
-    now_ms = int(datetime.now(UTC).timestamp() * 1000)
-    client.eval(SUBSCRIBE_AT, len(keys), *keys, session_id, cursor, now_ms)

@@ -243,3 +243,16 @@ redis.call('SADD', KEYS[3], ARGV[1])
 return 1
 """
 )
+
+SUBSCRIBE_AT = """
+-- KEYS: subscribers, stream, ready   ARGV: session_id, cursor, now_ms
+-- Feeds the session from its instrument, reading after ``cursor`` (the entry it was warmed
+-- up to, or recovery folded up to); ready at once if entries came after it.
+redis.call('SADD', KEYS[1], ARGV[1])
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if #last > 0 and last[1][1] ~= ARGV[2] then
+  redis.call('ZADD', KEYS[3], 'NX', ARGV[3], ARGV[1])
+  return 2
+end
+return 1
+"""

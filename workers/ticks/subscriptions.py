@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -9,7 +10,7 @@ import redis
 from models.codec import state_key
 from trading.exceptions import UnknownSession
 from workers.ticks import scripts
-from workers.ticks.keys import stream_key, subscribers_key
+from workers.ticks.keys import READY_KEY, stream_key, subscribers_key
 
 
 def subscribe(client: redis.Redis, session_id: str, instrument: str) -> None:
@@ -18,6 +19,14 @@ def subscribe(client: redis.Redis, session_id: str, instrument: str) -> None:
     keys = [state_key(session_id), stream_key(instrument), subscribers_key(instrument)]
     if not script(keys=keys, args=[session_id]):
         raise UnknownSession(session_id)
+
+
+def subscribe_at(client: redis.Redis, session_id: str, instrument: str, cursor: str) -> None:
+    """Feed ``session_id`` from ``instrument``'s stream after ``cursor`` (where its warm-up or
+    its recovery stopped folding); ready at once if entries came after it."""
+    keys = [subscribers_key(instrument), stream_key(instrument), READY_KEY]
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    client.eval(scripts.SUBSCRIBE_AT, len(keys), *keys, session_id, cursor, now_ms)
 
 
 def unsubscribe(client: redis.Redis, session_id: str, instrument: str) -> None:

@@ -16,7 +16,7 @@ from tests.kit.cli import run_cli
 from tests.kit.tradovate_local import LocalTradovate
 from tests.kit.wait import wait_until
 from trading.market import Tick
-from workers.brokers.tradovate.usersync import Backoff
+from workers.brokers.tradovate.socket import Backoff
 from workers.feeds.tradovate import MarketDataFeed, TradovateFeedConfig, TradovateHistory
 
 pytestmark = pytest.mark.integration

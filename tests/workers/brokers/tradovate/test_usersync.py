@@ -15,7 +15,8 @@ import pytest
 
 from tests.kit.wait import wait_until
 from tests.workers.brokers.tradovate.fake_ws import FakeUserSocket
-from workers.brokers.tradovate.usersync import Backoff, UserSync
+from workers.brokers.tradovate.socket import Backoff
+from workers.brokers.tradovate.usersync import UserSync
 from workers.brokers.tradovate.wsproto import PropsEvent
 
 SNAPSHOT = {
