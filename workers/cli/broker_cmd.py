@@ -2,7 +2,7 @@
 (for drills and tests: the account now holds a position its sessions do not know about, which
 reconciliation must find and correct).
 
-``tradefleet broker check --broker tradovate [--account NAME] [--contract ESZ6]``: the token,
+``tradefleet broker check --broker tradovate [--account NAME] [--contract ESZ26]``: the token,
 the account, a contract lookup; one line per check, one line and exit 2 on the first failure.
 
 ``tradefleet broker listen --broker tradovate --account NAME``: the user-sync listener
@@ -38,7 +38,10 @@ def check_cmd(
     broker: Annotated[str, typer.Option(help="Broker name (tradovate).")] = "tradovate",
     account: Annotated[str | None, typer.Option(help="Broker account to look for.")] = None,
     contract: Annotated[
-        str | None, typer.Option(help="Contract to look up, e.g. ESZ6 (tradefleet's symbol).")
+        str | None,
+        typer.Option(
+            help="Contract to look up, e.g. ESZ26 (tradefleet's symbol; Tradovate calls it ESZ6)."
+        ),
     ] = None,
 ) -> None:
     """Check the broker's credentials, account and a contract; exit 2 on the first failure."""

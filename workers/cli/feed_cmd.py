@@ -53,7 +53,9 @@ def replay_cmd(
 @app.command("live")
 def live_cmd(
     source: Annotated[str, typer.Option(help="The live source: tradovate.")],
-    contract: Annotated[str, typer.Option(help="Contract symbol, e.g. ESZ6.")],
+    contract: Annotated[
+        str, typer.Option(help="Contract symbol (tradefleet's, two year digits), e.g. ESZ26.")
+    ],
     warmup_bars: Annotated[
         int, typer.Option(help="Minute bars of history to publish first (empty stream only).")
     ] = 0,

@@ -83,7 +83,7 @@ _ALLOWED_ARGS = frozenset({"contract", "instrument", "warmup_bars", "stall_s"})
 @dataclass(frozen=True, slots=True)
 class TradovateFeedConfig:
     contract: str
-    """tradefleet's symbol (``ESZ6``); Tradovate's is ``symbols.to_tradovate`` of it."""
+    """tradefleet's symbol (``ESZ26``); Tradovate's is ``symbols.to_tradovate`` of it."""
     warmup_bars: int = 0
     stall_s: float = DEFAULT_STALL_S
 
@@ -100,7 +100,7 @@ class TradovateFeedConfig:
             )
         raw = args.get("contract", args.get("instrument"))
         if not isinstance(raw, str) or not raw.strip():
-            raise BadInput("tradovate: arg 'contract' must be a contract symbol like ESZ6")
+            raise BadInput("tradovate: arg 'contract' must be a contract symbol like ESZ26")
         contract = raw.strip().upper()
         to_tradovate(contract)
         warmup = args.get("warmup_bars", 0)
