@@ -305,8 +305,10 @@ def cancel_order(server: Server, call: Call) -> Answer:
 @route("order/modifyorder")
 def modify_order(server: Server, call: Call) -> Answer:
     # https://partner.tradovate.com/api/rest-api-endpoints/orders/modify-order
-    # {orderId, orderQty, orderType, price?, stopPrice?, timeInForce?, isAutomated}.
+    # {orderId, orderQty, orderType, clOrdId?, price?, stopPrice?, timeInForce?, isAutomated};
+    # the clOrdId is kept on the Modify command (CommandList: clOrdId).
     body = call.body if isinstance(call.body, dict) else {}
+    cl_ord_id = body.get("clOrdId")
     try:
         command_id, events = server.book.modify(
             _id(call, "orderId") or -1,
@@ -317,6 +319,7 @@ def modify_order(server: Server, call: Call) -> Answer:
             tif=body.get("timeInForce"),
             is_automated=bool(body.get("isAutomated", False)),
             now=server.now(),
+            cl_ord_id=None if cl_ord_id is None else str(cl_ord_id),
         )
     except Refused as refused:
         return _failure(refused)

@@ -454,6 +454,7 @@ class Book:
         tif: str | None,
         is_automated: bool,
         now: datetime,
+        cl_ord_id: str | None = None,
     ) -> tuple[int, list[Event]]:
         order = self.orders.get(order_id)
         if order is None:
@@ -464,7 +465,7 @@ class Book:
         self._check(order.action, qty, order_type, price, stop_price, tif)
         if qty < order.filled:
             raise Refused(UNKNOWN, f"orderQty {qty} is below the filled {order.filled}")
-        events = self._command(order, "Modify", None, is_automated, now)
+        events = self._command(order, "Modify", cl_ord_id, is_automated, now)
         command_id = events[-1][2]["id"]
         version = Version(
             self.new_id(), qty, order_type, price, stop_price, tif, order.version.text

@@ -7,6 +7,7 @@ on failure, because reconciliation would read that as the truth.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from workers.brokers.commands import (
@@ -60,4 +61,23 @@ class AccountManager(Protocol):
         """Fills of ``account`` after ``cursor`` (exclusive), oldest first, at most one batch,
         and the cursor to pass next time (unchanged when there is nothing new). Start from
         ``FILLS_START``; call again until the list is empty to catch up."""
+        ...
+
+
+@runtime_checkable
+class StopModifier(Protocol):
+    """A broker that moves a resting stop in place (one modify, the stop rests throughout),
+    beyond the protocol. Without it a stop moves by cancel, then place."""
+
+    def modify_stop(
+        self,
+        account: str,
+        client_order_id: str,
+        stop_price: Decimal,
+        new_client_order_id: str | None = None,
+    ) -> OrderAck:
+        """Move the working stop ``client_order_id`` to ``stop_price``; with
+        ``new_client_order_id`` it goes by that id from then on and the old id answers
+        ``cancelled``. ``working`` when moved; a stop that filled first answers ``filled``;
+        a refused move ``rejected`` (nothing changed)."""
         ...

@@ -34,7 +34,7 @@ from workers.risk.after_fill import release_entry
 from workers.runtime import Runtime
 from workers.state.store import StateChanges
 from workers.stops.horizon import stop_horizon
-from workers.stops.sync import clear_for_exit, is_move_id, is_stop_id, parent_of
+from workers.stops.sync import clear_for_exit, is_move_id, is_stop_id, move_in_place, parent_of
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,10 @@ def _send(
     broker when one of them had already filled (the stop closed the position; sending the
     exit too would reverse it, and the moved stop would protect nothing)."""
     coid = row.client_order_id
+    if is_move_id(coid) and rt.settings.stops.protective:
+        moved = move_in_place(rt.store, rt.engine, broker, row, session.account)
+        if moved is not None:
+            return moved
     replaces_stops = (row.intent == "exit" and not is_stop_id(coid)) or is_move_id(coid)
     if (
         replaces_stops

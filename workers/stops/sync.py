@@ -67,7 +67,7 @@ from models.progress import TickProgress
 from models.state import OrderStatus, Side, WorkingOrder
 from models.tables import OrderRow
 from trading.stops import WantedStop, cancel_as_of, exit_pending, plan_stop
-from workers.brokers.base import AccountManager
+from workers.brokers.base import AccountManager, StopModifier
 from workers.brokers.commands import CancelOrder, OrderAck, PlaceOrder, QueryOrder
 from workers.db.event_rows import record_event
 from workers.db.order_rows import get_order_row, insert_order_if_absent, update_order_row
@@ -203,6 +203,52 @@ def sync_stop(
     if outcome.resting is not None:
         start_polling(store.client, session_id, outcome.resting)
     return outcome
+
+
+def move_in_place(
+    store: StateStore,
+    engine: Engine,
+    broker: AccountManager,
+    move_row: OrderRow,
+    account: str,
+) -> OrderAck | None:
+    """A stop move at a broker that moves stops in place (``StopModifier``): the one stop
+    resting before the move is modified to the move's price and goes by the move's id from
+    then on, so a stop rests throughout (cancel-then-place leaves the position bare between
+    the two). None when it cannot be done that way: not such a broker, not exactly one working
+    stop of the move's contract, side and quantity before it, the move already decided by
+    ``clear_for_exit``, or the broker refused; the move then goes out by cancel, then place.
+    The stop having filled first drops the move, as ``clear_for_exit`` would. Under the
+    session's lock; a repeated send finds the move at the broker and answers with it."""
+    if not isinstance(broker, StopModifier) or move_row.stop_price is None:
+        return None
+    session_id, coid = move_row.session_id, move_row.client_order_id
+    with store.locked(session_id, wait_s=LOCK_WAIT_S):
+        existing = broker.order(QueryOrder(account, coid))
+        if existing is not None:
+            return OrderAck(coid, existing.broker_order_id, existing.status, duplicate=True)
+        if store.client.get(clear_key(session_id, coid)) is not None:
+            return None
+        rows = open_stop_rows(engine, session_id, before=move_row.id)
+        shape = (move_row.contract, move_row.side, move_row.quantity)
+        if len(rows) != 1 or rows[0].status != "working":
+            return None
+        old = rows[0]
+        if (old.contract, old.side, old.quantity) != shape:
+            return None
+        ack = broker.modify_stop(account, old.client_order_id, move_row.stop_price, coid)
+        if ack.status == "working":
+            update_order_row(engine, old.client_order_id, "cancelled")
+            log.info(
+                "session %s: stop %s moved in place as %s", session_id, old.client_order_id, coid
+            )
+            return ack
+        if ack.status == "filled":
+            store.client.set(clear_key(session_id, coid), "drop", ex=CLEAR_KEY_TTL_S)
+            update_order_row(engine, coid, "cancelled")
+            log.info("stop move %s dropped: its stop filled before it could move", coid)
+            return OrderAck(coid, "", "cancelled")
+        return None
 
 
 def clear_for_exit(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 import redis
@@ -74,6 +74,9 @@ STATUS: dict[str, BrokerStatus] = {
     "Unknown": "unknown",
 }
 ORDER_TYPES = {"Market": "market", "Limit": "limit", "Stop": "stop"}
+NAMING = frozenset({"New", "Modify"})
+"""Commands whose clOrdId names the order: its New, and a Modify that moved it in place under
+a new id (``TradovateBroker.modify_stop``)."""
 TIMES_IN_FORCE = {"Day": "day", "GTC": "gtc", "IOC": "ioc"}
 
 
@@ -283,12 +286,13 @@ class TradovateBroker:
     # finding orders by client order id ---------------------------------------------------------
 
     def _find(self, coid: str, parent_coid: str | None = None) -> m.Order | None:
-        """The account's order whose New command carries ``coid``; else, for a stop attached
-        to an entry, the entry's bracket (an OSO child, ``parentId`` = the entry)."""
+        """The account's order whose New (or Modify: a stop moved in place, ``modify_stop``)
+        command carries ``coid``; else, for a stop attached to an entry, the entry's bracket
+        (an OSO child, ``parentId`` = the entry)."""
         account_id = self.account_id()
         commands = m.parse_commands(self.api.get("command/list"))
-        ids = [c.order_id for c in commands if c.cl_ord_id == coid and c.command_type == "New"]
-        for order_id in sorted(ids):
+        ids = [c.order_id for c in commands if c.cl_ord_id == coid and c.command_type in NAMING]
+        for order_id in sorted(set(ids)):
             order = self._order_item(order_id)
             if order is not None and order.account_id == account_id:
                 return order
@@ -317,17 +321,24 @@ class TradovateBroker:
             return None
 
     def _origin(self, order: m.Order) -> _Origin:
-        """The client order id and session id of ``order``: its New command's clOrdId and its
-        first OrderVersion's text; an OSO bracket without a clOrdId of its own takes the stop
+        """The client order id and session id of ``order``: the clOrdId of its newest New or
+        Modify command that has one (a stop moved in place goes by the move's id; read again
+        while the order works, since any process may move it) and its first OrderVersion's
+        text; an OSO bracket without a clOrdId of its own takes the stop
         id of its parent (``trading.stops.attached_stop_id``); an order tradefleet did not send
         is ``TV-<order id>`` with no session (assumed: a synthetic id, so it can be adopted)."""
         known = self._origins.get(order.id)
-        if known is not None:
-            return known
+        if known is not None and STATUS.get(order.ord_status) != "working":
+            return known  # a final order is never renamed again
         commands = m.parse_commands(self.api.get("command/deps", masterid=order.id))
-        coid = next(
-            (c.cl_ord_id for c in commands if c.command_type == "New" and c.cl_ord_id), None
-        )
+        named = [c for c in commands if c.command_type in NAMING and c.cl_ord_id]
+        coid = max(named, key=lambda c: c.id).cl_ord_id if named else None
+        if known is not None:
+            # a working order may have been moved in place under another id by another
+            # process since: its name is read again, its session never changes
+            origin = _Origin(coid or known.client_order_id, known.session_id)
+            self._origins[order.id] = origin
+            return origin
         versions = m.parse_order_versions(self.api.get("orderVersion/deps", masterid=order.id))
         session = next((v.text for v in sorted(versions, key=lambda v: v.id) if v.text), None)
         if coid is None and order.parent_id is not None:
@@ -383,12 +394,16 @@ class TradovateBroker:
 
     def cancel_order(self, command: CancelOrder) -> OrderAck:
         """Cancel now (a real broker cannot cancel as of a past data time: ``as_of`` is not
-        used); filled / unknown / already cancelled are answered with that status."""
+        used); filled / unknown / already cancelled are answered with that status. A stop
+        moved in place under another id (``modify_stop``) is cancelled under that id only:
+        its old id is answered ``cancelled`` and the order rests on."""
         self._check(command.account)
         coid = command.client_order_id
         order = self._find(coid, attached_entry_id(coid))
         if order is None:
             return OrderAck(coid, "", "unknown")
+        if self._renamed(order, coid):
+            return OrderAck(coid, str(order.id), "cancelled", duplicate=True)
         status = self._status(order)
         if status != "working":
             return OrderAck(coid, str(order.id), status, duplicate=status == "cancelled")
@@ -401,17 +416,30 @@ class TradovateBroker:
             now = "cancelled"  # the cancel command is accepted; its report follows
         return OrderAck(coid, str(order.id), now)
 
-    def modify_stop(self, account: str, client_order_id: str, stop_price: Decimal) -> OrderAck:
-        """Move a working stop order to ``stop_price`` (beyond the protocol)."""
+    def modify_stop(
+        self,
+        account: str,
+        client_order_id: str,
+        stop_price: Decimal,
+        new_client_order_id: str | None = None,
+    ) -> OrderAck:
+        """Move a working stop order to ``stop_price`` in place (``workers.brokers.base.
+        StopModifier``): one modifyorder, the order keeps resting throughout. With
+        ``new_client_order_id`` the order goes by that id from then on (the Modify command
+        carries it): the old id answers ``cancelled``. A refused modify is ``rejected`` and
+        changes nothing."""
         self._check(account)
         if not isinstance(stop_price, Decimal) or not stop_price.is_finite() or stop_price <= 0:
             raise BadInput(f"stop_price must be a positive Decimal, got {stop_price!r}")
+        name = new_client_order_id or client_order_id
+        if len(name) > MAX_TEXT:
+            raise BadInput(f"client order id {name!r} is longer than Tradovate's {MAX_TEXT}")
         order = self._find(client_order_id, attached_entry_id(client_order_id))
-        if order is None:
-            return OrderAck(client_order_id, "", "unknown")
+        if order is None or self._renamed(order, client_order_id):
+            return OrderAck(name, "", "unknown")
         status = self._status(order)
         if status != "working":
-            return OrderAck(client_order_id, str(order.id), status)
+            return OrderAck(name, str(order.id), status)
         versions = m.parse_order_versions(self.api.get("orderVersion/deps", masterid=order.id))
         if not versions:
             raise m.BadAnswer(f"Tradovate order {order.id} has no version")
@@ -423,19 +451,34 @@ class TradovateBroker:
             quantity=version.order_qty,
             stop_price=stop_price,
             time_in_force=version.time_in_force,
+            cl_ord_id=new_client_order_id,
         )
         result = m.parse_command_result(self.api.post("order/modifyorder", body))
         if result.failure_reason:
-            raise BadInput(
-                f"Tradovate refused to move stop {client_order_id}: {result.failure_reason}"
+            _log.warning(
+                "Tradovate refused to move stop %s: %s", client_order_id, result.failure_reason
             )
-        return OrderAck(client_order_id, str(order.id), "working")
+            return OrderAck(name, str(order.id), "rejected")
+        if new_client_order_id:
+            origin = self._origin(order)
+            self._origins[order.id] = _Origin(new_client_order_id, origin.session_id)
+        return OrderAck(name, str(order.id), "working")
+
+    def _renamed(self, order: m.Order, coid: str) -> bool:
+        """Whether ``order`` was found by ``coid`` but goes by another id now (moved in place
+        under a new id)."""
+        return self._origin(order).client_order_id != coid and _outside_order_id(coid) is None
 
     def order(self, command: QueryOrder) -> BrokerOrder | None:
         self._check(command.account)
         coid = command.client_order_id
         order = self._find(coid, attached_entry_id(coid))
-        return None if order is None else self._broker_order(order)
+        if order is None:
+            return None
+        found = self._broker_order(order)
+        if self._renamed(order, coid):
+            return replace(found, client_order_id=coid, status="cancelled", filled_quantity=0)
+        return found
 
     def positions(self, command: QueryPositions) -> dict[str, int]:
         self._check(command.account)

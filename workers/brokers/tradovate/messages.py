@@ -508,10 +508,16 @@ def parse_order_versions(raw: Any) -> list[OrderVersion]:
 
 
 def modify_body(
-    *, order_id: int, quantity: int, stop_price: Decimal, time_in_force: str | None
+    *,
+    order_id: int,
+    quantity: int,
+    stop_price: Decimal,
+    time_in_force: str | None,
+    cl_ord_id: str | None = None,
 ) -> dict[str, Any]:
-    """POST /order/modifyorder {orderId, orderQty, orderType, stopPrice, timeInForce?,
-    isAutomated} (https://partner.tradovate.com/api/rest-api-endpoints/orders/modify-order.md)."""
+    """POST /order/modifyorder {orderId, orderQty, orderType, clOrdId?, stopPrice,
+    timeInForce?, isAutomated} (https://partner.tradovate.com/api/rest-api-endpoints/orders/modify-order.md;
+    clOrdId is optional there and lands on the Modify command)."""
     body: dict[str, Any] = {
         "orderId": order_id,
         "orderQty": quantity,
@@ -519,6 +525,8 @@ def modify_body(
         "stopPrice": stop_price,
         "isAutomated": True,
     }
+    if cl_ord_id:
+        body["clOrdId"] = cl_ord_id
     if time_in_force:
         body["timeInForce"] = time_in_force
     return body

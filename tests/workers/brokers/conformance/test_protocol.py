@@ -35,6 +35,7 @@ from workers.brokers import (
     QueryOrder,
     QueryPositions,
 )
+from workers.brokers.base import StopModifier
 
 pytestmark = pytest.mark.integration
 
@@ -231,3 +232,38 @@ def test_a_broker_that_cannot_answer_never_answers_flat(venue: Venue) -> None:
             with pytest.raises(ServiceUnavailable):
                 query()
     assert positions(venue) == {"ESZ13": 1}
+
+
+def test_a_stop_moved_in_place_rests_throughout_under_its_new_id(venue: Venue) -> None:
+    """A broker that modifies orders (``StopModifier``) moves a stop with one modify: the same
+    order rests on at the new price, under the move's id; the old id answers cancelled (and
+    cancelling it leaves the moved stop resting); the move fills under its own id."""
+    if not isinstance(venue.broker, StopModifier):
+        pytest.skip(f"{venue.name} moves a stop by cancel, then place (no in-place modify)")
+    venue.trade(at(1), "1800.00")
+    venue.broker.place_order(order(venue, client_order_id(SESSION, 1, 0)))
+    fills_of(venue, 1)
+    old_id = stop_id_of(1)
+    move_id = f"{old_id.split('-', 1)[0]}-move-2"
+    placed = venue.broker.place_order(stop(venue, old_id, "1790.00"))
+    moved = venue.broker.modify_stop(venue.account, old_id, Decimal("1795.00"), move_id)
+    assert (moved.client_order_id, moved.status) == (move_id, "working")
+    assert moved.broker_order_id == placed.broker_order_id
+    assert status(venue, old_id) == "cancelled"
+    assert venue.broker.cancel_order(CancelOrder(venue.account, old_id)).status == "cancelled"
+    [resting] = venue.broker.open_orders(QueryOpenOrders(venue.account))
+    assert (resting.client_order_id, resting.stop_price) == (move_id, Decimal("1795.00"))
+    assert venue.broker.place_order(stop(venue, move_id, "1795.00")).duplicate
+    venue.trade(at(2), "1794.75")
+    _, exit_ = fills_of(venue, 2)
+    assert (exit_.client_order_id, exit_.session_id, exit_.price) == (
+        move_id,
+        SESSION,
+        Decimal("1794.75"),
+    )
+    assert positions(venue) == {}
+
+
+def stop_id_of(n: int) -> str:
+    """The session's ``n``-th protective stop id (``<hex>-stop-<n>``)."""
+    return f"{client_order_id(SESSION, 0, 0).split('-', 1)[0]}-stop-{n}"

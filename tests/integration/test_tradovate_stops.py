@@ -1,16 +1,19 @@
-"""The broker that lies: Tradovate acknowledges an entry's stop bracket, then never works it.
+"""Protective stops at Tradovate, through real workers and the local Tradovate server (its own
+process, its market the session's instrument stream). The entry goes out as one OSO with its
+protective stop as bracket.
 
-Real workers trade one session through the Tradovate adapter against the local Tradovate server
-(its own process, its market the session's instrument stream). The entry goes out as one OSO
-with its protective stop; the server's fault ``stop_leg_never_worked`` leaves the bracket
-``Suspended`` after the entry fills. The fleet must see that the stop does not work, replace it
-with a stop that does, and say so in an event; the new stop then closes the position at the
-broker when the market falls through it.
+- The broker that lies: the server's fault ``stop_leg_never_worked`` leaves the bracket
+  ``Suspended`` after the entry fills. The fleet must see that the stop does not work, replace
+  it with a stop that does, and say so in an event; the new stop then closes the position at
+  the broker when the market falls through it.
+- A stop move modifies the resting stop in place (one modifyorder, no cancel): a stop rests
+  throughout, under the move's id, and closes the position at its new price.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from tests.kit.replay import SessionPlan, first_tick_time, replay_ticks
 from tests.kit.tradovate_local import LocalTradovate, fleet_overrides
 from tests.kit.wait import wait_until
 from trading.intents import client_order_id
-from trading.stops import attached_stop_id
+from trading.stops import attached_stop_id, move_stop_id
 from workers.brokers.commands import QueryOpenOrders, QueryPositions
 from workers.brokers.registry import build_broker
 from workers.db.order_rows import get_order_row, insert_order_if_absent
@@ -83,6 +86,87 @@ def decide_entry_with_stop(rig: Fleet, session_id: str) -> tuple[str, str]:
     for coid in (entry_id, stop.client_order_id):
         rig.app.send_task(ORDERS_SEND, args=[session_id, coid], queue="orders")
     return entry_id, stop.client_order_id
+
+
+def move_stop(rig: Fleet, session_id: str, price: Decimal) -> str:
+    """What the tick step does when the strategy moves its stop: the position's new stop price
+    in the state, the move's row, its send."""
+    coid = move_stop_id(session_id, 2)
+    decided = first_tick_time()
+    move = WorkingOrder(
+        client_order_id=coid,
+        contract=CONTRACT,
+        side="sell",
+        quantity=1,
+        order_type="stop",
+        intent="exit",
+        status="new",
+        created_at=decided,
+        stop_price=price,
+    )
+    with rig.store.locked(session_id, wait_s=5) as lease:
+        held = lease.value("open_position")
+        assert held is not None and held.quantity == 1
+        rig.store.write(lease, StateChanges.of({"open_position": replace(held, stop_price=price)}))
+    assert insert_order_if_absent(rig.engine, session_id, move, decided, "gtc")
+    rig.app.send_task(ORDERS_SEND, args=[session_id, coid], queue="orders")
+    return coid
+
+
+def test_a_stop_move_modifies_the_resting_stop_in_place(
+    server: LocalTradovate, redis_url: str, tmp_path: Path
+) -> None:
+    moved_to = STOP + Decimal("1.00")
+    with Fleet(
+        redis_url, tmp_path / "fleet", protective_stops=True, **fleet_overrides(server)
+    ) as rig:
+        plan = SessionPlan("mover", ACCOUNT, "breakout", (("lookback", "500"),), broker="tradovate")
+        sid = rig.create_sessions([plan])["mover"]
+        broker = build_broker("tradovate", {"account": ACCOUNT}, rig.settings)
+        rig.start_worker(queues=("ticks", "orders"))
+        rig.publish_replay(replay_ticks()[:ENTRY_TICKS])
+        _, bracket_id = decide_entry_with_stop(rig, sid)
+
+        def resting() -> list[tuple[str, Decimal | None, str]]:
+            working = broker.open_orders(QueryOpenOrders(ACCOUNT))
+            return [(o.client_order_id, o.stop_price, o.broker_order_id) for o in working]
+
+        def bracket_rests() -> list[tuple[str, Decimal | None, str]]:
+            row = get_order_row(rig.engine, bracket_id)
+            rests = resting()
+            ready = rig.quantity(sid) == 1 and row is not None and row.status == "working"
+            return rests if ready and [r[0] for r in rests] == [bracket_id] else []
+
+        [(_, _, bracket_order)] = wait_until(bracket_rests, 30, what="the bracket resting")
+        move_id = move_stop(rig, sid, moved_to)
+
+        def moved() -> list[tuple[str, Decimal | None, str]]:
+            row = get_order_row(rig.engine, move_id)
+            rests = resting()
+            done = (
+                row is not None and row.status == "working" and rests[:1] and rests[0][0] == move_id
+            )
+            return rests if done else []
+
+        after = wait_until(moved, 30, what="the stop moved in place")
+        bracket_row = get_order_row(rig.engine, bracket_id)
+        commands = server.control("GET", "state")["commands"]
+        through = epoch_ms(replay_ticks()[ENTRY_TICKS - 1]) + 60_000
+        rig.publish_raw([(str(through), "1674.50", "1", "", "")])
+        wait_until(lambda: rig.quantity(sid) == 0, 30, what="the moved stop to close the position")
+        trades = rig.state(sid).trades
+        final_positions = broker.positions(QueryPositions(ACCOUNT))
+
+    assert after == [(move_id, moved_to, bracket_order)], "the same order, at the new price"
+    assert bracket_row is not None and bracket_row.status == "cancelled"
+    kinds = [c["commandType"] for c in commands if c["orderId"] == int(bracket_order)]
+    assert kinds == ["New", "Modify"], kinds
+    assert [(t.client_order_id, t.quantity, t.price) for t in trades][-1] == (
+        move_id,
+        -1,
+        Decimal("1674.50"),
+    )
+    assert final_positions == {}
 
 
 def test_a_stop_bracket_never_worked_is_replaced_with_an_event(
