@@ -8,7 +8,13 @@ Client order ids. Tradovate does not refuse a repeated clOrdId, so a resend is m
 here: before placing, the order is looked up by clOrdId (``/command/list``), under a claim
 ``tf:tradovate:<account>:claim:<clOrdId>`` (``SET NX EX``) in the sessions' Redis; a claim
 held by another process is ``RetryLater``. The claim is left to expire (a send whose answer
-was lost keeps others away until the lookup can see its order). The session id travels in the
+was lost keeps others away until the lookup can see its order).
+
+Order ids by clOrdId. An order's id never changes, so once placed (``orderId``, and
+``oso1Id`` for its bracket) or found, a clOrdId's order id is remembered, in this process and
+in the sessions' Redis (hash ``tf:tradovate:<account>:order-ids``, shared by every worker):
+a later lookup reads only that order (``/order/item``), not the account's whole command list.
+A remembered id the broker no longer knows, or of another account, is looked up again. The session id travels in the
 order's ``text`` (<= 64 characters) and comes back on its OrderVersion. An entry with an
 attached stop goes out as ONE ``/order/placeoso`` with ``bracket1``.
 
@@ -53,6 +59,8 @@ __all__ = ["ContractInfo", "TradovateBroker", "tradovate_broker"]
 _log = logging.getLogger(__name__)
 
 CLAIM_TTL_S = 30
+ORDER_IDS_TTL_S = 30 * 86_400
+"""How long the remembered clOrdId → order id map of an account outlives its last write."""
 FILLS_BATCH = 500
 MAX_TEXT = 64
 """clOrdId and text are at most 64 characters (command-item / order-version docs)."""
@@ -116,6 +124,7 @@ class TradovateBroker:
         self._by_symbol: dict[str, ContractInfo] = {}
         self._by_id: dict[int, ContractInfo] = {}
         self._origins: dict[int, _Origin] = {}
+        self._order_ids: dict[str, int] = {}
         self._lock = threading.Lock()
 
     # accounts and contracts ------------------------------------------------------------------
@@ -233,8 +242,10 @@ class TradovateBroker:
             boid = "" if result.order_id is None else str(result.order_id)
             return OrderAck(coid, boid, "rejected")
         self._origins[result.order_id] = _Origin(coid, command.session_id)
+        self._remember(coid, result.order_id)
         if stop is not None and result.oso1_id is not None:
             self._origins[result.oso1_id] = _Origin(stop.client_order_id, stop.session_id)
+            self._remember(stop.client_order_id, result.oso1_id)
         try:
             order = m.parse_order(self.api.get("order/item", id=result.order_id))
         except ServiceUnavailable as exc:
@@ -257,6 +268,18 @@ class TradovateBroker:
         """The account's order whose New command carries ``coid``; else, for a stop attached
         to an entry, the entry's bracket (an OSO child, ``parentId`` = the entry)."""
         account_id = self.account_id()
+        known = self._known_id(coid)
+        if known is not None:
+            order = self._order_item(known)
+            if order is not None and order.account_id == account_id:
+                return order
+        found = self._scan(coid, parent_coid, account_id)
+        if found is not None:
+            self._remember(coid, found.id)
+        return found
+
+    def _scan(self, coid: str, parent_coid: str | None, account_id: int) -> m.Order | None:
+        """``_find`` through the account's whole command list (and order list)."""
         commands = m.parse_commands(self.api.get("command/list"))
         ids = [c.order_id for c in commands if c.cl_ord_id == coid and c.command_type == "New"]
         for order_id in sorted(ids):
@@ -274,6 +297,36 @@ class TradovateBroker:
             if o.parent_id in parents and o.account_id == account_id
         ]
         return min(children, key=lambda o: o.id) if children else None
+
+    def _order_ids_key(self) -> str:
+        return f"tf:tradovate:{self.account}:order-ids"
+
+    def _remember(self, coid: str, order_id: int) -> None:
+        """``coid`` is the order ``order_id`` (for good: an order's id never changes)."""
+        self._order_ids[coid] = order_id
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hset(self._order_ids_key(), coid, str(order_id))
+            pipe.expire(self._order_ids_key(), ORDER_IDS_TTL_S)
+            pipe.execute()
+        except redis.RedisError as exc:  # only a cache: the lookup still finds the order
+            _log.warning("order id of %s not remembered (%s)", coid, type(exc).__name__)
+
+    def _known_id(self, coid: str) -> int | None:
+        """The remembered order id of ``coid`` (this process's, else the shared map's)."""
+        known = self._order_ids.get(coid)
+        if known is not None:
+            return known
+        try:
+            raw = self._redis.hget(self._order_ids_key(), coid)
+        except redis.RedisError:
+            return None
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        if not isinstance(text, str) or not text.isdigit():
+            return None
+        known = int(text)
+        self._order_ids[coid] = known
+        return known
 
     def _order_item(self, order_id: int) -> m.Order | None:
         try:

@@ -173,7 +173,8 @@ def test_a_bracket_without_its_own_clordid_is_found_through_its_parent(
     )  # fmt: skip
     assert broker.place_order(stop).duplicate
     order = broker.order(QueryOrder("DEMO0001", "abc123-stop-1-0"))
-    assert order is None, "by client order id alone the bracket has no clOrdId"
+    assert order is not None, "the bracket the place found is remembered as that stop"
+    assert order.stop_price == Decimal("1670.50")
     (working,) = [o for o in broker.open_orders(QueryOpenOrders("DEMO0001"))]
     assert (working.client_order_id, working.session_id) == ("abc123-stop-1-0", "sess-es-1")
 
@@ -185,6 +186,39 @@ def test_a_resend_of_a_placed_client_order_id_is_a_duplicate(
     again = broker.place_order(entry())
     assert again.duplicate and again.broker_order_id == first.broker_order_id
     assert len(sent(fake, "order/placeorder")) == 1
+
+
+def test_a_placed_order_is_found_again_by_its_id_without_the_command_list(
+    broker: TradovateBroker, fake: doc.FakeTradovate, redis_client: redis.Redis, clock: Clock
+) -> None:
+    """Once placed, a clOrdId's order id is remembered in the sessions' Redis: another process
+    (another broker instance) finds the order and its OSO bracket by id alone."""
+    stop = entry(
+        "abc123-stop-1-0", side="sell", order_type="stop", stop_price=Decimal("1670.50"),
+        parent_client_order_id="abc123-1-0",
+    )  # fmt: skip
+    placed = broker.place_order(entry(attached_stop=stop))
+    other = make(fake, redis_client, clock)
+    fake.requests.clear()
+    found = other.order(QueryOrder("DEMO0001", "abc123-1-0"))
+    bracket = other.order(QueryOrder("DEMO0001", "abc123-stop-1-0"))
+    assert found is not None and found.broker_order_id == placed.broker_order_id
+    assert bracket is not None and bracket.stop_price == Decimal("1670.50")
+    assert "command/list" not in fake.paths()
+    assert other.place_order(entry()).duplicate
+
+
+def test_a_remembered_id_the_broker_does_not_know_is_looked_up_again(
+    broker: TradovateBroker, fake: doc.FakeTradovate, redis_client: redis.Redis
+) -> None:
+    placed = broker.place_order(entry())
+    redis_client.hset("tf:tradovate:DEMO0001:order-ids", "abc123-1-0", "999999")
+    broker._order_ids.clear()
+    found = broker.order(QueryOrder("DEMO0001", "abc123-1-0"))
+    assert found is not None and found.broker_order_id == placed.broker_order_id
+    assert redis_client.hget("tf:tradovate:DEMO0001:order-ids", "abc123-1-0") == (
+        placed.broker_order_id.encode()
+    )
 
 
 @pytest.mark.integration
