@@ -8,15 +8,15 @@ Client order ids. Tradovate does not refuse a repeated clOrdId, so a resend is m
 here: before placing, the order is looked up by clOrdId (``/command/list``), under a claim
 ``tf:tradovate:<account>:claim:<clOrdId>`` (``SET NX EX``) in the sessions' Redis; a claim
 held by another process is ``RetryLater``. The claim is left to expire (a send whose answer
-was lost keeps others away until the lookup can see its order).
+was lost keeps others away until the lookup can see its order). The session id travels in the
+order's ``text`` (<= 64 characters) and comes back on its OrderVersion. An entry with an
+attached stop goes out as ONE ``/order/placeoso`` with ``bracket1``.
 
 Order ids by clOrdId. An order's id never changes, so once placed (``orderId``, and
 ``oso1Id`` for its bracket) or found, a clOrdId's order id is remembered, in this process and
 in the sessions' Redis (hash ``tf:tradovate:<account>:order-ids``, shared by every worker):
 a later lookup reads only that order (``/order/item``), not the account's whole command list.
-A remembered id the broker no longer knows, or of another account, is looked up again. The session id travels in the
-order's ``text`` (<= 64 characters) and comes back on its OrderVersion. An entry with an
-attached stop goes out as ONE ``/order/placeoso`` with ``bracket1``.
+A remembered id the broker no longer knows, or of another account, is looked up again.
 
 Every query that fails (timeout, 5xx, maintenance) is ``ServiceUnavailable``; nothing is ever
 answered flat or empty on failure.

@@ -15,12 +15,13 @@ import json
 import secrets
 import sys
 import time
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from trading.exceptions import ServiceUnavailable
 from workers.settings import Settings, TradovateSettings
@@ -59,16 +60,18 @@ class LocalTradovate:
     def state(self) -> dict[str, Any]:
         """The server's whole truth (``GET /_local/state``): accounts, orders, fills,
         positions, cash."""
-        request = urllib.request.Request(
-            self.url + "/_local/state", headers={"X-Local-Control": self.control_token}
-        )
         try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                raw = answer.read()
-        except OSError as exc:
+            answer = httpx.get(
+                self.url + "/_local/state",
+                headers={"X-Local-Control": self.control_token},
+                timeout=10.0,
+            )
+            answer.raise_for_status()
+        except httpx.HTTPError as exc:
             raise ServiceUnavailable(
                 f"the local Tradovate server did not answer its state ({type(exc).__name__})"
             ) from None
+        raw = answer.content
         state: dict[str, Any] = json.loads(raw, parse_float=Decimal)
         return state
 
@@ -180,4 +183,3 @@ def _ready_url(log: Path, offset: int, exited: Any) -> str:
             break
         time.sleep(0.05)
     raise ServiceUnavailable(f"the local Tradovate server did not start; its log: {log}")
-

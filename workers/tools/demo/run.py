@@ -491,9 +491,7 @@ class Demo:
             broker_position = position
             if brokers:
                 broker_position = (
-                    self._broker(sid)
-                    .positions(QueryPositions(info.account))
-                    .get(info.contract, 0)
+                    self._broker(sid).positions(QueryPositions(info.account)).get(info.contract, 0)
                 )
             out.append(
                 SessionSummary(
@@ -517,7 +515,6 @@ class Demo:
                 )
             )
         return out
-
 
     def _broker(self, sid: str) -> AccountManager:
         """The session's own broker (its SQL row's account manager, built once)."""
