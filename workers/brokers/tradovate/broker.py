@@ -191,7 +191,7 @@ class TradovateBroker:
         for text, what in ((coid, "client order id"), (command.session_id, "session id")):
             if len(text) > MAX_TEXT:
                 raise BadInput(f"{what} {text!r} is longer than Tradovate's {MAX_TEXT} characters")
-        existing = self._find(coid, command.parent_client_order_id)
+        existing = self._find_known(coid)
         if existing is not None:
             return self._ack(coid, existing, duplicate=True)
         claim = f"tf:tradovate:{self.account}:claim:{coid}"
@@ -268,15 +268,25 @@ class TradovateBroker:
         """The account's order whose New command carries ``coid``; else, for a stop attached
         to an entry, the entry's bracket (an OSO child, ``parentId`` = the entry)."""
         account_id = self.account_id()
-        known = self._known_id(coid)
+        known = self._find_known(coid)
         if known is not None:
-            order = self._order_item(known)
-            if order is not None and order.account_id == account_id:
-                return order
+            return known
         found = self._scan(coid, parent_coid, account_id)
         if found is not None:
             self._remember(coid, found.id)
         return found
+
+    def _find_known(self, coid: str) -> m.Order | None:
+        """The order of ``coid`` by its remembered id alone (one ``/order/item``); None when
+        none is remembered, or the broker does not know it as this account's. A place checks
+        this before its claim and looks the whole list up only under the claim: an order
+        placed elsewhere and not remembered (its placer died before) is found there once the
+        claim that placer held has expired."""
+        known = self._known_id(coid)
+        if known is None:
+            return None
+        order = self._order_item(known)
+        return order if order is not None and order.account_id == self.account_id() else None
 
     def _scan(self, coid: str, parent_coid: str | None, account_id: int) -> m.Order | None:
         """``_find`` through the account's whole command list (and order list)."""

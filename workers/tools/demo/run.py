@@ -451,7 +451,7 @@ class Demo:
                     f"the demo's sessions did not catch up within {DONE_TIMEOUT_S:.0f}s; "
                     f"worker log: {self.children.log_dir / 'worker.log'}"
                 )
-            time.sleep(0.02)
+            time.sleep(0.05)
 
     def _drained(self, *, stops: bool = True) -> bool:
         """Every session has read its stream to the end, has no order in flight, and (with

@@ -221,6 +221,18 @@ def test_a_remembered_id_the_broker_does_not_know_is_looked_up_again(
     )
 
 
+def test_a_resend_nobody_remembers_is_found_in_the_list_under_the_claim(
+    broker: TradovateBroker, fake: doc.FakeTradovate, redis_client: redis.Redis, clock: Clock
+) -> None:
+    """The sessions' Redis lost (no claim, no remembered id): the resend finds the order in
+    the account's command list and places nothing."""
+    first = broker.place_order(entry())
+    redis_client.flushdb()
+    again = make(fake, redis_client, clock).place_order(entry())
+    assert again.duplicate and again.broker_order_id == first.broker_order_id
+    assert len(sent(fake, "order/placeorder")) == 1
+
+
 @pytest.mark.integration
 def test_a_claim_held_by_another_process_is_retry_later(
     broker: TradovateBroker, fake: doc.FakeTradovate, redis_client: redis.Redis
