@@ -66,6 +66,7 @@ def _watch(proc: subprocess.Popen[str], data_dir: str) -> tuple[dict[str, str], 
     return secrets, argvs
 
 
+@pytest.mark.timeout(DEMO_TIMEOUT_S + 120)
 def test_the_demo_trades_every_session_against_the_local_tradovate_server(
     redis_url: str, tmp_path: Path
 ) -> None:
@@ -88,8 +89,12 @@ def test_the_demo_trades_every_session_against_the_local_tradovate_server(
         secrets, argvs = _watch(proc, str(tmp_path))
         stdout, _ = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:  # SIGTERM: the demo stops its children (own process groups)
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     wall = time.monotonic() - started
     err = (tmp_path / "demo.err").read_text(errors="replace")
     assert proc.returncode == 0, err[-4000:]
