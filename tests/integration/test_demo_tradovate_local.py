@@ -152,3 +152,21 @@ def test_the_demo_trades_every_session_against_the_local_tradovate_server(
     for where, text in texts.items():
         assert "Traceback" not in text, f"a traceback in {where}: {text[-3000:]}"
         assert "Bearer " not in text, f"an access token in {where}"
+
+
+def test_an_unknown_demo_broker_is_one_line_and_exit_2(redis_url: str, tmp_path: Path) -> None:
+    env = cli_env(redis_url, f"sqlite:///{tmp_path / 'demo.db'}", paper_url(redis_url))
+    proc = subprocess.run(
+        [sys.executable, "-m", "workers.cli.main", "demo", "--broker", "tradovate"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "tradefleet: unknown demo broker 'tradovate' (known: paper, tradovate-local)"
+    ]
+    assert not (tmp_path / "demo-logs").exists()
