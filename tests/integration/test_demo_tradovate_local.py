@@ -137,6 +137,15 @@ def test_the_demo_trades_every_session_against_the_local_tradovate_server(
         assert held.get(account, []) == expected, (account, held)
         assert fills.get(account, 0) >= session["fills"] > 0, account
 
+    # the demo stopped what it started: server, listener, workers, beat
+    def ours() -> list[str]:
+        return [a for _, a, e in _processes() if e.get("TRADEFLEET_DATA_DIR") == str(tmp_path)]
+
+    deadline = time.monotonic() + 30
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not ours(), ours()
+
     # secrets: never on a command line, never in a log
     assert set(secrets) == set(SECRET_VARS), "the server's secrets were not seen"
     assert argvs

@@ -62,6 +62,8 @@ CLAIM_TTL_S = 30
 ORDER_IDS_TTL_S = 30 * 86_400
 """How long the remembered clOrdId → order id map of an account outlives its last write."""
 FILLS_BATCH = 500
+ORDER_ITEMS_MAX = 8
+"""``fills_since`` reads up to this many unknown orders one by one, more with one order list."""
 MAX_TEXT = 64
 """clOrdId and text are at most 64 characters (command-item / order-version docs)."""
 
@@ -125,6 +127,8 @@ class TradovateBroker:
         self._by_id: dict[int, ContractInfo] = {}
         self._origins: dict[int, _Origin] = {}
         self._order_ids: dict[str, int] = {}
+        self._order_accounts: dict[int, int] = {}
+        """Tradovate order id → its account id (never changes), learned as orders pass."""
         self._lock = threading.Lock()
 
     # accounts and contracts ------------------------------------------------------------------
@@ -242,9 +246,11 @@ class TradovateBroker:
             boid = "" if result.order_id is None else str(result.order_id)
             return OrderAck(coid, boid, "rejected")
         self._origins[result.order_id] = _Origin(coid, command.session_id)
+        self._order_accounts[result.order_id] = self.account_id()
         self._remember(coid, result.order_id)
         if stop is not None and result.oso1_id is not None:
             self._origins[result.oso1_id] = _Origin(stop.client_order_id, stop.session_id)
+            self._order_accounts[result.oso1_id] = self.account_id()
             self._remember(stop.client_order_id, result.oso1_id)
         try:
             order = m.parse_order(self.api.get("order/item", id=result.order_id))
@@ -517,31 +523,46 @@ class TradovateBroker:
         )
         if not fills:
             return [], cursor
-        orders = {o.id: o for o in m.parse_orders(self.api.get("order/list"))}
-        mine: list[m.Fill] = []
-        for fill in fills:
+        orders = self._accounts_of_orders(fills)
+        mine = [f for f in fills if self._order_accounts[f.order_id] == account_id][:FILLS_BATCH]
+        if not mine:
+            return [], cursor
+        fees = m.parse_fill_fees(self.api.get("fillFee/list"))
+        answers = [self._fill(account, fill, orders, fees) for fill in mine]
+        return answers, f"{mine[-1].id}-0"
+
+    def _accounts_of_orders(self, fills: list[m.Fill]) -> dict[int, m.Order]:
+        """Learn the account of every fill's order (``_order_accounts``; an order's account
+        never changes): each unknown order by ``/order/item``, or all of them by one
+        ``/order/list`` when there are more than ``ORDER_ITEMS_MAX``. Returns the orders read."""
+        unknown = sorted({f.order_id for f in fills if f.order_id not in self._order_accounts})
+        orders: dict[int, m.Order] = {}
+        if len(unknown) > ORDER_ITEMS_MAX:
+            orders = {o.id: o for o in m.parse_orders(self.api.get("order/list"))}
+        for order_id in unknown:
+            order = orders.get(order_id) or self._order_item(order_id)
+            if order is None:
+                fill = next(f for f in fills if f.order_id == order_id)
+                raise ServiceUnavailable(f"Tradovate fill {fill.id} names unknown order {order_id}")
+            orders[order_id] = order
+            self._order_accounts[order_id] = order.account_id
+        return orders
+
+    def _fill(
+        self, account: str, fill: m.Fill, orders: dict[int, m.Order], fees: dict[int, Decimal]
+    ) -> Fill:
+        origin = self._origins.get(fill.order_id)
+        if origin is None:
             order = orders.get(fill.order_id) or self._order_item(fill.order_id)
             if order is None:
                 raise ServiceUnavailable(
                     f"Tradovate fill {fill.id} names unknown order {fill.order_id}"
                 )
-            orders[order.id] = order
-            if order.account_id == account_id:
-                mine.append(fill)
-                if len(mine) >= FILLS_BATCH:
-                    break
-        if not mine:
-            return [], cursor
-        fees = m.parse_fill_fees(self.api.get("fillFee/list"))
-        answers = [self._fill(account, fill, orders[fill.order_id], fees) for fill in mine]
-        return answers, f"{mine[-1].id}-0"
-
-    def _fill(self, account: str, fill: m.Fill, order: m.Order, fees: dict[int, Decimal]) -> Fill:
-        origin = self._origin(order)
+            origin = self._origin(order)
         return Fill(
             execution_id=str(fill.id),
             client_order_id=origin.client_order_id,
-            broker_order_id=str(order.id),
+            broker_order_id=str(fill.order_id),
             account=account,
             session_id=origin.session_id,
             contract=self._contract_by_id(fill.contract_id).symbol,

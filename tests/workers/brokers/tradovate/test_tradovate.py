@@ -276,6 +276,29 @@ def test_a_fill_comes_back_with_its_session_and_client_order_id(
     assert broker.fills_since("DEMO0001", cursor) == ([], cursor)
 
 
+def test_fills_of_other_accounts_cost_one_order_read_each_once(
+    broker: TradovateBroker, fake: doc.FakeTradovate
+) -> None:
+    """An order's account never changes: the fills of other accounts above the cursor are
+    attributed by one /order/item each, once; many unknown orders take one /order/list."""
+    other = fake.add_order(account_id=999, cl_ord_id="x", text="y")
+    fake.add_fill(other)
+    assert broker.fills_since("DEMO0001", FILLS_START) == ([], FILLS_START)
+    fake.requests.clear()
+    assert broker.fills_since("DEMO0001", FILLS_START) == ([], FILLS_START)
+    assert fake.paths() == ["fill/list"]
+    mine = fake.add_order(cl_ord_id="abc123-1-0", text="sess-es-1")
+    fake.add_fill(mine)
+    (fill,) = broker.fills_since("DEMO0001", FILLS_START)[0]
+    assert (fill.client_order_id, fill.broker_order_id) == ("abc123-1-0", str(mine))
+    assert "order/list" not in fake.paths()
+    for n in range(9):
+        fake.add_fill(fake.add_order(account_id=999, cl_ord_id=f"x{n}", text="y"))
+    fake.requests.clear()
+    assert len(broker.fills_since("DEMO0001", FILLS_START)[0]) == 1
+    assert fake.paths().count("order/list") == 1 and "order/item" not in fake.paths()
+
+
 def test_positions_open_orders_order_and_balance(
     broker: TradovateBroker, fake: doc.FakeTradovate
 ) -> None:
