@@ -105,11 +105,16 @@ ROLL_STALL_S = 120.0
 status, or its session's fills, change); it gives up after this long without any."""
 ROLL_FINISHED = frozenset({"done", "failed", "needs_operator", "aborted"})
 REPLAY_BATCH = 2000
-LIVE_BATCH = 500
+LIVE_BATCH = 250
 """A broker that works orders by itself (``tradovate-local``) fills them against the prints it
 has seen: the demo publishes this many ticks at a time, each batch once the sessions have read
 the last one and their orders have reached the broker, as a live market would never outrun the
-fleet's orders by days (the paper broker fills as of each order's decision instead)."""
+fleet's orders by days (the paper broker fills as of each order's decision instead). Within a
+batch the server has seen every print before an order decided in it arrives: a market order
+fills at the batch's last print, and a stop starts working after it, so a touch the session
+sees later in that batch is one the server never fills (the session then takes the position
+as closed while the broker still holds it). Measured on the demo: 500 ticks, 226 s and ~46
+such touches; 250 ticks, 289 s and ~10."""
 
 
 @dataclass(frozen=True, slots=True)
