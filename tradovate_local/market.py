@@ -123,6 +123,14 @@ class RedisTail:
         self._thread = threading.Thread(target=self._run, name="redis-tail", daemon=True)
 
     def start(self) -> None:
+        """Start tailing. ``$`` (new entries only) is fixed here, before the thread runs, as
+        each stream's last id (``0-0`` for a stream not there yet): XREAD's ``$`` means "after
+        the last entry at THIS call", so one kept across calls would miss whatever a stream
+        got between two of them."""
+        for key, last in self._last.items():
+            if last == "$":
+                newest: Any = self._client.xrevrange(key, count=1)
+                self._last[key] = newest[0][0] if newest else "0-0"
         self._thread.start()
 
     def stop(self) -> None:

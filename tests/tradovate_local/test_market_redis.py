@@ -58,3 +58,24 @@ def test_ticks_from_redis_fill_orders(
     quote = tv.control("GET", "state")["markets"]
     [es] = quote.values()
     assert es["entries"]["Offer"]["price"] == Decimal("1799.25")
+
+
+def test_from_dollar_skips_history_and_sees_a_new_streams_first_tick(
+    start_tv: Callable[..., LocalTradovate], redis_url: str, redis_client: redis.Redis
+) -> None:
+    """``--market-redis-from $``: what the streams held at start-up is not the market; every
+    entry after it is, in a stream there at start-up and in one created later (its first
+    entry included, whenever it comes)."""
+    redis_client.xadd(STREAM, {"t": ms("2013-12-02T14:30:00"), "p": "1800.00", "s": "3"})
+    tv = start_tv("--market-redis", redis_url, "--market-redis-from", "$")
+    redis_client.xadd(STREAM, {"t": ms("2013-12-02T14:31:00"), "p": "1801.00", "s": "1"})
+    redis_client.xadd(
+        "md:{ESH14}:ticks", {"t": ms("2013-12-18T14:30:00"), "p": "1790.00", "s": "1"}
+    )
+
+    def prices() -> list[str]:
+        markets = tv.control("GET", "state")["markets"]
+        return sorted(str(q["timestamp"]) for q in markets.values() if q is not None)
+
+    seen = wait_until(lambda: len(prices()) == 2 and prices(), what="both streams' new ticks")
+    assert seen == ["2013-12-02T14:31:00.000Z", "2013-12-18T14:30:00.000Z"]

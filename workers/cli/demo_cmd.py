@@ -1,4 +1,5 @@
-"""``tradefleet demo``: the main job — see real sessions trade real data on the paper broker."""
+"""``tradefleet demo``: the main job — see real sessions trade real data on the paper broker,
+or through the Tradovate adapter against a local Tradovate server (``--broker tradovate-local``)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from trading.exceptions import BadInput
 from workers.settings import get_settings
-from workers.tools.demo.run import Demo, DemoResult
+from workers.tools.demo.run import BROKERS, Demo, DemoResult
 from workers.tools.demo.summary import SessionSummary
 from workers.tools.processes import ChildProcesses
 
@@ -85,9 +87,18 @@ class _LiveView:
 
 def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary last.")] = False,
+    broker: Annotated[
+        str,
+        typer.Option(
+            help="paper, or tradovate-local: the Tradovate adapter against a local Tradovate "
+            "server the demo starts and stops (no account needed)."
+        ),
+    ] = "paper",
 ) -> None:
     """Start what it needs, replay ES and GC through three sessions (ES rolling ESZ13 -> ESH14
     on its roll date), report."""
+    if broker not in BROKERS:
+        raise BadInput(f"unknown demo broker {broker!r} (known: {', '.join(BROKERS)})")
     settings = get_settings()
     console = Console(stderr=as_json)
     if not console.is_terminal:
@@ -96,7 +107,7 @@ def demo(
     with ChildProcesses(log_dir=log_dir) as children:
         view = _LiveView(console)
         with view.live:
-            result = Demo(settings, children).run(view)
+            result = Demo(settings, children, broker).run(view)
     _print_result(console, result)
     if as_json:
         sys.stdout.write(json.dumps(result.as_json()) + "\n")
@@ -105,7 +116,8 @@ def demo(
 def _print_result(console: Console, result: DemoResult) -> None:
     table = _table(result.sessions, brokers=True)
     table.title = (
-        f"tradefleet demo — {result.ticks_published:,} ticks in {result.wall_seconds:.1f}s"
+        f"tradefleet demo ({result.broker}) — {result.ticks_published:,} ticks in "
+        f"{result.wall_seconds:.1f}s"
     )
     console.print(table)
     names = {s.id: s.name for s in result.sessions}

@@ -76,9 +76,14 @@ class ChildProcesses:
     env: Mapping[str, str] = field(default_factory=dict)
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, name: str, argv: Sequence[str]) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``argv`` as the child ``name``, its output in ``<log_dir>/<name>.log``; its
+        environment is this process's, then ``self.env``, then ``env`` (this child's own:
+        secrets it alone needs travel here, never on its command line)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.env, **(env or {}), "PYTHONUNBUFFERED": "1"}
         with (self.log_dir / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen(
                 list(argv),

@@ -12,6 +12,12 @@ was lost keeps others away until the lookup can see its order). The session id t
 order's ``text`` (<= 64 characters) and comes back on its OrderVersion. An entry with an
 attached stop goes out as ONE ``/order/placeoso`` with ``bracket1``.
 
+Order ids by clOrdId. An order's id never changes, so once placed (``orderId``, and
+``oso1Id`` for its bracket) or found, a clOrdId's order id is remembered, in this process and
+in the sessions' Redis (hash ``tf:tradovate:<account>:order-ids``, shared by every worker):
+a later lookup reads only that order (``/order/item``), not the account's whole command list.
+A remembered id the broker no longer knows, or of another account, is looked up again.
+
 Every query that fails (timeout, 5xx, maintenance) is ``ServiceUnavailable``; nothing is ever
 answered flat or empty on failure.
 """
@@ -53,9 +59,18 @@ __all__ = ["ContractInfo", "TradovateBroker", "tradovate_broker"]
 _log = logging.getLogger(__name__)
 
 CLAIM_TTL_S = 30
+RELEASE_CLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+"""Deletes a place claim only if it is still this try's (compare and delete)."""
 OUTSIDE_PREFIX = "TV-"
 """The client order id of an order tradefleet did not send is ``TV-<Tradovate order id>``."""
+ORDER_IDS_TTL_S = 30 * 86_400
+"""How long the remembered clOrdId → order id map of an account outlives its last write."""
 FILLS_BATCH = 500
+ORDER_ITEMS_MAX = 8
+"""``fills_since`` reads up to this many unknown orders one by one, more with one order list."""
 MAX_TEXT = 64
 """clOrdId and text are at most 64 characters (command-item / order-version docs)."""
 
@@ -121,6 +136,9 @@ class TradovateBroker:
         self._by_symbol: dict[str, ContractInfo] = {}
         self._by_id: dict[int, ContractInfo] = {}
         self._origins: dict[int, _Origin] = {}
+        self._order_ids: dict[str, int] = {}
+        self._order_accounts: dict[int, int] = {}
+        """Tradovate order id → its account id (never changes), learned as orders pass."""
         self._lock = threading.Lock()
 
     # accounts and contracts ------------------------------------------------------------------
@@ -187,20 +205,33 @@ class TradovateBroker:
         for text, what in ((coid, "client order id"), (command.session_id, "session id")):
             if len(text) > MAX_TEXT:
                 raise BadInput(f"{what} {text!r} is longer than Tradovate's {MAX_TEXT} characters")
-        existing = self._find(coid, command.parent_client_order_id)
+        existing = self._find_known(coid)
         if existing is not None:
             return self._ack(coid, existing, duplicate=True)
-        claim = f"tf:tradovate:{self.account}:claim:{coid}"
+        claim, token = f"tf:tradovate:{self.account}:claim:{coid}", uuid.uuid4().hex
         try:
-            claimed = self._redis.set(claim, uuid.uuid4().hex, nx=True, ex=self._claim_ttl_s)
+            claimed = self._redis.set(claim, token, nx=True, ex=self._claim_ttl_s)
         except redis.RedisError as exc:
             raise ServiceUnavailable(f"the sessions' Redis is not answering ({exc})") from None
         if not claimed:
             raise RetryLater(f"order {coid} is being placed at Tradovate by another process")
-        existing = self._find(coid, command.parent_client_order_id)
+        try:
+            existing = self._find(coid, command.parent_client_order_id)
+        except Exception:
+            # nothing was sent: the next try may look again at once
+            self._release(claim, token)
+            raise
         if existing is not None:
             return self._ack(coid, existing, duplicate=True)
+        # From here the claim is left to expire: a place whose answer was lost may still
+        # create the order, and no other try may look before it would show.
         return self._place(command)
+
+    def _release(self, claim: str, token: str) -> None:
+        try:
+            self._redis.eval(RELEASE_CLAIM, 1, claim, token)
+        except redis.RedisError as exc:
+            _log.warning("place claim %s not released (%s); it expires", claim, type(exc).__name__)
 
     def _place(self, command: PlaceOrder) -> OrderAck:
         coid = command.client_order_id
@@ -238,8 +269,12 @@ class TradovateBroker:
             boid = "" if result.order_id is None else str(result.order_id)
             return OrderAck(coid, boid, "rejected")
         self._origins[result.order_id] = _Origin(coid, command.session_id)
+        self._order_accounts[result.order_id] = self.account_id()
+        self._remember(coid, result.order_id)
         if stop is not None and result.oso1_id is not None:
             self._origins[result.oso1_id] = _Origin(stop.client_order_id, stop.session_id)
+            self._order_accounts[result.oso1_id] = self.account_id()
+            self._remember(stop.client_order_id, result.oso1_id)
         try:
             order = m.parse_order(self.api.get("order/item", id=result.order_id))
         except ServiceUnavailable as exc:
@@ -290,6 +325,28 @@ class TradovateBroker:
         command carries ``coid``; else, for a stop attached to an entry, the entry's bracket
         (an OSO child, ``parentId`` = the entry)."""
         account_id = self.account_id()
+        known = self._find_known(coid)
+        if known is not None:
+            return known
+        found = self._scan(coid, parent_coid, account_id)
+        if found is not None:
+            self._remember(coid, found.id)
+        return found
+
+    def _find_known(self, coid: str) -> m.Order | None:
+        """The order of ``coid`` by its remembered id alone (one ``/order/item``); None when
+        none is remembered, or the broker does not know it as this account's. A place checks
+        this before its claim and looks the whole list up only under the claim: an order
+        placed elsewhere and not remembered (its placer died before) is found there once the
+        claim that placer held has expired."""
+        known = self._known_id(coid)
+        if known is None:
+            return None
+        order = self._order_item(known)
+        return order if order is not None and order.account_id == self.account_id() else None
+
+    def _scan(self, coid: str, parent_coid: str | None, account_id: int) -> m.Order | None:
+        """``_find`` through the account's whole command list (and order list)."""
         commands = m.parse_commands(self.api.get("command/list"))
         ids = [c.order_id for c in commands if c.cl_ord_id == coid and c.command_type in NAMING]
         for order_id in sorted(set(ids)):
@@ -313,6 +370,36 @@ class TradovateBroker:
             if o.parent_id in parents and o.account_id == account_id
         ]
         return min(children, key=lambda o: o.id) if children else None
+
+    def _order_ids_key(self) -> str:
+        return f"tf:tradovate:{self.account}:order-ids"
+
+    def _remember(self, coid: str, order_id: int) -> None:
+        """``coid`` is the order ``order_id`` (for good: an order's id never changes)."""
+        self._order_ids[coid] = order_id
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hset(self._order_ids_key(), coid, str(order_id))
+            pipe.expire(self._order_ids_key(), ORDER_IDS_TTL_S)
+            pipe.execute()
+        except redis.RedisError as exc:  # only a cache: the lookup still finds the order
+            _log.warning("order id of %s not remembered (%s)", coid, type(exc).__name__)
+
+    def _known_id(self, coid: str) -> int | None:
+        """The remembered order id of ``coid`` (this process's, else the shared map's)."""
+        known = self._order_ids.get(coid)
+        if known is not None:
+            return known
+        try:
+            raw = self._redis.hget(self._order_ids_key(), coid)
+        except redis.RedisError:
+            return None
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        if not isinstance(text, str) or not text.isdigit():
+            return None
+        known = int(text)
+        self._order_ids[coid] = known
+        return known
 
     def _order_item(self, order_id: int) -> m.Order | None:
         try:
@@ -462,6 +549,7 @@ class TradovateBroker:
         if new_client_order_id:
             origin = self._origin(order)
             self._origins[order.id] = _Origin(new_client_order_id, origin.session_id)
+            self._remember(new_client_order_id, order.id)
         return OrderAck(name, str(order.id), "working")
 
     def _renamed(self, order: m.Order, coid: str) -> bool:
@@ -548,31 +636,46 @@ class TradovateBroker:
         )
         if not fills:
             return [], cursor
-        orders = {o.id: o for o in m.parse_orders(self.api.get("order/list"))}
-        mine: list[m.Fill] = []
-        for fill in fills:
+        orders = self._accounts_of_orders(fills)
+        mine = [f for f in fills if self._order_accounts[f.order_id] == account_id][:FILLS_BATCH]
+        if not mine:
+            return [], cursor
+        fees = m.parse_fill_fees(self.api.get("fillFee/list"))
+        answers = [self._fill(account, fill, orders, fees) for fill in mine]
+        return answers, f"{mine[-1].id}-0"
+
+    def _accounts_of_orders(self, fills: list[m.Fill]) -> dict[int, m.Order]:
+        """Learn the account of every fill's order (``_order_accounts``; an order's account
+        never changes): each unknown order by ``/order/item``, or all of them by one
+        ``/order/list`` when there are more than ``ORDER_ITEMS_MAX``. Returns the orders read."""
+        unknown = sorted({f.order_id for f in fills if f.order_id not in self._order_accounts})
+        orders: dict[int, m.Order] = {}
+        if len(unknown) > ORDER_ITEMS_MAX:
+            orders = {o.id: o for o in m.parse_orders(self.api.get("order/list"))}
+        for order_id in unknown:
+            order = orders.get(order_id) or self._order_item(order_id)
+            if order is None:
+                fill = next(f for f in fills if f.order_id == order_id)
+                raise ServiceUnavailable(f"Tradovate fill {fill.id} names unknown order {order_id}")
+            orders[order_id] = order
+            self._order_accounts[order_id] = order.account_id
+        return orders
+
+    def _fill(
+        self, account: str, fill: m.Fill, orders: dict[int, m.Order], fees: dict[int, Decimal]
+    ) -> Fill:
+        origin = self._origins.get(fill.order_id)
+        if origin is None:
             order = orders.get(fill.order_id) or self._order_item(fill.order_id)
             if order is None:
                 raise ServiceUnavailable(
                     f"Tradovate fill {fill.id} names unknown order {fill.order_id}"
                 )
-            orders[order.id] = order
-            if order.account_id == account_id:
-                mine.append(fill)
-                if len(mine) >= FILLS_BATCH:
-                    break
-        if not mine:
-            return [], cursor
-        fees = m.parse_fill_fees(self.api.get("fillFee/list"))
-        answers = [self._fill(account, fill, orders[fill.order_id], fees) for fill in mine]
-        return answers, f"{mine[-1].id}-0"
-
-    def _fill(self, account: str, fill: m.Fill, order: m.Order, fees: dict[int, Decimal]) -> Fill:
-        origin = self._origin(order)
+            origin = self._origin(order)
         return Fill(
             execution_id=str(fill.id),
             client_order_id=origin.client_order_id,
-            broker_order_id=str(order.id),
+            broker_order_id=str(fill.order_id),
             account=account,
             session_id=origin.session_id,
             contract=self._contract_by_id(fill.contract_id).symbol,

@@ -30,6 +30,7 @@ class SessionSummary:
         return {
             "id": self.id,
             "name": self.name,
+            "account": self.account,
             "product": self.product,
             "contract": self.contract,
             "ticks_processed": self.ticks_processed,

@@ -173,7 +173,8 @@ def test_a_bracket_without_its_own_clordid_is_found_through_its_parent(
     )  # fmt: skip
     assert broker.place_order(stop).duplicate
     order = broker.order(QueryOrder("DEMO0001", "abc123-stop-1-0"))
-    assert order is None, "by client order id alone the bracket has no clOrdId"
+    assert order is not None, "the bracket the place found is remembered as that stop"
+    assert order.stop_price == Decimal("1670.50")
     (working,) = [o for o in broker.open_orders(QueryOpenOrders("DEMO0001"))]
     assert (working.client_order_id, working.session_id) == ("abc123-stop-1-0", "sess-es-1")
 
@@ -183,6 +184,51 @@ def test_a_resend_of_a_placed_client_order_id_is_a_duplicate(
 ) -> None:
     first = broker.place_order(entry())
     again = broker.place_order(entry())
+    assert again.duplicate and again.broker_order_id == first.broker_order_id
+    assert len(sent(fake, "order/placeorder")) == 1
+
+
+def test_a_placed_order_is_found_again_by_its_id_without_the_command_list(
+    broker: TradovateBroker, fake: doc.FakeTradovate, redis_client: redis.Redis, clock: Clock
+) -> None:
+    """Once placed, a clOrdId's order id is remembered in the sessions' Redis: another process
+    (another broker instance) finds the order and its OSO bracket by id alone."""
+    stop = entry(
+        "abc123-stop-1-0", side="sell", order_type="stop", stop_price=Decimal("1670.50"),
+        parent_client_order_id="abc123-1-0",
+    )  # fmt: skip
+    placed = broker.place_order(entry(attached_stop=stop))
+    other = make(fake, redis_client, clock)
+    fake.requests.clear()
+    found = other.order(QueryOrder("DEMO0001", "abc123-1-0"))
+    bracket = other.order(QueryOrder("DEMO0001", "abc123-stop-1-0"))
+    assert found is not None and found.broker_order_id == placed.broker_order_id
+    assert bracket is not None and bracket.stop_price == Decimal("1670.50")
+    assert "command/list" not in fake.paths()
+    assert other.place_order(entry()).duplicate
+
+
+def test_a_remembered_id_the_broker_does_not_know_is_looked_up_again(
+    broker: TradovateBroker, fake: doc.FakeTradovate, redis_client: redis.Redis
+) -> None:
+    placed = broker.place_order(entry())
+    redis_client.hset("tf:tradovate:DEMO0001:order-ids", "abc123-1-0", "999999")
+    broker._order_ids.clear()
+    found = broker.order(QueryOrder("DEMO0001", "abc123-1-0"))
+    assert found is not None and found.broker_order_id == placed.broker_order_id
+    assert redis_client.hget("tf:tradovate:DEMO0001:order-ids", "abc123-1-0") == (
+        placed.broker_order_id.encode()
+    )
+
+
+def test_a_resend_nobody_remembers_is_found_in_the_list_under_the_claim(
+    broker: TradovateBroker, fake: doc.FakeTradovate, redis_client: redis.Redis, clock: Clock
+) -> None:
+    """The sessions' Redis lost (no claim, no remembered id): the resend finds the order in
+    the account's command list and places nothing."""
+    first = broker.place_order(entry())
+    redis_client.flushdb()
+    again = make(fake, redis_client, clock).place_order(entry())
     assert again.duplicate and again.broker_order_id == first.broker_order_id
     assert len(sent(fake, "order/placeorder")) == 1
 
@@ -228,6 +274,29 @@ def test_a_fill_comes_back_with_its_session_and_client_order_id(
     assert fill.commission == Decimal("2.50") and fill.time.tzinfo is not None
     assert fill.broker_order_id == str(order_id)
     assert broker.fills_since("DEMO0001", cursor) == ([], cursor)
+
+
+def test_fills_of_other_accounts_cost_one_order_read_each_once(
+    broker: TradovateBroker, fake: doc.FakeTradovate
+) -> None:
+    """An order's account never changes: the fills of other accounts above the cursor are
+    attributed by one /order/item each, once; many unknown orders take one /order/list."""
+    other = fake.add_order(account_id=999, cl_ord_id="x", text="y")
+    fake.add_fill(other)
+    assert broker.fills_since("DEMO0001", FILLS_START) == ([], FILLS_START)
+    fake.requests.clear()
+    assert broker.fills_since("DEMO0001", FILLS_START) == ([], FILLS_START)
+    assert fake.paths() == ["fill/list"]
+    mine = fake.add_order(cl_ord_id="abc123-1-0", text="sess-es-1")
+    fake.add_fill(mine)
+    (fill,) = broker.fills_since("DEMO0001", FILLS_START)[0]
+    assert (fill.client_order_id, fill.broker_order_id) == ("abc123-1-0", str(mine))
+    assert "order/list" not in fake.paths()
+    for n in range(9):
+        fake.add_fill(fake.add_order(account_id=999, cl_ord_id=f"x{n}", text="y"))
+    fake.requests.clear()
+    assert len(broker.fills_since("DEMO0001", FILLS_START)[0]) == 1
+    assert fake.paths().count("order/list") == 1 and "order/item" not in fake.paths()
 
 
 def test_positions_open_orders_order_and_balance(
