@@ -28,6 +28,10 @@ SECRET_VARS = (
     "TRADOVATE_LOCAL_CONTROL_TOKEN",
 )
 
+DEMO = (sys.executable, "-m", "workers.cli.main", "demo")
+SINCE = "2013-11-25"
+"""A shorter run (ES from here to its roll; GC's three days): every session still trades."""
+
 
 def _processes() -> list[tuple[int, str, dict[str, str]]]:
     """Every readable process: pid, command line, environment."""
@@ -78,7 +82,7 @@ def test_the_demo_trades_every_session_against_the_local_tradovate_server(
     )
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli.main", "demo", "--broker", "tradovate-local", "--json"],
+        [*DEMO, "--broker", "tradovate-local", "--json", "--since", SINCE],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -161,6 +165,26 @@ def test_the_demo_trades_every_session_against_the_local_tradovate_server(
     for where, text in texts.items():
         assert "Traceback" not in text, f"a traceback in {where}: {text[-3000:]}"
         assert "Bearer " not in text, f"an access token in {where}"
+
+
+def test_a_since_outside_the_replay_is_one_line_and_exit_2(redis_url: str, tmp_path: Path) -> None:
+    env = cli_env(redis_url, f"sqlite:///{tmp_path / 'demo.db'}", paper_url(redis_url))
+    for since, expected in (
+        ("2013-12-25", "tradefleet: --since 2013-12-25 is outside the ES replay"),
+        ("next week", "tradefleet: --since must be a date YYYY-MM-DD, got 'next week'"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "workers.cli.main", "demo", "--since", since],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(expected), lines
 
 
 def test_an_unknown_demo_broker_is_one_line_and_exit_2(redis_url: str, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
@@ -94,11 +95,18 @@ def demo(
             "server the demo starts and stops (no account needed)."
         ),
     ] = "paper",
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="First day of the ES replay, YYYY-MM-DD (default 2013-10-07): a shorter run."
+        ),
+    ] = None,
 ) -> None:
     """Start what it needs, replay ES and GC through three sessions (ES rolling ESZ13 -> ESH14
     on its roll date), report."""
     if broker not in BROKERS:
         raise BadInput(f"unknown demo broker {broker!r} (known: {', '.join(BROKERS)})")
+    first = None if since is None else _day(since)
     settings = get_settings()
     console = Console(stderr=as_json)
     if not console.is_terminal:
@@ -107,10 +115,17 @@ def demo(
     with ChildProcesses(log_dir=log_dir) as children:
         view = _LiveView(console)
         with view.live:
-            result = Demo(settings, children, broker).run(view)
+            result = Demo(settings, children, broker, first).run(view)
     _print_result(console, result)
     if as_json:
         sys.stdout.write(json.dumps(result.as_json()) + "\n")
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise BadInput(f"--since must be a date YYYY-MM-DD, got {text!r}") from None
 
 
 def _print_result(console: Console, result: DemoResult) -> None:

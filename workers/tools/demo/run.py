@@ -14,7 +14,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from itertools import islice
@@ -179,12 +179,34 @@ class DemoResult:
 Progress = Callable[[str, int, list[SessionSummary]], None]
 
 
+def feeds_since(since: date | None) -> tuple[DemoFeed, ...]:
+    """The demo's feeds, ES from ``since`` (a shorter run) instead of its first day; GC as it
+    is (its three days are the data set's). ``since`` must leave ES at least one day before
+    its last (``BadInput``)."""
+    if since is None:
+        return FEEDS
+    es = next(feed for feed in FEEDS if feed.product == "ES")
+    if not es.date_from <= since < es.date_to:
+        raise BadInput(
+            f"--since {since} is outside the ES replay ({es.date_from} to {es.date_to}, "
+            "at least one day before its end)"
+        )
+    return tuple(replace(feed, date_from=since) if feed is es else feed for feed in FEEDS)
+
+
 class Demo:
     """One demo run; ``run`` does everything and returns the summary."""
 
-    def __init__(self, settings: Settings, children: ChildProcesses, broker: str = "paper") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        children: ChildProcesses,
+        broker: str = "paper",
+        since: date | None = None,
+    ) -> None:
         if broker not in BROKERS:
             raise BadInput(f"unknown demo broker {broker!r} (known: {', '.join(BROKERS)})")
+        self.feeds = feeds_since(since)
         self.settings = settings
         self.children = children
         self.broker = broker
@@ -211,7 +233,7 @@ class Demo:
             start_listener(self.children, accounts)
         for spec in SESSIONS:
             self.session_ids.append(self._create(spec))
-        published = self._replay(progress, FEEDS)
+        published = self._replay(progress, self.feeds)
         self._wait_done(progress, published)
         rolls = self._roll(progress, published)
         published += 2 + self._replay(progress, (AFTER_ROLL,), skip=1, base=published + 2)
