@@ -441,6 +441,11 @@ def unfilled_touch_key(session_id: str) -> str:
     return f"tf:{{{session_id}}}:unfilled-touch"
 
 
+def record_unfilled_touch(client: redis.Redis, session_id: str, at_ms: int) -> None:
+    """The broker never filled the stop the session saw touched at ``at_ms`` (data time)."""
+    client.set(unfilled_touch_key(session_id), str(at_ms), ex=CLEAR_KEY_TTL_S)
+
+
 def settle_unfilled_touch(
     store: StateStore,
     engine: Engine,
@@ -474,7 +479,7 @@ def settle_unfilled_touch(
         meta = {PROGRESS_FIELD: replace(progress, stops_out=kept).to_json()}
         store.write(lease, StateChanges(meta=meta))
         newest = max(out.at_ms for out in mine)
-        store.client.set(unfilled_touch_key(session_id), str(newest), ex=CLEAR_KEY_TTL_S)
+        record_unfilled_touch(store.client, session_id, newest)
         store.client.delete(seen)
     message = (
         f"protective stop {stop.client_order_id} at {price} was touched in the data but is "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,8 +20,11 @@ from tests.kit.replay import SessionPlan, first_tick_time, replay_ticks
 from tests.kit.tradovate_local import LocalTradovate, fleet_overrides
 from trading.exceptions import RetryLater
 from trading.intents import client_order_id
+from trading.market import epoch_ms
 from trading.stops import StopOut
+from workers.brokers.commands import Fill
 from workers.db.order_rows import get_order_row, insert_order_if_absent, update_order_row
+from workers.orders.fills import apply_fill_to_session
 from workers.orders.send import send_order
 from workers.state.store import StateChanges
 from workers.stops.sync import TOUCH_GRACE_S, settle_unfilled_touch, stop_id
@@ -139,3 +143,61 @@ def test_a_touch_the_live_broker_never_filled_is_dropped_and_its_entry_with_it(
     assert commands == [], "nothing was sent to the broker"
     assert any("still working at the broker" in m for m in messages), messages
     assert any(m.startswith(f"entry {coid} dropped") for m in messages), messages
+
+
+def test_a_touch_before_the_entrys_fill_at_the_broker_is_dropped_when_the_fill_comes(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A live broker filled the entry after the session saw its stop touched (the session takes
+    the stop as resting from its decision): that stop was not working at the broker when
+    touched, so the touch is dropped as the entry's fill is applied, with an event."""
+    with Fleet(redis_url, tmp_path / "fleet") as rig:
+        plan = SessionPlan("early", ACCOUNT, "breakout", (("lookback", "500"),))
+        sid = rig.create_sessions([plan])["early"]
+        rig.publish_replay(replay_ticks()[:20])
+        decided = first_tick_time()
+        entry = WorkingOrder(
+            client_order_id=client_order_id(sid, 1, 0),
+            contract=CONTRACT,
+            side="buy",
+            quantity=1,
+            order_type="market",
+            intent="entry",
+            status="working",
+            created_at=decided,
+            stop_price=Decimal("1674.00"),
+        )
+        with rig.store.locked(sid, wait_s=5) as lease:
+            rig.store.write(lease, StateChanges.of({"orders": {entry.client_order_id: entry}}))
+        assert insert_order_if_absent(rig.engine, sid, entry, decided, "day")
+        touched_ms = epoch_ms(decided) + 1_000
+        key = f"tf:{{{sid}}}:state"
+        raw = rig.client.hget(key, PROGRESS_FIELD)
+        progress = TickProgress.from_json(raw.decode() if raw else None)
+        out = StopOut(1, Decimal("1674.00"), -1, touched_ms)
+        rig.client.hset(key, PROGRESS_FIELD, replace(progress, stops_out=(out,)).to_json())
+        fill = Fill(
+            execution_id="X-1",
+            client_order_id=entry.client_order_id,
+            broker_order_id="B-1",
+            account=ACCOUNT,
+            session_id=sid,
+            contract=CONTRACT,
+            quantity=1,
+            price=Decimal("1676.00"),
+            commission=Decimal("2.50"),
+            time=decided + timedelta(seconds=5),
+        )
+        broker = rig.rt.broker("paper", {"account": ACCOUNT})
+        settings = rig.settings
+        assert apply_fill_to_session(
+            rig.store, rig.engine, broker, fill, settings.risk, settings.stops
+        )
+        after = rig.progress("early")
+        held = rig.quantity(sid)
+        marked = rig.client.get(f"tf:{{{sid}}}:unfilled-touch")
+        messages = [e.message for e in rig.events(sid, "risk")]
+    assert after.stops_out == ()
+    assert held == 1
+    assert marked == str(touched_ms).encode()
+    assert any("before entry" in m and "the position is held" in m for m in messages), messages
