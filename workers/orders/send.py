@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
-from models.codec import state_key
+from models.codec import decode_field, state_key
 from models.meta import PROGRESS_FIELD
 from models.progress import TickProgress
 from models.state import OpenPosition, OrderStatus, WorkingOrder
@@ -171,11 +171,20 @@ def _hold_while_touched(rt: Runtime, session_id: str, coid: str) -> None:
     touched whose fill has not come back (``_progress.stops_out``): the session took that
     position as closed, but the broker may not have filled the stop (it was not working yet,
     or its market never reached it), and the entry would then add to a position still held.
-    It goes out once the stop's fill is applied; one that never comes leaves the entry unsent
-    (its send gives up after its retries; order reconciliation marks it lost, with an event)."""
-    raw = rt.redis.hget(state_key(session_id), PROGRESS_FIELD)
-    text = raw.decode() if isinstance(raw, bytes) else None
-    if text and TickProgress.from_json(text).stops_out:
+    It goes out once the stop's fill is applied, or once the touch is found to be one the
+    broker never saw (``workers.stops.sync.settle_unfilled_touch``: the entry is then
+    cancelled). A touch of this entry's own stop does not hold it: that stop rests at the
+    broker only from this entry's fill (``workers.orders.fills`` settles such a touch then)."""
+    raw: list[Any] = rt.redis.hmget(state_key(session_id), [PROGRESS_FIELD, "orders"])  # type: ignore[assignment]
+    progress, orders = (v.decode() if isinstance(v, bytes) else None for v in raw)
+    outs = TickProgress.from_json(progress).stops_out if progress else ()
+    if not outs:
+        return
+    entry = decode_field("orders", orders).get(coid) if orders else None
+    own = None
+    if entry is not None and entry.stop_price is not None:
+        own = (1 if entry.side == "buy" else -1, entry.stop_price)
+    if any((out.direction, out.price) != own for out in outs):
         raise RetryLater(
             f"entry {coid} waits: the session's protective stop was touched and its fill "
             "has not come back from the broker"
