@@ -209,7 +209,7 @@ def _touch_before_fill(
         return {}
     kept = tuple(out for out in progress.stops_out if out not in early)
     newest = max(out.at_ms for out in early)
-    record_unfilled_touch(client, fill.session_id, newest)
+    record_unfilled_touch(client, fill.session_id, newest, progress.last_ms)
     message = (
         f"protective stop {price} was touched in the data before entry {fill.client_order_id} "
         f"filled at the broker ({fill.time.isoformat()}): the position is held"

@@ -40,12 +40,13 @@ from workers.state.store import StateChanges
 from workers.stops.horizon import stop_horizon
 from workers.stops.sync import (
     clear_for_exit,
+    decided_in_unfilled_touch,
+    drop_touches_of,
     is_move_id,
     is_stop_id,
     move_in_place,
     parent_of,
     settle_unfilled_touch,
-    unfilled_touch_key,
 )
 
 log = logging.getLogger(__name__)
@@ -192,12 +193,11 @@ def _hold_while_touched(rt: Runtime, session_id: str, coid: str) -> None:
 
 
 def _decided_on_unfilled_touch(rt: Runtime, row: OrderRow) -> bool:
-    """Whether the entry ``row`` was decided at or after a stop touch the broker never filled
-    (``workers.stops.sync.settle_unfilled_touch``): on a position taken as closed that was not."""
-    raw = rt.redis.get(unfilled_touch_key(row.session_id))
-    if not isinstance(raw, bytes) or row.decided_at is None:
+    """Whether the entry ``row`` was decided while the session took as closed a position whose
+    stop the broker never filled (``workers.stops.sync.record_unfilled_touch``)."""
+    if row.decided_at is None:
         return False
-    return epoch_ms(row.decided_at) >= int(raw)
+    return decided_in_unfilled_touch(rt.redis, row.session_id, epoch_ms(row.decided_at))
 
 
 def _place(
@@ -306,7 +306,8 @@ def _drop_working_order(rt: Runtime, session_id: str, coid: str, status: str) ->
         if coid not in orders:
             return
         remaining = {k: v for k, v in orders.items() if k != coid}
-        rt.store.write(lease, StateChanges.of({"orders": remaining}))
+        meta = drop_touches_of(lease, orders[coid])
+        rt.store.write(lease, StateChanges.of({"orders": remaining}, meta=meta))
         if orders[coid].intent == "entry":
             row = get_session_row(rt.engine, session_id)
             position: OpenPosition | None = lease.value("open_position")

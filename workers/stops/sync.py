@@ -73,7 +73,7 @@ from workers.brokers.commands import CancelOrder, OrderAck, PlaceOrder, QueryOrd
 from workers.db.event_rows import record_event
 from workers.db.order_rows import get_order_row, insert_order_if_absent, update_order_row
 from workers.dispatch import names
-from workers.state.store import StateChanges, StateStore
+from workers.state.store import Lease, StateChanges, StateStore
 from workers.stops.rows import (
     is_move_id,
     is_stop_id,
@@ -441,9 +441,39 @@ def unfilled_touch_key(session_id: str) -> str:
     return f"tf:{{{session_id}}}:unfilled-touch"
 
 
-def record_unfilled_touch(client: redis.Redis, session_id: str, at_ms: int) -> None:
-    """The broker never filled the stop the session saw touched at ``at_ms`` (data time)."""
-    client.set(unfilled_touch_key(session_id), str(at_ms), ex=CLEAR_KEY_TTL_S)
+def record_unfilled_touch(
+    client: redis.Redis, session_id: str, at_ms: int, until_ms: int | None
+) -> None:
+    """The broker never filled the stop the session saw touched at ``at_ms`` (data time); the
+    session believed it filled until ``until_ms``, the data time it had read to when the touch
+    was dropped (None: unknown, any later decision counts): entries decided in between were
+    decided on a position taken as closed that was not."""
+    window = f"{at_ms}-{'' if until_ms is None else until_ms}"
+    client.set(unfilled_touch_key(session_id), window, ex=CLEAR_KEY_TTL_S)
+
+
+def decided_in_unfilled_touch(client: redis.Redis, session_id: str, decided_ms: int) -> bool:
+    """Whether a decision at ``decided_ms`` fell in the session's last unfilled touch window."""
+    raw = client.get(unfilled_touch_key(session_id))
+    if not isinstance(raw, bytes):
+        return False
+    start, _, end = raw.decode().partition("-")
+    return int(start) <= decided_ms and (not end or decided_ms <= int(end))
+
+
+def drop_touches_of(lease: Lease, entry: WorkingOrder) -> dict[str, str]:
+    """An entry that ended unfilled (cancelled, rejected, lost, or dropped unsent): the touches
+    of its own stop the session took as closing it are gone with it. The new ``_progress``
+    meta field (``StateChanges.meta``), empty when nothing changes."""
+    raw = lease.fields.get(PROGRESS_FIELD)
+    if not raw or entry.stop_price is None:
+        return {}
+    progress = TickProgress.from_json(raw)
+    own = (1 if entry.side == "buy" else -1, entry.stop_price)
+    kept = tuple(out for out in progress.stops_out if (out.direction, out.price) != own)
+    if kept == progress.stops_out:
+        return {}
+    return {PROGRESS_FIELD: replace(progress, stops_out=kept).to_json()}
 
 
 def settle_unfilled_touch(
@@ -479,7 +509,7 @@ def settle_unfilled_touch(
         meta = {PROGRESS_FIELD: replace(progress, stops_out=kept).to_json()}
         store.write(lease, StateChanges(meta=meta))
         newest = max(out.at_ms for out in mine)
-        record_unfilled_touch(store.client, session_id, newest)
+        record_unfilled_touch(store.client, session_id, newest, progress.last_ms)
         store.client.delete(seen)
     message = (
         f"protective stop {stop.client_order_id} at {price} was touched in the data but is "
