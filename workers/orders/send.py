@@ -174,18 +174,21 @@ def _hold_while_touched(rt: Runtime, session_id: str, coid: str) -> None:
     or its market never reached it), and the entry would then add to a position still held.
     It goes out once the stop's fill is applied, or once the touch is found to be one the
     broker never saw (``workers.stops.sync.settle_unfilled_touch``: the entry is then
-    cancelled). A touch of this entry's own stop does not hold it: that stop rests at the
-    broker only from this entry's fill (``workers.orders.fills`` settles such a touch then)."""
+    cancelled). A touch of the stop of an entry not filled yet (this one's, or a later one's)
+    does not hold it: that stop rests at the broker only from its entry's fill
+    (``workers.orders.fills`` settles such a touch then)."""
     raw: list[Any] = rt.redis.hmget(state_key(session_id), [PROGRESS_FIELD, "orders"])  # type: ignore[assignment]
     progress, orders = (v.decode() if isinstance(v, bytes) else None for v in raw)
     outs = TickProgress.from_json(progress).stops_out if progress else ()
     if not outs:
         return
-    entry = decode_field("orders", orders).get(coid) if orders else None
-    own = None
-    if entry is not None and entry.stop_price is not None:
-        own = (1 if entry.side == "buy" else -1, entry.stop_price)
-    if any((out.direction, out.price) != own for out in outs):
+    pending: dict[str, WorkingOrder] = decode_field("orders", orders) if orders else {}
+    unfilled = {
+        (1 if order.side == "buy" else -1, order.stop_price)
+        for order in pending.values()
+        if order.intent == "entry" and order.stop_price is not None and not order.filled_quantity
+    }
+    if any((out.direction, out.price) not in unfilled for out in outs):
         raise RetryLater(
             f"entry {coid} waits: the session's protective stop was touched and its fill "
             "has not come back from the broker"
