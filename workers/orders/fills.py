@@ -35,12 +35,14 @@ from models.meta import LAST_FILL_FIELD, PROGRESS_FIELD
 from models.progress import TickProgress
 from models.state import OpenPosition, PnlInfo, Trade, WorkingOrder
 from trading.exceptions import RetryLater, UnknownSession
+from trading.market import epoch_ms
 from trading.positions import apply_fill
 from trading.rolls import ROLL_ORDER_PREFIX
 from trading.stops import after_stop_fill
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import Fill, QueryBalance
 from workers.brokers.paper.model import epoch_ms_ceil
+from workers.db.event_rows import record_event
 from workers.db.order_rows import (
     get_order_row,
     insert_fill_if_absent,
@@ -51,7 +53,7 @@ from workers.dispatch.rolls import send_wake
 from workers.risk.after_fill import risk_after_fill
 from workers.settings import RiskSettings, StopSettings
 from workers.state.store import Lease, StateChanges, StateStore
-from workers.stops.sync import is_stop_id, sync_stop
+from workers.stops.sync import is_stop_id, record_unfilled_touch, sync_stop
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +137,9 @@ def apply_fill_to_session(
                 changes.update(
                     _risk_changes(store, engine, lease, fill, changes, trade, balance, risk)
                 )
-                settled = _stop_settled(engine, lease, fill)
+                settled = _stop_settled(engine, lease, fill) or _touch_before_fill(
+                    store.client, engine, lease, fill
+                )
                 meta = {LAST_FILL_FIELD: datetime.now(UTC).isoformat(), **settled}
                 store.write(lease, StateChanges.of(changes, trades=[trade], meta=meta))
                 newly = True
@@ -174,6 +178,46 @@ def _stop_settled(engine: Engine, lease: Lease, fill: Fill) -> dict[str, str]:
     if settled == progress.stops_out:
         return {}
     return {PROGRESS_FIELD: replace(progress, stops_out=settled).to_json()}
+
+
+def _touch_before_fill(
+    client: redis.Redis, engine: Engine, lease: Lease, fill: Fill
+) -> dict[str, str]:
+    """An entry's fill at a broker later than the session took it (a live broker fills at
+    its own market, after the order reached it): a touch of the entry's stop the session saw
+    before that fill did not happen at the broker (the stop rests from the entry's fill
+    there), so it is dropped; entries decided on it are cancelled unsent
+    (``workers.stops.sync.unfilled_touch_key``). The new ``_progress``, if it changes."""
+    raw = lease.fields.get(PROGRESS_FIELD)
+    if not raw or is_stop_id(fill.client_order_id):
+        return {}
+    progress = TickProgress.from_json(raw)
+    if not progress.stops_out:
+        return {}
+    orders: Mapping[str, WorkingOrder] = lease.value("orders")
+    entry = orders.get(fill.client_order_id)
+    if entry is None or entry.intent != "entry" or entry.stop_price is None:
+        return {}
+    direction, price = (1 if fill.quantity > 0 else -1), entry.stop_price
+    filled_ms = epoch_ms(fill.time)
+    early = [
+        out
+        for out in progress.stops_out
+        if (out.direction, out.price) == (direction, price) and out.at_ms < filled_ms
+    ]
+    if not early:
+        return {}
+    kept = tuple(out for out in progress.stops_out if out not in early)
+    newest = max(out.at_ms for out in early)
+    record_unfilled_touch(client, fill.session_id, newest, progress.last_ms)
+    message = (
+        f"protective stop {price} was touched in the data before entry {fill.client_order_id} "
+        f"filled at the broker ({fill.time.isoformat()}): the position is held"
+    )
+    log.warning("session %s: %s", fill.session_id, message)
+    details = {"client_order_id": fill.client_order_id, "touched_ms": newest}
+    record_event(engine, fill.session_id, "risk", "warning", message, details)
+    return {PROGRESS_FIELD: replace(progress, stops_out=kept).to_json()}
 
 
 def _protect(

@@ -20,9 +20,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
+from models.codec import decode_field, state_key
+from models.meta import PROGRESS_FIELD
+from models.progress import TickProgress
 from models.state import OpenPosition, OrderStatus, WorkingOrder
 from models.tables import OrderRow, TradingSessionRow
-from trading.exceptions import BadInput, UnknownSession
+from trading.exceptions import BadInput, RetryLater, UnknownSession
+from trading.market import epoch_ms
 from trading.stops import attached_stop_id
 from workers.brokers.base import AccountManager
 from workers.brokers.commands import OrderAck, PlaceOrder, QueryOrder
@@ -34,7 +38,16 @@ from workers.risk.after_fill import release_entry
 from workers.runtime import Runtime
 from workers.state.store import StateChanges
 from workers.stops.horizon import stop_horizon
-from workers.stops.sync import clear_for_exit, is_move_id, is_stop_id, move_in_place, parent_of
+from workers.stops.sync import (
+    clear_for_exit,
+    decided_in_unfilled_touch,
+    drop_touches_of,
+    is_move_id,
+    is_stop_id,
+    move_in_place,
+    parent_of,
+    settle_unfilled_touch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +130,17 @@ def _send(
     broker when one of them had already filled (the stop closed the position; sending the
     exit too would reverse it, and the moved stop would protect nothing)."""
     coid = row.client_order_id
+    if row.intent == "entry" and not works_in_data_time(broker):
+        _hold_while_touched(rt, session.id, coid)
+        if _decided_on_unfilled_touch(rt, row):
+            message = (
+                f"entry {coid} dropped: decided while a protective stop the broker never "
+                "filled was taken as closed (the position is still held)"
+            )
+            record_event(
+                rt.engine, session.id, "risk", "warning", message, {"client_order_id": coid}
+            )
+            return OrderAck(coid, "", "cancelled")
     if is_move_id(coid) and rt.settings.stops.protective:
         moved = move_in_place(rt.store, rt.engine, broker, row, session.account)
         if moved is not None:
@@ -134,6 +158,49 @@ def _send(
             record_event(rt.engine, session.id, "risk", "info", message, {"client_order_id": coid})
         return OrderAck(coid, "", "cancelled")
     return _place(rt, broker, session, row)
+
+
+def works_in_data_time(broker: AccountManager) -> bool:
+    """Whether ``broker`` works resting orders in data time when asked (the paper broker's
+    ``match_order``): a stop the session saw touched in the data is then filled at that touch,
+    whenever its fill comes back. A live broker works them on its own market, and may not."""
+    return callable(getattr(broker, "match_order", None))
+
+
+def _hold_while_touched(rt: Runtime, session_id: str, coid: str) -> None:
+    """An entry is not sent to a live broker while the session holds a protective stop it saw
+    touched whose fill has not come back (``_progress.stops_out``): the session took that
+    position as closed, but the broker may not have filled the stop (it was not working yet,
+    or its market never reached it), and the entry would then add to a position still held.
+    It goes out once the stop's fill is applied, or once the touch is found to be one the
+    broker never saw (``workers.stops.sync.settle_unfilled_touch``: the entry is then
+    cancelled). A touch of the stop of an entry not filled yet (this one's, or a later one's)
+    does not hold it: that stop rests at the broker only from its entry's fill
+    (``workers.orders.fills`` settles such a touch then)."""
+    raw: list[Any] = rt.redis.hmget(state_key(session_id), [PROGRESS_FIELD, "orders"])  # type: ignore[assignment]
+    progress, orders = (v.decode() if isinstance(v, bytes) else None for v in raw)
+    outs = TickProgress.from_json(progress).stops_out if progress else ()
+    if not outs:
+        return
+    pending: dict[str, WorkingOrder] = decode_field("orders", orders) if orders else {}
+    unfilled = {
+        (1 if order.side == "buy" else -1, order.stop_price)
+        for order in pending.values()
+        if order.intent == "entry" and order.stop_price is not None and not order.filled_quantity
+    }
+    if any((out.direction, out.price) not in unfilled for out in outs):
+        raise RetryLater(
+            f"entry {coid} waits: the session's protective stop was touched and its fill "
+            "has not come back from the broker"
+        )
+
+
+def _decided_on_unfilled_touch(rt: Runtime, row: OrderRow) -> bool:
+    """Whether the entry ``row`` was decided while the session took as closed a position whose
+    stop the broker never filled (``workers.stops.sync.record_unfilled_touch``)."""
+    if row.decided_at is None:
+        return False
+    return decided_in_unfilled_touch(rt.redis, row.session_id, epoch_ms(row.decided_at))
 
 
 def _place(
@@ -185,15 +252,16 @@ def poll_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcom
     if row.status in FINAL:
         return SendOutcome(row.status)
     broker = session_broker(rt, session)
-    match_order = getattr(broker, "match_order", None)
-    if callable(match_order):
+    if works_in_data_time(broker):
         stop = is_stop_id(client_order_id)
         horizon = stop_horizon(rt.redis, rt.engine, row) if stop else None
-        match_order(session.account, client_order_id, horizon)
+        broker.match_order(session.account, client_order_id, horizon)  # type: ignore[attr-defined]
     answer = broker.order(QueryOrder(session.account, client_order_id))
     status = "unknown" if answer is None else answer.status
     ack = OrderAck(client_order_id, "" if answer is None else answer.broker_order_id, status)
     outcome = _after_ack(rt, broker, session, ack)
+    if status == "working" and is_stop_id(client_order_id) and not works_in_data_time(broker):
+        settle_unfilled_touch(rt.store, rt.engine, session_id, row)
     ended = status in ENDED_THERE
     return replace(outcome, ended_at_broker=ended) if ended else outcome
 
@@ -241,7 +309,8 @@ def _drop_working_order(rt: Runtime, session_id: str, coid: str, status: str) ->
         if coid not in orders:
             return
         remaining = {k: v for k, v in orders.items() if k != coid}
-        rt.store.write(lease, StateChanges.of({"orders": remaining}))
+        meta = drop_touches_of(lease, orders[coid])
+        rt.store.write(lease, StateChanges.of({"orders": remaining}, meta=meta))
         if orders[coid].intent == "entry":
             row = get_session_row(rt.engine, session_id)
             position: OpenPosition | None = lease.value("open_position")
