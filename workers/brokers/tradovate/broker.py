@@ -223,9 +223,22 @@ class TradovateBroker:
             raise
         if existing is not None:
             return self._ack(coid, existing, duplicate=True)
+        parent = command.parent_client_order_id
+        if parent is not None and not self._parent_filled(parent):
+            # A stop attached to an entry rests at Tradovate only as that entry's bracket
+            # (placeoso): one whose entry has not filled here would work on its own, before
+            # (or without) the position it protects. The fleet places the stop the position
+            # needs once the entry fills (``workers.stops.sync``).
+            self._release(claim, token)
+            _log.warning("stop %s not placed: its entry %s has not filled", coid, parent)
+            return OrderAck(coid, "", "cancelled")
         # From here the claim is left to expire: a place whose answer was lost may still
         # create the order, and no other try may look before it would show.
         return self._place(command)
+
+    def _parent_filled(self, parent_coid: str) -> bool:
+        order = self._find(parent_coid)
+        return order is not None and self._status(order) == "filled"
 
     def _release(self, claim: str, token: str) -> None:
         try:

@@ -267,3 +267,17 @@ def test_a_stop_moved_in_place_rests_throughout_under_its_new_id(venue: Venue) -
 def stop_id_of(n: int) -> str:
     """The session's ``n``-th protective stop id (``<hex>-stop-<n>``)."""
     return f"{client_order_id(SESSION, 0, 0).split('-', 1)[0]}-stop-{n}"
+
+
+def test_a_stop_whose_entry_never_went_out_never_fills(venue: Venue) -> None:
+    """An attached stop sent on its own while its entry never reached the broker (dropped or
+    refused) must not work by itself: it would open a position instead of protecting one."""
+    venue.trade(at(1), "1800.00")
+    entry_id = client_order_id(SESSION, 7, 0)
+    protective = stop(venue, attached_stop_id(entry_id), "1795.00", parent_client_order_id=entry_id)
+    venue.broker.place_order(protective)
+    venue.trade(at(2), "1794.00")
+    venue.trade(at(3), "1793.00")
+    venue.work()
+    assert all_fills(venue) == []
+    assert positions(venue) == {}
