@@ -81,3 +81,11 @@ class StopModifier(Protocol):
         ``cancelled``. ``working`` when moved; a stop that filled first answers ``filled``;
         a refused move ``rejected`` (nothing changed)."""
         ...
+
+
+def works_in_data_time(broker: AccountManager) -> bool:
+    """Whether ``broker`` works resting orders in data time when asked (the paper broker's
+    ``match_order``): a stop the session saw touched in the data is filled at that touch,
+    whenever its fill comes back, and it ends a stop unfilled only when the fleet cancels it
+    or its entry ended unfilled. A live broker works orders on its own market, and may not."""
+    return callable(getattr(broker, "match_order", None))

@@ -28,7 +28,7 @@ from models.tables import OrderRow, TradingSessionRow
 from trading.exceptions import BadInput, RetryLater, UnknownSession
 from trading.market import epoch_ms
 from trading.stops import attached_stop_id
-from workers.brokers.base import AccountManager
+from workers.brokers.base import AccountManager, works_in_data_time
 from workers.brokers.commands import OrderAck, PlaceOrder, QueryOrder
 from workers.db.event_rows import record_event
 from workers.db.order_rows import FINAL_STATUSES, get_order_row, update_order_row
@@ -70,9 +70,10 @@ class SendOutcome:
     duplicate: bool = False
     fills_applied: int = 0
     ended_at_broker: bool = False
-    """The order was open here and the broker answered that it ended unfilled (cancelled or
-    unknown there): the broker ended it, not the fleet (whose cancels close the row first,
-    and whose dropped exits never reach the broker)."""
+    """The order was open here and a live broker answered that it ended unfilled (cancelled
+    or unknown there): the broker ended it, not the fleet (whose cancels close the row first,
+    and whose dropped exits never reach the broker). Never set for a broker that works in data
+    time (``works_in_data_time``): it ends a stop only as the fleet asked."""
 
     @property
     def resting(self) -> bool:
@@ -118,7 +119,8 @@ def send_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcom
         _record_ack(rt, session, _send(rt, broker, session, earlier))
     ack = _send(rt, broker, session, row)
     outcome = _after_ack(rt, broker, session, ack)
-    ended = ack.status in ENDED_THERE and bool(ack.broker_order_id)
+    live = not works_in_data_time(broker)
+    ended = live and ack.status in ENDED_THERE and bool(ack.broker_order_id)
     return replace(outcome, ended_at_broker=ended) if ended else outcome
 
 
@@ -158,13 +160,6 @@ def _send(
             record_event(rt.engine, session.id, "risk", "info", message, {"client_order_id": coid})
         return OrderAck(coid, "", "cancelled")
     return _place(rt, broker, session, row)
-
-
-def works_in_data_time(broker: AccountManager) -> bool:
-    """Whether ``broker`` works resting orders in data time when asked (the paper broker's
-    ``match_order``): a stop the session saw touched in the data is then filled at that touch,
-    whenever its fill comes back. A live broker works them on its own market, and may not."""
-    return callable(getattr(broker, "match_order", None))
 
 
 def _hold_while_touched(rt: Runtime, session_id: str, coid: str) -> None:
@@ -262,7 +257,7 @@ def poll_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcom
     outcome = _after_ack(rt, broker, session, ack)
     if status == "working" and is_stop_id(client_order_id) and not works_in_data_time(broker):
         settle_unfilled_touch(rt.store, rt.engine, session_id, row)
-    ended = status in ENDED_THERE
+    ended = status in ENDED_THERE and not works_in_data_time(broker)
     return replace(outcome, ended_at_broker=ended) if ended else outcome
 
 

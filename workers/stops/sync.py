@@ -68,7 +68,7 @@ from models.progress import TickProgress
 from models.state import OrderStatus, Side, WorkingOrder
 from models.tables import OrderRow
 from trading.stops import WantedStop, cancel_as_of, exit_pending, plan_stop
-from workers.brokers.base import AccountManager, StopModifier
+from workers.brokers.base import AccountManager, StopModifier, works_in_data_time
 from workers.brokers.commands import CancelOrder, OrderAck, PlaceOrder, QueryOrder
 from workers.db.event_rows import record_event
 from workers.db.order_rows import get_order_row, insert_order_if_absent, update_order_row
@@ -189,7 +189,7 @@ def sync_stop(
             assert keep.decided_at is not None
             order = _as_order(keep)
             status = _place(engine, broker, account, session_id, order, keep.decided_at)
-            if status in ENDED_THERE:
+            if status in ENDED_THERE and not works_in_data_time(broker):
                 outcome.missing = keep.client_order_id
                 decided = as_of or _data_now(dict(lease.fields), last_decided(engine, session_id))
                 outcome.placed, status = _place_new(

@@ -6,6 +6,7 @@ Every child runs in its own process group so that stopping it stops its pool chi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -103,8 +104,13 @@ class ChildProcesses:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
+        """SIGTERM to each child's main process (a Celery worker's warm shutdown: its pool
+        finishes the tasks it runs; signalling the whole group would kill them mid-task), then
+        SIGKILL to the group of any still running at the deadline, and to whatever a child
+        that exited left behind in its group."""
         for proc in self.children.values():
-            _signal_group(proc, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for proc in self.children.values():
             remaining = max(0.1, deadline - time.monotonic())
@@ -113,6 +119,8 @@ class ChildProcesses:
             except subprocess.TimeoutExpired:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait(timeout=5)
+            else:
+                _signal_group(proc, signal.SIGKILL)
         self.children.clear()
 
     def __enter__(self) -> ChildProcesses:
