@@ -266,6 +266,30 @@ class FlowerSettings(_Group):
     password: SecretStr = SecretStr("")
 
 
+class WebSettings(_Group):
+    """The operations console (``tradefleet web``) and its ``/metrics``."""
+
+    secret_key: SecretStr = SecretStr("")
+    """Signs the session cookie and the CSRF tokens; shared by every console instance. The
+    console refuses to start without one (at least 32 characters)."""
+    session_max_age_s: Annotated[int, Field(ge=60, le=7 * 86_400)] = 8 * 3_600
+    """A login's cookie expires this long after the login."""
+    login_max_failures: Annotated[int, Field(ge=1, le=1_000)] = 5
+    """Failed logins allowed per user name and per client address in ``login_window_s``."""
+    login_window_s: Annotated[int, Field(ge=1, le=86_400)] = 300
+    metrics_token: SecretStr = SecretStr("")
+    """``/metrics`` answers only ``Authorization: Bearer <token>``; unset, it is not served."""
+    flower_url: str = "http://127.0.0.1:5555"
+    """Where the console links to Flower."""
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value() and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+
 class LogSettings(_Group):
     level: str = "INFO"
 
@@ -334,6 +358,12 @@ ENV_NAMES: Mapping[str, tuple[str, str]] = MappingProxyType(
         "TRADEFLEET_TRADOVATE_TOKEN_RENEW_MARGIN_S": ("tradovate", "token_renew_margin_s"),
         "TRADEFLEET_FLOWER_USER": ("flower", "user"),
         "TRADEFLEET_FLOWER_PASSWORD": ("flower", "password"),
+        "TRADEFLEET_WEB_SECRET_KEY": ("web", "secret_key"),
+        "TRADEFLEET_WEB_SESSION_MAX_AGE_S": ("web", "session_max_age_s"),
+        "TRADEFLEET_WEB_LOGIN_MAX_FAILURES": ("web", "login_max_failures"),
+        "TRADEFLEET_WEB_LOGIN_WINDOW_S": ("web", "login_window_s"),
+        "TRADEFLEET_METRICS_TOKEN": ("web", "metrics_token"),
+        "TRADEFLEET_FLOWER_URL": ("web", "flower_url"),
         "TRADEFLEET_LOG_LEVEL": ("log", "level"),
     }
 )
@@ -402,6 +432,7 @@ class Settings(BaseSettings):
     risk: RiskSettings = Field(default_factory=RiskSettings)
     tradovate: TradovateSettings = Field(default_factory=TradovateSettings)
     flower: FlowerSettings = Field(default_factory=FlowerSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod
