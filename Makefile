@@ -32,7 +32,7 @@ lint: install
 	$(BIN)/lint-imports
 
 test: lint chromium
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 3 --dist worksteal
 
 bench: install
 	$(BIN)/tradefleet bench

@@ -82,9 +82,13 @@ def test_a_completed_bar_becomes_the_replays_four_ticks(server: LocalTradovate) 
         push(server, 1, "5001.00", "5003.50", "4999.75", "5002.25", bid="5002.00", ask="5002.50")
         assert rig.ticks[:0] == []
         push(server, 2, "5002.50")
-        wait_until(lambda: len(rig.ticks) >= 4, what="the 14:01 bar")
-        got = rig.ticks[-4:] if rig.ticks[-1].time.minute == 1 else rig.ticks[:4]
         minute = T0 + timedelta(minutes=1)
+
+        def of_the_minute() -> list[Tick]:
+            return [t for t in rig.ticks if minute <= t.time < minute + timedelta(minutes=1)]
+
+        wait_until(lambda: len(of_the_minute()) >= 4, what="the 14:01 bar")
+        got = of_the_minute()
         assert [t.time for t in got] == [minute + timedelta(seconds=s) for s in (0, 15, 30, 45)]
         assert [t.price for t in got] == [
             Decimal("5001.00"),
