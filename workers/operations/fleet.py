@@ -22,8 +22,10 @@ Figures of one session (``SessionView``):
   the exchange's time of that print); ``tick_age_s``: wall time now minus that data time, in
   whole seconds (a replayed session's age is the age of its data).
 - ``tick_lag_ms``: how far the session is behind its instrument stream, in data time: the
-  stream's newest entry id minus the session's cursor (stream ids are data-time
-  milliseconds), 0 when it has read everything. The drainer records no wall time of when it
+  data time of the stream's newest tick minus that of the newest tick the session has read
+  (its cursor; stream ids are data-time milliseconds), 0 when it has read them all; for a
+  session that has read none of the stream yet, from the stream's first tick. None while
+  the stream is empty. The drainer records no wall time of when it
   processed a tick (only the bench's latency probe does), so a wall-clock processing lag is
   not known here; a session that keeps up shows 0 whatever the feed's own delay.
 - ``candles_closed``: ``TickProgress.candles_closed``; ``last_event``: its newest event row.
@@ -290,9 +292,9 @@ def _risks(rt: Runtime, accounts: Iterable[str]) -> dict[str, AccountRisk]:
 
 def _redis_reads(
     rt: Runtime, rows: Sequence[TradingSessionRow]
-) -> tuple[dict[str, _Held | None], dict[str, bool], dict[str, int | None]]:
+) -> tuple[dict[str, _Held | None], dict[str, bool], dict[str, tuple[int, int] | None]]:
     """Every row's state fields (one round trip), then per contract its stall flag and its
-    stream's newest id in data-time ms (another)."""
+    stream's oldest and newest ids in data-time ms (another)."""
     with rt.redis.pipeline(transaction=False) as pipe:
         for row in rows:
             pipe.hmget(state_key(row.id), list(_FIELDS))
@@ -305,14 +307,17 @@ def _redis_reads(
     with rt.redis.pipeline(transaction=False) as pipe:
         for contract in contracts:
             pipe.exists(stall_key(contract))
+            pipe.xrange(stream_key(contract), count=1)
             pipe.xrevrange(stream_key(contract), count=1)
         found: list[Any] = pipe.execute()
     stalled: dict[str, bool] = {}
-    tails: dict[str, int | None] = {}
+    tails: dict[str, tuple[int, int] | None] = {}
     for i, contract in enumerate(contracts):
-        flag, tail = found[2 * i], found[2 * i + 1]
+        flag, head, tail = found[3 * i : 3 * i + 3]
         stalled[contract] = bool(flag)
-        tails[contract] = _stream_ms(_text(tail[0][0]) or "") if tail else None
+        first = _stream_ms(_text(head[0][0]) or "") if head else None
+        last = _stream_ms(_text(tail[0][0]) or "") if tail else None
+        tails[contract] = None if first is None or last is None else (first, last)
     return held, stalled, tails
 
 
@@ -377,7 +382,7 @@ def _session_view(
     risk: AccountRisk,
     roll_status: str | None,
     stalled: Mapping[str, bool],
-    tails: Mapping[str, int | None],
+    tails: Mapping[str, tuple[int, int] | None],
     last_event: EventView | None,
     now: datetime,
     open_now: bool,
@@ -432,9 +437,12 @@ def _session_view(
         if risk.equity is not None and risk.equity > 0
         else Decimal(0)
     )
-    tail = tails.get(contract)
+    span = tails.get(contract)
     cursor_ms = None if h is None else _stream_ms(h.cursor)
-    lag = None if tail is None else max(0, tail - (cursor_ms or 0))
+    lag = None
+    if span is not None:
+        first, last = span
+        lag = max(0, last - max(cursor_ms or 0, first))
     position = OpenPosition(contract) if h is None else h.position
     pnl = PnlInfo() if h is None else h.pnl
     return SessionView(
