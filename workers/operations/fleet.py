@@ -172,6 +172,11 @@ class SessionView:
     stop_price: Decimal | None
     broker: BrokerView | None
     broker_check: BrokerCheck
+    group_sessions: int
+    """Sessions holding state on this account and contract (the broker's one position is
+    theirs together), this one included."""
+    group_position: int
+    """Their summed position: what the broker's is compared with."""
     realized: Decimal
     unrealized: Decimal
     commissions: Decimal
@@ -414,6 +419,7 @@ def _session_view(
     broker_seen = seen.get((row.account, contract))
     broker = None
     check: BrokerCheck = "unknown"
+    group = groups.get((row.account, contract), [])
     if broker_seen is not None:
         broker = BrokerView(
             broker_seen.quantity,
@@ -422,7 +428,6 @@ def _session_view(
             broker_seen.as_of,
             max(0, int((now - broker_seen.as_of).total_seconds())),
         )
-        group = groups.get((row.account, contract), [])
         fills = [g.last_fill for g in group if g.last_fill is not None]
         check = broker_check(
             sum(_local(g) for g in group),
@@ -462,6 +467,8 @@ def _session_view(
         stop_price=position.stop_price,
         broker=broker,
         broker_check=check,
+        group_sessions=len(group),
+        group_position=sum(_local(g) for g in group),
         realized=pnl.realized,
         unrealized=pnl.unrealized,
         commissions=pnl.commissions,
@@ -813,6 +820,8 @@ def session_json(view: SessionView) -> dict[str, Any]:
             "age_s": broker.age_s,
         },
         "broker_check": view.broker_check,
+        "group_sessions": view.group_sessions,
+        "group_position": view.group_position,
         "realized": str(view.realized),
         "unrealized": str(view.unrealized),
         "commissions": str(view.commissions),

@@ -38,7 +38,7 @@ from workers.runtime import Runtime
 from workers.web import stream
 from workers.web.auth import User, csrf_token, current_user
 from workers.web.deps import TEMPLATES, runtime, settings
-from workers.web.views import fleet_snapshot, percent, session_cells, totals_cells
+from workers.web.views import fleet_snapshot, percent, session_cells, totals_cells, when
 
 router = APIRouter()
 router.include_router(stream.router)
@@ -77,6 +77,7 @@ def render(name: str, context: dict[str, Any], **extra: Any) -> HTMLResponse:
 
 
 TEMPLATES.env.filters["percent"] = percent
+TEMPLATES.env.filters["when"] = when
 
 
 # --------------------------------------------------------------------------- fleet

@@ -8,6 +8,7 @@ totals visibly add up).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -49,6 +50,13 @@ def lag(ms: int | None) -> str:
     return age(ms // 1_000)
 
 
+def when(value: str | None) -> str:
+    """An ISO time as ``2013-10-07 14:30:05`` (UTC, whole seconds); ``-`` when None."""
+    if not value:
+        return "-"
+    return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def percent(fraction: str | Decimal | None) -> str:
     """A fraction as an exact percentage: ``0.012`` → ``1.2 %``."""
     if fraction is None:
@@ -63,6 +71,11 @@ def broker_text(session: dict[str, Any]) -> str:
     if broker is None:
         return "broker not seen yet"
     text = f"broker {broker['quantity']}, {age(broker['age_s'])} ago"
+    if session["group_sessions"] > 1:
+        text = (
+            f"broker {broker['quantity']} for {session['group_sessions']} sessions holding "
+            f"{session['group_position']}, {age(broker['age_s'])} ago"
+        )
     check = session["broker_check"]
     if check == "mismatch":
         return f"{text}: MISMATCH"
@@ -136,4 +149,5 @@ __all__ = [
     "session_cells",
     "session_snapshot",
     "totals_cells",
+    "when",
 ]

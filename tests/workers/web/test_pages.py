@@ -126,7 +126,11 @@ def test_the_fleet_shows_what_each_session_holds_and_the_broker_beside_it(
                 held = rig.broker_positions(plan.account)["ESZ13"]
                 assert shown[sid]["broker"]["quantity"] == held
                 assert shown[sid]["broker_check"] == "match"
-                assert shown[sid]["cells"]["broker"].startswith(f"broker {held}, ")
+                shared = sum(1 for other in plans if other.account == plan.account)
+                assert shown[sid]["group_sessions"] == shared
+                assert shown[sid]["group_position"] == held
+                text = f"broker {held}, " if shared == 1 else f"broker {held} for 2 sessions "
+                assert shown[sid]["cells"]["broker"].startswith(text)
             assert shown[ids["w-one"]]["broker"]["quantity"] == 2 * shown[ids["w-one"]]["position"]
 
             three = ids["w-three"]

@@ -28,7 +28,7 @@
     return list.map(function (m) {
       var buy = m.quantity > 0;
       return {time: m.time, position: buy ? "belowBar" : "aboveBar", color: buy ? "#1565c0" : "#c62828",
-              shape: buy ? "arrowUp" : "arrowDown", text: m.intent + " " + m.quantity + " @ " + m.price};
+              shape: buy ? "arrowUp" : "arrowDown", text: m.intent + " " + (buy ? "+" : "") + m.quantity};
     }).sort(function (a, b) { return a.time - b.time; });
   }
 
@@ -41,6 +41,7 @@
     var bars = data.candles.map(bar);
     if (data.partial && (!bars.length || data.partial.time > bars[bars.length - 1].time)) bars.push(bar(data.partial));
     series.setData(bars);
+    made.timeScale().fitContent();
     series.setMarkers(marks(data.markers));
     chart = {series: series, last: bars.length ? bars[bars.length - 1].time : 0, stop: null, stopPrice: null, markers: data.markers.length};
   }
@@ -64,7 +65,7 @@
       snap.sessions.forEach(function (s) { var row = document.getElementById("session-" + s.id); paint(row, row, s); });
       snap.accounts.forEach(function (t) { paint(document.getElementById("totals-" + t.account), null, t); });
       var asOf = document.getElementById("as-of");
-      if (asOf) asOf.textContent = snap.as_of;
+      if (asOf) asOf.textContent = "as of " + snap.as_of.replace("T", " ").slice(0, 19) + " UTC";
     } else {
       paint(document.querySelector("main"), document.getElementById("session-" + snap.session.id), snap.session);
       if (chart) moveChart(snap);
