@@ -528,7 +528,8 @@ class FillView:
 @dataclass(frozen=True, slots=True)
 class SessionDetail:
     view: SessionView
-    state: SessionState
+    state: SessionState | None
+    """None while the session has no state in Redis (it needs recovery)."""
     candles: list[Candle]
     markers: list[Marker]
     orders: list[OrderView]
@@ -557,7 +558,8 @@ def session_detail(rt: Runtime, session_id: str, now: datetime | None = None) ->
     """Everything the session page shows; ``UnknownSession`` if no such session."""
     row = require_session(rt, session_id)
     view = fleet_view(rt, now, session_ids=[session_id]).sessions[0]
-    state = rt.store.load(session_id)
+    state = rt.store.load(session_id) if rt.store.exists(session_id) else None
+    working = {} if state is None else state.orders
     with DbSession(rt.engine) as db:
         order_rows = db.scalars(
             select(OrderRow)
@@ -585,7 +587,7 @@ def session_detail(rt: Runtime, session_id: str, now: datetime | None = None) ->
             o.stop_price,
             o.broker_order_id,
             o.decided_at,
-            state.orders.get(o.client_order_id),
+            working.get(o.client_order_id),
         )
         for o in order_rows
     ]
@@ -597,10 +599,10 @@ def session_detail(rt: Runtime, session_id: str, now: datetime | None = None) ->
     return SessionDetail(
         view=view,
         state=state,
-        candles=list(state.candles),
+        candles=[] if state is None else list(state.candles),
         markers=markers_of(session_fills(rt.engine, session_id), row.timeframe),
         orders=orders,
-        working_only=[o for coid, o in state.orders.items() if coid not in known],
+        working_only=[o for coid, o in working.items() if coid not in known],
         fills=fills,
         events=[
             _event_view(e)
@@ -881,6 +883,23 @@ def marker_json(marker: Marker) -> dict[str, Any]:
     }
 
 
+def working_json(order: WorkingOrder) -> dict[str, Any]:
+    """A working copy the session holds without its SQL row."""
+    return {
+        "client_order_id": order.client_order_id,
+        "contract": order.contract,
+        "side": order.side,
+        "quantity": order.quantity,
+        "order_type": order.order_type,
+        "intent": order.intent,
+        "status": order.status,
+        "filled_quantity": order.filled_quantity,
+        "limit_price": _dec(order.limit_price),
+        "stop_price": _dec(order.stop_price),
+        "created_at": _time(order.created_at),
+    }
+
+
 def order_json(order: OrderView) -> dict[str, Any]:
     working = order.working
     return {
@@ -930,9 +949,10 @@ def detail_json(detail: SessionDetail) -> dict[str, Any]:
     return {
         "session": session_json(detail.view),
         "candles": [candle_json(c) for c in detail.candles],
-        "partial": candle_json(state.latest_partial_candle),
+        "partial": None if state is None else candle_json(state.latest_partial_candle),
         "markers": [marker_json(m) for m in detail.markers],
         "orders": [order_json(o) for o in detail.orders],
+        "working_only": [working_json(o) for o in detail.working_only],
         "fills": [
             {
                 "execution_id": f.execution_id,
@@ -946,7 +966,9 @@ def detail_json(detail: SessionDetail) -> dict[str, Any]:
             for f in detail.fills
         ],
         "events": [event_json(e) for e in detail.events],
-        "strategy": {
+        "strategy": None
+        if state is None
+        else {
             "module": state.strategy.module,
             "args": state.strategy.args,
             "state": state.strategy.state,

@@ -208,6 +208,7 @@ def test_each_status_rule_shows_on_the_fleet(redis_url: str, pg_url: str, tmp_pa
         ids = {name: rig.create(name, f"ACC-{name}") for name in ("halted", "stopped", "roll")}
         ids["idle"] = rig.create("idle", "ACC-idle")
         ids["off"] = rig.create("off", "ACC-off")
+        ids["lost"] = rig.create("lost", "ACC-lost")
         gold = NewSession("gold", "ACC-gold", "GC", "GCZ13", "sma_cross", dict(ARGS))
         ids["gold"] = create_session(rig.settings, gold).session.id
 
@@ -218,15 +219,21 @@ def test_each_status_rule_shows_on_the_fleet(redis_url: str, pg_url: str, tmp_pa
         with rig.store.locked(ids["off"], wait_s=5) as lease:
             rig.store.write(lease, StateChanges.of({"trading": False}))
         set_stalled(rig.client, "GCZ13", datetime.now(UTC), 30)
+        assert rig.store.delete(ids["lost"])
 
         with console(rig.settings) as client:
             shown = sessions_by_id(client.get("/api/fleet").json())
             page = client.get("/").text
+            lost = client.get(f"/sessions/{ids['lost']}")
+            assert lost.status_code == 200
+            assert "No state in Redis: the session needs recovery." in lost.text
+            assert client.get(f"/api/sessions/{ids['lost']}").json()["strategy"] is None
     expected = {
         "halted": ("halted", "account halted"),
         "stopped": ("stopped", "stopped"),
         "roll": ("needs_operator", "roll needs operator"),
         "off": ("needs_operator", "not trading"),
+        "lost": ("needs_operator", "no state in Redis (needs recovery)"),
         "gold": ("stale", "feed stalled"),
         "idle": ("trading", None),
     }
