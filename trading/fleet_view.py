@@ -88,7 +88,7 @@ def session_status(
         found.append(("stale", "feed stalled"))
     since = inputs.last_tick if inputs.last_tick is not None else inputs.created_at
     if inputs.market_open and now - since > stale_after:
-        quiet = _duration(now - since)
+        quiet = duration_text(int((now - since).total_seconds()))
         found.append(
             ("stale", f"no tick for {quiet}" if inputs.last_tick else f"no tick in {quiet}")
         )
@@ -102,8 +102,8 @@ def session_status(
     return status, tuple(reason for _, reason in found)
 
 
-def _duration(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
+def duration_text(seconds: int) -> str:
+    """``12 s``, ``5 min``, ``3 h``, ``12 d`` (whole units, rounded down)."""
     if seconds < 120:
         return f"{seconds} s"
     if seconds < 7_200:
@@ -185,5 +185,6 @@ __all__ = [
     "StatusInputs",
     "account_totals",
     "broker_check",
+    "duration_text",
     "session_status",
 ]

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from trading.fleet_view import duration_text
 from workers.operations.fleet import (
     FleetView,
     SessionLive,
@@ -31,15 +32,7 @@ STATUS_TEXT = {
 
 def age(seconds: int | None) -> str:
     """``12 s``, ``5 min``, ``3 h``, ``12 d``; ``-`` when unknown."""
-    if seconds is None:
-        return "-"
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7_200:
-        return f"{seconds // 60} min"
-    if seconds < 172_800:
-        return f"{seconds // 3_600} h"
-    return f"{seconds // 86_400} d"
+    return "-" if seconds is None else duration_text(seconds)
 
 
 def lag(ms: int | None) -> str:
