@@ -23,14 +23,10 @@ from fastapi.responses import HTMLResponse
 
 from models.tables import EVENT_KINDS, SEVERITIES
 from workers.operations.fleet import (
-    account_json,
     accounts_view,
-    detail_json,
     event_filter,
-    event_json,
     events_view,
     fleet_view,
-    roll_json,
     rolls_view,
     session_detail,
 )
@@ -38,6 +34,7 @@ from workers.runtime import Runtime
 from workers.web import stream
 from workers.web.auth import User, csrf_token, current_user
 from workers.web.deps import TEMPLATES, runtime, settings
+from workers.web.serialize import account_json, detail_json, event_json, roll_json
 from workers.web.views import fleet_snapshot, percent, session_cells, totals_cells, when
 
 router = APIRouter()

@@ -28,10 +28,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from workers.operations.fleet import dumps, fleet_view, require_session, session_live
+from workers.operations.fleet import fleet_view, require_session, session_live
 from workers.runtime import Runtime
 from workers.web.auth import User, current_user
 from workers.web.deps import runtime
+from workers.web.serialize import dumps
 from workers.web.views import fleet_snapshot, session_snapshot
 
 log = logging.getLogger(__name__)
