@@ -81,14 +81,17 @@ def list_events(
     session_id: str | None = None,
     kind: EventKind | None = None,
     limit: int | None = None,
+    severity: Severity | None = None,
 ) -> Sequence[EventRow]:
-    """Events, oldest first, optionally of one session and/or one kind; ``limit`` keeps the
-    newest ``limit`` of them."""
+    """Events, oldest first, optionally of one session, one kind and/or one severity;
+    ``limit`` keeps the newest ``limit`` of them."""
     query = select(EventRow)
     if session_id is not None:
         query = query.where(EventRow.session_id == session_id)
     if kind is not None:
         query = query.where(EventRow.kind == kind)
+    if severity is not None:
+        query = query.where(EventRow.severity == severity)
     with in_session(db) as session:
         if limit is None:
             return session.scalars(query.order_by(EventRow.created_at, EventRow.id)).all()

@@ -51,6 +51,7 @@ from workers.orders.fills import deliver_fills, fills_cursor_key
 from workers.reconcile import context
 from workers.reconcile.context import LOCK_WAIT_S, Target
 from workers.runtime import Runtime
+from workers.state.broker_seen import record_broker_seen
 from workers.state.store import Lease
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,7 @@ def _compare(rt: Runtime, target: Target, lease: Lease, undelivered: str) -> Pos
     except Exception as exc:
         return _failed(rt, target, lease, context.describe(exc))
     now = context.now_utc()
+    record_broker_seen(rt.redis, account, contract, answer.position, now)
     answered = after_answer(meta, now)
     if answered.recovered:
         message = "broker answers again" + ("; entries allowed" if answered.unblocked else "")
