@@ -123,6 +123,7 @@ def test_db_upgrade_prints_the_revision_and_can_run_twice(tmp_path: Path, redis_
         "rolls",
         "strategy_snapshots",
         "accounts",
+        "console_users",
     }
     assert set(counts.values()) == {0}
 
