@@ -50,6 +50,7 @@ app.add_typer(account_cmd.app, name="account")
 app.command("risk")(risk_cmd.risk)
 app.command("halt")(halt_cmd.halt_command)
 app.command("resume")(halt_cmd.resume_command)
+app.command("wind-down")(halt_cmd.wind_down_command)
 
 
 def fail(message: str) -> int:
