@@ -33,7 +33,7 @@ def test_users_are_added_once_updated_on_request_listed_and_deleted(db_url: str)
         assert count_users(engine) == 0
         add_user(engine, "alice", "operator", "hash-a")
         add_user(engine, "bob.v@desk", "viewer", "hash-b")
-        with pytest.raises(BadInput, match="already exists.*--update"):
+        with pytest.raises(BadInput, match=r"already exists.*--update"):
             add_user(engine, "alice", "viewer", "other")
         found = get_user(engine, "alice")
         assert found is not None
