@@ -41,6 +41,7 @@ from workers.runtime import Runtime, make_publisher
 from workers.sessions.create import create_session
 from workers.settings import (
     DatabaseSettings,
+    ReconcileSettings,
     RedisSettings,
     Settings,
     WebSettings,
@@ -57,11 +58,16 @@ TICKS = 40
 """Replay ticks published per desk: enough for an order decided at the first to fill."""
 
 
+GRACE_S = 0.0
+"""Reconciliation's grace after a fill: none, so a desk's pass corrects at once."""
+
+
 def desk_settings(redis_url: str, database_url: str, **web: Any) -> Settings:
     """Settings on the private Redis and ``database_url``; ``web`` overrides the console's."""
     return Settings(
         redis=RedisSettings(url=redis_url, paper_broker_url=paper_url(redis_url)),
         database=DatabaseSettings(url=database_url),
+        reconcile=ReconcileSettings(grace_s=GRACE_S),
         web=WebSettings(**{"secret_key": SECRET_KEY, **web}),
     )
 
