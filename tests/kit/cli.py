@@ -80,12 +80,14 @@ def cli_env(
     return env
 
 
-def run_cli(env: dict[str, str], *args: str) -> CliResult:
-    """Run ``tradefleet ARGS`` in a fresh interpreter and wait for it."""
+def run_cli(env: dict[str, str], *args: str, stdin: str = "") -> CliResult:
+    """Run ``tradefleet ARGS`` in a fresh interpreter (``stdin`` its standard input, not a
+    terminal) and wait for it."""
     proc = subprocess.run(
         [sys.executable, "-m", "workers.cli.main", *args],
         cwd=REPO,
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=CLI_TIMEOUT_S,
