@@ -39,12 +39,13 @@ from fastapi.responses import RedirectResponse, Response
 
 from models.tables import RollRow, TradingSessionRow
 from trading.exceptions import BadInput, UnknownSession
+from trading.orders import OPEN_STATUSES
 from trading.rolls import roll_target
 from workers.celery_app import create_app as create_celery_app
 from workers.db.roll_rows import require_roll
 from workers.db.session_rows import get_session_row
 from workers.operations.audit import operator_event, roll_event
-from workers.operations.flatten import flatten_session
+from workers.operations.flatten import flatten_session, require_session
 from workers.operations.halt import halt, resume, wind_down
 from workers.operations.stop import start_session, stop_session
 from workers.reconcile.position_check import reconcile_positions
@@ -147,7 +148,7 @@ def holding(rt: Runtime, row: TradingSessionRow) -> str:
         return "its state is missing in Redis"
     state = rt.store.load(row.id)
     held = 0 if state.open_position is None else state.open_position.quantity
-    working = [o for o in state.orders.values() if o.status in {"new", "sent", "working"}]
+    working = [o for o in state.orders.values() if o.status in OPEN_STATUSES]
     trading = "trading" if state.trading else "not trading"
     return f"it is {row.status} and {trading}, holds {held}, with {len(working)} open order(s)"
 
@@ -355,6 +356,7 @@ def roll_action(
     target = safe_next(next_)
     into = to.strip() or None
     if not confirmed(confirmed_):
+        require_session(rt, row.id)
         contract = rt.store.load(row.id).session.contract
         plan = Plan(
             f"Roll {named(row)} to {roll_target(contract, into)}",
