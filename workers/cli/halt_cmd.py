@@ -15,7 +15,7 @@ import typer
 from workers.cli.actor import cli_actor
 from workers.cli.reconcile_cmd import quiet_logs
 from workers.connections import require_redis
-from workers.operations.halt import HaltReport, halt, resume, wind_down
+from workers.operations.halt import halt, resume, wind_down
 from workers.runtime import Runtime
 from workers.settings import get_settings
 
@@ -50,7 +50,7 @@ def wind_down_command() -> None:
     require_redis(settings).close()
     rt = Runtime(settings)
     try:
-        report: HaltReport = wind_down(rt, cli_actor())
+        report = wind_down(rt, cli_actor())
     finally:
         rt.engine.dispose()
         rt.redis.close()

@@ -59,8 +59,8 @@ def stop_session(rt: Runtime, session_id: str, actor: str) -> StopReport:
     refuse_while_rolling(rt, row, "stop")
     if row.status == "stopped":
         raise BadInput(f"session {row.name} is already stopped")
-    open_rows = _open_order_rows(rt, session_id)
     with rt.store.locked(session_id, wait_s=LOCK_WAIT_S) as lease:
+        open_rows = _open_order_rows(rt, session_id)
         position: OpenPosition | None = lease.value("open_position")
         orders: dict[str, WorkingOrder] = lease.value("orders")
         held = 0 if position is None else position.quantity
