@@ -46,12 +46,14 @@ EventKind: TypeAlias = trading_events.EventKind
 Severity: TypeAlias = trading_events.Severity
 RollStatus = Literal["running", "done", "failed", "needs_operator", "aborted"]
 RollStep = Literal["begin", "close", "await_close", "open", "await_open", "switch", "end", "done"]
+UserRole = Literal["viewer", "operator"]
 
 SESSION_STATUSES: tuple[str, ...] = get_args(SessionStatus)
 EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 SEVERITIES: tuple[str, ...] = get_args(Severity)
 ROLL_STATUSES: tuple[str, ...] = get_args(RollStatus)
 ROLL_STEPS: tuple[str, ...] = get_args(RollStep)
+USER_ROLES: tuple[str, ...] = get_args(UserRole)
 UNFINISHED_ROLL_STATUSES: tuple[str, ...] = ("running", "failed", "needs_operator")
 """A roll in one of these holds its session: no second roll may start (a partial unique index)."""
 
@@ -338,6 +340,20 @@ class AccountRow(Base):
     heat_block: Mapped[Decimal] = mapped_column(ExactDecimal())
     max_daily_loss: Mapped[Decimal | None] = mapped_column(ExactDecimal())
     halted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class UserRow(Base):
+    """One user of the operations console (``tradefleet web adduser``): a ``viewer`` sees, an
+    ``operator`` also acts. Only the password's argon2 hash is stored, never the password."""
+
+    __tablename__ = "console_users"
+    __table_args__ = (CheckConstraint(_in_check("role", USER_ROLES), name="role"),)
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[UserRole] = mapped_column(String(20))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import cast
 
+import httpx
 import pytest
 import redis
 from alembic.script import ScriptDirectory
@@ -22,6 +26,7 @@ from alembic.script import ScriptDirectory
 from models.codec import state_key
 from models.state import STATE_FIELDS
 from tests.kit.cli import (
+    REPO,
     cli_env,
     redis_keys,
     run_cli,
@@ -30,9 +35,12 @@ from tests.kit.cli import (
     store_snapshot,
 )
 from tests.kit.redis import RedisServer, paper_url
-from workers.db.engines import alembic_config
+from tests.kit.wait import wait_until
+from workers.db.engines import alembic_config, make_engine
+from workers.db.user_rows import list_users
 from workers.ticks.keys import subscribers_key
 from workers.tools.bench.env import free_port
+from workers.web.passwords import verify_password
 
 pytestmark = pytest.mark.integration
 
@@ -123,6 +131,7 @@ def test_db_upgrade_prints_the_revision_and_can_run_twice(tmp_path: Path, redis_
         "rolls",
         "strategy_snapshots",
         "accounts",
+        "console_users",
     }
     assert set(counts.values()) == {0}
 
@@ -289,3 +298,116 @@ def test_create_writes_nothing_when_redis_refuses_the_write(
     assert sql_row_counts(env["TRADEFLEET_DATABASE_URL"])["trading_sessions"] == 1
     shown = json.loads(run_cli(oom_env, "session", "show", created.stdout.strip(), "--json").stdout)
     assert shown["session"]["name"] == "starved"
+
+
+WEB_KEY = "cli-test-console-key-0123456789abcdef"
+
+
+def console_users(env: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Every console user's (role, password hash), by name."""
+    engine = make_engine(env["TRADEFLEET_DATABASE_URL"], pooled=False)
+    try:
+        return {row.name: (row.role, row.password_hash) for row in list_users(engine)}
+    finally:
+        engine.dispose()
+
+
+def test_web_adduser_stores_an_argon2_hash_and_web_refuses_without_key_or_user(
+    env: dict[str, str],
+) -> None:
+    keyed = {**env, "TRADEFLEET_WEB_SECRET_KEY": WEB_KEY}
+    before = store_snapshot(env)
+    refusals: list[tuple[list[str], str, tuple[str, ...]]] = [
+        (["web"], "", ("TRADEFLEET_WEB_SECRET_KEY is not set",)),
+        (["web", "adduser", "bob", "--role", "viewer"], "", ("the password is empty",)),
+        (["web", "adduser", "bob", "--role", "viewer"], "\n", ("the password is empty",)),
+        (["web", "adduser", "bob", "--role", "viewer"], "short\n", ("too short",)),
+        (["web", "adduser", "bob", "--role", "viewer"], "one-line-1\ntwo\n", ("one line",)),
+        (["web", "adduser", "bob", "--role", "admin"], "long-enough-pw\n", ("unknown role",)),
+        (["web", "adduser", "b b", "--role", "viewer"], "long-enough-pw\n", ("bad user name",)),
+        (["web", "adduser", "bob"], "long-enough-pw\n", ("--role",)),
+        (
+            ["web", "adduser", "bob", "--role", "viewer", "--update"],
+            "long-enough-pw\n",
+            ("unknown console user: bob",),
+        ),
+        (["web", "deluser", "bob"], "", ("unknown console user: bob",)),
+    ]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda case: run_cli(env, *case[0], stdin=case[1]), refusals))
+    for result, (_, _, fragments) in zip(results, refusals, strict=True):
+        assert "long-enough-pw" not in result.refused(*fragments)
+    run_cli(keyed, "web").refused("no console user", "tradefleet web adduser NAME --role operator")
+    after = store_snapshot(env)
+    assert (after.sql, after.redis) == (before.sql, before.redis)
+
+    added = run_cli(env, "web", "adduser", "alice", "--role", "operator", stdin="Tr0ub4dor&3x\n")
+    assert added.ok().stdout.strip() == "added console user alice (operator)"
+    role, stored = console_users(env)["alice"]
+    assert role == "operator"
+    assert stored.startswith("$argon2id$") and "Tr0ub4dor" not in stored
+    assert verify_password(stored, "Tr0ub4dor&3x")
+
+    run_cli(env, "web", "adduser", "alice", "--role", "viewer", stdin="other-password\n").refused(
+        "already exists", "--update"
+    )
+    assert console_users(env)["alice"] == ("operator", stored)
+    run_cli(
+        env, "web", "adduser", "alice", "--role", "viewer", "--update", stdin="new-password\r\n"
+    ).ok()
+    role, changed = console_users(env)["alice"]
+    assert role == "viewer" and changed != stored and verify_password(changed, "new-password")
+
+    run_cli(env, "web", "adduser", "carol", "--role", "operator", stdin="carol-password").ok()
+    listed = run_cli(env, "web", "users").ok().stdout
+    assert listed.splitlines() == ["alice\tviewer", "carol\toperator"]
+    assert "$argon2" not in listed
+    assert run_cli(env, "web", "deluser", "alice").ok().stdout.strip() == (
+        "deleted console user alice"
+    )
+    assert set(console_users(env)) == {"carol"}
+
+
+def test_session_actions_refuse_an_unknown_session_and_write_nothing(env: dict[str, str]) -> None:
+    run_cli(env, *create_args("known")).ok()
+    before = store_snapshot(env)
+    unknown = str(uuid.uuid4())
+    runs = [(env, ["session", action, unknown]) for action in ("stop", "start", "flatten")]
+    for result in run_cli_concurrently(runs):
+        result.refused(f"unknown session: {unknown}")
+    after = store_snapshot(env)
+    assert (after.sql, after.redis) == (before.sql, before.redis)
+
+
+def test_web_serves_the_console_until_stopped(env: dict[str, str]) -> None:
+    keyed = {**env, "TRADEFLEET_WEB_SECRET_KEY": WEB_KEY}
+    run_cli(keyed, "web", "adduser", "alice", "--role", "operator", stdin="alice-password\n").ok()
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli.main", "web", "--port", str(port)],
+        cwd=REPO,
+        env=keyed,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/login"
+        wait_until(lambda: _answers(url), timeout=30, what="the console to answer")
+        page = httpx.get(url, timeout=5)
+        assert page.status_code == 200 and 'name="login_token"' in page.text
+        assert "tf_login=" in page.headers["set-cookie"]
+        run_cli(keyed, "web", "--port", str(port)).refused(f"cannot listen on 127.0.0.1:{port}")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err
+    assert WEB_KEY not in err and "alice-password" not in err
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -80,9 +80,9 @@ def cli_env(
     return env
 
 
-def run_cli(env: dict[str, str], *args: str, stdin: str | None = None) -> CliResult:
-    """Run ``tradefleet ARGS`` in a fresh interpreter (``stdin`` its standard input) and wait
-    for it."""
+def run_cli(env: dict[str, str], *args: str, stdin: str = "") -> CliResult:
+    """Run ``tradefleet ARGS`` in a fresh interpreter (``stdin`` its standard input, not a
+    terminal) and wait for it."""
     proc = subprocess.run(
         [sys.executable, "-m", "workers.cli.main", *args],
         cwd=REPO,

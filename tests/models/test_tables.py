@@ -95,6 +95,7 @@ EXPECTED_COLUMNS = {
         "halted",
         "updated_at",
     },
+    "console_users": {"name", "role", "password_hash", "created_at", "updated_at"},
 }
 
 PREFIX = {
@@ -135,6 +136,7 @@ def test_key_constraints_exist() -> None:
         "ck_events_kind",
         "ck_events_severity",
         "ck_trading_sessions_status",
+        "ck_console_users_role",
         "fk_orders_session_id_trading_sessions",
         "fk_fills_order_id_orders",
         "fk_events_session_id_trading_sessions",

@@ -105,6 +105,12 @@ EVERY_VARIABLE: dict[str, tuple[str, str, object]] = {
     "TRADEFLEET_TRADOVATE_TOKEN_RENEW_MARGIN_S": ("tradovate.token_renew_margin_s", "60", 60.0),
     "TRADEFLEET_FLOWER_USER": ("flower.user", "ops", "ops"),
     "TRADEFLEET_FLOWER_PASSWORD": ("flower.password", "pw", SecretStr("pw")),
+    "TRADEFLEET_WEB_SECRET_KEY": ("web.secret_key", "k" * 32, SecretStr("k" * 32)),
+    "TRADEFLEET_WEB_SESSION_MAX_AGE_S": ("web.session_max_age_s", "3600", 3600),
+    "TRADEFLEET_WEB_LOGIN_MAX_FAILURES": ("web.login_max_failures", "3", 3),
+    "TRADEFLEET_WEB_LOGIN_WINDOW_S": ("web.login_window_s", "60", 60),
+    "TRADEFLEET_METRICS_TOKEN": ("web.metrics_token", "tok", SecretStr("tok")),
+    "TRADEFLEET_FLOWER_URL": ("web.flower_url", "http://flower:5555", "http://flower:5555"),
     "TRADEFLEET_LOG_LEVEL": ("log.level", "debug", "DEBUG"),
 }
 """Each variable, where it lands, a value that is not its default and what it reads as."""
@@ -182,6 +188,8 @@ def test_nested_variable_names_are_not_read(clean_env: pytest.MonkeyPatch) -> No
         ("TRADEFLEET_TRADOVATE_CID", "abc"),
         ("TRADEFLEET_TRADOVATE_TIMEOUT_S", "0"),
         ("TRADEFLEET_TRADOVATE_TOKEN_RENEW_MARGIN_S", "1"),
+        ("TRADEFLEET_WEB_SECRET_KEY", "too-short"),
+        ("TRADEFLEET_WEB_LOGIN_MAX_FAILURES", "0"),
     ],
 )
 def test_a_bad_value_names_its_variable_in_one_line(

@@ -1,7 +1,9 @@
-"""``tradefleet halt [--account A] [--flatten]`` and ``tradefleet resume [--account A]``.
+"""``tradefleet halt [--account A] [--flatten]``, ``tradefleet resume [--account A]`` and
+``tradefleet wind-down``.
 
 Halt: entries are refused everywhere (or on the account), open entry orders are cancelled at
-the broker, and with ``--flatten`` every session's exit to flat is sent here and now.
+the broker, and with ``--flatten`` every session's exit to flat is sent here and now. Wind-down
+is the whole fleet halted and flattened. Each leaves ``operator`` events naming ``cli:<user>``.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from typing import Annotated
 
 import typer
 
+from workers.cli.actor import cli_actor
 from workers.cli.reconcile_cmd import quiet_logs
 from workers.connections import require_redis
-from workers.operations.halt import halt, resume
+from workers.operations.halt import halt, resume, wind_down
 from workers.runtime import Runtime
 from workers.settings import get_settings
 
@@ -33,14 +36,25 @@ def halt_command(
     require_redis(settings).close()
     rt = Runtime(settings)
     try:
-        report = halt(rt, account, flatten)
+        report = halt(rt, account, flatten, cli_actor())
     finally:
         rt.engine.dispose()
         rt.redis.close()
-    typer.echo(
-        f"halted {', '.join(report.accounts) or 'no account'}: "
-        f"{len(report.cancelled)} entry orders cancelled, {len(report.exits)} exits sent"
-    )
+    typer.echo(report.line())
+
+
+def wind_down_command() -> None:
+    """Wind the fleet down: halt entries everywhere, then take every active session to flat."""
+    quiet_logs()
+    settings = get_settings()
+    require_redis(settings).close()
+    rt = Runtime(settings)
+    try:
+        report = wind_down(rt, cli_actor())
+    finally:
+        rt.engine.dispose()
+        rt.redis.close()
+    typer.echo(report.line("wound down"))
 
 
 def resume_command(account: AccountOption = None) -> None:
@@ -49,7 +63,7 @@ def resume_command(account: AccountOption = None) -> None:
     require_redis(settings).close()
     rt = Runtime(settings)
     try:
-        accounts = resume(rt, account)
+        accounts = resume(rt, account, cli_actor())
     finally:
         rt.engine.dispose()
         rt.redis.close()

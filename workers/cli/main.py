@@ -27,6 +27,7 @@ from workers.cli import (
     risk_cmd,
     roll_cmd,
     session_cmd,
+    web_cmd,
 )
 
 app = typer.Typer(
@@ -50,6 +51,8 @@ app.add_typer(account_cmd.app, name="account")
 app.command("risk")(risk_cmd.risk)
 app.command("halt")(halt_cmd.halt_command)
 app.command("resume")(halt_cmd.resume_command)
+app.command("wind-down")(halt_cmd.wind_down_command)
+app.add_typer(web_cmd.app, name="web")
 
 
 def fail(message: str) -> int:

@@ -7,6 +7,9 @@
   id (that session's unfinished roll, else its latest). ``--resume`` runs a failed or waiting
   roll again from the step it recorded; ``--abort`` ends it without finishing (its working
   orders cancelled, the session left not trading); ``--show`` prints it.
+
+Starting, resuming and aborting leave an ``operator`` event naming ``cli:<user>``, as the
+console's roll actions do (``workers.web.actions``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import typer
 from models.tables import RollRow
 from trading.exceptions import BadInput
 from workers.celery_app import create_app
+from workers.cli.actor import cli_actor
 from workers.connections import require_redis
+from workers.operations.audit import roll_event
 from workers.rolls.chain import abort_roll, find_roll, resume_roll, start_roll
 from workers.runtime import Runtime
 from workers.settings import get_settings
@@ -70,13 +75,16 @@ def roll(
         row = find_roll(rt, target)
     elif abort:
         row = abort_roll(rt, find_roll(rt, target).id)
+        roll_event(rt.engine, row, "aborted", cli_actor())
     else:
         celery = create_app(settings)
         try:
             if resume:
                 row = resume_roll(rt, celery, find_roll(rt, target).id)
+                roll_event(rt.engine, row, "resumed", cli_actor())
             else:
                 row = start_roll(rt, celery, target, to)
+                roll_event(rt.engine, row, "started", cli_actor())
         finally:
             celery.close()
     view = _view(row)

@@ -1,18 +1,26 @@
-"""``tradefleet session``: create, show and list trading sessions."""
+"""``tradefleet session``: create, show and list trading sessions; stop, start and flatten one
+(``workers.operations``, the console's functions, each an ``operator`` event naming
+``cli:<user>``)."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Protocol
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from models.codec import state_to_json
+from workers.cli.actor import cli_actor
+from workers.cli.reconcile_cmd import quiet_logs
 from workers.connections import require_redis
 from workers.db.engines import engine_for
 from workers.db.session_rows import list_session_rows
+from workers.operations.flatten import flatten_session
+from workers.operations.stop import start_session, stop_session
+from workers.runtime import Runtime
 from workers.sessions.create import NewSession, create_session, parse_key_values
 from workers.settings import get_settings
 from workers.state.store import StateStore
@@ -128,3 +136,42 @@ def list_cmd(
     if not console.is_terminal:
         console = Console(width=max(console.width, PIPED_WIDTH))
     console.print(table)
+
+
+class _Report(Protocol):
+    def line(self) -> str: ...
+
+
+SessionId = Annotated[str, typer.Argument(help="Session id.")]
+
+
+def _act(action: Callable[[Runtime, str, str], _Report], session_id: str) -> None:
+    quiet_logs()
+    settings = get_settings()
+    require_redis(settings).close()
+    rt = Runtime(settings)
+    try:
+        report = action(rt, session_id, cli_actor())
+    finally:
+        rt.engine.dispose()
+        rt.redis.close()
+    typer.echo(report.line())
+
+
+@app.command("stop")
+def stop_cmd(session_id: SessionId) -> None:
+    """Stop a flat session with no open order: its strategy stops, nothing serves it (refused
+    while it holds a position or an order: flatten it first)."""
+    _act(stop_session, session_id)
+
+
+@app.command("start")
+def start_cmd(session_id: SessionId) -> None:
+    """Start a stopped (or not trading) session: active and trading again."""
+    _act(start_session, session_id)
+
+
+@app.command("flatten")
+def flatten_cmd(session_id: SessionId) -> None:
+    """Cancel the session's open entries and send its exit to flat, here and now."""
+    _act(flatten_session, session_id)

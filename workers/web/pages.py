@@ -40,19 +40,16 @@ from workers.web.views import fleet_snapshot, percent, session_cells, totals_cel
 router = APIRouter()
 router.include_router(stream.router)
 
-FLASH_MAX = 300
-"""A flash message longer than this (it comes from the query string) is cut."""
-
 
 def page_context(request: Request, user: User, csrf: str) -> dict[str, Any]:
     """What every page's template gets: the request, the user, the CSRF token of the action
-    forms, the Flower link and the flash message (``?flash=``) an action redirected with."""
+    forms and the Flower link (the flash message an action redirected with is the base
+    template's, ``workers.web.flash``)."""
     return {
         "request": request,
         "user": user,
         "csrf": csrf,
         "flower_url": settings(request).web.flower_url,
-        "flash": request.query_params.get("flash", "")[:FLASH_MAX],
     }
 
 
