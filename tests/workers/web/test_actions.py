@@ -166,7 +166,8 @@ def test_halt_resume_and_wind_down_name_the_user(world: World) -> None:
     assert location.startswith("/accounts?x=1&flash=")
     assert book.read(ACCOUNT).halted
     shown = world.client.get("/login", params=parse_qs(urlsplit(location).query))
-    assert '<p class="flash" id="flash" role="status">halted ACC-WEB: 0 entry orders cancelled' in shown.text
+    flash = '<p class="flash" id="flash" role="status">halted ACC-WEB: 0 entry orders cancelled'
+    assert flash in shown.text
     assert operator_events(desk)[-1].message == (
         "halted ACC-WEB: 0 entry orders cancelled, 0 exits sent (by alice)"
     )
