@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from workers.runtime import Runtime
 from workers.settings import Settings
+from workers.web import metrics
 from workers.web.deps import STATIC_DIR
 
 
@@ -27,4 +28,5 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="tradefleet", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(metrics.router)
     return app
