@@ -86,14 +86,17 @@ class Fleet:
     default_strategy: ClassVar[StrategySpec] = ACTIVE
     """What ``create`` runs unless told otherwise."""
 
-    def __init__(self, redis_url: str, workdir: Path, **overrides: Any) -> None:
+    def __init__(
+        self, redis_url: str, workdir: Path, database_url: str | None = None, **overrides: Any
+    ) -> None:
         """``overrides``: settings for this run by their variables' names (``lock_ttl_ms=2000``
-        for ``TRADEFLEET_LOCK_TTL_MS``, ...); the workers get the same variables."""
+        for ``TRADEFLEET_LOCK_TTL_MS``, ...); the workers get the same variables.
+        ``database_url``: the run's database (an SQLite file in ``workdir`` by default)."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.redis_url = redis_url
         self.paper_url = paper_url(redis_url)
-        self.database_url = f"sqlite:///{workdir / 'tradefleet.db'}"
+        self.database_url = database_url or f"sqlite:///{workdir / 'tradefleet.db'}"
         self.overrides = dict(overrides)
         self.settings = settings_of({**self.worker_env(), "TRADEFLEET_REDIS_URL": redis_url})
         self.client = redis.Redis.from_url(redis_url)
