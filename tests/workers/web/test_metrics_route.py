@@ -4,9 +4,13 @@ format, showing the counters kept in Redis and the sessions' and accounts' gauge
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import redis
@@ -23,8 +27,8 @@ from tests.kit.redis import paper_url
 from trading.reconcile import ReconcileMeta
 from trading.risk import RiskLevels
 from workers.db.engines import upgrade
-from workers.metrics.catalog import FILLS, ORDERS
-from workers.metrics.counters import count
+from workers.metrics.catalog import FILLS, ORDERS, RECONCILE_LAST_SUCCESS
+from workers.metrics.counters import count, mark_now
 from workers.risk.book import RiskBook
 from workers.sessions.create import NewSession, create_session
 from workers.settings import Settings, grouped
@@ -35,6 +39,7 @@ pytestmark = pytest.mark.integration
 
 TOKEN = "scrape-token-0123456789abcdef"
 ACCOUNT = "ACC-M"
+DASHBOARD = Path(__file__).parents[3] / "ops" / "grafana" / "tradefleet-dashboard.json"
 
 
 def settings_for(redis_url: str, pg_url: str, token: str) -> Settings:
@@ -75,6 +80,14 @@ def value(family: Family, suffix: str = "", **labels: str) -> float:
     ]
     assert len(found) == 1, (family.name, suffix, labels, family.samples)
     return float(found[0])
+
+
+def dashboard_metrics() -> set[str]:
+    """Every metric the Grafana dashboard's queries name."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    assert len(exprs) > 20
+    return {name for expr in exprs for name in re.findall(r"tradefleet_\w+", expr)}
 
 
 def test_without_a_configured_token_the_route_is_not_served(redis_url: str, database: str) -> None:
@@ -157,6 +170,7 @@ def test_sessions_and_accounts_are_read_at_scrape_time(
     book.reserve(ACCOUNT, session_id, Decimal(1000), Decimal(500), Decimal(100_000), "2013-10-07")
     assert book.add_realized(ACCOUNT, "2013-10-07", Decimal("-612.50"))
     book.set_halted(ACCOUNT, True)
+    mark_now(redis_client, RECONCILE_LAST_SUCCESS, "positions")
 
     families = scrape(client)
     labels = {"session": "es-metrics", "account": ACCOUNT, "product": "ES"}
@@ -182,6 +196,11 @@ def test_sessions_and_accounts_are_read_at_scrape_time(
     assert value(families["tradefleet_account_day_realized_pnl_dollars"], **account) == -612.5
     assert value(families["tradefleet_account_max_daily_loss_dollars"], **account) == 500
     assert value(families["tradefleet_account_daily_loss_reached"], **account) == 1
+    last = families["tradefleet_reconcile_last_success_timestamp_seconds"]
+    assert time.time() - 60 < value(last, check="positions") <= time.time()
+
+    shown = {sample.name for family in families.values() for sample in family.samples}
+    assert dashboard_metrics() <= shown, dashboard_metrics() - shown
 
     redis_client.delete(f"tf:{{{session_id}}}:state")
     families = scrape(client)
