@@ -169,7 +169,10 @@ class TickDrainer:
             return
         tail = Batch(self.client)
         tail.commands += [*self._latency.commands(), *self._tally.commands(self._add.sha)]
-        _log_errors(tail.execute(self._scripts))
+        try:
+            _log_errors(tail.execute(self._scripts))
+        except redis.RedisError as exc:
+            log.warning("latency samples and metric counts not written: %s", exc)
 
     def _claim_commands(self, drainer_id: str) -> list[tuple[Any, ...]]:
         """Renew this drainer's place and claim due sessions (the second reply); the latency
