@@ -1,4 +1,9 @@
-"""Durable order and fill rows: written before an order is sent, and once per execution id."""
+"""Durable order and fill rows: written before an order is sent, and once per execution id.
+
+A row written, a status it moves to and a fill recorded are counted here, once each, after the
+transaction that made them (``metrics``: the sessions' Redis, ``workers.metrics``), so the
+counts add up to the rows: ``tradefleet_orders_total{outcome}`` and ``tradefleet_fills_total``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+import redis
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +20,8 @@ from sqlalchemy.orm import Session
 
 from models.state import OrderStatus, WorkingOrder
 from models.tables import FillRow, OrderRow
+from workers.metrics.catalog import FILLS, ORDER_OUTCOMES, ORDERS
+from workers.metrics.counters import count
 
 FINAL_STATUSES: frozenset[str] = frozenset({"filled", "cancelled", "rejected", "lost"})
 """An order in one of these is over: it never works again."""
@@ -52,8 +60,11 @@ def insert_order_if_absent(
     order: WorkingOrder,
     decided_at: datetime,
     time_in_force: str,
+    *,
+    metrics: redis.Redis | None = None,
 ) -> bool:
-    """Write the order row before the order is sent; False if that client id is already there."""
+    """Write the order row before the order is sent; False if that client id is already there.
+    A row written is counted (``created``) on ``metrics``."""
     with Session(engine) as db:
         if db.scalar(select(OrderRow.id).where(OrderRow.client_order_id == order.client_order_id)):
             return False
@@ -63,15 +74,18 @@ def insert_order_if_absent(
         except IntegrityError:
             db.rollback()
             return False
+    if metrics is not None:
+        count(metrics, ORDERS, "created")
     return True
 
 
-def insert_orders_if_absent(engine: Engine, orders: Sequence[OrderToWrite]) -> None:
+def insert_orders_if_absent(engine: Engine, orders: Sequence[OrderToWrite]) -> int:
     """``insert_order_if_absent`` for many orders in one transaction (one commit, and one
     sync to disk, for all the orders a round of tick steps decided). Rows already there are
-    kept; if another writer inserts one of them meanwhile, each is written on its own."""
+    kept; if another writer inserts one of them meanwhile, each is written on its own.
+    Returns how many rows this call wrote (the tick path counts them with its round)."""
     if not orders:
-        return
+        return 0
     ids = [item.order.client_order_id for item in orders]
     with Session(engine) as db:
         present = set(
@@ -85,13 +99,15 @@ def insert_orders_if_absent(engine: Engine, orders: Sequence[OrderToWrite]) -> N
         db.add_all([item.row() for item in missing.values()])
         try:
             db.commit()
-            return
+            return len(missing)
         except IntegrityError:
             db.rollback()
-    for item in orders:
+    return sum(
         insert_order_if_absent(
             engine, item.session_id, item.order, item.decided_at, item.time_in_force
         )
+        for item in orders
+    )
 
 
 def get_order_row(engine: Engine, client_order_id: str) -> OrderRow | None:
@@ -104,10 +120,16 @@ def update_order_row(
     client_order_id: str,
     status: OrderStatus,
     broker_order_id: str | None = None,
-) -> None:
-    """The order's new status (and the broker's id). One conditional statement: a final order
+    *,
+    metrics: redis.Redis | None = None,
+) -> bool:
+    """The order's new status (and the broker's id). Conditional statements: a final order
     (filled, cancelled, rejected, lost) is never reopened by a late answer (a poll that read
-    ``working`` before a concurrent cancel filled the stop); only a fill may still end it."""
+    ``working`` before a concurrent cancel filled the stop); only a fill may still end it.
+
+    True when this call moved the row to ``status`` (the first statement only matches a row in
+    another status, so of two racing calls one moves it); that move is counted on ``metrics``.
+    An answer that repeats the status still records the broker's id."""
     values: dict[str, object] = {"status": status}
     if broker_order_id is not None:
         values["broker_order_id"] = broker_order_id
@@ -115,7 +137,13 @@ def update_order_row(
     if status != "filled":
         query = query.where(OrderRow.status.not_in(FINAL_STATUSES))
     with Session(engine) as db, db.begin():
-        db.execute(query.values(**values))
+        moved = db.execute(query.where(OrderRow.status != status).values(**values))
+        changed = bool(moved.rowcount)  # type: ignore[attr-defined]
+        if not changed:
+            db.execute(query.values(**values))
+    if changed and metrics is not None and status in ORDER_OUTCOMES:
+        count(metrics, ORDERS, status)
+    return changed
 
 
 def status_after_fills(engine: Engine, client_order_id: str) -> OrderStatus:
@@ -143,8 +171,11 @@ def insert_fill_if_absent(
     price: Decimal,
     commission: Decimal,
     filled_at: datetime,
+    *,
+    metrics: redis.Redis | None = None,
 ) -> bool:
-    """Record one execution; False if it was already recorded (fills are idempotent)."""
+    """Record one execution; False if it was already recorded (fills are idempotent). A fill
+    recorded is counted on ``metrics`` (once per execution id, as its row)."""
     with Session(engine) as db:
         if db.scalar(select(FillRow.id).where(FillRow.execution_id == execution_id)):
             return False
@@ -166,6 +197,8 @@ def insert_fill_if_absent(
         except IntegrityError:
             db.rollback()
             return False
+    if metrics is not None:
+        count(metrics, FILLS)
     return True
 
 

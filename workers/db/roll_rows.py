@@ -1,7 +1,8 @@
 """Roll rows (``models.tables.RollRow``): create, read, and record a roll's progress.
 
 Every function takes an ``Engine`` and runs in a transaction of its own; rows come back
-detached and fully loaded.
+detached and fully loaded. A roll reaching a result (done, failed, needs_operator, aborted) is
+counted once per change of its status on ``metrics`` (``tradefleet_rolls_total{result}``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import redis
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +20,8 @@ from sqlalchemy.orm import Session
 
 from models.tables import UNFINISHED_ROLL_STATUSES, RollRow, RollStatus, RollStep
 from trading.exceptions import BadInput
+from workers.metrics.catalog import ROLL_RESULTS, ROLLS
+from workers.metrics.counters import count
 
 
 class RollExists(BadInput):
@@ -118,9 +122,17 @@ def update_roll(engine: Engine, roll_id: int, **changes: Any) -> RollRow:
     return row
 
 
-def advance(engine: Engine, roll_id: int, done_step: str, next_step: RollStep) -> bool:
+def advance(
+    engine: Engine,
+    roll_id: int,
+    done_step: str,
+    next_step: RollStep,
+    *,
+    metrics: redis.Redis | None = None,
+) -> bool:
     """Record that ``done_step`` finished: the row's step moves to ``next_step`` only if it
-    still is ``done_step`` (a re-run of an older step never moves it back). True if moved."""
+    still is ``done_step`` (a re-run of an older step never moves it back). True if moved; a
+    move to ``done`` is counted on ``metrics``."""
     with Session(engine, expire_on_commit=False) as db, db.begin():
         row = db.get(RollRow, roll_id, with_for_update=True)
         if row is None:
@@ -130,16 +142,31 @@ def advance(engine: Engine, roll_id: int, done_step: str, next_step: RollStep) -
         row.step = next_step
         if next_step == "done":
             row.status = "done"
+    if next_step == "done" and metrics is not None:
+        count(metrics, ROLLS, "done")
     return True
 
 
 def set_status(
-    engine: Engine, roll_id: int, status: RollStatus, error: str | None = None
+    engine: Engine,
+    roll_id: int,
+    status: RollStatus,
+    error: str | None = None,
+    *,
+    metrics: redis.Redis | None = None,
 ) -> RollRow:
-    changes: dict[str, Any] = {"status": status}
-    if error is not None:
-        changes["error"] = error
-    return update_roll(engine, roll_id, **changes)
+    """The roll's new status (and error); a change to a result is counted on ``metrics``."""
+    with Session(engine, expire_on_commit=False) as db, db.begin():
+        row = db.get(RollRow, roll_id, with_for_update=True)
+        if row is None:
+            raise UnknownRoll(str(roll_id))
+        changed = row.status != status
+        row.status = status
+        if error is not None:
+            row.error = error
+    if changed and metrics is not None and status in ROLL_RESULTS:
+        count(metrics, ROLLS, status)
+    return row
 
 
 def record_prices(

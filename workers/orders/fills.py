@@ -154,9 +154,12 @@ def apply_fill_to_session(
         fill.price,
         fill.commission,
         fill.time,
+        metrics=store.client,
     )
     status = status_after_fills(engine, fill.client_order_id)
-    update_order_row(engine, fill.client_order_id, status, fill.broker_order_id)
+    update_order_row(
+        engine, fill.client_order_id, status, fill.broker_order_id, metrics=store.client
+    )
     _protect(store, engine, broker, fill, stops)
     if newly and fill.client_order_id.startswith(ROLL_ORDER_PREFIX):
         send_wake(engine, fill.client_order_id)

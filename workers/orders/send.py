@@ -285,7 +285,8 @@ def _after_ack(
     if ack.status == "filled":
         # Its fills are applied now; filled at the broker is filled here, whatever quantity
         # the row asked for (a bracket the broker cut to its entry's partial fill).
-        update_order_row(rt.engine, ack.client_order_id, "filled", ack.broker_order_id or None)
+        broker_id = ack.broker_order_id or None
+        update_order_row(rt.engine, ack.client_order_id, "filled", broker_id, metrics=rt.redis)
     return SendOutcome(ack.status, ack.duplicate, applied)
 
 
@@ -293,7 +294,8 @@ def _record_ack(rt: Runtime, session: TradingSessionRow, ack: OrderAck) -> None:
     """The broker's answer on the order row; a dead order leaves the working copies."""
     local = BROKER_TO_LOCAL[ack.status]
     if local != "filled":
-        update_order_row(rt.engine, ack.client_order_id, local, ack.broker_order_id or None)
+        broker_id = ack.broker_order_id or None
+        update_order_row(rt.engine, ack.client_order_id, local, broker_id, metrics=rt.redis)
     if local in {"cancelled", "rejected", "lost"}:
         _drop_working_order(rt, session.id, ack.client_order_id, local)
 

@@ -12,7 +12,9 @@
   is re-placed (``workers.stops.sync.sync_stop``), a stop a flat position no longer needs is
   cancelled.
 
-Every change is an event row (kind ``reconciliation``).
+Every change is an event row (kind ``reconciliation``) and is counted
+(``tradefleet_reconcile_corrections_total{kind}``); a pass that had every answer it asked the
+broker for sets ``tradefleet_reconcile_last_success_timestamp_seconds{check="orders"}``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ from workers.brokers.base import FILLS_START, AccountManager
 from workers.brokers.commands import BrokerOrder, QueryOpenOrders, QueryOrder
 from workers.db.order_rows import get_order_row, update_order_row
 from workers.db.session_rows import get_session_row
+from workers.metrics.catalog import ORDERS, RECONCILE_CORRECTIONS, RECONCILE_LAST_SUCCESS
+from workers.metrics.counters import count, mark_now
 from workers.orders.fills import apply_fill_to_session, deliver_fills
 from workers.reconcile import context
 from workers.reconcile.context import LOCK_WAIT_S, Target
@@ -167,6 +171,8 @@ def reconcile_orders(rt: Runtime, session_id: str) -> OrdersReport:
         _remember(rt, session_id, flagged)
     if rt.settings.stops.protective and not report.failed:
         _check_stop(rt, target, report)
+    if not report.failed:
+        mark_now(rt.redis, RECONCILE_LAST_SUCCESS, "orders")
     return report
 
 
@@ -202,9 +208,11 @@ def _check_stop(rt: Runtime, target: Target, report: OrdersReport) -> None:
         message = f"protective stop missing ({why}): placed {outcome.placed}"
         details = {"missing": lost, "placed": outcome.placed, "status": outcome.status}
         context.record(rt, sid, "warning", message, details)
+        count(rt.redis, RECONCILE_CORRECTIONS, "stop_placed")
         report.changes.append((outcome.placed, f"protective stop placed ({why})"))
     for coid in outcome.cancelled:
         context.record(rt, sid, "warning", f"protective stop {coid} not needed: cancelled", {})
+        count(rt.redis, RECONCILE_CORRECTIONS, "stop_cancelled")
         report.changes.append((coid, "protective stop not needed: cancelled"))
 
 
@@ -249,22 +257,28 @@ def _carry_out(
     sid = target.session_id
     coid = action.client_order_id
     if isinstance(action, ApplyFills):
-        return _apply_fills(rt, target, coid, absorbed_cursor)
+        what = _apply_fills(rt, target, coid, absorbed_cursor)
+        count(rt.redis, RECONCILE_CORRECTIONS, "missed_fills")
+        return what
     if isinstance(action, CloseOrder):
         _close(rt, sid, coid, action.status)
         context.record(rt, sid, "warning", f"order {coid} is {action.status} at the broker", {})
+        count(rt.redis, RECONCILE_CORRECTIONS, f"order_{action.status}")
         return f"{action.status} at the broker: closed here"
     if isinstance(action, MarkLost):
         _close(rt, sid, coid, "lost")
         context.record(
             rt, sid, "warning", f"order {coid} is unknown to the broker: marked lost", {}
         )
+        count(rt.redis, RECONCILE_CORRECTIONS, "order_lost")
         return "unknown to the broker: marked lost"
     if isinstance(action, AdoptOrder):
         _adopt(rt, sid, broker_open[coid])
+        count(rt.redis, RECONCILE_CORRECTIONS, "order_adopted")
         return "open at the broker, unknown here: adopted as external"
     if isinstance(action, FlagOrder):
         context.record(rt, sid, "warning", f"external order {coid}: {action.reason}", {})
+        count(rt.redis, RECONCILE_CORRECTIONS, "order_flagged")
         return f"flagged: {action.reason}"
     return None
 
@@ -319,7 +333,7 @@ def _apply_fills(rt: Runtime, target: Target, coid: str, absorbed_cursor: str) -
 
 def _close(rt: Runtime, session_id: str, coid: str, status: OrderStatus) -> None:
     """The row takes ``status``; the working copy leaves the session's state."""
-    update_order_row(rt.engine, coid, status)
+    update_order_row(rt.engine, coid, status, metrics=rt.redis)
     with rt.store.locked(session_id, wait_s=LOCK_WAIT_S) as lease:
         orders = context.working_orders(lease.fields)
         if coid in orders:
@@ -375,6 +389,7 @@ def _adopt(rt: Runtime, session_id: str, order: BrokerOrder) -> None:
 
 
 def _insert_external_row(rt: Runtime, session_id: str, order: BrokerOrder, intent: Intent) -> None:
+    """The adopted order's row (counted ``external``), unless it has one."""
     if get_order_row(rt.engine, order.client_order_id) is not None:
         return
     with DbSession(rt.engine) as db, db.begin():
@@ -396,6 +411,7 @@ def _insert_external_row(rt: Runtime, session_id: str, order: BrokerOrder, inten
                 external=True,
             )
         )
+    count(rt.redis, ORDERS, "external")
 
 
 def _remember(rt: Runtime, session_id: str, ids: list[str]) -> None:

@@ -14,6 +14,10 @@
 A broker that fails is never read as flat: the session is only marked stale, and after
 ``reconcile_max_failures`` consecutive failures it stops entering (the tick path reads
 ``_reconcile``) until the broker answers again.
+
+A pass that got the broker's answer sets
+``tradefleet_reconcile_last_success_timestamp_seconds{check="positions"}``; a correction is
+counted (``tradefleet_reconcile_corrections_total{kind="position"}``).
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ from trading.reconcile import (
 )
 from workers.brokers.base import FILLS_START, AccountManager
 from workers.brokers.commands import QueryBalance, QueryPositions
+from workers.metrics.catalog import RECONCILE_CORRECTIONS, RECONCILE_LAST_SUCCESS
+from workers.metrics.counters import count, mark_now
 from workers.orders.fills import deliver_fills, fills_cursor_key
 from workers.reconcile import context
 from workers.reconcile.context import LOCK_WAIT_S, Target
@@ -190,6 +196,7 @@ def _compare(rt: Runtime, target: Target, lease: Lease, undelivered: str) -> Pos
         return _failed(rt, target, lease, context.describe(exc))
     now = context.now_utc()
     record_broker_seen(rt.redis, account, contract, answer.position, now)
+    mark_now(rt.redis, RECONCILE_LAST_SUCCESS, "positions")
     answered = after_answer(meta, now)
     if answered.recovered:
         message = "broker answers again" + ("; entries allowed" if answered.unblocked else "")
@@ -277,6 +284,7 @@ def _correct(
         f"position corrected from {decision.local} to {decision.broker}",
         details,
     )
+    count(rt.redis, RECONCILE_CORRECTIONS, "position")
     return PositionReport(sid, "corrected", decision.reason, decision.local, decision.broker)
 
 

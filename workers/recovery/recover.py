@@ -149,7 +149,7 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
         warmed = recovery.rewarm(contract, entries, timeframe)
     broker = session_broker(rt, row)
     try:
-        stops_closed = sources.settle_stops(broker, engine, account, sid, end, records)
+        stops_closed = sources.settle_stops(broker, engine, rt.redis, account, sid, end, records)
         view = sources.read_broker(
             broker,
             account,
@@ -161,8 +161,8 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
         reason = str(exc).split("\n")[0]
         log.warning("session %s: recovery waits for the broker: %s", sid, reason)
         return RecoveryReport(sid, "failed", f"broker did not answer: {reason}")
-    added = sources.record_broker_fills(engine, view.session_fills)
-    closed = sources.close_final_orders(engine, records, view.orders)
+    added = sources.record_broker_fills(engine, rt.redis, view.session_fills)
+    closed = sources.close_final_orders(engine, rt.redis, records, view.orders)
     orders: dict[str, WorkingOrder] = {}
     for record in records:
         copy = rebuild.working_copy(record, view.orders.get(record.client_order_id))

@@ -184,9 +184,9 @@ def recorded_fills(engine: Engine, session_id: str) -> list[RecordedFill]:
     ]
 
 
-def record_broker_fills(engine: Engine, fills: Sequence[Fill]) -> int:
+def record_broker_fills(engine: Engine, metrics: redis.Redis, fills: Sequence[Fill]) -> int:
     """Record the session's fills the broker logged and SQL lacks (the session had no state
-    when they were delivered); returns how many were new."""
+    when they were delivered); returns how many were new (counted on ``metrics``)."""
     added = 0
     for fill in fills:
         if insert_fill_if_absent(
@@ -197,13 +197,17 @@ def record_broker_fills(engine: Engine, fills: Sequence[Fill]) -> int:
             fill.price,
             fill.commission,
             fill.time,
+            metrics=metrics,
         ):
             added += 1
     return added
 
 
 def close_final_orders(
-    engine: Engine, records: Sequence[OrderRecord], broker_orders: dict[str, BrokerOrder | None]
+    engine: Engine,
+    metrics: redis.Redis,
+    records: Sequence[OrderRecord],
+    broker_orders: dict[str, BrokerOrder | None],
 ) -> list[str]:
     """Order rows the broker holds as final take that status; returns their client ids."""
     closed: list[str] = []
@@ -212,7 +216,8 @@ def close_final_orders(
         if answer is None or answer.status in ("working", "unknown"):
             continue
         status = BROKER_TO_LOCAL[answer.status]
-        update_order_row(engine, record.client_order_id, status, answer.broker_order_id or None)
+        broker_id = answer.broker_order_id or None
+        update_order_row(engine, record.client_order_id, status, broker_id, metrics=metrics)
         closed.append(record.client_order_id)
     return closed
 
@@ -232,6 +237,7 @@ def open_stops(
 def settle_stops(
     broker: AccountManager,
     engine: Engine,
+    metrics: redis.Redis,
     account: str,
     session_id: str,
     through: str,
@@ -262,7 +268,11 @@ def settle_stops(
         if answer is None or answer.status in ("working", "unknown"):
             continue
         update_order_row(
-            engine, coid, BROKER_TO_LOCAL[answer.status], answer.broker_order_id or None
+            engine,
+            coid,
+            BROKER_TO_LOCAL[answer.status],
+            answer.broker_order_id or None,
+            metrics=metrics,
         )
         closed.append(coid)
     return closed

@@ -52,6 +52,8 @@ class AccountRisk:
     loss_day: str | None
     rejected: int
     max_daily_loss: Decimal | None
+    day_pnl: tuple[str, Decimal] | None = None
+    """The latest trade date with realized P&L, and that day's realized P&L."""
 
     @property
     def total(self) -> Decimal:
@@ -220,24 +222,41 @@ class RiskBook:
 
     def read(self, account: str) -> AccountRisk:
         raw: Mapping[bytes, bytes] = self.client.hgetall(risk_key(account))  # type: ignore[assignment]
-        h = {_text(k): _text(v) for k, v in raw.items()}
-        warn, block, _ = self._defaults()
-        sessions = {k[2:]: _cents(Decimal(v)) for k, v in h.items() if k.startswith("r:")}
-        equity = h.get("equity")
-        max_loss = h.get("max_loss")
-        return AccountRisk(
-            account=account,
-            equity=None if equity is None else _cents(Decimal(equity)),
-            sessions=sessions,
-            heat_warn=Decimal(h.get("warn_ppm", warn)) / PPM,
-            heat_block=Decimal(h.get("block_ppm", block)) / PPM,
-            warned=h.get("warned") == "1",
-            blocked=h.get("blocked") == "1",
-            halted=h.get("halted") == "1",
-            loss_day=h.get("loss_day"),
-            rejected=int(h.get("rejected", "0")),
-            max_daily_loss=None if max_loss is None else _cents(Decimal(max_loss)),
-        )
+        return account_risk_of(account, raw, self.settings)
 
 
-__all__ = ["AccountRisk", "EquitySource", "RiskBook", "risk_key"]
+def account_risk_of(
+    account: str, raw: Mapping[bytes, bytes] | Mapping[str, str], settings: RiskSettings
+) -> AccountRisk:
+    """What the account's risk hash (``raw``, as read) holds; the settings' levels where it
+    has none."""
+    h = {_text(k): _text(v) for k, v in raw.items()}
+    sessions = {k[2:]: _cents(Decimal(v)) for k, v in h.items() if k.startswith("r:")}
+    equity = h.get("equity")
+    max_loss = h.get("max_loss")
+    return AccountRisk(
+        account=account,
+        equity=None if equity is None else _cents(Decimal(equity)),
+        sessions=sessions,
+        heat_warn=Decimal(h.get("warn_ppm", to_ppm(settings.heat_warn))) / PPM,
+        heat_block=Decimal(h.get("block_ppm", to_ppm(settings.heat_block))) / PPM,
+        warned=h.get("warned") == "1",
+        blocked=h.get("blocked") == "1",
+        halted=h.get("halted") == "1",
+        loss_day=h.get("loss_day"),
+        rejected=int(h.get("rejected", "0")),
+        max_daily_loss=None if max_loss is None else _cents(Decimal(max_loss)),
+        day_pnl=_last_day(h),
+    )
+
+
+def _last_day(h: Mapping[str, str]) -> tuple[str, Decimal] | None:
+    """The latest trade date with realized P&L in the book (``add_realized``), and that P&L."""
+    days = [k[4:] for k in h if k.startswith("pnl:")]
+    if not days:
+        return None
+    day = max(days)
+    return day, _cents(Decimal(h[f"pnl:{day}"]))
+
+
+__all__ = ["AccountRisk", "EquitySource", "RiskBook", "account_risk_of", "risk_key"]

@@ -30,6 +30,7 @@ from celery.canvas import Signature
 from models.codec import state_key
 from models.meta import PROGRESS_FIELD
 from models.progress import TickProgress
+from models.state import OrderStatus
 from models.tables import RollRow
 from trading.exceptions import BadInput, UnknownSession
 from trading.rolls import (
@@ -167,7 +168,8 @@ def abort_roll(rt: Runtime, roll_id: int) -> RollRow:
         order = broker.order(QueryOrder(session.account, coid))
         if order is not None and order.status == "working":
             ack = broker.cancel_order(CancelOrder(session.account, coid))
-            update_order_row(rt.engine, coid, "cancelled" if ack.status == "cancelled" else "lost")
+            ended: OrderStatus = "cancelled" if ack.status == "cancelled" else "lost"
+            update_order_row(rt.engine, coid, ended, metrics=rt.redis)
             cancelled.append(coid)
     deliver_fills(
         rt.redis, rt.store, rt.engine, broker, session.account, rt.settings.risk, rt.settings.stops
@@ -188,7 +190,7 @@ def abort_roll(rt: Runtime, roll_id: int) -> RollRow:
             },
             RollMeta(),
         )
-    row = roll_rows.set_status(rt.engine, roll_id, "aborted")
+    row = roll_rows.set_status(rt.engine, roll_id, "aborted", metrics=rt.redis)
     marks.event(
         rt,
         row.session_id,
@@ -206,7 +208,7 @@ def mark_failed(rt: Runtime, roll_id: int) -> RollRow:
     an event."""
     row = roll_rows.require_roll(rt.engine, roll_id)
     if row.status == "running":
-        row = roll_rows.set_status(rt.engine, roll_id, "failed")
+        row = roll_rows.set_status(rt.engine, roll_id, "failed", metrics=rt.redis)
     marks.stop_trading(rt, row.session_id, roll_id)
     marks.event(
         rt,

@@ -108,7 +108,7 @@ def run_step(rt: Runtime, roll_id: int, step: str, runner: str) -> Outcome:
         return Outcome.STALE
     _test_pause(rt, roll_id, step)
     after = next_step(step)
-    roll_rows.advance(rt.engine, roll_id, step, after)  # type: ignore[arg-type]
+    roll_rows.advance(rt.engine, roll_id, step, after, metrics=rt.redis)  # type: ignore[arg-type]
     if after != DONE:
         marks.mark_step(rt, row.session_id, roll_id, after)
     return Outcome.DONE
@@ -238,7 +238,9 @@ def _send(rt: Runtime, row: RollRow, plan: RollPlan, step: str) -> None:
         status="new",
         created_at=row.decided_at,
     )
-    insert_order_if_absent(rt.engine, plan.session_id, order, row.decided_at, "day")
+    insert_order_if_absent(
+        rt.engine, plan.session_id, order, row.decided_at, "day", metrics=rt.redis
+    )
     extra: dict[str, Any] = {}
     if closing:
         extra = {"rolling_close_order_id": plan.close_id, "rolling_close_qty": plan.quantity}
@@ -267,7 +269,7 @@ def _session_holds(rt: Runtime, plan: RollPlan, contract: str, quantity: int) ->
 def _stop(rt: Runtime, row: RollRow, reason: str) -> None:
     """The roll waits for the operator: status ``needs_operator``, the session stops trading,
     an event; raises ``RollNeedsOperator`` (the chain stops)."""
-    roll_rows.set_status(rt.engine, row.id, "needs_operator", reason)
+    roll_rows.set_status(rt.engine, row.id, "needs_operator", reason, metrics=rt.redis)
     marks.stop_trading(rt, row.session_id, row.id)
     marks.event(
         rt,

@@ -169,31 +169,35 @@ def sync_stop(
         if (
             plan.keep is not None
             and verify
-            and not _still_working(engine, broker, account, plan.keep)
+            and not _still_working(engine, store.client, broker, account, plan.keep)
         ):
             outcome.missing = plan.keep.client_order_id
             plan = replace(plan, keep=None)
         horizon = cancel_as_of(as_of, _last_ms(lease.fields), plan.keep)
         raced = False
         for row in plan.cancel:
-            raced = not _cancel(engine, broker, account, row, outcome, horizon) or raced
+            raced = (
+                not _cancel(engine, store.client, broker, account, row, outcome, horizon) or raced
+            )
         keep, wanted = plan.keep, plan.wanted
         if wanted is None or raced:
             return outcome
         if keep is None:
             decided = as_of or _data_now(dict(lease.fields), last_decided(engine, session_id))
             outcome.placed, status = _place_new(
-                engine, broker, account, session_id, wanted, decided
+                engine, store.client, broker, account, session_id, wanted, decided
             )
         elif keep.status == "new":
             assert keep.decided_at is not None
             order = _as_order(keep)
-            status = _place(engine, broker, account, session_id, order, keep.decided_at)
+            status = _place(
+                engine, store.client, broker, account, session_id, order, keep.decided_at
+            )
             if status in ENDED_THERE and not works_in_data_time(broker):
                 outcome.missing = keep.client_order_id
                 decided = as_of or _data_now(dict(lease.fields), last_decided(engine, session_id))
                 outcome.placed, status = _place_new(
-                    engine, broker, account, session_id, wanted, decided
+                    engine, store.client, broker, account, session_id, wanted, decided
                 )
                 _record_replaced(engine, session_id, keep.client_order_id, outcome.placed)
         else:
@@ -239,14 +243,14 @@ def move_in_place(
             return None
         ack = broker.modify_stop(account, old.client_order_id, move_row.stop_price, coid)
         if ack.status == "working":
-            update_order_row(engine, old.client_order_id, "cancelled")
+            update_order_row(engine, old.client_order_id, "cancelled", metrics=store.client)
             log.info(
                 "session %s: stop %s moved in place as %s", session_id, old.client_order_id, coid
             )
             return ack
         if ack.status == "filled":
             store.client.set(clear_key(session_id, coid), "drop", ex=CLEAR_KEY_TTL_S)
-            update_order_row(engine, coid, "cancelled")
+            update_order_row(engine, coid, "cancelled", metrics=store.client)
             log.info("stop move %s dropped: its stop filled before it could move", coid)
             return OrderAck(coid, "", "cancelled")
         return None
@@ -282,7 +286,9 @@ def clear_for_exit(
             return decided == b"place"
         rows = open_stop_rows(engine, session_id, before=exit_row.id)
         still_open = {
-            row.client_order_id: _cancel(engine, broker, account, row, outcome, decided_at)
+            row.client_order_id: _cancel(
+                engine, store.client, broker, account, row, outcome, decided_at
+            )
             for row in rows
         }
         newest = newest_stop(engine, session_id, exit_row.id)
@@ -291,7 +297,7 @@ def clear_for_exit(
         )
         store.client.set(key, "drop" if closed else "place", ex=CLEAR_KEY_TTL_S)
         if closed:
-            update_order_row(engine, exit_row.client_order_id, "cancelled")
+            update_order_row(engine, exit_row.client_order_id, "cancelled", metrics=store.client)
         return not closed
 
 
@@ -322,6 +328,7 @@ bracket it never worked): the position is unprotected and gets a new stop at onc
 
 def _place_new(
     engine: Engine,
+    metrics: redis.Redis,
     broker: AccountManager,
     account: str,
     session_id: str,
@@ -341,8 +348,8 @@ def _place_new(
         created_at=datetime.now(UTC),
         stop_price=wanted.stop_price,
     )
-    insert_order_if_absent(engine, session_id, order, decided, "gtc")
-    return coid, _place(engine, broker, account, session_id, order, decided)
+    insert_order_if_absent(engine, session_id, order, decided, "gtc", metrics=metrics)
+    return coid, _place(engine, metrics, broker, account, session_id, order, decided)
 
 
 def _record_replaced(engine: Engine, session_id: str, lost: str, placed: str) -> None:
@@ -357,6 +364,7 @@ def _record_replaced(engine: Engine, session_id: str, lost: str, placed: str) ->
 
 def _place(
     engine: Engine,
+    metrics: redis.Redis,
     broker: AccountManager,
     account: str,
     session_id: str,
@@ -378,13 +386,14 @@ def _place(
             parent_client_order_id=parent_of(order.client_order_id),
         )
     )
-    _record(engine, ack)
+    _record(engine, metrics, ack)
     log.info("session %s: protective stop %s is %s", session_id, ack.client_order_id, ack.status)
     return ack.status
 
 
 def _cancel(
     engine: Engine,
+    metrics: redis.Redis,
     broker: AccountManager,
     account: str,
     row: OrderRow,
@@ -396,17 +405,19 @@ def _cancel(
     idempotent send by its id): in data time it has rested since then, and a touch before
     ``as_of`` fills it, whichever worker got there first."""
     if row.status == "new" and as_of is not None and row.decided_at is not None:
-        _place(engine, broker, account, row.session_id, _as_order(row), row.decided_at)
+        _place(engine, metrics, broker, account, row.session_id, _as_order(row), row.decided_at)
     ack = broker.cancel_order(CancelOrder(account, row.client_order_id, as_of))
     if ack.status == "filled":
         log.warning("protective stop %s filled before it could be cancelled", row.client_order_id)
         return False
-    _record(engine, ack)
+    _record(engine, metrics, ack)
     outcome.cancelled.append(row.client_order_id)
     return True
 
 
-def _still_working(engine: Engine, broker: AccountManager, account: str, row: OrderRow) -> bool:
+def _still_working(
+    engine: Engine, metrics: redis.Redis, broker: AccountManager, account: str, row: OrderRow
+) -> bool:
     """Whether the broker still works ``row``'s stop; a dead one takes the broker's status
     (a filled one stays open here: its fill is delivered like any fill)."""
     if row.status == "new":
@@ -415,14 +426,15 @@ def _still_working(engine: Engine, broker: AccountManager, account: str, row: Or
     status = "unknown" if answer is None else answer.status
     if status in {"working", "filled"}:
         return True
-    update_order_row(engine, row.client_order_id, ACK_TO_LOCAL[status])
+    update_order_row(engine, row.client_order_id, ACK_TO_LOCAL[status], metrics=metrics)
     return False
 
 
-def _record(engine: Engine, ack: OrderAck) -> None:
+def _record(engine: Engine, metrics: redis.Redis, ack: OrderAck) -> None:
     local = ACK_TO_LOCAL.get(ack.status)
     if local is not None:
-        update_order_row(engine, ack.client_order_id, local, ack.broker_order_id or None)
+        broker_id = ack.broker_order_id or None
+        update_order_row(engine, ack.client_order_id, local, broker_id, metrics=metrics)
 
 
 TOUCH_GRACE_S = 15.0

@@ -9,6 +9,10 @@ again if ticks remain. The steps that decided orders or events are written last:
 go to SQL first, in one transaction (``round_rows``), and their orders are queued for sending;
 the round's other steps are written before that, without waiting for it. Work is proportional
 to the new ticks.
+
+What the written steps counted (ticks processed and rejected, candles closed, the tick lag,
+order rows written) is gathered in a ``workers.metrics.ticks.TickTally`` and goes to Redis as
+one command in the drainer's next claim (a batch it sends anyway), or when it stops.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from models.meta import CURSOR_FIELD
 from trading.market import Candle
 from workers.dispatch import names
 from workers.dispatch.recovery import request_recovery
+from workers.metrics.counters import ADD
+from workers.metrics.ticks import TickTally, stream_times
 from workers.risk.book import RiskBook
 from workers.risk.equity import broker_equity
 from workers.risk.feed_stall import feed_stalled
@@ -106,8 +112,10 @@ class TickDrainer:
         self._claim = client.register_script(scripts.CLAIM)
         self._done = client.register_script(scripts.DRAIN_DONE)
         self._unlock = client.register_script(store_scripts.RELEASE)
-        self._scripts = (self._begin, self._end, self._claim)
+        self._add = client.register_script(ADD)
+        self._scripts = (self._begin, self._end, self._claim, self._add)
         self._latency = LatencyProbe()
+        self._tally = TickTally()
         self._probing = get_diagnostics().latency_probe
         self._keys: dict[str, _Keys] = {}
         self._risk = RiskBook(client, settings.risk, broker_equity(engine, settings))
@@ -151,15 +159,24 @@ class TickDrainer:
             ticks += done
         if claimed:
             self.client.zadd(READY_KEY, dict.fromkeys(claimed, _now_ms()), xx=True)
-        if self._latency:
-            probe = Batch(self.client)
-            probe.commands += self._latency.commands()
-            probe.execute_checked()
+        self._send_gathered()
         return DrainReport(sessions, ticks, finished=False)
+
+    def _send_gathered(self) -> None:
+        """The latency samples and counts not sent yet, in one batch of their own (a drainer
+        that stops past its budget, or ``process_many``)."""
+        if not self._latency and not self._tally:
+            return
+        tail = Batch(self.client)
+        tail.commands += [*self._latency.commands(), *self._tally.commands(self._add.sha)]
+        try:
+            _log_errors(tail.execute(self._scripts))
+        except redis.RedisError as exc:
+            log.warning("latency samples and metric counts not written: %s", exc)
 
     def _claim_commands(self, drainer_id: str) -> list[tuple[Any, ...]]:
         """Renew this drainer's place and claim due sessions (the second reply); the latency
-        samples gathered so far go along."""
+        samples and the counts gathered so far go along."""
         settings = self.settings
         now = _now_ms()
         claim_keys = (READY_KEY, DRAINERS_KEY, BACKLOG_KEY)
@@ -174,12 +191,15 @@ class TickDrainer:
             ("ZADD", DRAINERS_KEY, now + settings.ticks.drainer_grace_ms, drainer_id),
             ("EVALSHA", self._claim.sha, len(claim_keys), *claim_keys, *claim_args),
             *self._latency.commands(),
+            *self._tally.commands(self._add.sha),
         ]
 
     def _claimed(self, replies: Sequence[Any]) -> list[str]:
-        """The session ids claimed by the replies of ``_claim_commands`` (errors raised)."""
-        checked = [_checked(reply) for reply in replies]
-        claim = checked[1]
+        """The session ids claimed by the replies of ``_claim_commands`` (errors of the claim
+        raised; those of the samples and counts that went along only logged)."""
+        _checked(replies[0])
+        claim = _checked(replies[1])
+        _log_errors(replies[2:])
         return [_text(raw) for raw in claim]
 
     def _round_guarded(
@@ -209,7 +229,10 @@ class TickDrainer:
         A failure in one session's step is logged and that session retried later; the others
         go on. Locks taken here and not yet given back are released if this is interrupted.
         """
-        return self._round(session_ids, None, 0.0)[0]
+        try:
+            return self._round(session_ids, None, 0.0)[0]
+        finally:
+            self._send_gathered()
 
     def _round(
         self, session_ids: Sequence[str], drainer_id: str | None, deadline: float
@@ -348,6 +371,7 @@ class TickDrainer:
         cursor_before = fields.get(CURSOR_FIELD, "0-0")
         cursor = step.cursor or cursor_before
         oldest = entries[0][1] if entries and self._probing else None
+        processed_ms = _now_ms()
         snapshot = None
         if step.candles:
             snapshot = snapshot_of(session_id, fields, step, cursor, datetime.now(UTC))
@@ -362,6 +386,8 @@ class TickDrainer:
             oldest,
             snapshot,
             cursor_before,
+            stream_times(raw),
+            processed_ms,
         )
 
     def _end_all(
@@ -428,6 +454,14 @@ class TickDrainer:
                 self._missing(item.session_id)
                 continue
             consumed += item.entries
+            result = item.result
+            self._tally.step(
+                result.ticks_processed,
+                result.rejected,
+                len(result.candles),
+                item.times,
+                item.processed_ms,
+            )
             if item.snapshot is not None:
                 snapshots.append(item.snapshot)
             if item.oldest is not None:
@@ -459,7 +493,7 @@ class TickDrainer:
         """
         decided = [(item.session_id, item.cursor_before, item.result) for item in steps]
         try:
-            orders = write_decisions(self.engine, decided)
+            orders, created = write_decisions(self.engine, decided)
         except Exception:
             log.exception(
                 "the rows of %s orders were not written; retrying their round in %s ms",
@@ -470,6 +504,7 @@ class TickDrainer:
                 self._release(item.session_id, held.pop(item.session_id))
                 retry[item.session_id] = ERROR_RETRY_MS
             return []
+        self._tally.orders_created += created
         for new in orders:
             self._send_task(
                 names.ORDERS_SEND,
@@ -484,6 +519,14 @@ def _checked(reply: Any) -> Any:
     if isinstance(reply, Exception):
         raise reply
     return reply
+
+
+def _log_errors(replies: Sequence[Any]) -> None:
+    """Errors among the replies of what goes along with a batch (samples, counts): logged, as
+    a metric's write never stops the tick path."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            log.warning("latency samples or metric counts not written: %s", reply)
 
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:

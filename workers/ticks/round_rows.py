@@ -24,19 +24,20 @@ StepDecisions = tuple[str, str, StepResult]
 """One step's session id, the cursor it began at, and what it decided."""
 
 
-def write_decisions(engine: Engine, steps: Sequence[StepDecisions]) -> list[NewOrder]:
+def write_decisions(engine: Engine, steps: Sequence[StepDecisions]) -> tuple[list[NewOrder], int]:
     """The order rows of the steps (one transaction), then their events (once each); returns
-    the orders to send. Raises if the rows could not be written: then nothing may be sent."""
+    the orders to send and how many rows were new (a re-run finds them written). Raises if
+    the rows could not be written: then nothing may be sent."""
     orders = [new for _, _, result in steps for new in result.new_orders]
     rows = [OrderToWrite(o.session_id, o.order, o.decided_at, o.time_in_force) for o in orders]
-    insert_orders_if_absent(engine, rows)
+    created = insert_orders_if_absent(engine, rows)
     events = [
         row
         for session_id, cursor_before, result in steps
         for row in step_events(session_id, cursor_before, result.events)
     ]
     record_events_once(engine, events)
-    return orders
+    return orders, created
 
 
 def save_round_snapshots(engine: Engine, snapshots: Sequence[StrategySnapshot]) -> None:

@@ -3,7 +3,7 @@ arguments of the end script that writes it (``workers.ticks.drain``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from models.codec import encode_candle
@@ -29,6 +29,10 @@ class RoundStep:
     """The strategy-state snapshot to keep in SQL once the write is accepted (closed candles)."""
     cursor_before: str = ""
     """The session's cursor when the step began: a re-run of the same step starts there too."""
+    times: Sequence[int] = ()
+    """The stream time (ms) of each entry the step consumed, in order (the tick lag)."""
+    processed_ms: int = 0
+    """The wall time (epoch ms) the step processed them."""
 
     @property
     def decided(self) -> bool:

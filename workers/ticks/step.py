@@ -79,6 +79,8 @@ class StepResult:
     events: list[StepEvent] = field(default_factory=list)
     ticks_processed: int = 0
     ticks_rejected: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    """This step's rejected entries by reason (``ticks_rejected`` in all)."""
 
 
 class SessionStep:
@@ -135,6 +137,7 @@ class SessionStep:
                 if reason not in rejected:
                     self._first_reject(reason, values)
                 rejected[reason] = rejected.get(reason, 0) + 1
+                self.result.rejected[reason] = self.result.rejected.get(reason, 0) + 1
                 continue
             assert tick is not None
             good.append(tick)

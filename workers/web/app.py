@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from workers.runtime import Runtime
 from workers.settings import Settings
-from workers.web import actions, login, pages
+from workers.web import actions, login, metrics, pages
 from workers.web.auth import check_csrf, csrf_token
 from workers.web.deps import STATIC_DIR, TEMPLATES
 from workers.web.errors import install_error_handlers
@@ -53,4 +53,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(actions.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(pages.router)
+    app.include_router(metrics.router)
     return app

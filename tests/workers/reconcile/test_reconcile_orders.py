@@ -14,10 +14,17 @@ from sqlalchemy.orm import Session
 
 from models.tables import OrderRow
 from tests.kit.fleet import Fleet
+from tests.kit.metrics import counted, wait_counted
 from tests.kit.paper import paper, place
 from tests.kit.replay import first_tick_time, replay_ticks
 from workers.brokers.commands import CancelOrder, QueryOpenOrders
 from workers.dispatch.names import RECONCILE_ORDERS
+from workers.metrics.catalog import (
+    FILLS,
+    ORDERS,
+    RECONCILE_CORRECTIONS,
+    RECONCILE_LAST_SUCCESS,
+)
 from workers.reconcile.order_check import reconcile_orders
 from workers.risk.book import RiskBook
 from workers.runtime import Runtime
@@ -57,6 +64,11 @@ def rejected_at_broker(rig: Fleet, session_id: str, coid: str) -> None:
     )
 
 
+def counted_checks(rig: Fleet) -> set[str]:
+    """The reconciliation checks with a last success time."""
+    return {field.decode() for field in rig.client.hkeys(RECONCILE_LAST_SUCCESS.key)}
+
+
 def test_the_order_cases_through_a_worker(redis_url: str, tmp_path: Path) -> None:
     with Fleet(redis_url, tmp_path, reconcile_grace_s=0) as rig:
         sid = rig.create("orders", ACCOUNT)
@@ -79,6 +91,16 @@ def test_the_order_cases_through_a_worker(redis_url: str, tmp_path: Path) -> Non
             timeout=60
         )
         after_first = rows(rig)
+        corrections = {
+            "missed_fills": 1,
+            "order_cancelled": 1,
+            "order_rejected": 1,
+            "order_lost": 1,
+            "order_adopted": 2,
+        }
+        wait_counted(rig.client, RECONCILE_CORRECTIONS, corrections)
+        orders_counted = counted(rig.client, ORDERS)
+        assert "orders" in counted_checks(rig)
         working = sorted(rig.state(sid).orders)
         held = rig.quantity(sid)
         events = [e.message for e in rig.events(sid, "reconciliation")]
@@ -94,6 +116,8 @@ def test_the_order_cases_through_a_worker(redis_url: str, tmp_path: Path) -> Non
             timeout=60
         )
         final = rig.state(sid)
+        wait_counted(rig.client, RECONCILE_CORRECTIONS, {**corrections, "missed_fills": 2})
+        assert counted(rig.client, FILLS) == {"": 2}
 
     assert after_first == {
         "filled-there": ("filled", False),
@@ -104,6 +128,7 @@ def test_the_order_cases_through_a_worker(redis_url: str, tmp_path: Path) -> Non
         "anonymous": ("working", True),
     }, first
     assert working == ["anonymous", "named-us"]
+    assert orders_counted == {"external": 2, "cancelled": 1, "rejected": 1, "lost": 1, "filled": 1}
     assert held == 1
     assert sorted(events) == sorted(
         [

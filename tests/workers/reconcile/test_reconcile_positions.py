@@ -20,10 +20,12 @@ from models.state import WorkingOrder
 from models.tables import FillRow, OrderRow
 from tests.kit.cli import run_cli
 from tests.kit.fleet import CONTRACT, Fleet
+from tests.kit.metrics import wait_counted
 from tests.kit.paper import paper, place
 from tests.kit.replay import first_tick_time, replay_ticks
 from tests.kit.wait import wait_until
 from workers.brokers.commands import QueryBalance
+from workers.metrics.catalog import RECONCILE_CORRECTIONS, RECONCILE_LAST_SUCCESS
 from workers.orders.fills import apply_fill_to_session, deliver_fills
 from workers.reconcile.position_check import reconcile_positions
 from workers.reconcile.schedule import STATS_KEY
@@ -58,10 +60,13 @@ def test_a_fill_behind_the_sessions_back_is_corrected_within_one_cycle(
         took = time.monotonic() - booked
         held = rig.state(sid)
         cash = broker.balance(QueryBalance("ACC-DRIFT")).cash
+        wait_counted(rig.client, RECONCILE_CORRECTIONS, {"position": 1})
+        checks = {field.decode() for field in rig.client.hkeys(RECONCILE_LAST_SUCCESS.key)}
     assert took < 2 * INTERVAL_S + 2, f"corrected after {took:.1f}s"
     assert held.open_position is not None
     assert held.open_position.average_price == Decimal("1680.25")
     assert held.account_balance == cash == Decimal("99995.00")
+    assert "positions" in checks
     (event,) = rig.events(sid, "reconciliation")
     assert (event.severity, event.message) == ("warning", "position corrected from 0 to 2")
     assert event.details["local"] == 0 and event.details["broker"] == 2

@@ -15,12 +15,14 @@ import pytest
 
 from tests.kit.cli import run_cli
 from tests.kit.fleet import CONTRACT
+from tests.kit.metrics import wait_counted
 from tests.kit.wait import wait_until
 from tests.workers.rolls.roll_rig import NEW_CONTRACT, Prices, RollRig, assert_rolled
 from trading.market import Tick
 from workers.celery_app import beat_schedule
 from workers.db import roll_rows
 from workers.db.roll_rows import RollExists
+from workers.metrics.catalog import ROLLS
 from workers.rolls.chain import check_rolls
 from workers.sessions.create import NewSession, create_session
 from workers.state.store import StateChanges
@@ -59,6 +61,7 @@ def test_long_short_and_flat_sessions_roll_to_the_next_contract(
         assert_rolled(rig, flat_id, "ACC-FLAT", flat_done, 0, before[flat_id], prices)
         assert rig.broker_seq("ACC-LONG") == rig.broker_seq("ACC-SHORT") == 3
         assert rig.broker_seq("ACC-FLAT") == 0
+        wait_counted(rig.client, ROLLS, {"done": 3})
         entry = ticks[0].ask
         assert entry is not None
         assert rig.state(long_id).account_pnl_info.realized == (prices.old - entry) * 2 * 50
@@ -171,6 +174,7 @@ def test_a_close_that_never_fills_fails_the_roll_then_resume_or_abort(
             )
         assert rig.broker_positions("ACC-RES") == {CONTRACT: 1}
         assert rig.state(resumed).rolling_close_qty == 1
+        wait_counted(rig.client, ROLLS, {"failed": 2})
 
         env = rig.cli_env()
         line = run_cli(env, "roll", str(rolls[aborted]), "--abort").ok().stdout
@@ -194,6 +198,7 @@ def test_a_close_that_never_fills_fails_the_roll_then_resume_or_abort(
         shown = run_cli(env, "roll", aborted, "--show", "--json").ok().stdout
         assert '"status": "aborted"' in shown
         run_cli(env, "roll", str(rolls[resumed]), "--abort").refused("done")
+        wait_counted(rig.client, ROLLS, {"failed": 2, "aborted": 1, "done": 1})
 
 
 def test_beat_starts_one_roll_per_session_inside_its_window_on_the_sessions_clock(

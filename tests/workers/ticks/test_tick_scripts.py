@@ -16,9 +16,17 @@ import pytest
 import redis
 
 from models.codec import candles_key, encode_candle, fence_key, lock_key, state_key
+from tests.kit.metrics import counted
 from tests.kit.redis import paper_url
 from trading.market import Candle
 from workers.db.engines import dispose_engines, engine_for, upgrade
+from workers.metrics.catalog import (
+    CANDLES_CLOSED,
+    ORDERS,
+    TICK_LAG,
+    TICKS_PROCESSED,
+    TICKS_REJECTED,
+)
 from workers.sessions.create import NewSession, create_session
 from workers.settings import DatabaseSettings, PathSettings, RedisSettings, Settings
 from workers.ticks import drain, scripts
@@ -355,6 +363,57 @@ def test_steps_that_decided_nothing_are_written_before_the_others_send(
         assert seen == [(quiet_entry, b"0-0")], "the quiet step was written, the other was not"
         orders = json.loads(client.hget(state_key(deciding), "orders") or b"{}")
         assert [order["side"] for order in orders.values()] == ["buy"]
+    finally:
+        client.close()
+        dispose_engines()
+
+
+def test_a_step_is_counted_once_when_its_write_is_accepted(
+    redis_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """What a step did (good ticks, bad ones by reason, candles closed, every entry's lag, the
+    order rows it wrote) is counted with the drainer's next batch, and only once its fenced
+    write is accepted: a step refused as stale counts nothing but the rows it wrote, and its
+    re-run counts its ticks once and finds its rows written."""
+    settings, (sid,) = _sessions(redis_url, sqlite_url, tmp_path, "counted", 1)
+    client = redis.Redis.from_url(redis_url)
+    minute = 1_700_000_040_000
+    rows: list[dict[str, str]] = [
+        {"t": str(minute + n * 60_000), "p": price, "s": "1"}
+        for n, price in enumerate(["100", "100", "100", "100", "110", "110"])
+    ]
+    rows[2:2] = [{"t": str(minute + 90_000), "p": "-1", "s": "1"}]
+    rows[4:4] = [{"t": str(minute), "p": "100", "s": "1"}, {"t": "soon", "p": "100", "s": "1"}]
+    for fields in rows:
+        client.xadd(stream_key(CONTRACT), fields)  # type: ignore[arg-type]
+    sends: list[str] = []
+
+    def send_after_a_newer_fence(name: str, args: list[str], queue: str) -> None:
+        sends.append(args[1])
+        if len(sends) == 1:
+            client.incr(fence_key(sid))
+
+    try:
+        drainer = TickDrainer(
+            client, engine_for(settings.sqlalchemy_url), settings, send_after_a_newer_fence
+        )
+        assert drainer.process_many([sid]) == 0
+        assert counted(client, ORDERS) == {"created": 1}
+        assert counted(client, TICKS_PROCESSED) == counted(client, TICK_LAG) == {}
+        client.delete(lock_key(sid))  # the stale step's lease, as if it had run out
+        assert drainer.process_many([sid]) == len(rows)
+        assert len(sends) == 2 and sends[0] == sends[1]
+        assert counted(client, ORDERS) == {"created": 1}
+        assert counted(client, TICKS_PROCESSED) == {"": 6}
+        rejected = {"bad_price": 1, "time_backwards": 1, "unparseable": 1}
+        assert counted(client, TICKS_REJECTED) == rejected
+        assert counted(client, CANDLES_CLOSED) == {"": 5}
+        lag = counted(client, TICK_LAG)
+        assert lag["count"] == len(rows)
+        within_a_minute = TICK_LAG.buckets.index(60.0)
+        assert lag[f"b{within_a_minute}"] == len(rows), "their stream ids are Redis' time: now"
+        assert drainer.process_many([sid]) == 0
+        assert counted(client, TICKS_PROCESSED) == {"": 6}
     finally:
         client.close()
         dispose_engines()
