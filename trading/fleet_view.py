@@ -65,6 +65,9 @@ class StatusInputs:
     """The data time of its last tick, None before any."""
     created_at: datetime
     market_open: bool
+    live_feed: bool
+    """Its feed prints a market as it trades (a replay's ticks carry their data's old times:
+    the no-tick rule does not apply to it)."""
 
 
 def session_status(
@@ -87,7 +90,7 @@ def session_status(
     if inputs.feed_stalled:
         found.append(("stale", "feed stalled"))
     since = inputs.last_tick if inputs.last_tick is not None else inputs.created_at
-    if inputs.market_open and now - since > stale_after:
+    if inputs.live_feed and inputs.market_open and now - since > stale_after:
         quiet = duration_text(int((now - since).total_seconds()))
         found.append(
             ("stale", f"no tick for {quiet}" if inputs.last_tick else f"no tick in {quiet}")

@@ -286,9 +286,9 @@ class Fleet:
 
     def unsettled(self) -> list[str]:
         """Why the run has not settled yet (empty when it has)."""
-        last = self.last_id()
         why: list[str] = []
         for name in self.session_ids:
+            last = self.last_id(self.contract(self.session_ids[name]))  # a rolled one's own
             if self.field(name, CURSOR_FIELD) != last:
                 why.append(f"{name}: cursor {self.field(name, CURSOR_FIELD)} before {last}")
             working = decode_field("orders", self.field(name, "orders") or "{}")

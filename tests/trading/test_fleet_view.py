@@ -31,6 +31,7 @@ FINE = StatusInputs(
     last_tick=NOW - timedelta(seconds=3),
     created_at=NOW - timedelta(days=1),
     market_open=True,
+    live_feed=True,
 )
 
 
@@ -62,6 +63,13 @@ def test_each_rule_alone(change: dict[str, object], status: str, reason: str) ->
 def test_a_quiet_feed_is_not_stale_while_the_market_is_closed() -> None:
     quiet = replace(FINE, last_tick=NOW - timedelta(hours=30), market_open=False)
     assert session_status(quiet, NOW, AFTER) == ("trading", ())
+
+
+def test_a_replayed_feed_is_never_stale_for_the_age_of_its_history() -> None:
+    replayed = replace(FINE, last_tick=NOW - timedelta(days=4000), live_feed=False)
+    assert session_status(replayed, NOW, AFTER) == ("trading", ())
+    stalled = replace(replayed, feed_stalled=True)
+    assert session_status(stalled, NOW, AFTER) == ("stale", ("feed stalled",))
 
 
 def test_a_rolling_session_that_stopped_trading_is_not_waiting_for_a_restart() -> None:

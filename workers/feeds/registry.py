@@ -42,6 +42,12 @@ HISTORIES: dict[str, HistoryFactory] = {
 }
 """The sources with the history capability (the warm-up of ``workers.feeds.history``)."""
 
+DATA_TIME_SOURCES = frozenset({ReplaySource.name, SyntheticSource.name})
+"""The sources that publish recorded or generated ticks at any pace: a tick's time is its
+data's, not the wall clock's, so how long ago (in wall time) their last tick was says nothing
+about whether they are alive. Every other source, a plugin's included, prints the market as it
+trades."""
+
 _loaded: dict[str, SourceFactory] = {}
 _lock = threading.Lock()
 
@@ -87,6 +93,12 @@ def history_source(name: str, settings: Settings) -> HistorySource | None:
         owner = getattr(target, "__self__", None)
         factory = getattr(owner, "history_from_settings", None)
     return None if factory is None else factory(settings)
+
+
+def prints_live(name: str) -> bool:
+    """Whether the source registered as ``name`` publishes a market as it trades, so its
+    ticks' times follow the wall clock (``DATA_TIME_SOURCES`` do not)."""
+    return name not in DATA_TIME_SOURCES
 
 
 def refresh_registry() -> None:

@@ -85,6 +85,7 @@ from workers.db.event_rows import list_events
 from workers.db.order_rows import FillRecord, session_fills
 from workers.db.roll_rows import list_rolls
 from workers.db.session_rows import get_session_row, list_session_rows
+from workers.feeds.registry import prints_live
 from workers.risk.accounts import known_accounts
 from workers.risk.book import AccountRisk, RiskBook, risk_key
 from workers.risk.feed_stall import stall_key
@@ -332,9 +333,12 @@ def fleet_view(
     session_ids: Iterable[str] | None = None,
     is_open: MarketOpen = market_open,
     stale_after: timedelta = STALE_AFTER,
+    live_feed: Callable[[str], bool] = prints_live,
 ) -> FleetView:
     """Every session (or those of ``session_ids``) with its figures and status, and the
-    totals per account of the rows shown."""
+    totals per account of the rows shown. ``live_feed(feed name)``: whether that feed prints a
+    market as it trades (``workers.feeds.registry.prints_live``): only such a session is
+    stale when no tick came for ``stale_after`` while the market is open."""
     now = now or datetime.now(UTC)
     all_rows = list(list_session_rows(rt.engine))
     wanted = None if session_ids is None else set(session_ids)
@@ -368,6 +372,7 @@ def fleet_view(
                 now,
                 open_now,
                 stale_after,
+                live_feed(row.market_data_source),
             )
         )
     totals = account_totals(view.figures() for view in views)
@@ -391,6 +396,7 @@ def _session_view(
     now: datetime,
     open_now: bool,
     stale_after: timedelta,
+    live: bool,
 ) -> SessionView:
     contract = row.contract if h is None else h.contract
     progress = TickProgress() if h is None else h.progress
@@ -411,6 +417,7 @@ def _session_view(
             last_tick=last_tick,
             created_at=row.created_at,
             market_open=open_now,
+            live_feed=live,
         ),
         now,
         stale_after,

@@ -103,7 +103,7 @@ def confirm_page(request: Request, user: User, plan: Plan, next_path: str) -> Re
             "user": user,
             "title": plan.title,
             "lines": plan.lines,
-            "action": request.url.path,
+            "action_url": request.url.path,
             "fields": {**plan.fields, "next": next_path, "confirmed": "1"},
             "next": next_path,
         },

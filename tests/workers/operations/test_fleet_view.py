@@ -30,6 +30,12 @@ def closed_market(_: datetime) -> bool:
     return False
 
 
+def as_if_live(_: str) -> bool:
+    """Every feed taken as printing live (these sessions replay history: their ticks' age in
+    wall time is the history's)."""
+    return True
+
+
 def test_a_session_without_ticks_is_stale_only_past_the_threshold_while_the_market_is_open(
     redis_url: str, pg_url: str, tmp_path: Path
 ) -> None:
@@ -38,11 +44,11 @@ def test_a_session_without_ticks_is_stale_only_past_the_threshold_while_the_mark
         created = rig.state(sid).session.created_at
         soon = created + STALE_AFTER - timedelta(seconds=1)
         late = created + timedelta(minutes=10)
-        (view,) = fleet_view(rig.rt, soon, is_open=open_market).sessions
+        (view,) = fleet_view(rig.rt, soon, is_open=open_market, live_feed=as_if_live).sessions
         assert (view.status, view.reasons) == ("trading", ())
-        (view,) = fleet_view(rig.rt, late, is_open=open_market).sessions
+        (view,) = fleet_view(rig.rt, late, is_open=open_market, live_feed=as_if_live).sessions
         assert (view.status, view.reasons) == ("stale", ("no tick in 10 min",))
-        (view,) = fleet_view(rig.rt, late, is_open=closed_market).sessions
+        (view,) = fleet_view(rig.rt, late, is_open=closed_market, live_feed=as_if_live).sessions
         assert view.status == "trading"
         assert view.tick_age_s is None and view.last_tick_at is None
 
@@ -63,7 +69,7 @@ def test_the_lag_is_the_data_time_a_session_has_not_read_and_its_clock_is_its_la
         rig.start_worker()
         rig.wait_read()
         now = ticks[-1].time + timedelta(seconds=30)
-        (view,) = fleet_view(rig.rt, now, is_open=open_market).sessions
+        (view,) = fleet_view(rig.rt, now, is_open=open_market, live_feed=as_if_live).sessions
         assert view.tick_lag_ms == 0
         assert view.last_tick_at is not None
         assert epoch_ms(view.last_tick_at) == epoch_ms(ticks[-1].time)
@@ -71,7 +77,7 @@ def test_the_lag_is_the_data_time_a_session_has_not_read_and_its_clock_is_its_la
         assert view.candles_closed == rig.progress("lagging").candles_closed > 0
         assert view.status == "trading"
         late = ticks[-1].time + timedelta(minutes=5)
-        (view,) = fleet_view(rig.rt, late, is_open=open_market).sessions
+        (view,) = fleet_view(rig.rt, late, is_open=open_market, live_feed=as_if_live).sessions
         assert (view.status, view.reasons) == ("stale", ("no tick for 5 min",))
         assert rig.cursor(sid) == rig.last_id()
 

@@ -43,11 +43,13 @@
     series.setData(bars);
     made.timeScale().fitContent();
     series.setMarkers(marks(data.markers));
-    chart = {series: series, last: bars.length ? bars[bars.length - 1].time : 0, stop: null, stopPrice: null, markers: data.markers.length};
+    chart = {series: series, last: bars.length ? bars[bars.length - 1].time : 0, lastBar: bars[bars.length - 1] || null,
+             stop: null, stopPrice: null, markers: data.markers.length};
+    window.tradefleetChart = chart;  // what the chart shows, for a reader of the page (tests)
   }
   function moveChart(live) {
     [live.last_closed, live.partial].forEach(function (c) {
-      if (c && c.time >= chart.last) { chart.series.update(bar(c)); chart.last = c.time; }
+      if (c && c.time >= chart.last) { chart.lastBar = bar(c); chart.series.update(chart.lastBar); chart.last = c.time; }
     });
     if (live.markers.length !== chart.markers) { chart.series.setMarkers(marks(live.markers)); chart.markers = live.markers.length; }
     if (live.stop_price === chart.stopPrice) return;
