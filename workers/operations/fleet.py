@@ -6,7 +6,7 @@ instrument streams' last ids and the broker's position as reconciliation last sa
 (``workers.state.broker_seen``); no broker is asked. A fleet snapshot costs three SQL queries
 (the sessions, the unfinished rolls, the newest events) and four Redis round trips (the state
 hashes; the stall flags and streams; the broker's positions; the risk books), whatever the
-fleet's size; the accounts view adds one SQL read and one round trip.
+fleet's size; the accounts view adds two SQL statements (the known accounts) and one round trip.
 
 Figures of one session (``SessionView``):
 
