@@ -5,6 +5,8 @@ sized would leave a position), then its exit to flat is decided under the sessio
 a tick step's order (the next signal sequence, a deterministic client order id, the row
 written before it is sent) and sent; its fill is applied as any other. The exit is sized on
 the position plus what its remaining open orders (exits, protective stops) would still do.
+Its row and the entries' cancellations are counted (``tradefleet_orders_total``) as every
+other writer's are.
 
 Flattening does not stop the session: its strategy may enter again at a later candle. To keep
 it flat, halt its account (``tradefleet halt --account``) or stop it once flat
@@ -116,7 +118,8 @@ def cancel_entries(rt: Runtime, row: TradingSessionRow) -> list[str]:
         ack = broker.cancel_order(CancelOrder(row.account, coid))
         if ack.status in {"cancelled", "unknown"}:
             status = BROKER_TO_LOCAL[ack.status]
-            update_order_row(rt.engine, coid, status, ack.broker_order_id or None)
+            broker_id = ack.broker_order_id or None
+            update_order_row(rt.engine, coid, status, broker_id, metrics=rt.redis)
             _drop_working_order(rt, row.id, coid, status)
             done.append(coid)
     return done
@@ -152,7 +155,7 @@ def decide_exit(rt: Runtime, row: TradingSessionRow) -> str | None:
         meta = {PROGRESS_FIELD: replace(progress, signal_seq=seq).to_json()}
         changes = StateChanges.of({"orders": {**orders, order.client_order_id: order}}, meta=meta)
         rt.store.write(lease, changes)
-    insert_order_if_absent(rt.engine, row.id, order, now, template.time_in_force)
+    insert_order_if_absent(rt.engine, row.id, order, now, template.time_in_force, metrics=rt.redis)
     return order.client_order_id
 
 

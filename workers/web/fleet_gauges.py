@@ -1,108 +1,58 @@
-"""Gauges read at scrape time: every active session's position and P&L, and every account's
-heat against its levels, halt and day's loss, from the sessions' Redis and SQL.
+"""Gauges read at scrape time from the console's read models (``workers.operations.fleet``):
+what the fleet page and the accounts page show, given to Prometheus.
 
-A scrape costs three SQL reads (the active sessions, the accounts) and one Redis pipeline
-(each session's few state fields and each account's risk hash), whatever the fleet's size.
-A session is labelled by its name (unique, chosen by the operator, bounded by the fleet's
-size), its account and its product: a session's series lives as long as the session. Money
-is the session's Decimal, given to Prometheus as a float (its only number type), in dollars.
+A session's status is the console's, one definition for both: ``fleet_view`` applies
+``trading.fleet_view.session_status`` (its words, their order and every rule are documented
+there) at the scrape's wall time and the exchange's hours. Which series there are:
+
+- ``tradefleet_sessions{status}``: how many sessions have each status, stopped ones included;
+  every status word is reported, at 0 when none has it.
+- ``tradefleet_session_trading`` / ``_stale``: 1 when the session's status is ``trading`` /
+  ``stale``, else 0; for every session not stopped.
+- its position (in its current contract), realized and unrealized P&L and commissions: for
+  every session not stopped that holds state in Redis. One without state (awaiting recovery,
+  status ``needs_operator``) has none of them: its position is unknown, not 0.
+
+A session's series are labelled by its name (unique, chosen by the operator), its account and
+its product; they live as long as the session is not stopped, so the series are bounded by the
+sessions not stopped (six each), the status words (six) and the accounts (eleven each).
+
+A scrape reads what a fleet page and an accounts page read: ``fleet_view``'s three SQL
+queries and four Redis round trips, ``accounts_view``'s two SQL statements and one round trip,
+whatever the fleet's size (the work within them is linear in its sessions and accounts). Money
+is the read model's Decimal, given to Prometheus as a float (its only number type), in dollars.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.core import Metric as Family
 
-from models.codec import decode_field, state_key
-from models.meta import RECONCILE_FIELD
-from models.state import OpenPosition, PnlInfo
-from models.tables import TradingSessionRow
-from trading.reconcile import ReconcileMeta
-from workers.risk.accounts import active_sessions, known_accounts
-from workers.risk.book import AccountRisk, account_risk_of, risk_key
+from trading.fleet_view import STATUSES
+from workers.operations.fleet import AccountView, SessionView, accounts_view, fleet_view
 from workers.runtime import Runtime
 
 SESSION_LABELS = ("session", "account", "product")
-SESSION_FIELDS = ("open_position", "account_pnl_info", "trading", RECONCILE_FIELD)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionFigures:
-    """What one active session's state says, decoded."""
-
-    labels: tuple[str, str, str]
-    position: int
-    realized: Decimal
-    unrealized: Decimal
-    commissions: Decimal
-    trading: bool
-    stale: bool
 
 
 def fleet_families(rt: Runtime) -> Iterator[Family]:
     """The sessions' and accounts' gauges, read now."""
-    sessions = active_sessions(rt.engine)
-    accounts = known_accounts(rt.engine)
-    with rt.redis.pipeline(transaction=False) as pipe:
-        for row in sessions:
-            pipe.hmget(state_key(row.id), list(SESSION_FIELDS))
-        for account in accounts:
-            pipe.hgetall(risk_key(account))
-        replies: list[Any] = pipe.execute()
-    states, books = replies[: len(sessions)], replies[len(sessions) :]
-    figures = [
-        figure
-        for row, values in zip(sessions, states, strict=True)
-        if (figure := session_figures(row, values)) is not None
-    ]
-    yield from session_families(len(sessions), figures)
-    risks = [
-        account_risk_of(account, raw, rt.settings.risk)
-        for account, raw in zip(accounts, books, strict=True)
-    ]
-    yield from account_families(risks)
+    fleet = fleet_view(rt)
+    yield from session_families(fleet.sessions)
+    yield from account_families(accounts_view(rt, fleet))
 
 
-def session_figures(
-    row: TradingSessionRow, values: Sequence[bytes | None]
-) -> SessionFigures | None:
-    """The session's figures, or None when it has no state in Redis (it awaits recovery)."""
-    raw = dict(zip(SESSION_FIELDS, values, strict=True))
-    if raw["open_position"] is None:
-        return None
-    position: OpenPosition | None = decode_field("open_position", _text(raw["open_position"]))
-    pnl_raw = raw["account_pnl_info"]
-    pnl: PnlInfo = (
-        PnlInfo() if pnl_raw is None else decode_field("account_pnl_info", _text(pnl_raw))
-    )
-    trading_raw = raw["trading"]
-    trading = trading_raw is not None and bool(decode_field("trading", _text(trading_raw)))
-    meta_raw = raw[RECONCILE_FIELD]
-    meta = ReconcileMeta.from_json(None if meta_raw is None else _text(meta_raw))
-    return SessionFigures(
-        labels=(row.name, row.account, row.product),
-        position=0 if position is None else position.quantity,
-        realized=pnl.realized,
-        unrealized=pnl.unrealized,
-        commissions=pnl.commissions,
-        trading=trading,
-        stale=meta.stale,
-    )
-
-
-def session_families(active: int, figures: Sequence[SessionFigures]) -> Iterator[Family]:
+def session_families(views: Sequence[SessionView]) -> Iterator[Family]:
     def gauge(name: str, text: str) -> GaugeMetricFamily:
         return GaugeMetricFamily(name, text, labels=SESSION_LABELS)
 
     position = gauge(
         "tradefleet_session_position_contracts",
-        "The session's position in contracts (its working copy; reconciliation keeps it at "
-        "the broker's): positive long, negative short.",
+        "The session's position in its current contract, in contracts (its working copy; "
+        "reconciliation keeps it at the broker's): positive long, negative short.",
     )
     realized = gauge(
         "tradefleet_session_realized_pnl_dollars",
@@ -116,35 +66,40 @@ def session_families(active: int, figures: Sequence[SessionFigures]) -> Iterator
         "tradefleet_session_commissions_dollars", "Commissions the session paid, in dollars."
     )
     trading = gauge(
-        "tradefleet_session_trading", "1 while the session may trade (its trading flag), else 0."
+        "tradefleet_session_trading",
+        "1 when the console's status of the session is trading, else 0.",
     )
     stale = gauge(
         "tradefleet_session_stale",
-        "1 when the session's last position reconciliation got no answer from the broker.",
+        "1 when the console's status of the session is stale (its feed stalled, no tick "
+        "while the market is open, or the broker not answering its position check), else 0.",
     )
-    for figure in figures:
-        labels = list(figure.labels)
-        position.add_metric(labels, figure.position)
-        realized.add_metric(labels, float(figure.realized))
-        unrealized.add_metric(labels, float(figure.unrealized))
-        commissions.add_metric(labels, float(figure.commissions))
-        trading.add_metric(labels, int(figure.trading))
-        stale.add_metric(labels, int(figure.stale))
+    for view in views:
+        if view.status == "stopped":
+            continue
+        labels = [view.name, view.account, view.product]
+        trading.add_metric(labels, int(view.status == "trading"))
+        stale.add_metric(labels, int(view.status == "stale"))
+        if not view.has_state:
+            continue
+        position.add_metric(labels, view.position)
+        realized.add_metric(labels, float(view.realized))
+        unrealized.add_metric(labels, float(view.unrealized))
+        commissions.add_metric(labels, float(view.commissions))
     yield from (position, realized, unrealized, commissions, trading, stale)
-    yield GaugeMetricFamily("tradefleet_sessions_active", "Active sessions (SQL).", value=active)
-    yield GaugeMetricFamily(
-        "tradefleet_sessions_stale",
-        "Active sessions whose last position reconciliation got no answer from the broker.",
-        value=sum(figure.stale for figure in figures),
+    statuses = Counter(view.status for view in views)
+    sessions = GaugeMetricFamily(
+        "tradefleet_sessions",
+        "Sessions by the console's status (trading, rolling, halted, stale, stopped, "
+        "needs_operator).",
+        labels=("status",),
     )
-    yield GaugeMetricFamily(
-        "tradefleet_sessions_without_state",
-        "Active sessions with no state in Redis (awaiting recovery).",
-        value=active - len(figures),
-    )
+    for status in STATUSES:
+        sessions.add_metric([status], statuses[status])
+    yield sessions
 
 
-def account_families(risks: Sequence[AccountRisk]) -> Iterator[Family]:
+def account_families(accounts: Sequence[AccountView]) -> Iterator[Family]:
     def gauge(name: str, text: str) -> GaugeMetricFamily:
         return GaugeMetricFamily(name, text, labels=("account",))
 
@@ -174,29 +129,25 @@ def account_families(risks: Sequence[AccountRisk]) -> Iterator[Family]:
         "tradefleet_account_daily_loss_reached",
         "1 when the latest trade date reached the daily loss limit (entries refused that day).",
     )
-    for item in risks:
+    for item in accounts:
         labels = [item.account]
         heat.add_metric(labels, float(item.heat))
         warn.add_metric(labels, float(item.heat_warn))
         block.add_metric(labels, float(item.heat_block))
-        risk.add_metric(labels, float(item.total))
+        risk.add_metric(labels, float(item.open_risk))
         if item.equity is not None:
             equity.add_metric(labels, float(item.equity))
         warned.add_metric(labels, int(item.warned))
         blocked.add_metric(labels, int(item.blocked))
         halted.add_metric(labels, int(item.halted))
         if item.day_pnl is not None:
-            day_pnl.add_metric(labels, float(item.day_pnl[1]))
+            day_pnl.add_metric(labels, float(item.day_pnl))
         if item.max_daily_loss is not None:
             max_loss.add_metric(labels, float(item.max_daily_loss))
-        reached = item.day_pnl is not None and item.loss_day == item.day_pnl[0]
+        reached = item.day is not None and item.loss_day == item.day
         loss_hit.add_metric(labels, int(reached))
     yield from (heat, warn, block, risk, equity, warned, blocked, halted, day_pnl, max_loss)
     yield loss_hit
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
-__all__ = ["SessionFigures", "fleet_families", "session_figures"]
+__all__ = ["account_families", "fleet_families", "session_families"]

@@ -7,8 +7,8 @@ it is not served at all. The console's login plays no part. The format follows t
 
 Each app has its own ``CollectorRegistry`` (never the process-wide one) holding one collector
 that reads, at each scrape, the counters every worker keeps in Redis (one pipeline,
-``workers.metrics``) and the sessions' and accounts' gauges (``workers.web.fleet_gauges``: one
-pipeline and three SQL reads).
+``workers.metrics``) and the sessions' and accounts' gauges (``workers.web.fleet_gauges``: the
+console's read models, five SQL statements and five Redis round trips whatever the fleet's size).
 """
 
 from __future__ import annotations

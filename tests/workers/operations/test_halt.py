@@ -1,23 +1,39 @@
 """The kill switch on real workers: ``tradefleet halt --flatten`` leaves every session flat at
-the broker and no session enters again until ``tradefleet resume``."""
+the broker and no session enters again until ``tradefleet resume``; its exits are counted as
+every other order row is (``tradefleet_orders_total{outcome="created"}``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from models.tables import OrderRow
 from tests.kit.cli import run_cli
 from tests.kit.fleet import Fleet
+from tests.kit.metrics import counted
 from tests.kit.replay import SessionPlan, replay_ticks
+from tests.kit.wait import wait_until
 from tests.workers.risk.test_heat import ARGS, decisions, position_of, risk_events
+from workers.metrics.catalog import ORDERS
 from workers.risk.book import RiskBook
 
 pytestmark = pytest.mark.integration
 
 
+def order_rows(rig: Fleet) -> int:
+    with Session(rig.engine) as db:
+        return int(db.scalar(select(func.count()).select_from(OrderRow)) or 0)
+
+
+def created(rig: Fleet) -> int:
+    return counted(rig.client, ORDERS).get("created", 0)
+
+
 def test_halt_with_flatten_leaves_every_session_flat_at_the_broker(
-    redis_url: str, tmp_path: Path
+    redis_url: str, pg_url: str, tmp_path: Path
 ) -> None:
     ticks = replay_ticks()
     entry, reversal, *_ = decisions(ticks, 3)
@@ -25,7 +41,7 @@ def test_halt_with_flatten_leaves_every_session_flat_at_the_broker(
         SessionPlan("one", "ACC-H1", "sma_cross", ARGS),
         SessionPlan("two", "ACC-H2", "sma_cross", ARGS),
     ]
-    with Fleet(redis_url, tmp_path / "run") as rig:
+    with Fleet(redis_url, tmp_path / "run", database_url=pg_url) as rig:
         rig.create_sessions(plans)
         rig.start_workers(count=1, concurrency=2)
         rig.publish_replay(ticks[: entry.publish_until])
@@ -44,6 +60,11 @@ def test_halt_with_flatten_leaves_every_session_flat_at_the_broker(
             assert position_of(rig, plan.name) == 0
             assert book.read(plan.account).halted
             assert book.read(plan.account).sessions == {}
+        wait_until(
+            lambda: created(rig) == order_rows(rig),
+            timeout=10,
+            what=f"created {created(rig)} to be the {order_rows(rig)} order rows",
+        )
 
         rig.publish_replay(ticks[entry.publish_until : reversal.publish_until])
         rig.wait_settled()

@@ -15,11 +15,13 @@ from sqlalchemy.orm import Session
 
 from models.tables import EventRow, OrderRow
 from tests.kit.desk import Desk
+from tests.kit.metrics import counted
 from tests.kit.snapshots import CONTRACT
 from trading.exceptions import BadInput, UnknownSession
 from workers.db.roll_rows import create_roll
 from workers.db.session_rows import get_session_row
 from workers.dispatch.recovery import missing_sessions
+from workers.metrics.catalog import ORDERS
 from workers.operations.flatten import flatten_session
 from workers.operations.halt import halt, resume, wind_down
 from workers.operations.stop import start_session, stop_session
@@ -62,6 +64,7 @@ def test_flatten_cancels_entries_and_takes_the_session_flat_at_the_broker(desk: 
     desk.hold(sid, ACCOUNT)
     resting = resting_entry(desk, sid)
     assert desk.broker_positions(ACCOUNT) == {CONTRACT: 1}
+    before = counted(desk.rt.redis, ORDERS)
 
     report = flatten_session(desk.rt, sid, "alice")
 
@@ -75,6 +78,9 @@ def test_flatten_cancels_entries_and_takes_the_session_flat_at_the_broker(desk: 
     ]
     assert resting not in desk.rt.store.load(sid).orders
     assert {o.client_order_id: o.status for o in desk.orders(sid)}[resting] == "cancelled"
+    after = counted(desk.rt.redis, ORDERS)
+    gained = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
+    assert gained == {"created": 1, "cancelled": 1, "filled": 1}
     (event,) = operator_events(desk, sid)
     assert event.details["user"] == "alice"
     assert event.message.endswith("(by alice)") and "flattened" in event.message

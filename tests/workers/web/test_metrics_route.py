@@ -24,12 +24,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from models.state import OpenPosition, PnlInfo
 from tests.kit.redis import paper_url
+from trading.fleet_view import STATUSES
 from trading.reconcile import ReconcileMeta
 from trading.risk import RiskLevels
 from workers.db.engines import upgrade
 from workers.metrics.catalog import FILLS, ORDERS, RECONCILE_LAST_SUCCESS
 from workers.metrics.counters import count, mark_now
+from workers.operations.fleet import fleet_view
+from workers.operations.stop import stop_session
 from workers.risk.book import RiskBook
+from workers.risk.feed_stall import clear_stalled, set_stalled
+from workers.runtime import Runtime
 from workers.sessions.create import NewSession, create_session
 from workers.settings import Settings, grouped
 from workers.state.store import StateChanges, StateStore
@@ -82,6 +87,11 @@ def value(family: Family, suffix: str = "", **labels: str) -> float:
     return float(found[0])
 
 
+def statuses(families: dict[str, Family]) -> dict[str, float]:
+    """``tradefleet_sessions`` by its status label."""
+    return {s.labels["status"]: s.value for s in families["tradefleet_sessions"].samples}
+
+
 def dashboard_metrics() -> set[str]:
     """Every metric the Grafana dashboard's queries name."""
     dashboard = json.loads(DASHBOARD.read_text())
@@ -125,7 +135,7 @@ def test_the_counters_read_zero_then_what_the_workers_counted(
     assert value(families["tradefleet_fills"], "_total") == 0
     assert value(families["tradefleet_orders"], "_total", outcome="created") == 0
     assert value(families["tradefleet_tick_lag_seconds"], "_count") == 0
-    assert value(families["tradefleet_sessions_active"]) == 0
+    assert statuses(families) == dict.fromkeys(STATUSES, 0)
     count(redis_client, FILLS, n=3)
     count(redis_client, ORDERS, "cancelled")
     families = scrape(client)
@@ -180,12 +190,10 @@ def test_sessions_and_accounts_are_read_at_scrape_time(
     assert value(families["tradefleet_session_realized_pnl_dollars"], **labels) == 125.5
     assert value(families["tradefleet_session_unrealized_pnl_dollars"], **labels) == -37.5
     assert value(families["tradefleet_session_commissions_dollars"], **labels) == 4.2
-    assert value(families["tradefleet_session_trading"], **labels) == 1
-    assert value(families["tradefleet_session_stale"], **labels) == 1
-    assert value(families["tradefleet_session_stale"], **other) == 0
-    assert value(families["tradefleet_sessions_active"]) == 2
-    assert value(families["tradefleet_sessions_stale"]) == 1
-    assert value(families["tradefleet_sessions_without_state"]) == 0
+    for each in (labels, other):
+        assert value(families["tradefleet_session_trading"], **each) == 0
+        assert value(families["tradefleet_session_stale"], **each) == 0
+    assert statuses(families) == {**dict.fromkeys(STATUSES, 0), "halted": 2}
     account = {"account": ACCOUNT}
     assert value(families["tradefleet_account_heat_ratio"], **account) == 0.01
     assert value(families["tradefleet_account_heat_warn_ratio"], **account) == 0.05
@@ -204,6 +212,71 @@ def test_sessions_and_accounts_are_read_at_scrape_time(
 
     redis_client.delete(f"tf:{{{session_id}}}:state")
     families = scrape(client)
-    assert value(families["tradefleet_sessions_without_state"]) == 1
-    sessions = {s.labels["session"] for s in families["tradefleet_session_trading"].samples}
-    assert sessions == {"es-other"}
+    assert statuses(families) == {**dict.fromkeys(STATUSES, 0), "needs_operator": 1, "halted": 1}
+    assert value(families["tradefleet_session_trading"], **labels) == 0
+    held = {s.labels["session"] for s in families["tradefleet_session_position_contracts"].samples}
+    assert held == {"es-other"}
+
+
+def session_flags(families: dict[str, Family]) -> dict[str, tuple[float, float]]:
+    """Per session shown: (``tradefleet_session_trading``, ``tradefleet_session_stale``)."""
+    trading = {s.labels["session"]: s.value for s in families["tradefleet_session_trading"].samples}
+    stale = {s.labels["session"]: s.value for s in families["tradefleet_session_stale"].samples}
+    assert trading.keys() == stale.keys()
+    return {name: (trading[name], stale[name]) for name in trading}
+
+
+def test_a_session_is_counted_under_the_status_the_console_shows(
+    client: TestClient, redis_url: str, database: str, redis_client: redis.Redis
+) -> None:
+    settings = settings_for(redis_url, database, TOKEN)
+    made = {
+        name: create_session(
+            settings, NewSession(name, account, product, contract, "sma_cross", {})
+        ).session.id
+        for name, account, product, contract in [
+            ("gc-trading", "ACC-T", "GC", "GCZ13"),
+            ("es-stalled", "ACC-S", "ES", "ESZ13"),
+            ("es-halted", "ACC-HALTED", "ES", "ESZ13"),
+            ("nq-stopped", "ACC-T", "NQ", "NQZ13"),
+        ]
+    }
+    rt: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    stop_session(rt, made["nq-stopped"], "ops")
+    assert set_stalled(redis_client, "ESZ13", datetime.now(UTC), 30.0)
+    RiskBook(redis_client, settings.risk).set_halted("ACC-HALTED", True)
+
+    console = {view.name: (view.status, view.reasons) for view in fleet_view(rt).sessions}
+    assert console == {
+        "gc-trading": ("trading", ()),
+        "es-stalled": ("stale", ("feed stalled",)),
+        "es-halted": ("halted", ("account halted", "feed stalled")),
+        "nq-stopped": ("stopped", ("stopped", "not trading")),
+    }
+    families = scrape(client)
+    stalled = {"session": "es-stalled", "account": "ACC-S", "product": "ES"}
+    assert value(families["tradefleet_session_stale"], **stalled) == 1
+    assert session_flags(families) == {
+        "gc-trading": (1, 0),
+        "es-stalled": (0, 1),
+        "es-halted": (0, 0),
+    }
+    assert statuses(families) == {
+        **dict.fromkeys(STATUSES, 0),
+        "trading": 1,
+        "stale": 1,
+        "halted": 1,
+        "stopped": 1,
+    }
+    positions = families["tradefleet_session_position_contracts"].samples
+    assert {s.labels["session"] for s in positions} == {"gc-trading", "es-stalled", "es-halted"}
+
+    assert clear_stalled(redis_client, "ESZ13")
+    families = scrape(client)
+    assert session_flags(families)["es-stalled"] == (1, 0)
+    assert statuses(families) == {
+        **dict.fromkeys(STATUSES, 0),
+        "trading": 2,
+        "halted": 1,
+        "stopped": 1,
+    }
