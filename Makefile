@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench chromium
+.PHONY: install demo demo-web test lint bench chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ chromium:
 
 demo: install
 	$(BIN)/tradefleet demo
+
+# The demo with the console beside it: its address and a one-time login are printed; Ctrl-C ends it.
+demo-web: install
+	$(BIN)/tradefleet demo --web
 
 lint: install
 	$(BIN)/ruff check .

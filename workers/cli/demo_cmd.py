@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from trading.exceptions import BadInput
+from workers.cli.demo_web import DEFAULT_WEB_PORT, DemoConsole, check_port
 from workers.settings import get_settings
 from workers.tools.demo.run import BROKERS, Demo, DemoResult
 from workers.tools.demo.summary import SessionSummary
@@ -101,24 +102,55 @@ def demo(
             help="First day of the ES replay, YYYY-MM-DD (default 2013-10-07): a shorter run."
         ),
     ] = None,
+    web: Annotated[
+        bool,
+        typer.Option(
+            "--web",
+            help="Also serve the console (one-time login shown here) and keep everything up "
+            "after the summary until Ctrl-C.",
+        ),
+    ] = False,
+    web_port: Annotated[
+        int | None,
+        typer.Option(
+            "--web-port",
+            min=1,
+            max=65_535,
+            help=f"The console's port on 127.0.0.1 (with --web; default {DEFAULT_WEB_PORT}).",
+        ),
+    ] = None,
 ) -> None:
     """Start what it needs, replay ES and GC through three sessions (ES rolling ESZ13 -> ESH14
-    on its roll date), report."""
+    on its roll date), report; with --web, watch it in the console."""
     if broker not in BROKERS:
         raise BadInput(f"unknown demo broker {broker!r} (known: {', '.join(BROKERS)})")
     first = None if since is None else _day(since)
+    if web_port is not None and not web:
+        raise BadInput("--web-port is the console's port: give it with --web")
+    port = DEFAULT_WEB_PORT if web_port is None else web_port
     settings = get_settings()
+    if web:
+        check_port(port)
     console = Console(stderr=as_json)
     if not console.is_terminal:
         console = Console(stderr=as_json, width=PIPED_WIDTH)
     log_dir = settings.paths.data_dir / "demo-logs"
     with ChildProcesses(log_dir=log_dir) as children:
-        view = _LiveView(console)
-        with view.live:
-            result = Demo(settings, children, broker, first).run(view)
-    _print_result(console, result)
-    if as_json:
-        sys.stdout.write(json.dumps(result.as_json()) + "\n")
+        shown = DemoConsole(settings, children, console, port) if web else None
+        try:
+            view = _LiveView(console)
+            with view.live:
+                on_ready = None if shown is None else shown.start
+                result = Demo(settings, children, broker, first).run(view, on_ready)
+            _print_result(console, result)
+            if as_json:
+                sys.stdout.write(json.dumps(result.as_json()) + "\n")
+                sys.stdout.flush()
+            if shown is not None:
+                shown.serve_until_stopped()
+        finally:
+            if shown is not None:
+                shown.close()
 
 
 def _day(text: str) -> date:

@@ -216,7 +216,10 @@ class Demo:
         self.server: LocalTradovate | None = None
         self._brokers: dict[str, AccountManager] = {}
 
-    def run(self, progress: Progress) -> DemoResult:
+    def run(self, progress: Progress, on_ready: Callable[[], None] | None = None) -> DemoResult:
+        """Everything, start to summary. ``on_ready`` is called once Redis, the migrations, the
+        workers and the sessions are up, before the replay (``demo --web`` starts the console
+        there, so the sessions can be watched trading from their first tick)."""
         started = time.monotonic()
         settings = self.settings
         progress("starting Redis, migrations and workers", 0, [])
@@ -233,6 +236,8 @@ class Demo:
             start_listener(self.children, accounts)
         for spec in SESSIONS:
             self.session_ids.append(self._create(spec))
+        if on_ready is not None:
+            on_ready()
         published = self._replay(progress, self.feeds)
         self._wait_done(progress, published)
         rolls = self._roll(progress, published)
