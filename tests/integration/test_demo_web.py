@@ -23,6 +23,7 @@ from typing import IO
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.kit.cli import REPO, cli_env, run_cli
 from tests.kit.redis import paper_url
@@ -185,7 +186,14 @@ def test_demo_web_shows_the_fleet_to_a_one_time_login_until_ctrl_c(
             assert {label for _, label in found} == {"es-sma", "es-breakout", "gc-breakout"}
             assert len({run for run, _ in found}) == 1, found
             scrape = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
-            assert scrape.status_code == 200 and "tradefleet_sessions_active 3.0" in scrape.text
+            assert scrape.status_code == 200
+            by_status = {
+                sample.labels["status"]: sample.value
+                for family in text_string_to_metric_families(scrape.text)
+                if family.name == "tradefleet_sessions"
+                for sample in family.samples
+            }
+            assert sum(v for s, v in by_status.items() if s != "stopped") == 3, by_status
 
             # after the summary everything stays up: the same login still sees the fleet
             assert lines.wait_for(WAITING, DEMO_TIMEOUT_S)[1] == url
