@@ -38,20 +38,39 @@
     var data = JSON.parse(raw.textContent);
     var made = LightweightCharts.createChart(host, {height: 380, timeScale: {timeVisible: true}});
     var series = made.addCandlestickSeries();
-    var bars = data.candles.map(bar);
-    if (data.partial && (!bars.length || data.partial.time > bars[bars.length - 1].time)) bars.push(bar(data.partial));
-    series.setData(bars);
-    made.timeScale().fitContent();
-    series.setMarkers(marks(data.markers));
-    chart = {series: series, last: bars.length ? bars[bars.length - 1].time : 0, lastBar: bars[bars.length - 1] || null,
-             stop: null, stopPrice: null, markers: data.markers.length};
+    chart = {series: series, api: "/api/sessions/" + data.session.id, reloading: false,
+             stop: null, stopPrice: null};
     window.tradefleetChart = chart;  // what the chart shows, for a reader of the page (tests)
+    draw(data);
+    made.timeScale().fitContent();
   }
+  // Every closed candle and marker, as the session page's data or its JSON API gives them.
+  function draw(d) {
+    var bars = d.candles.map(bar);
+    if (d.partial && (!bars.length || d.partial.time > bars[bars.length - 1].time)) bars.push(bar(d.partial));
+    chart.series.setData(bars);
+    chart.series.setMarkers(marks(d.markers));
+    chart.last = bars.length ? bars[bars.length - 1].time : 0;
+    chart.lastBar = bars[bars.length - 1] || null;
+    chart.markers = d.markers.length;
+  }
+  // A snapshot carries the newest closed candle and the forming one: when a candle closed
+  // since the chart's last bar (one or several: a fast replay closes many a second), the
+  // chart reads them all again rather than skip one.
   function moveChart(live) {
-    [live.last_closed, live.partial].forEach(function (c) {
-      if (c && c.time >= chart.last) { chart.lastBar = bar(c); chart.series.update(chart.lastBar); chart.last = c.time; }
-    });
-    if (live.markers.length !== chart.markers) { chart.series.setMarkers(marks(live.markers)); chart.markers = live.markers.length; }
+    var closed = live.last_closed;
+    if (closed && closed.time > chart.last || live.markers.length !== chart.markers) {
+      if (!chart.reloading) {
+        chart.reloading = true;
+        fetch(chart.api, {credentials: "same-origin"}).then(function (r) { return r.json(); })
+          .then(draw).finally(function () { chart.reloading = false; });
+      }
+    } else {
+      // the forming bar just closed (its final prices), then the new forming one
+      [closed && closed.time === chart.last ? closed : null, live.partial].forEach(function (c) {
+        if (c && c.time >= chart.last) { chart.lastBar = bar(c); chart.series.update(chart.lastBar); chart.last = c.time; }
+      });
+    }
     if (live.stop_price === chart.stopPrice) return;
     if (chart.stop) chart.series.removePriceLine(chart.stop);
     chart.stop = live.stop_price === null ? null :
