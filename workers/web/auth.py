@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -140,24 +141,46 @@ def revoke(request: Request, login: Login) -> None:
     runtime(request).redis.set(revoked_key(login), "1", ex=left)
 
 
-def current_user(request: Request) -> User:
-    """The logged-in user of this request; without a valid session cookie, a page request is
-    sent to ``/login`` and an API request answered 401."""
-    login = request_login(request)
+def _user_of(request: Request, login: Login | None) -> User | None:
+    """The user of ``login`` if it still holds: its user exists with the password it logged
+    in with, and it was not revoked (a logout)."""
     if login is None:
-        raise NotLoggedIn
+        return None
     rt = runtime(request)
     row = get_user(rt.engine, login.name)
     web = settings(request).web
     if row is None or not hmac.compare_digest(
         password_fingerprint(web, row.password_hash), login.password
     ):
-        raise NotLoggedIn
+        return None
     if rt.redis.exists(revoked_key(login)):
+        return None
+    return User(row.name, row.role)
+
+
+def current_user(request: Request) -> User:
+    """The logged-in user of this request; without a valid session cookie, a page request is
+    sent to ``/login`` and an API request answered 401."""
+    user = _user_of(request, request_login(request))
+    if user is None:
         raise NotLoggedIn
-    user = User(row.name, row.role)
     request.state.user = user
     return user
+
+
+def still_logged_in(request: Request) -> bool:
+    """Whether this request's login holds NOW (a long answer, an event stream, asks again):
+    not expired since the request began, not logged out, its user not deleted or given a new
+    password."""
+    login = decode_login(settings(request).web, request.cookies.get(SESSION_COOKIE))
+    return _user_of(request, login) is not None
+
+
+def login_checker() -> Callable[[Request], bool]:
+    """How a long answer asks whether its login still holds (``still_logged_in``), as a
+    dependency: where ``current_user`` is given (a test of the pages as a given user), so is
+    this."""
+    return still_logged_in
 
 
 def require_operator(user: User = Depends(current_user)) -> User:  # noqa: B008

@@ -23,7 +23,7 @@ from tests.kit.wait import wait_until
 from trading.exceptions import BadInput, UnknownSession
 from workers.settings import Settings
 from workers.web.app import create_app
-from workers.web.auth import User, csrf_token, current_user
+from workers.web.auth import User, csrf_token, current_user, login_checker
 
 OPERATOR = User("olga", "operator")
 VIEWER = User("victor", "viewer")
@@ -43,6 +43,7 @@ def console_app(settings: Settings, user: User = OPERATOR) -> FastAPI:
     session, 400 for bad input (the app's own handlers win once they exist)."""
     app = create_app(settings)
     app.dependency_overrides[current_user] = lambda: user
+    app.dependency_overrides[login_checker] = lambda: lambda request: True
     app.dependency_overrides[csrf_token] = lambda: CSRF
     for error, code in ((UnknownSession, 404), (BadInput, 400)):
         if error not in app.exception_handlers:

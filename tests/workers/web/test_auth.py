@@ -10,12 +10,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from tests.kit.desk import SECRET_KEY, Desk
+from tests.workers.web.console import serving
 from tests.workers.web.logins import PASSWORDS, add_users, console, csrf, log_in, logged_in
 from trading.exceptions import BadInput
 from workers.db.user_rows import delete_user, get_user, update_user
@@ -249,3 +251,28 @@ def test_errors_are_one_line_never_a_traceback(desk: Desk) -> None:
         refused = client.get("/refused")
         assert refused.status_code == 400 and "that field is no good" in refused.text
         assert re.search(r'<p class="error-line">[^<]+</p>', refused.text)
+
+
+def test_an_event_stream_ends_when_its_login_does(desk: Desk) -> None:
+    """A stream asks again before every snapshot: a logout elsewhere ends it, with a last
+    ``problem`` event, instead of pushing the fleet to a login that is over."""
+    with (
+        serving(create_app(desk.settings)) as url,
+        httpx.Client(base_url=url, follow_redirects=False, timeout=5) as reader,
+        httpx.Client(base_url=url, follow_redirects=False, timeout=5) as other,
+    ):
+        logged_in(reader, "alice")
+        other.cookies.set(SESSION_COOKIE, str(reader.cookies.get(SESSION_COOKIE)))
+        events: list[str] = []
+        deadline = time.monotonic() + 20
+        with reader.stream("GET", "/stream/fleet") as stream:
+            assert stream.status_code == 200
+            for line in stream.iter_lines():
+                assert time.monotonic() < deadline, events
+                if not line.startswith("event: "):
+                    continue
+                events.append(line.removeprefix("event: "))
+                if events == ["snapshot"]:
+                    out = other.post("/logout", data={"csrf_token": csrf(other, desk)})
+                    assert out.status_code == 303
+        assert events[0] == "snapshot" and events[-1] == "problem"
