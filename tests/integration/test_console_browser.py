@@ -309,15 +309,31 @@ def test_every_action_from_its_button_through_its_confirm_step(
         page.goto(console.url + "/rolls")
         screenshot(page, here, "rolls-failed")
         roll_id = _roll_id(rig, delta)
+        act(page, "roll-resume", str(roll_id), shot=(here, "confirm-resume-roll"))
+        assert f"roll {roll_id} resumed" in page.inner_text("#flash")
+        wait_until(
+            lambda: _roll_of(rig, delta) in {"failed", "needs_operator"},
+            timeout=90,
+            what="delta's resumed roll to fail again",
+        )
+        page.goto(console.url + "/rolls")
         act(page, "roll-abort", str(roll_id), shot=(here, "confirm-abort"))
         wait_until(lambda: _roll_of(rig, delta) == "aborted", what="delta's roll aborted")
         screenshot(page, here, "rolls-aborted")
+
+        # the kill switch halts every account; one is resumed from the accounts page
+        book = RiskBook(rig.client, rig.settings.risk)
+        page.goto(console.url + "/")
+        act(page, "halt-fleet", shot=(here, "confirm-halt-fleet"))
+        assert book.read("ACC-D1").halted and book.read("ACC-D2").halted
+        page.goto(console.url + "/accounts")
+        act(page, "resume-account", "ACC-D1")
+        assert not book.read("ACC-D1").halted and book.read("ACC-D2").halted
 
         # wind down: every account halted, every session flat; then resume the fleet
         page.goto(console.url + "/")
         act(page, "wind-down", shot=(here, "confirm-wind-down"))
         rig.wait_settled()
-        book = RiskBook(rig.client, rig.settings.risk)
         assert book.read("ACC-D1").halted and book.read("ACC-D2").halted
         assert rig.broker_positions("ACC-D2") == {}
         page.goto(console.url + "/accounts")
