@@ -30,6 +30,7 @@ first use (``celery_app``), closed with the app.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -115,6 +116,22 @@ def done(request: Request, next_path: str, message: str) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
+def two_steps(
+    request: Request,
+    user: User,
+    confirmed_: str,
+    next_: str,
+    plan: Callable[[], Plan],
+    act: Callable[[], str],
+) -> Response:
+    """The first POST answers the confirm page of ``plan()``, writing nothing; the confirmed
+    one runs ``act()`` and redirects to ``next`` with its line as the flash message."""
+    target = safe_next(next_)
+    if not confirmed(confirmed_):
+        return confirm_page(request, user, plan(), target)
+    return done(request, target, act())
+
+
 def account_of(rt: Runtime, value: str) -> str | None:
     """The ``account`` field: None (every account) or a known account, else 404."""
     name = value.strip()
@@ -166,10 +183,10 @@ def halt_action(
 ) -> Response:
     rt = runtime(request)
     name = account_of(rt, account)
-    target = safe_next(next_)
-    if not confirmed(confirmed_):
+
+    def plan() -> Plan:
         which = f"account {name}" if name else _every_account(rt)
-        plan = Plan(
+        return Plan(
             f"Halt {which}",
             [
                 f"New entries are refused on {which} until it is resumed.",
@@ -178,8 +195,11 @@ def halt_action(
             ],
             {"account": name or ""},
         )
-        return confirm_page(request, user, plan, target)
-    return done(request, target, halt(rt, name, False, user.name).line())
+
+    def act() -> str:
+        return halt(rt, name, False, user.name).line()
+
+    return two_steps(request, user, confirmed_, next_, plan, act)
 
 
 @router.post("/actions/resume")
@@ -192,17 +212,20 @@ def resume_action(
 ) -> Response:
     rt = runtime(request)
     name = account_of(rt, account)
-    target = safe_next(next_)
-    if not confirmed(confirmed_):
+
+    def plan() -> Plan:
         which = f"account {name}" if name else _every_account(rt)
-        plan = Plan(
+        return Plan(
             f"Resume {which}",
             [f"The halt of {which} is lifted: entries pass again, within the risk limits."],
             {"account": name or ""},
         )
-        return confirm_page(request, user, plan, target)
-    accounts = resume(rt, name, user.name)
-    return done(request, target, f"resumed {', '.join(accounts) or 'no account'}")
+
+    def act() -> str:
+        accounts = resume(rt, name, user.name)
+        return f"resumed {', '.join(accounts) or 'no account'}"
+
+    return two_steps(request, user, confirmed_, next_, plan, act)
 
 
 @router.post("/actions/wind-down")
@@ -213,9 +236,9 @@ def wind_down_action(
     next_: Next = "/",
 ) -> Response:
     rt = runtime(request)
-    target = safe_next(next_)
-    if not confirmed(confirmed_):
-        plan = Plan(
+
+    def plan() -> Plan:
+        return Plan(
             "Wind down the whole fleet",
             [
                 f"New entries are refused on {_every_account(rt)} until resumed.",
@@ -223,8 +246,11 @@ def wind_down_action(
                 "Every active session is then sent a market order taking it to flat, now.",
             ],
         )
-        return confirm_page(request, user, plan, target)
-    return done(request, target, wind_down(rt, user.name).line("wound down"))
+
+    def act() -> str:
+        return wind_down(rt, user.name).line("wound down")
+
+    return two_steps(request, user, confirmed_, next_, plan, act)
 
 
 def _every_account(rt: Runtime) -> str:
@@ -245,9 +271,9 @@ def flatten_action(
 ) -> Response:
     rt = runtime(request)
     row = session_of(rt, session_id)
-    target = safe_next(next_)
-    if not confirmed(confirmed_):
-        plan = Plan(
+
+    def plan() -> Plan:
+        return Plan(
             f"Flatten {named(row)}",
             [
                 f"Now {holding(rt, row)}.",
@@ -256,8 +282,11 @@ def flatten_action(
                 "Its strategy keeps running: halt its account or stop it to keep it flat.",
             ],
         )
-        return confirm_page(request, user, plan, target)
-    return done(request, target, flatten_session(rt, row.id, user.name).line())
+
+    def act() -> str:
+        return flatten_session(rt, row.id, user.name).line()
+
+    return two_steps(request, user, confirmed_, next_, plan, act)
 
 
 @router.post("/sessions/{session_id}/stop")
@@ -270,9 +299,9 @@ def stop_action(
 ) -> Response:
     rt = runtime(request)
     row = session_of(rt, session_id)
-    target = safe_next(next_)
-    if not confirmed(confirmed_):
-        plan = Plan(
+
+    def plan() -> Plan:
+        return Plan(
             f"Stop {named(row)}",
             [
                 f"Now {holding(rt, row)}.",
@@ -282,8 +311,11 @@ def stop_action(
                 "recovered or rolled; its candles stay current.",
             ],
         )
-        return confirm_page(request, user, plan, target)
-    return done(request, target, stop_session(rt, row.id, user.name).line())
+
+    def act() -> str:
+        return stop_session(rt, row.id, user.name).line()
+
+    return two_steps(request, user, confirmed_, next_, plan, act)
 
 
 @router.post("/sessions/{session_id}/start")
@@ -296,9 +328,9 @@ def start_action(
 ) -> Response:
     rt = runtime(request)
     row = session_of(rt, session_id)
-    target = safe_next(next_)
-    if not confirmed(confirmed_):
-        plan = Plan(
+
+    def plan() -> Plan:
+        return Plan(
             f"Start {named(row)}",
             [
                 f"Now {holding(rt, row)}.",
@@ -306,8 +338,11 @@ def start_action(
                 "Its entries still pass the risk checks and any halt of its account.",
             ],
         )
-        return confirm_page(request, user, plan, target)
-    return done(request, target, start_session(rt, row.id, user.name).line())
+
+    def act() -> str:
+        return start_session(rt, row.id, user.name).line()
+
+    return two_steps(request, user, confirmed_, next_, plan, act)
 
 
 @router.post("/sessions/{session_id}/reconcile")
@@ -320,9 +355,9 @@ def reconcile_action(
 ) -> Response:
     rt = runtime(request)
     row = session_of(rt, session_id)
-    target = safe_next(next_)
-    if not confirmed(confirmed_):
-        plan = Plan(
+
+    def plan() -> Plan:
+        return Plan(
             f"Reconcile the position of {named(row)}",
             [
                 f"Now {holding(rt, row)}.",
@@ -330,16 +365,19 @@ def reconcile_action(
                 "to the broker's, with an event (the broker is the truth).",
             ],
         )
-        return confirm_page(request, user, plan, target)
-    report = reconcile_positions(rt, row.id)
-    operator_event(
-        rt.engine,
-        row.id,
-        user.name,
-        f"positions reconciled: {report.outcome}",
-        {"outcome": report.outcome, "local": report.local, "broker": report.broker},
-    )
-    return done(request, target, report.line())
+
+    def act() -> str:
+        report = reconcile_positions(rt, row.id)
+        operator_event(
+            rt.engine,
+            row.id,
+            user.name,
+            f"positions reconciled: {report.outcome}",
+            {"outcome": report.outcome, "local": report.local, "broker": report.broker},
+        )
+        return report.line()
+
+    return two_steps(request, user, confirmed_, next_, plan, act)
 
 
 @router.post("/sessions/{session_id}/roll")
@@ -353,12 +391,12 @@ def roll_action(
 ) -> Response:
     rt = runtime(request)
     row = session_of(rt, session_id)
-    target = safe_next(next_)
     into = to.strip() or None
-    if not confirmed(confirmed_):
+
+    def plan() -> Plan:
         require_session(rt, row.id)
         contract = rt.store.load(row.id).session.contract
-        plan = Plan(
+        return Plan(
             f"Roll {named(row)} to {roll_target(contract, into)}",
             [
                 f"Now {holding(rt, row)}.",
@@ -368,11 +406,13 @@ def roll_action(
             ],
             {"to": into or ""},
         )
-        return confirm_page(request, user, plan, target)
-    roll = start_roll(rt, celery_app(request), row.id, into)
-    roll_event(rt.engine, roll, "started", user.name)
-    message = f"roll {roll.id} started: {roll.from_contract} -> {roll.to_contract}"
-    return done(request, target, message)
+
+    def act() -> str:
+        roll = start_roll(rt, celery_app(request), row.id, into)
+        roll_event(rt.engine, roll, "started", user.name)
+        return f"roll {roll.id} started: {roll.from_contract} -> {roll.to_contract}"
+
+    return two_steps(request, user, confirmed_, next_, plan, act)
 
 
 # ------------------------------------------------------------------ one roll
@@ -388,9 +428,9 @@ def resume_roll_action(
 ) -> Response:
     rt = runtime(request)
     roll = roll_of(rt, roll_id)
-    target = safe_next(next_)
-    if not confirmed(confirmed_):
-        plan = Plan(
+
+    def plan() -> Plan:
+        return Plan(
             f"Resume roll {roll.id} ({roll.from_contract} -> {roll.to_contract})",
             [
                 f"It is {roll.status} at step {roll.step}"
@@ -400,10 +440,13 @@ def resume_roll_action(
                 "once it ends.",
             ],
         )
-        return confirm_page(request, user, plan, target)
-    row = resume_roll(rt, celery_app(request), roll.id)
-    roll_event(rt.engine, row, "resumed", user.name)
-    return done(request, target, f"roll {row.id} resumed at {row.step}")
+
+    def act() -> str:
+        row = resume_roll(rt, celery_app(request), roll.id)
+        roll_event(rt.engine, row, "resumed", user.name)
+        return f"roll {row.id} resumed at {row.step}"
+
+    return two_steps(request, user, confirmed_, next_, plan, act)
 
 
 @router.post("/rolls/{roll_id}/abort")
@@ -416,9 +459,9 @@ def abort_roll_action(
 ) -> Response:
     rt = runtime(request)
     roll = roll_of(rt, roll_id)
-    target = safe_next(next_)
-    if not confirmed(confirmed_):
-        plan = Plan(
+
+    def plan() -> Plan:
+        return Plan(
             f"Abort roll {roll.id} ({roll.from_contract} -> {roll.to_contract})",
             [
                 f"It is {roll.status} at step {roll.step}.",
@@ -427,7 +470,10 @@ def abort_roll_action(
                 "The session is left NOT trading, for you to check its position and start it.",
             ],
         )
-        return confirm_page(request, user, plan, target)
-    row = abort_roll(rt, roll.id)
-    roll_event(rt.engine, row, "aborted", user.name)
-    return done(request, target, f"roll {row.id} aborted at {row.step}; the session is not trading")
+
+    def act() -> str:
+        row = abort_roll(rt, roll.id)
+        roll_event(rt.engine, row, "aborted", user.name)
+        return f"roll {row.id} aborted at {row.step}; the session is not trading"
+
+    return two_steps(request, user, confirmed_, next_, plan, act)

@@ -150,8 +150,11 @@ def test_the_confirm_step_says_what_will_happen_and_writes_nothing(world: World)
         "next": "/sessions",
         "confirmed": "1",
     }
+    # the confirmation posts back to the action itself (a template name once shadowed it)
+    assert f'<form method="post" action="/sessions/{sid}/flatten">' in page.text
     halt_page = world.post("/actions/halt", account=ACCOUNT)
     assert "Halt account ACC-WEB?" in halt_page.text
+    assert '<form method="post" action="/actions/halt">' in halt_page.text
     assert confirm_fields(halt_page.text)["account"] == ACCOUNT
     roll_page = world.post(f"/sessions/{sid}/roll", to="esm14")
     assert "Roll session web-1 (ACC-WEB, ESZ13) to ESM14?" in roll_page.text
