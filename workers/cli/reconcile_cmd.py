@@ -14,10 +14,11 @@ import typer
 
 from trading.exceptions import UnknownSession
 from workers.celery_app import create_app
+from workers.cli.actor import cli_actor
 from workers.connections import require_redis
 from workers.db.session_rows import get_session_row, list_session_rows
+from workers.reconcile.by_operator import reconcile_now
 from workers.reconcile.order_check import reconcile_orders
-from workers.reconcile.position_check import reconcile_positions
 from workers.reconcile.schedule import SESSION_TASKS, Job, active_sessions
 from workers.runtime import Runtime
 from workers.settings import get_settings
@@ -70,7 +71,7 @@ def _run(job: Job, session_id: str | None, now: bool) -> None:
             typer.echo("no active sessions")
         for sid in ids:
             if job == "positions":
-                typer.echo(reconcile_positions(rt, sid).line())
+                typer.echo(reconcile_now(rt, sid, cli_actor()).line())
             else:
                 typer.echo(reconcile_orders(rt, sid).line())
     finally:

@@ -24,8 +24,8 @@ from trading.exceptions import BadInput
 from workers.celery_app import create_app
 from workers.cli.actor import cli_actor
 from workers.connections import require_redis
-from workers.operations.audit import roll_event
-from workers.rolls.chain import abort_roll, find_roll, resume_roll, start_roll
+from workers.rolls.by_operator import abort_by, resume_by, roll_now
+from workers.rolls.chain import find_roll
 from workers.runtime import Runtime
 from workers.settings import get_settings
 
@@ -74,17 +74,14 @@ def roll(
     if show:
         row = find_roll(rt, target)
     elif abort:
-        row = abort_roll(rt, find_roll(rt, target).id)
-        roll_event(rt.engine, row, "aborted", cli_actor())
+        row = abort_by(rt, find_roll(rt, target).id, cli_actor())
     else:
         celery = create_app(settings)
         try:
             if resume:
-                row = resume_roll(rt, celery, find_roll(rt, target).id)
-                roll_event(rt.engine, row, "resumed", cli_actor())
+                row = resume_by(rt, celery, find_roll(rt, target).id, cli_actor())
             else:
-                row = start_roll(rt, celery, target, to)
-                roll_event(rt.engine, row, "started", cli_actor())
+                row = roll_now(rt, celery, target, to, cli_actor())
         finally:
             celery.close()
     view = _view(row)

@@ -16,15 +16,15 @@
 | ``/sessions/{id}/flatten`` | | ``flatten_session`` (``tradefleet session flatten``) |
 | ``/sessions/{id}/stop`` | | ``stop_session`` (``tradefleet session stop``) |
 | ``/sessions/{id}/start`` | | ``start_session`` (``tradefleet session start``) |
-| ``/sessions/{id}/reconcile`` | | ``reconcile_positions`` (``reconcile positions --now``) |
-| ``/sessions/{id}/roll`` | ``to`` (empty: the next) | ``start_roll`` (``tradefleet roll``) |
-| ``/rolls/{roll_id}/resume`` | | ``resume_roll`` (``tradefleet roll ID --resume``) |
-| ``/rolls/{roll_id}/abort`` | | ``abort_roll`` (``tradefleet roll ID --abort``) |
+| ``/sessions/{id}/reconcile`` | | ``reconcile_now`` (``reconcile positions --now``) |
+| ``/sessions/{id}/roll`` | ``to`` (empty: the next) | ``roll_now`` (``tradefleet roll``) |
+| ``/rolls/{roll_id}/resume`` | | ``resume_by`` (``tradefleet roll ID --resume``) |
+| ``/rolls/{roll_id}/abort`` | | ``abort_by`` (``tradefleet roll ID --abort``) |
 
 Every form also carries ``csrf_token`` and may carry ``next``. The roll and reconcile functions
-sit above ``workers.operations``, so their ``operator`` event is recorded here (as the CLI's
-``roll`` does). Roll actions queue Celery tasks: one Celery app per console process, made on
-first use (``celery_app``), closed with the app.
+sit above ``workers.operations``: their operator versions are ``workers.rolls.by_operator``
+and ``workers.reconcile.by_operator``, as the CLI's. Roll actions queue Celery tasks: one
+Celery app per console process, made on first use (``celery_app``), closed with the app.
 """
 
 from __future__ import annotations
@@ -45,13 +45,12 @@ from trading.rolls import roll_target
 from workers.celery_app import create_app as create_celery_app
 from workers.db.roll_rows import require_roll
 from workers.db.session_rows import get_session_row
-from workers.operations.audit import operator_event, roll_event
 from workers.operations.flatten import flatten_session, require_session
 from workers.operations.halt import halt, resume, wind_down
 from workers.operations.stop import start_session, stop_session
-from workers.reconcile.position_check import reconcile_positions
+from workers.reconcile.by_operator import reconcile_now
 from workers.risk.accounts import known_accounts
-from workers.rolls.chain import abort_roll, resume_roll, start_roll
+from workers.rolls.by_operator import abort_by, resume_by, roll_now
 from workers.runtime import Runtime
 from workers.web.auth import User, require_operator
 from workers.web.deps import TEMPLATES, runtime, settings
@@ -367,15 +366,7 @@ def reconcile_action(
         )
 
     def act() -> str:
-        report = reconcile_positions(rt, row.id)
-        operator_event(
-            rt.engine,
-            row.id,
-            user.name,
-            f"positions reconciled: {report.outcome}",
-            {"outcome": report.outcome, "local": report.local, "broker": report.broker},
-        )
-        return report.line()
+        return reconcile_now(rt, row.id, user.name).line()
 
     return two_steps(request, user, confirmed_, next_, plan, act)
 
@@ -408,8 +399,7 @@ def roll_action(
         )
 
     def act() -> str:
-        roll = start_roll(rt, celery_app(request), row.id, into)
-        roll_event(rt.engine, roll, "started", user.name)
+        roll = roll_now(rt, celery_app(request), row.id, into, user.name)
         return f"roll {roll.id} started: {roll.from_contract} -> {roll.to_contract}"
 
     return two_steps(request, user, confirmed_, next_, plan, act)
@@ -442,8 +432,7 @@ def resume_roll_action(
         )
 
     def act() -> str:
-        row = resume_roll(rt, celery_app(request), roll.id)
-        roll_event(rt.engine, row, "resumed", user.name)
+        row = resume_by(rt, celery_app(request), roll.id, user.name)
         return f"roll {row.id} resumed at {row.step}"
 
     return two_steps(request, user, confirmed_, next_, plan, act)
@@ -472,8 +461,7 @@ def abort_roll_action(
         )
 
     def act() -> str:
-        row = abort_roll(rt, roll.id)
-        roll_event(rt.engine, row, "aborted", user.name)
+        row = abort_by(rt, roll.id, user.name)
         return f"roll {row.id} aborted at {row.step}; the session is not trading"
 
     return two_steps(request, user, confirmed_, next_, plan, act)

@@ -110,6 +110,14 @@ def test_cli_reconcile_now_prints_the_correction_and_session_show_agrees(
         assert listed[0]["details"]["broker"] == -3
         text = run_cli(env, "events").ok().stdout
         assert "position corrected from 0 to -3" in text
+        asked = json.loads(
+            run_cli(env, "events", "--session", sid, "--kind", "operator", "--json").ok().stdout
+        )
+        assert [e["message"].split(" (by ")[0] for e in asked] == [
+            "positions reconciled: corrected",
+            "positions reconciled: in_sync",
+        ]
+        assert all(e["details"]["user"].startswith("cli:") for e in asked)
         orders = run_cli(env, "reconcile", "orders", "--now").ok()
         assert orders.stdout.strip() == f"{sid}: in sync (0 open)"
         run_cli(
