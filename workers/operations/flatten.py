@@ -89,11 +89,19 @@ def require_session(rt: Runtime, session_id: str) -> TradingSessionRow:
     return row
 
 
-def refuse_while_rolling(rt: Runtime, row: TradingSessionRow, action: str) -> None:
-    """``BadInput`` if the session has an unfinished roll (its orders move the position)."""
+def roll_in_progress(rt: Runtime, row: TradingSessionRow) -> str | None:
+    """What says the session is in a roll (its unfinished roll, else its state's ``rolling``
+    flag), or None: while it is, the roll's own orders move its position."""
     roll = unfinished_roll(rt.engine, row.id)
-    if roll is not None or state_flag(rt, row.id, "rolling"):
-        which = f"roll {roll.id} is {roll.status}" if roll is not None else "it is rolling"
+    if roll is not None:
+        return f"roll {roll.id} is {roll.status}"
+    return "it is rolling" if state_flag(rt, row.id, "rolling") else None
+
+
+def refuse_while_rolling(rt: Runtime, row: TradingSessionRow, action: str) -> None:
+    """``BadInput`` if the session is in a roll (``roll_in_progress``)."""
+    which = roll_in_progress(rt, row)
+    if which is not None:
         raise BadInput(
             f"cannot {action} session {row.name}: {which}; resume or abort the roll first "
             "(tradefleet roll ID --resume | --abort)"
@@ -174,5 +182,6 @@ __all__ = [
     "flatten_session",
     "refuse_while_rolling",
     "require_session",
+    "roll_in_progress",
     "state_flag",
 ]

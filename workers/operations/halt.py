@@ -4,16 +4,19 @@ broker and, with ``flatten``, sends each session's exit to flat; ``resume`` lift
 
 Halting is the account's ``halted`` flag (SQL row and risk hash): the entry check refuses every
 entry while it is set; exits still pass. A flatten exit is decided and sent as
-``workers.operations.flatten`` does for one session. Each call leaves ``operator`` events
+``workers.operations.flatten`` does for one session, except for a session in a roll: the
+roll's own close and open move its position, and an exit beside them could leave it the other
+way round, so it is left to the operator (resume or abort the roll, then flatten) and the
+report and its events say so. Each call leaves ``operator`` events
 naming who acted: one for the call, one per session it touched.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from workers.operations.audit import operator_event
-from workers.operations.flatten import cancel_entries, decide_exit
+from workers.operations.flatten import cancel_entries, decide_exit, roll_in_progress
 from workers.orders.send import send_order
 from workers.risk.accounts import active_sessions, known_accounts, set_halted
 from workers.risk.book import RiskBook
@@ -25,12 +28,20 @@ class HaltReport:
     accounts: list[str]
     cancelled: list[str]
     exits: list[str]
+    in_roll: list[str] = field(default_factory=list)
+    """Sessions not flattened because they are in a roll."""
 
     def line(self, what: str = "halted") -> str:
-        return (
+        said = (
             f"{what} {', '.join(self.accounts) or 'no account'}: "
             f"{len(self.cancelled)} entry orders cancelled, {len(self.exits)} exits sent"
         )
+        if self.in_roll:
+            said += (
+                f"; {len(self.in_roll)} session(s) in a roll NOT flattened "
+                "(resume or abort the roll, then flatten)"
+            )
+        return said
 
 
 def halt(rt: Runtime, account: str | None, flatten: bool, actor: str) -> HaltReport:
@@ -40,13 +51,17 @@ def halt(rt: Runtime, account: str | None, flatten: bool, actor: str) -> HaltRep
     accounts = [account] if account is not None else known_accounts(rt.engine)
     cancelled: list[str] = []
     exits: list[str] = []
+    in_roll: list[str] = []
     what = "halted" + (" and flattened" if flatten else "")
     for name in accounts:
         set_halted(rt.engine, book, name, True)
     for row in active_sessions(rt.engine, account):
         cancelled_here = cancel_entries(rt, row)
         cancelled += cancelled_here
-        exit_coid = decide_exit(rt, row) if flatten else None
+        rolling = roll_in_progress(rt, row) if flatten else None
+        if rolling is not None:
+            in_roll.append(row.id)
+        exit_coid = decide_exit(rt, row) if flatten and rolling is None else None
         if exit_coid is not None:
             send_order(rt, row.id, exit_coid)
             exits.append(exit_coid)
@@ -60,9 +75,10 @@ def halt(rt: Runtime, account: str | None, flatten: bool, actor: str) -> HaltRep
                 "cancelled": len(cancelled_here),
                 "flatten": flatten,
                 "exit": exit_coid,
+                "not_flattened": rolling,
             },
         )
-    report = HaltReport(accounts, cancelled, exits)
+    report = HaltReport(accounts, cancelled, exits, in_roll)
     operator_event(
         rt.engine,
         None,
@@ -72,6 +88,7 @@ def halt(rt: Runtime, account: str | None, flatten: bool, actor: str) -> HaltRep
             "accounts": accounts,
             "cancelled": len(cancelled),
             "exits": len(exits),
+            "in_roll": in_roll,
             "flatten": flatten,
         },
     )

@@ -242,7 +242,8 @@ def wind_down_action(
             [
                 f"New entries are refused on {_every_account(rt)} until resumed.",
                 "Every active session's open entry orders are cancelled at the broker.",
-                "Every active session is then sent a market order taking it to flat, now.",
+                "Every active session is then sent a market order taking it to flat, now; "
+                "one in a roll is left to its roll (resume or abort it, then flatten).",
             ],
         )
 

@@ -176,6 +176,26 @@ def test_stop_flatten_and_start_are_refused_while_the_session_rolls(desk: Desk) 
     assert desk.rt.store.load(sid).trading is True
 
 
+def test_wind_down_leaves_a_session_in_a_roll_to_its_roll_and_says_so(desk: Desk) -> None:
+    """The roll's own close and open move its position: an exit beside them could leave it the
+    other way round, so a wind-down does not flatten it and its report says so."""
+    rolling = desk.create("rolling", ACCOUNT)
+    other = desk.create("other", "ACC-OPS-2")
+    desk.hold(rolling, ACCOUNT)
+    desk.hold(other, "ACC-OPS-2")
+    create_roll(desk.engine, rolling, CONTRACT, "ESH14", datetime.now(UTC))
+
+    down = wind_down(desk.rt, "alice")
+
+    assert down.in_roll == [rolling] and len(down.exits) == 1
+    assert "1 session(s) in a roll NOT flattened" in down.line("wound down")
+    assert desk.broker_positions(ACCOUNT) == {CONTRACT: 1} and desk.position(rolling) == 1
+    assert desk.broker_positions("ACC-OPS-2") == {} and desk.position(other) == 0
+    assert not [o for o in desk.orders(rolling) if o.intent == "exit"]
+    (event,) = operator_events(desk, rolling)
+    assert event.details["not_flattened"].startswith("roll ")
+
+
 def test_halt_resume_and_wind_down_name_who_acted(desk: Desk) -> None:
     one = desk.create("one", ACCOUNT)
     two = desk.create("two", "ACC-OPS-2")
