@@ -22,6 +22,7 @@ import signal
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from tests.kit.wait import wait_until
 from trading.intents import client_order_id
 from workers.brokers.commands import PlaceOrder
 from workers.brokers.registry import build_broker
-from workers.db.order_rows import get_order_row, insert_order_if_absent
+from workers.db.order_rows import get_order_row, insert_order_if_absent, update_order_row
 from workers.dispatch.names import ORDERS_DELIVER, ORDERS_SEND
 from workers.state.store import StateChanges
 from workers.ticks.publisher import epoch_ms
@@ -225,10 +226,13 @@ class Listener:
 def resting_order(
     rig: Fleet, session_id: str, account: str, seq: int, side: str, limit: str
 ) -> str:
-    """A limit order of the session, recorded as working (row and working copy) and placed at
-    Tradovate directly: no send task, so no poll chain; only a delivery applies its fills."""
+    """A limit order of the session placed at Tradovate directly (no send task, so no poll
+    chain; only a delivery applies its fills), recorded as the send path records one: its row
+    and working copy ``new`` before it goes out, ``working`` once the broker acknowledged it
+    (a delivery that rechecks working orders meanwhile must not find one the broker cannot
+    know yet and call it lost)."""
     coid = client_order_id(session_id, seq, 0)
-    made = rig.local_order(session_id, coid, side, "limit", limit, "working")
+    made = rig.local_order(session_id, coid, side, "limit", limit, "new")
     broker = build_broker("tradovate", {"account": account}, rig.settings)
     ack = broker.place_order(
         PlaceOrder(
@@ -244,6 +248,11 @@ def resting_order(
         )
     )
     assert ack.status == "working", ack
+    update_order_row(rig.engine, coid, "working", broker_order_id=ack.broker_order_id)
+    with rig.store.locked(session_id, wait_s=5) as lease:
+        orders: dict[str, WorkingOrder] = lease.value("orders")
+        acked = replace(orders[coid], status="working", broker_order_id=ack.broker_order_id)
+        rig.store.write(lease, StateChanges.of({"orders": {**orders, coid: acked}}))
     return coid
 
 
