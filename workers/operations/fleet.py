@@ -1,4 +1,6 @@
-"""The console's read models: the fleet, one session, the accounts, the rolls and the events.
+"""The console's read model of the fleet: every session with its figures and status, and the
+totals per account (one session's page: ``session_view``; accounts: ``account_view``; rolls and
+events: ``log_view``).
 
 Everything here only reads: the SQL rows, the sessions' state hashes, the account risk hashes
 (``RiskBook.read``, never ``refresh``, which rewrites flags), the feeds' stall flags, the
@@ -45,29 +47,21 @@ from typing import Any, cast
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 
-from models.codec import candles_key, decode_candle, decode_field, state_key
+from models.codec import decode_field, state_key
 from models.meta import CURSOR_FIELD, LAST_FILL_FIELD, PROGRESS_FIELD, RECONCILE_FIELD
 from models.progress import TickProgress
 from models.state import (
     ContractDetails,
     OpenPosition,
     PnlInfo,
-    SessionState,
-    WorkingOrder,
 )
 from models.tables import (
-    EVENT_KINDS,
-    SEVERITIES,
     UNFINISHED_ROLL_STATUSES,
-    EventKind,
     EventRow,
-    FillRow,
-    OrderRow,
     RollRow,
-    Severity,
     TradingSessionRow,
 )
-from trading.exceptions import BadInput, UnknownSession
+from trading.exceptions import BadInput
 from trading.fleet_view import (
     AccountTotals,
     BrokerCheck,
@@ -78,17 +72,12 @@ from trading.fleet_view import (
     broker_check,
     session_status,
 )
-from trading.market import EPOCH, Candle
+from trading.market import EPOCH
 from trading.market_hours import globex_open
 from trading.reconcile import ReconcileMeta
-from trading.timeframes import parse_timeframe
 from workers.calendars.exchange_holidays import exchange_holidays
-from workers.db.event_rows import list_events
-from workers.db.order_rows import FillRecord, session_fills
-from workers.db.roll_rows import list_rolls
-from workers.db.session_rows import get_session_row, list_session_rows
+from workers.db.session_rows import list_session_rows
 from workers.feeds.registry import prints_live
-from workers.risk.accounts import known_accounts
 from workers.risk.book import AccountRisk, account_risk_of, risk_key
 from workers.risk.feed_stall import stall_key
 from workers.runtime import Runtime
@@ -99,11 +88,6 @@ STALE_AFTER = timedelta(seconds=120)
 """No tick for longer than this while the market is open: the session is stale."""
 HEAT_QUANTUM = Decimal("0.000001")
 """Heat (a fraction of equity) is shown, and added up, to six places."""
-RECENT_ROLLS = 20
-"""Done and aborted rolls shown on the rolls page."""
-EVENTS_SHOWN = 200
-SESSION_ROWS_SHOWN = 100
-"""Orders, fills and events shown on a session's page (the newest)."""
 
 _FIELDS = (
     "session",
@@ -500,304 +484,3 @@ def _session_view(
         ticks_processed=progress.ticks_processed,
         last_event=last_event,
     )
-
-
-# --------------------------------------------------------------------------- one session
-
-
-@dataclass(frozen=True, slots=True)
-class Marker:
-    """An entry or exit on the chart: at the start of the candle its fill fell in."""
-
-    time: datetime
-    candle_time: datetime
-    quantity: int
-    price: Decimal
-    intent: str
-
-
-@dataclass(frozen=True, slots=True)
-class OrderView:
-    client_order_id: str
-    contract: str
-    side: str
-    quantity: int
-    order_type: str
-    intent: str
-    status: str
-    limit_price: Decimal | None
-    stop_price: Decimal | None
-    broker_order_id: str | None
-    decided_at: datetime | None
-    working: WorkingOrder | None
-    """The session's working copy of it, if it holds one."""
-
-
-@dataclass(frozen=True, slots=True)
-class FillView:
-    execution_id: str
-    client_order_id: str
-    side: str
-    quantity: int
-    price: Decimal
-    commission: Decimal
-    filled_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SessionDetail:
-    view: SessionView
-    state: SessionState | None
-    """None while the session has no state in Redis (it needs recovery)."""
-    candles: list[Candle]
-    markers: list[Marker]
-    orders: list[OrderView]
-    working_only: list[WorkingOrder]
-    """Working copies with no SQL row (none is expected: the row is written first)."""
-    fills: list[FillView]
-    events: list[EventView]
-    rolls: list[RollRow]
-    roll_events: list[EventView]
-
-
-def require_session(rt: Runtime, session_id: str) -> TradingSessionRow:
-    """The session's SQL row; ``UnknownSession`` if there is none (nothing is written)."""
-    row = get_session_row(rt.engine, session_id)
-    if row is None:
-        raise UnknownSession(session_id)
-    return row
-
-
-def markers_of(fills: Sequence[FillRecord], timeframe: str) -> list[Marker]:
-    step = parse_timeframe(timeframe)
-    return [Marker(f.time, step.bucket_start(f.time), f.quantity, f.price, f.intent) for f in fills]
-
-
-def session_detail(rt: Runtime, session_id: str, now: datetime | None = None) -> SessionDetail:
-    """Everything the session page shows; ``UnknownSession`` if no such session."""
-    row = require_session(rt, session_id)
-    view = fleet_view(rt, now, session_ids=[session_id]).sessions[0]
-    state = rt.store.load(session_id) if rt.store.exists(session_id) else None
-    working = {} if state is None else state.orders
-    with DbSession(rt.engine) as db:
-        order_rows = db.scalars(
-            select(OrderRow)
-            .where(OrderRow.session_id == session_id)
-            .order_by(OrderRow.id.desc())
-            .limit(SESSION_ROWS_SHOWN)
-        ).all()
-        fill_rows = db.execute(
-            select(FillRow, OrderRow.client_order_id, OrderRow.side)
-            .join(OrderRow, FillRow.order_id == OrderRow.id)
-            .where(OrderRow.session_id == session_id)
-            .order_by(FillRow.filled_at.desc(), FillRow.id.desc())
-            .limit(SESSION_ROWS_SHOWN)
-        ).all()
-    orders = [
-        OrderView(
-            o.client_order_id,
-            o.contract,
-            o.side,
-            o.quantity,
-            o.order_type,
-            o.intent,
-            o.status,
-            o.limit_price,
-            o.stop_price,
-            o.broker_order_id,
-            o.decided_at,
-            working.get(o.client_order_id),
-        )
-        for o in order_rows
-    ]
-    known = {o.client_order_id for o in order_rows}
-    fills = [
-        FillView(f.execution_id, coid, side, f.quantity, f.price, f.commission, f.filled_at)
-        for f, coid, side in fill_rows
-    ]
-    return SessionDetail(
-        view=view,
-        state=state,
-        candles=[] if state is None else list(state.candles),
-        markers=markers_of(session_fills(rt.engine, session_id), row.timeframe),
-        orders=orders,
-        working_only=[o for coid, o in working.items() if coid not in known],
-        fills=fills,
-        events=[
-            _event_view(e)
-            for e in reversed(list_events(rt.engine, session_id, limit=SESSION_ROWS_SHOWN))
-        ],
-        rolls=list(reversed(list_rolls(rt.engine, session_id))),
-        roll_events=[
-            _event_view(e)
-            for e in reversed(list_events(rt.engine, session_id, "roll", limit=SESSION_ROWS_SHOWN))
-        ],
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class SessionLive:
-    """What the session page's stream sends: its row, its newest closed candle and the
-    forming one, the resting stop and the markers."""
-
-    view: SessionView
-    last_closed: Candle | None
-    partial: Candle | None
-    stop_price: Decimal | None
-    markers: list[Marker]
-
-
-def session_live(rt: Runtime, session_id: str, now: datetime | None = None) -> SessionLive:
-    row = require_session(rt, session_id)
-    view = fleet_view(rt, now, session_ids=[session_id]).sessions[0]
-    with rt.redis.pipeline(transaction=False) as pipe:
-        pipe.hget(state_key(session_id), "latest_partial_candle")
-        pipe.lindex(candles_key(session_id), -1)
-        raw_partial, raw_last = pipe.execute()
-    partial: Candle | None = (
-        decode_field("latest_partial_candle", raw_partial) if raw_partial else None
-    )
-    last = decode_candle(raw_last) if raw_last else None
-    return SessionLive(
-        view,
-        last,
-        partial,
-        view.stop_price,
-        markers_of(session_fills(rt.engine, session_id), row.timeframe),
-    )
-
-
-# --------------------------------------------------------------------------- accounts
-
-
-@dataclass(frozen=True, slots=True)
-class AccountView:
-    """One account: its risk book against its levels, and its sessions' totals."""
-
-    account: str
-    equity: Decimal | None
-    open_risk: Decimal
-    heat: Decimal
-    heat_warn: Decimal
-    heat_block: Decimal
-    warned: bool
-    blocked: bool
-    halted: bool
-    loss_day: str | None
-    day: str | None
-    """The newest trade date with realized P&L in the book (data date, UTC)."""
-    day_pnl: Decimal | None
-    """Realized P&L net of commissions of ``day`` (the figure the daily loss limit checks)."""
-    max_daily_loss: Decimal | None
-    entries_refused: int
-    totals: AccountTotals | None
-
-
-def accounts_view(rt: Runtime, fleet: FleetView) -> list[AccountView]:
-    """Every account with a session or settings of its own."""
-    totals = {t.account: t for t in fleet.totals}
-    views = []
-    for account, risk in _risks(rt, known_accounts(rt.engine)).items():
-        day, pnl = (None, None) if risk.day_pnl is None else risk.day_pnl
-        views.append(
-            AccountView(
-                account=account,
-                equity=risk.equity,
-                open_risk=risk.total,
-                heat=risk.heat.quantize(HEAT_QUANTUM),
-                heat_warn=risk.heat_warn,
-                heat_block=risk.heat_block,
-                warned=risk.warned,
-                blocked=risk.blocked,
-                halted=risk.halted,
-                loss_day=risk.loss_day,
-                day=day,
-                day_pnl=pnl,
-                max_daily_loss=risk.max_daily_loss,
-                entries_refused=risk.rejected,
-                totals=totals.get(account),
-            )
-        )
-    return views
-
-
-# --------------------------------------------------------------------------- rolls, events
-
-
-@dataclass(frozen=True, slots=True)
-class RollsView:
-    running: list[RollRow]
-    failed: list[RollRow]
-    needs_operator: list[RollRow]
-    recent: list[RollRow]
-    """Done and aborted, newest first (``RECENT_ROLLS``)."""
-    names: dict[str, str]
-    """Session names by id."""
-
-
-def rolls_view(rt: Runtime) -> RollsView:
-    rolls = list(reversed(list_rolls(rt.engine)))
-    names = {row.id: row.name for row in list_session_rows(rt.engine)}
-    return RollsView(
-        running=[r for r in rolls if r.status == "running"],
-        failed=[r for r in rolls if r.status == "failed"],
-        needs_operator=[r for r in rolls if r.status == "needs_operator"],
-        recent=[r for r in rolls if r.status in {"done", "aborted"}][:RECENT_ROLLS],
-        names=names,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class EventFilter:
-    kind: EventKind | None = None
-    severity: Severity | None = None
-    session_id: str | None = None
-
-
-def event_filter(
-    rt: Runtime, kind: str | None, severity: str | None, session: str | None
-) -> EventFilter:
-    """The filter of the events page from its query values (empty = any); ``BadInput`` for
-    a kind, severity or session that does not exist."""
-    kind = kind or None
-    severity = severity or None
-    session = session or None
-    if kind is not None and kind not in EVENT_KINDS:
-        raise BadInput(f"unknown event kind {kind!r} (known: {', '.join(EVENT_KINDS)})")
-    if severity is not None and severity not in SEVERITIES:
-        raise BadInput(f"unknown severity {severity!r} (known: {', '.join(SEVERITIES)})")
-    if session is not None and get_session_row(rt.engine, session) is None:
-        raise BadInput(f"no session {session!r} to filter events by")
-    return EventFilter(cast(EventKind | None, kind), cast(Severity | None, severity), session)
-
-
-def events_view(rt: Runtime, chosen: EventFilter, limit: int = EVENTS_SHOWN) -> list[EventView]:
-    """The newest ``limit`` events that pass the filter, newest first."""
-    rows = list_events(
-        rt.engine, chosen.session_id, chosen.kind, limit=limit, severity=chosen.severity
-    )
-    return [_event_view(row) for row in reversed(rows)]
-
-
-__all__ = [
-    "STALE_AFTER",
-    "AccountView",
-    "EventFilter",
-    "EventView",
-    "FillView",
-    "FleetView",
-    "Marker",
-    "OrderView",
-    "RollsView",
-    "SessionDetail",
-    "SessionLive",
-    "SessionView",
-    "accounts_view",
-    "event_filter",
-    "events_view",
-    "fleet_view",
-    "require_session",
-    "rolls_view",
-    "session_detail",
-    "session_live",
-]

@@ -39,14 +39,15 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from models.tables import RollRow, TradingSessionRow
-from trading.exceptions import BadInput, UnknownSession
+from trading.exceptions import BadInput
 from trading.orders import OPEN_STATUSES
 from trading.rolls import roll_target
 from workers.celery_app import create_app as create_celery_app
 from workers.db.roll_rows import require_roll
-from workers.db.session_rows import get_session_row
-from workers.operations.flatten import flatten_session, require_session
+from workers.operations.flatten import flatten_session
+from workers.operations.flatten import require_session as require_state
 from workers.operations.halt import halt, resume, wind_down
+from workers.operations.session_view import require_session
 from workers.operations.stop import start_session, stop_session
 from workers.reconcile.by_operator import reconcile_now
 from workers.risk.accounts import known_accounts
@@ -139,13 +140,6 @@ def account_of(rt: Runtime, value: str) -> str | None:
     if name not in known_accounts(rt.engine):
         raise NotFound(f"unknown account: {name}")
     return name
-
-
-def session_of(rt: Runtime, session_id: str) -> TradingSessionRow:
-    row = get_session_row(rt.engine, session_id)
-    if row is None:
-        raise UnknownSession(session_id)
-    return row
 
 
 def roll_of(rt: Runtime, roll_id: str) -> RollRow:
@@ -270,7 +264,7 @@ def flatten_action(
     next_: Next = "/",
 ) -> Response:
     rt = runtime(request)
-    row = session_of(rt, session_id)
+    row = require_session(rt, session_id)
 
     def plan() -> Plan:
         return Plan(
@@ -298,7 +292,7 @@ def stop_action(
     next_: Next = "/",
 ) -> Response:
     rt = runtime(request)
-    row = session_of(rt, session_id)
+    row = require_session(rt, session_id)
 
     def plan() -> Plan:
         return Plan(
@@ -327,7 +321,7 @@ def start_action(
     next_: Next = "/",
 ) -> Response:
     rt = runtime(request)
-    row = session_of(rt, session_id)
+    row = require_session(rt, session_id)
 
     def plan() -> Plan:
         return Plan(
@@ -354,7 +348,7 @@ def reconcile_action(
     next_: Next = "/",
 ) -> Response:
     rt = runtime(request)
-    row = session_of(rt, session_id)
+    row = require_session(rt, session_id)
 
     def plan() -> Plan:
         return Plan(
@@ -382,11 +376,11 @@ def roll_action(
     next_: Next = "/",
 ) -> Response:
     rt = runtime(request)
-    row = session_of(rt, session_id)
+    row = require_session(rt, session_id)
     into = to.strip() or None
 
     def plan() -> Plan:
-        require_session(rt, row.id)
+        require_state(rt, row.id)
         contract = rt.store.load(row.id).session.contract
         return Plan(
             f"Roll {named(row)} to {roll_target(contract, into)}",

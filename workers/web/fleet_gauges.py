@@ -32,7 +32,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.core import Metric as Family
 
 from trading.fleet_view import STATUSES
-from workers.operations.fleet import AccountView, SessionView, accounts_view, fleet_view
+from workers.operations.account_view import AccountView, accounts_view
+from workers.operations.fleet import SessionView, fleet_view
 from workers.runtime import Runtime
 
 SESSION_LABELS = ("session", "account", "product")

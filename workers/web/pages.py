@@ -22,14 +22,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
 from models.tables import EVENT_KINDS, SEVERITIES
-from workers.operations.fleet import (
-    accounts_view,
-    event_filter,
-    events_view,
-    fleet_view,
-    rolls_view,
-    session_detail,
-)
+from workers.operations.account_view import accounts_view
+from workers.operations.fleet import fleet_view
+from workers.operations.log_view import event_filter, events_view, rolls_view
+from workers.operations.session_view import session_detail
 from workers.runtime import Runtime
 from workers.web import stream
 from workers.web.auth import User, csrf_token, current_user

@@ -13,16 +13,9 @@ from models.state import WorkingOrder
 from models.tables import RollRow
 from trading.fleet_view import AccountTotals
 from trading.market import EPOCH, Candle
-from workers.operations.fleet import (
-    AccountView,
-    EventView,
-    FleetView,
-    Marker,
-    OrderView,
-    SessionDetail,
-    SessionLive,
-    SessionView,
-)
+from workers.operations.account_view import AccountView
+from workers.operations.fleet import EventView, FleetView, SessionView
+from workers.operations.session_view import Marker, OrderView, SessionDetail, SessionLive
 
 
 def _dec(value: Decimal | None) -> str | None:

@@ -29,7 +29,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from workers.operations.fleet import fleet_view, require_session, session_live
+from workers.operations.fleet import fleet_view
+from workers.operations.session_view import require_session, session_live
 from workers.runtime import Runtime
 from workers.web.auth import User, current_user, login_checker
 from workers.web.deps import runtime

@@ -13,7 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 from trading.fleet_view import duration_text
-from workers.operations.fleet import FleetView, SessionLive
+from workers.operations.fleet import FleetView
+from workers.operations.session_view import SessionLive
 from workers.web.serialize import fleet_json, live_json
 
 STATUS_TEXT = {

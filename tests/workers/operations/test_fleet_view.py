@@ -13,7 +13,8 @@ import pytest
 from tests.kit.fleet import Fleet
 from tests.kit.replay import replay_ticks
 from trading.market import epoch_ms
-from workers.operations.fleet import STALE_AFTER, accounts_view, fleet_view
+from workers.operations.account_view import accounts_view
+from workers.operations.fleet import STALE_AFTER, fleet_view
 from workers.reconcile.position_check import reconcile_positions
 from workers.risk.accounts import AccountChange, set_account
 from workers.risk.book import RiskBook
