@@ -156,7 +156,7 @@ class Network:
         self._partitioned: set[str] = set()
         self._started = False
         self._closed = False
-        self._close_lock = threading.Lock()
+        self._previous_sigterm: signal.Handlers | Callable[..., object] | int | None = None
 
     # -- naming ----------------------------------------------------------------------------
 
@@ -231,19 +231,27 @@ class Network:
 
     def close(self) -> None:
         """Stop the relays, kill every process in the run's namespaces, delete them and the
-        owner file. Idempotent; safe to call from a signal handler or ``finally``."""
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
+        owner file. Idempotent, and every step is: a close cut short (Ctrl-C, SIGTERM while
+        closing) is finished by the next call, from a signal handler or a ``finally``."""
+        if self._closed:
+            return
         for host in list(self._relays):
             self._stop_relay(host)
         for ns in self.namespaces:
             remove_namespace(ns)
         _remove_owner(self.run_name)
+        self._closed = True
 
     def __enter__(self) -> Network:
-        return self.start()
+        """Build the network; in the main thread SIGTERM becomes ``KeyboardInterrupt`` until
+        the block ends, so a terminated run still leaves through ``__exit__`` and closes."""
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        try:
+            return self.start()
+        except BaseException:
+            self._restore_sigterm()
+            raise
 
     def __exit__(
         self,
@@ -251,7 +259,15 @@ class Network:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        try:
+            self.close()
+        finally:
+            self._restore_sigterm()
+
+    def _restore_sigterm(self) -> None:
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
 
     # -- faults ----------------------------------------------------------------------------
 
@@ -426,6 +442,10 @@ class Network:
 
 
 # -- namespaces ------------------------------------------------------------------------------
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _ip(*args: str, ns: str | None = None) -> None:

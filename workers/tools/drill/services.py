@@ -41,6 +41,7 @@ PG_USER = "postgres"
 DATABASE = "tradefleet"
 POLL_INTERVAL_S = 0.05
 PROBE_TIMEOUT_S = 1.0
+PG_CONNECT_TIMEOUT_S = 2  # libpq's least: it reads 1 as 2
 
 
 class ServiceError(RuntimeError):
@@ -357,7 +358,7 @@ def _postgres_answers(ip: str, port: int, database: str) -> bool:
             port=port,
             user=PG_USER,
             dbname=database,
-            connect_timeout=int(PROBE_TIMEOUT_S) or 1,
+            connect_timeout=PG_CONNECT_TIMEOUT_S,
         ) as conn:
             row = conn.execute("SELECT 1").fetchone()
             return row == (1,)

@@ -4,7 +4,9 @@ deletes them, and ``sweep_leftovers`` clears what a killed run left behind."""
 from __future__ import annotations
 
 import secrets
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,31 @@ def test_close_kills_every_process_of_the_run_and_deletes_its_namespaces(
     finally:
         services.stop()
         net.close()
+
+
+TERMINATED_RUN = """
+import signal, subprocess
+from workers.tools.drill.net import Network
+with Network() as net:
+    sleeper = subprocess.Popen(net.argv("w1", ["sleep", "300"]))
+    print(net.run_name, sleeper.pid, flush=True)
+    signal.pause()
+"""
+
+
+def test_a_run_terminated_by_sigterm_closes_its_network() -> None:
+    require_root_and_ip()
+    run = subprocess.Popen(
+        [sys.executable, "-c", TERMINATED_RUN], stdout=subprocess.PIPE, text=True
+    )
+    assert run.stdout is not None
+    run_name, sleeper_pid = run.stdout.readline().split()
+    assert any(ns.startswith(f"{run_name}-") for ns in list_namespaces())
+    run.send_signal(signal.SIGTERM)
+    run.wait(timeout=30)
+    run.stdout.close()
+    assert not [ns for ns in list_namespaces() if ns.startswith(f"{run_name}-")]
+    assert not _alive(int(sleeper_pid))
 
 
 def test_sweep_removes_what_a_killed_run_left(tmp_path: Path) -> None:
