@@ -38,9 +38,11 @@ import os
 import re
 import secrets
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -66,6 +68,7 @@ IP_TIMEOUT_S = 10.0
 KILL_TIMEOUT_S = 10.0
 RELAY_READY_TIMEOUT_S = 10.0
 RELAY_STOP_TIMEOUT_S = 5.0
+DATA_DIR_INFIX = "-services-"
 
 
 class NetworkError(RuntimeError):
@@ -581,8 +584,9 @@ def run_is_live(run_name: str) -> bool:
 def sweep_leftovers(prefix: str = NS_PREFIX) -> list[str]:
     """Remove what runs that died without closing left behind: namespaces whose names start
     with ``prefix`` (their processes killed first) and whose run's owner is dead, their owner
-    files, and stray veths in this namespace named with ``link_prefix(prefix)``. Live runs are
-    left alone. Returns the namespaces removed."""
+    files, their services' data folders in the temporary folder (``<run>-services-*``, a
+    PostgreSQL cluster each), and stray veths in this namespace named with
+    ``link_prefix(prefix)``. Live runs are left alone. Returns the namespaces removed."""
     removed: list[str] = []
     for ns in list_namespaces():
         if not ns.startswith(prefix):
@@ -618,4 +622,8 @@ def sweep_leftovers(prefix: str = NS_PREFIX) -> list[str]:
                 and not any(ns.startswith(f"{owner.name}-") for ns in live_namespaces)
             ):
                 _remove_owner(owner.name)
+    for data in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        run_name, infix, _ = data.name.partition(DATA_DIR_INFIX)
+        if infix and data.is_dir() and not run_is_live(run_name):
+            shutil.rmtree(data, ignore_errors=True)
     return removed

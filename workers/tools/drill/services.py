@@ -3,9 +3,10 @@ PostgreSQL, each a process of its own inside the services namespace.
 
 Every host of the run reaches them at the one services IP (``Network.services_ip``), so the
 URLs below are the same for every worker and the feed. Logs go to ``log_dir``; data to a
-temporary folder removed by ``stop``. The paper broker keeps its truth in a second
-``redis-server`` (port 6380), apart from the fleet's Redis (6379): a drill that empties or
-loses the fleet's Redis must not lose what the broker knows.
+temporary folder removed by ``stop`` (or, after a run that died, by ``sweep_leftovers``).
+The paper broker keeps its truth in a second ``redis-server`` (port 6380), apart from the
+fleet's Redis (6379): a drill that empties or loses the fleet's Redis must not lose what the
+broker knows.
 
 PostgreSQL runs as the ``postgres`` user (``setpriv`` execs it, so the process started is the
 postmaster itself), trusts the drill subnet (no password travels anywhere), has no Unix socket
@@ -34,7 +35,7 @@ from types import TracebackType
 
 import psycopg
 
-from workers.tools.drill.net import DRILL_SUBNET, SERVICES_HOST, Network
+from workers.tools.drill.net import DATA_DIR_INFIX, DRILL_SUBNET, SERVICES_HOST, Network
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PG_USER = "postgres"
@@ -115,7 +116,7 @@ class Services:
         and raise ``ServiceError``."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._data_dir = Path(
-            tempfile.mkdtemp(prefix=f"{self.net.run_name}-services-", dir=self._data_parent)
+            tempfile.mkdtemp(prefix=f"{self.net.run_name}{DATA_DIR_INFIX}", dir=self._data_parent)
         )
         self._data_dir.chmod(0o755)
         try:

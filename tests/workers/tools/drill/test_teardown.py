@@ -4,9 +4,11 @@ deletes them, and ``sweep_leftovers`` clears what a killed run left behind."""
 from __future__ import annotations
 
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from tests.kit.wait import wait_until
 from tests.workers.tools.drill.conftest import require_root_and_ip
 from workers.tools.drill.net import (
+    DATA_DIR_INFIX,
     Network,
     link_prefix,
     list_namespaces,
@@ -91,6 +94,7 @@ def test_sweep_removes_what_a_killed_run_left(tmp_path: Path) -> None:
     run_name = f"tfd-{secrets.token_hex(3)}"
     namespace = f"{run_name}-svc"
     stray = f"{link_prefix(run_name)}xh"
+    data = Path(tempfile.mkdtemp(prefix=f"{run_name}{DATA_DIR_INFIX}"))
     subprocess.run(["ip", "netns", "add", namespace], check=True)
     sleeper = None
     try:
@@ -108,8 +112,10 @@ def test_sweep_removes_what_a_killed_run_left(tmp_path: Path) -> None:
         assert namespace not in list_namespaces()
         assert sleeper.wait(timeout=10) is not None
         assert stray not in _links()
+        assert not data.exists()
     finally:
         if sleeper is not None and sleeper.poll() is None:
             sleeper.kill()
         subprocess.run(["ip", "netns", "delete", namespace], capture_output=True, check=False)
         subprocess.run(["ip", "link", "delete", stray], capture_output=True, check=False)
+        shutil.rmtree(data, ignore_errors=True)
