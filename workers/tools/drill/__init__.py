@@ -1,0 +1,1 @@
+"""Fleet drills: namespaced hosts on this machine, their services, and the runs on them."""
