@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-web test lint bench chromium
+.PHONY: install demo demo-web test lint bench chromium netns drill
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,18 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint chromium
+# The drills build hosts of their own with network namespaces: Debian's iproute2 (`ip`), as root.
+netns:
+	@command -v ip >/dev/null 2>&1 || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q iproute2 >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q iproute2 >/dev/null; }; }
+
+# Every fleet drill on hosts of its own, judged against an undisturbed run; prints the table.
+drill: install netns
+	$(BIN)/tradefleet drill
+
+test: lint chromium netns
 	$(BIN)/pytest -q -n 3 --dist worksteal
 
 bench: install

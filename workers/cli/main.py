@@ -19,6 +19,7 @@ from workers.cli import (
     broker_cmd,
     db_cmd,
     demo_cmd,
+    drill_cmd,
     events_cmd,
     feed_cmd,
     halt_cmd,
@@ -42,6 +43,7 @@ app.add_typer(session_cmd.app, name="session")
 app.add_typer(feed_cmd.app, name="feed")
 app.command("demo")(demo_cmd.demo)
 app.command("bench")(bench_cmd.command)
+app.command("drill")(drill_cmd.command)
 app.add_typer(reconcile_cmd.app, name="reconcile")
 app.command("events")(events_cmd.events)
 app.add_typer(broker_cmd.app, name="broker")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -127,7 +128,7 @@ class Services:
             self._wait_redis("redis", self.config.redis_port)
             self._wait_redis("broker", self.config.broker_port)
             self._wait_postgres(database="postgres")
-            self._create_database()
+            self.create_database()
         except BaseException:
             self.stop()
             raise
@@ -267,16 +268,25 @@ class Services:
         ip, port = self.net.services_ip, self.config.postgres_port
         self._wait("postgres", lambda: _postgres_answers(ip, port, database))
 
-    def _create_database(self) -> None:
+    def database_url_for(self, name: str) -> str:
+        """The URL of database ``name`` on the services host (``create_database`` makes it)."""
+        return self.database_url.rsplit("/", 1)[0] + f"/{name}"
+
+    def create_database(self, name: str = DATABASE) -> str:
+        """A new empty database ``name`` (dropped first if a previous run left it); its URL."""
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", name):
+            raise ValueError(f"database names are lowercase letters, digits and _: {name!r}")
         ip, port = self.net.services_ip, self.config.postgres_port
 
         def create() -> None:
             with psycopg.connect(
                 host=ip, port=port, user=PG_USER, dbname="postgres", autocommit=True
             ) as conn:
-                conn.execute(f'CREATE DATABASE "{DATABASE}"')
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'CREATE DATABASE "{name}"')
 
         self.net.call_in(SERVICES_HOST, create)
+        return self.database_url_for(name)
 
     # -- processes -------------------------------------------------------------------------
 

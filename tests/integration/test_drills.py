@@ -1,0 +1,105 @@
+"""``tradefleet drill --short``: the fleet on hosts of its own (network namespaces), the short
+form of the drills, each judged against the undisturbed reference; and its teardown on Ctrl-C.
+
+The full set is ``make drill``; this is the form the suite runs (three drills on 30 s of
+replay). It needs root (network namespaces), as the machine this project runs its CI on has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.kit.cli import REPO, cli_env, run_cli
+from tests.kit.wait import wait_until
+from workers.tools.drill.drills import SHORT_DRILLS
+from workers.tools.drill.net import NS_PREFIX
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
+]
+
+DRILL_TIMEOUT_S = 900
+
+
+def drill_env(tmp_path: Path) -> dict[str, str]:
+    """Only the data folder matters: a drill brings its own Redis, PostgreSQL and broker."""
+    env = cli_env("redis://127.0.0.1:1/0", "sqlite:///unused.db", "redis://127.0.0.1:1/1")
+    env["TRADEFLEET_DATA_DIR"] = str(tmp_path)
+    return env
+
+
+def namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+
+
+def test_the_short_drills_lose_nothing_and_match_the_reference(tmp_path: Path) -> None:
+    before = namespaces()
+    proc = subprocess.run(
+        [sys.executable, "-m", "workers.cli.main", "drill", "--short", "--json"],
+        cwd=REPO,
+        env=drill_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=DRILL_TIMEOUT_S,
+        check=False,
+    )
+    report = f"--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}"
+    assert proc.returncode == 0, report
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    reference = figures["reference"]
+    assert reference["fills"] >= 10, report  # the sessions trade: there is something to compare
+    assert [d["name"] for d in figures["drills"]] == list(SHORT_DRILLS)
+    for drill in figures["drills"]:
+        assert drill["faults"] >= 1, drill
+        assert drill["fills"] == reference["fills"], drill
+        for key in (
+            "ticks_lost",
+            "orders_duplicated",
+            "position_mismatches",
+            "fills_differing",
+            "orders_unmatched",
+        ):
+            assert drill[key] == 0, (key, drill)
+        assert drill["passed"] is True
+    assert "tradefleet drills" in proc.stdout  # the table
+    assert namespaces() == before  # everything torn down
+
+
+def test_ctrl_c_tears_every_host_down(tmp_path: Path) -> None:
+    before = namespaces()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli.main", "drill", "--short", "partition"],
+        cwd=REPO,
+        env=drill_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            lambda: any(n.startswith(NS_PREFIX) for n in namespaces() - before),
+            timeout=60,
+            what="the drill's hosts to exist",
+        )
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+    assert namespaces() == before
+
+
+def test_an_unknown_drill_is_one_line() -> None:
+    env = cli_env("redis://127.0.0.1:1/0", "sqlite:///unused.db", "redis://127.0.0.1:1/1")
+    run_cli(env, "drill", "no-such-drill").refused("unknown drill no-such-drill", "partition")

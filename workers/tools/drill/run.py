@@ -1,0 +1,370 @@
+"""Running the drills: one network and services host for the whole command, then for the
+reference and for each drill a fresh run on fresh stores, judged against the reference.
+
+One run: the stores emptied (both Redis servers flushed, a new PostgreSQL database migrated),
+the workers started on the three worker hosts and beat where the drill wants it, the scenario's
+sessions created (warmed up from the replay files up to the window's start), the feed started
+on the feed host, the drill's faults injected, then: how long until every session had read
+every tick published when the last fault ended (``recovery_s``), the feed's end, every session
+settled (its cursor at its stream's end, no order in flight, no touched stop awaiting its fill,
+its position equal to the broker's), and what every store holds (``observe``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import redis
+import sqlalchemy.exc
+from celery import Celery
+
+from models.codec import decode_field, state_key
+from models.meta import CURSOR_FIELD, PROGRESS_FIELD
+from models.progress import TickProgress
+from trading.exceptions import ServiceUnavailable
+from workers.brokers.commands import QueryPositions
+from workers.brokers.paper.broker import PaperBroker
+from workers.brokers.registry import build_broker
+from workers.celery_app import create_app
+from workers.db.engines import make_engine, upgrade
+from workers.db.order_rows import unsettled_order_count
+from workers.reconcile.schedule import STATS_KEY
+from workers.sessions.create import NewSession, create_session
+from workers.settings import Settings, grouped
+from workers.ticks.keys import stream_key
+from workers.tools.drill.drills import REFERENCE, Drill, Fault
+from workers.tools.drill.hosts import WORKERS, HostProcesses
+from workers.tools.drill.judge import DrillFigures, judge
+from workers.tools.drill.net import FEED_HOST, WORKER_HOSTS, Network, sweep_leftovers
+from workers.tools.drill.observe import RunOutcome, observe
+from workers.tools.drill.scenario import Scenario
+from workers.tools.drill.services import Services
+
+LEASE_MS = 3_000
+"""The drills' lock lease: short, so that a partition of twice the lease fits a replay."""
+FLEET_SETTINGS: Mapping[str, str] = {
+    "TRADEFLEET_LOCK_TTL_MS": str(LEASE_MS),
+    "TRADEFLEET_SWEEP_INTERVAL_S": "1",
+    "TRADEFLEET_RECONCILE_POSITIONS_INTERVAL_S": "5",
+    "TRADEFLEET_RECONCILE_ORDERS_INTERVAL_S": "30",
+    "TRADEFLEET_LOG_LEVEL": "INFO",
+}
+"""What every process of a run gets besides the stores' addresses (the defaults otherwise:
+the visibility timeout stays an hour, so the fleet must notice lost work by itself)."""
+WORKERS_UP_S = 120.0
+SETTLE_S = 240.0
+CAUGHT_UP_S = 300.0
+POLL_S = 0.1
+
+Progress = Callable[[str], None]
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class DrillReport:
+    scenario: str
+    figures: tuple[DrillFigures, ...]
+    seconds: float
+    log_dir: Path
+
+    @property
+    def passed(self) -> bool:
+        return all(f.passed for f in self.figures)
+
+
+def run_drills(
+    scenario: Scenario, drills: list[Drill], workdir: Path, progress: Progress, seed: int = 7
+) -> DrillReport:
+    """The reference, then each drill; everything torn down afterwards, also on Ctrl-C and
+    SIGTERM (raised here as ``KeyboardInterrupt`` so that every ``with`` unwinds)."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _run_drills(scenario, drills, workdir, progress, seed)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_drills(
+    scenario: Scenario, drills: list[Drill], workdir: Path, progress: Progress, seed: int
+) -> DrillReport:
+    started = time.monotonic()
+    sweep_leftovers()
+    log_dir = (
+        workdir / f"drill-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    )
+    log_dir.mkdir(parents=True, exist_ok=True)
+    figures: list[DrillFigures] = []
+    with Network(log_dir=log_dir) as net, Services(net, log_dir / "services") as services:
+        progress(f"network up ({', '.join(net.hosts)}); services on {net.services_ip}")
+        progress("reference: the scenario without faults")
+        reference_run = OneRun(net, services, scenario, REFERENCE, log_dir, 0, seed)
+        reference, _, lag = net.call_in(net.services_host, reference_run.run)
+        figures.append(judge(REFERENCE.name, reference, reference, 0, lag))
+        for index, drill in enumerate(drills, start=1):
+            progress(f"{drill.name}: {drill.what}")
+            run = OneRun(net, services, scenario, drill, log_dir, index, seed)
+            outcome, fault, recovery = net.call_in(net.services_host, run.run)
+            result = judge(drill.name, reference, outcome, fault.count, recovery)
+            figures.append(result)
+            progress(f"{drill.name}: {'passed' if result.passed else 'FAILED'}")
+    return DrillReport(scenario.name, tuple(figures), time.monotonic() - started, log_dir)
+
+
+class OneRun:
+    """One run of the scenario with one drill's faults (the ``Rig`` the drill reaches)."""
+
+    def __init__(
+        self,
+        net: Network,
+        services: Services,
+        scenario: Scenario,
+        drill: Drill,
+        log_dir: Path,
+        index: int,
+        seed: int,
+    ) -> None:
+        self.net = net
+        self.services = services
+        self.scenario = scenario
+        self.drill = drill
+        self.rng = random.Random(seed * 1_000 + index)  # noqa: S311 - reproducible faults
+        self.lease_s = LEASE_MS / 1000
+        self.log_dir = log_dir / f"{index:02d}-{drill.name}"
+        self.database = f"drill_{index}"
+        self.database_url = services.database_url_for(self.database)
+        self.env = {
+            **FLEET_SETTINGS,
+            "TRADEFLEET_REDIS_URL": services.redis_url,
+            "TRADEFLEET_PAPER_BROKER_URL": services.broker_url,
+            "TRADEFLEET_DATABASE_URL": self.database_url,
+            "TRADEFLEET_DATA_DIR": str(self.log_dir / "data"),
+        }
+        self.settings = Settings.model_validate(grouped(self.env))
+        self.hosts = HostProcesses(net, self.env, self.log_dir)
+        self.sessions: dict[str, tuple[str, str, str]] = {}
+        self._feed: subprocess.Popen[bytes] | None = None
+        self._feed_started = 0.0
+        self.faults = Fault(0, None)
+        """What ``drill.inject`` returned."""
+
+    # ------------------------------------------------------------ the Rig
+
+    def at(self, fraction: float) -> None:
+        due = self._feed_started + fraction * self.scenario.seconds
+        while time.monotonic() < due:
+            time.sleep(min(POLL_S, max(0.0, due - time.monotonic())))
+
+    def feed_running(self) -> bool:
+        return self._feed is not None and self._feed.poll() is None
+
+    # ------------------------------------------------------------ the run
+
+    def run(self) -> tuple[RunOutcome, Fault, float]:
+        """What the run ended with, the faults injected, and ``recovery_s``. Called in a
+        thread inside the services host's namespace (``Network.call_in``): the runner reads
+        the stores as a process on that host would, whatever a drill does to the links."""
+        self._fresh_stores()
+        client = redis.Redis.from_url(self.settings.redis.url, socket_timeout=5)
+        broker_client = redis.Redis.from_url(self.env["TRADEFLEET_PAPER_BROKER_URL"])
+        engine = make_engine(self.database_url)
+        app = create_app(self.settings)
+        try:
+            self.hosts.start_workers()
+            for host in self.drill.beats:
+                self.hosts.start_beat(host)
+            self._wait_workers(app)
+            self._create_sessions()
+            if self.drill.impaired:
+                for host in (*WORKER_HOSTS, FEED_HOST):
+                    self.net.impair(host)
+            self._feed = self.hosts.start_feed(self.scenario.name)
+            self._feed_started = time.monotonic()
+            self.faults = self.drill.inject(self)
+            ended = self.faults.ended_at
+            if ended is None:
+                self._wait_feed()
+                ended = time.monotonic()
+            recovery = self._caught_up(client, ended)
+            self._wait_feed()
+            self._settle(client, engine)
+            if self.drill.impaired:
+                for host in (*WORKER_HOSTS, FEED_HOST):
+                    self.net.clear(host)
+            broker = build_broker("paper", {}, self.settings)
+            assert isinstance(broker, PaperBroker)
+            outcome = observe(
+                self.sessions,
+                client,
+                engine,
+                broker,
+                broker_client,
+                self.settings.state.lock_ttl_ms,
+            )
+            self._write_stats(client)
+            (self.log_dir / "outcome.json").write_text(json.dumps(outcome.as_json(), indent=1))
+            return outcome, self.faults, recovery
+        finally:
+            self.hosts.stop()
+            app.close()
+            engine.dispose()
+            client.close()
+            broker_client.close()
+
+    def _fresh_stores(self) -> None:
+        for url in (self.services.redis_url, self.services.broker_url):
+            flush = redis.Redis.from_url(url)
+            flush.flushall()
+            flush.close()
+        self.services.create_database(self.database)
+        upgrade(self.database_url)
+
+    def _wait_workers(self, app: Celery) -> None:
+        expected = {f"{h}-{w.role}@drill" for h in WORKER_HOSTS for w in WORKERS}
+        deadline = time.monotonic() + WORKERS_UP_S
+        seen: set[str] = set()
+        while seen != expected:
+            if time.monotonic() > deadline:
+                missing = ", ".join(sorted(expected - seen))
+                raise ServiceUnavailable(
+                    f"workers did not answer within {WORKERS_UP_S:.0f}s: {missing}"
+                )
+            for reply in app.control.ping(timeout=1.0) or []:
+                seen |= set(reply) & expected
+
+    def _create_sessions(self) -> None:
+        for spec in self.scenario.sessions:
+            state = create_session(
+                self.settings,
+                NewSession(
+                    name=f"drill-{spec.label}",
+                    account=spec.account,
+                    product=spec.product,
+                    contract=spec.contract,
+                    strategy=spec.strategy,
+                    strategy_args=dict(spec.args),
+                    timeframe=spec.timeframe,
+                    warmup_until=self.scenario.start,
+                ),
+            )
+            self.sessions[spec.label] = (state.session.id, spec.account, spec.contract)
+
+    def _wait_feed(self) -> None:
+        assert self._feed is not None
+        limit = 3 * self.scenario.seconds + CAUGHT_UP_S
+        code = self._feed.wait(timeout=max(1.0, self._feed_started + limit - time.monotonic()))
+        if code != 0:
+            raise ServiceUnavailable(
+                f"the drill feed exited with {code}; its log: {self.log_dir / 'feed.log'}"
+            )
+
+    def _caught_up(self, client: redis.Redis, since: float) -> float:
+        """Seconds from ``since`` until every session had read every tick its stream held
+        then (the stream's last id read now, right after the fault)."""
+        targets = {
+            sid: _retry(partial(_last_id, client, contract))
+            for sid, _, contract in self.sessions.values()
+        }
+        deadline = time.monotonic() + CAUGHT_UP_S
+        while time.monotonic() < deadline:
+            behind = [
+                sid
+                for sid, target in targets.items()
+                if _id(_retry(partial(_cursor, client, sid))) < _id(target)
+            ]
+            if not behind:
+                return time.monotonic() - since
+            time.sleep(POLL_S)
+        raise ServiceUnavailable(
+            f"sessions did not catch up within {CAUGHT_UP_S:.0f}s of the fault's end"
+        )
+
+    def _settle(self, client: redis.Redis, engine: Any) -> None:
+        broker = build_broker("paper", {}, self.settings)
+        deadline = time.monotonic() + SETTLE_S
+        why: list[str] = []
+        while time.monotonic() < deadline:
+            why = _retry(lambda: self._unsettled(client, engine, broker))
+            if not why:
+                return
+            time.sleep(POLL_S * 2)
+        raise ServiceUnavailable(
+            f"the run did not settle within {SETTLE_S:.0f}s: {'; '.join(why[:4])}; "
+            f"logs: {self.log_dir}"
+        )
+
+    def _unsettled(self, client: redis.Redis, engine: Any, broker: Any) -> list[str]:
+        why = []
+        for label, (sid, account, contract) in self.sessions.items():
+            cursor, orders, raw = cast(
+                list[bytes | None],
+                client.hmget(state_key(sid), [CURSOR_FIELD, "orders", PROGRESS_FIELD]),
+            )
+            last = _last_id(client, contract)
+            if (cursor or b"").decode() != last:
+                why.append(f"{label}: cursor {cursor!r} before {last}")
+            if orders and decode_field("orders", orders.decode()):
+                why.append(f"{label}: orders in flight")
+            if TickProgress.from_json(None if raw is None else raw.decode()).stops_out:
+                why.append(f"{label}: a touched stop awaits its fill")
+            if unsettled_order_count(engine, sid):
+                why.append(f"{label}: order rows not final")
+            position = _position(client, sid)
+            held = broker.positions(QueryPositions(account)).get(contract, 0)
+            if position != held:
+                why.append(f"{label}: position {position}, broker {held}")
+        return why
+
+    def _write_stats(self, client: redis.Redis) -> None:
+        stats = cast(dict[bytes, bytes], client.hgetall(STATS_KEY))
+        path = self.log_dir / "beat-stats.json"
+        path.write_text(json.dumps({k.decode(): int(v) for k, v in stats.items()}))
+
+
+def _position(client: redis.Redis, sid: str) -> int:
+    raw = cast(bytes | None, client.hget(state_key(sid), "open_position"))
+    if not raw:
+        return 0
+    held = decode_field("open_position", raw.decode())
+    return 0 if held is None else int(held.quantity)
+
+
+def _last_id(client: redis.Redis, contract: str) -> str:
+    entries = cast(list[Any], client.xrevrange(stream_key(contract), count=1))
+    return entries[0][0].decode() if entries else "0-0"
+
+
+def _cursor(client: redis.Redis, sid: str) -> str:
+    raw = cast(bytes | None, client.hget(state_key(sid), CURSOR_FIELD))
+    return raw.decode() if raw else "0-0"
+
+
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _retry(read: Callable[[], _T], timeout_s: float = 60.0) -> _T:
+    """``read()``, again while a store cannot be reached (a drill restarts them)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return read()
+        except (redis.RedisError, sqlalchemy.exc.OperationalError, ServiceUnavailable):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(POLL_S * 5)
