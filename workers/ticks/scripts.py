@@ -83,12 +83,15 @@ for k = 3, #KEYS, 3 do
   i = i + 3 + 5 * skip
   n = n - skip
   -- The stream's last id is read only when a tick's time is not past it (XADD refused it):
-  -- such a tick gets the last id's time, so ids stay in publishing order.
+  -- such a tick gets the last id's time, so ids stay in publishing order. A time that is not
+  -- whole milliseconds within the calendar (the sessions cannot read it either) is no id's:
+  -- its entry gets the last id's time too.
   local last = nil
   for _ = 1, n do
-    local t = tonumber(ARGV[i])
+    local t = nil
+    if string.match(ARGV[i], '^%d+$') then t = tonumber(ARGV[i]) end
     local ms = nil
-    if t and t == t and t >= 1 and t < 1e15 then ms = math.floor(t) end
+    if t and t >= 1 and t < 253402300800000 then ms = t end
     if ms and (last == nil or ms > last) then
       local reply = append(stream, i, ms)
       if type(reply) == 'table' and reply.err then ms = nil end

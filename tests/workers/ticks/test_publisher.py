@@ -147,3 +147,20 @@ def test_a_subscribed_stream_still_wakes_its_sessions(
     result = publisher(subscribed, tasks).publish_many({ES: rows(0, 2), UNKNOWN: rows(0, 1)})
     assert (result.published, result.unread, result.sessions_woken) == (3, 1, 1)
     assert result.drain_tasks_started == 2 == len(tasks.sent)
+
+
+@pytest.mark.parametrize("t", ["1.5e12", "1e13", "253402300800000", "0x1F", " 12"])
+def test_a_time_the_sessions_cannot_read_is_no_stream_ids_time(
+    subscribed: redis.Redis, tasks: Tasks, t: str
+) -> None:
+    """Redis read ``1.5e12`` as a time (2017, past the replay) and made it the stream's id:
+    every later tick of the replay then had a time before its id, and the paper broker, which
+    skips such ticks, filled nothing after it."""
+    before, after = rows(0, 1), rows(1, 1)
+    publisher(subscribed, tasks).publish_raw(ES, [*before, (t, "1", "1", "", ""), *after])
+    ids = cast(list[tuple[bytes, Any]], subscribed.xrange(stream_key(ES)))
+    assert [entry_id.decode().split("-")[0] for entry_id, _ in ids] == [
+        str(T),
+        str(T),
+        str(T + 1_000),
+    ]
