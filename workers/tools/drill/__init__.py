@@ -1,0 +1,1 @@
+"""Fleet drills: faults injected into a running fleet, judged against an undisturbed run."""
