@@ -26,6 +26,8 @@ from trading.timeframes import Timeframe, parse_timeframe
 __all__ = [
     "BAD_PRICE",
     "BAD_SIZE",
+    "DUPLICATE",
+    "MAX_TICK_SIZE",
     "REJECT_REASONS",
     "TIME_BACKWARDS",
     "UNKNOWN_INSTRUMENT",
@@ -44,7 +46,22 @@ BAD_SIZE: Final = "bad_size"
 TIME_BACKWARDS: Final = "time_backwards"
 UNKNOWN_INSTRUMENT: Final = "unknown_instrument"
 UNPARSEABLE: Final = "unparseable"
-REJECT_REASONS: Final = (BAD_PRICE, BAD_SIZE, TIME_BACKWARDS, UNKNOWN_INSTRUMENT, UNPARSEABLE)
+DUPLICATE: Final = "duplicate"
+"""A stream entry its feed sent again (a batch re-sent after a lost reply): refused where it
+is published (``workers.ticks.publisher``), so no session ever reads it."""
+REJECT_REASONS: Final = (
+    BAD_PRICE,
+    BAD_SIZE,
+    DUPLICATE,
+    TIME_BACKWARDS,
+    UNKNOWN_INSTRUMENT,
+    UNPARSEABLE,
+)
+MAX_TICK_SIZE: Final = 10**9
+"""The largest size one print may have. No futures print is a billion lots (a busy ES day
+trades a few million in all), so a larger one is a feed fault, not a trade; the cap also keeps
+a candle's volume, the sum of its prints, exact for any reader that holds numbers as doubles
+(2**53: millions of capped prints per candle)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,24 +138,33 @@ def validate_tick(
     """The reason ``tick`` must be rejected, or ``None`` if it may be folded.
 
     Reasons: ``unknown_instrument`` (not in ``known_instruments``, when given), ``unparseable``
-    (a naive time, which cannot be placed in UTC), ``bad_price`` (not a finite positive
-    Decimal), ``bad_size`` (negative or not an int), ``time_backwards`` (earlier than
-    ``last_time``; an equal time is fine: several prints share a millisecond).
+    (a naive time, which cannot be placed in UTC), ``bad_price`` (the price, or a bid or ask
+    that is given, not a finite positive Decimal), ``bad_size`` (not an int, negative, or above
+    ``MAX_TICK_SIZE``), ``time_backwards`` (earlier than ``last_time``; an equal time is fine:
+    several prints share a millisecond).
     """
     if known_instruments is not None and tick.instrument not in known_instruments:
         return UNKNOWN_INSTRUMENT
     t = tick.time
     if not isinstance(t, datetime) or t.tzinfo is None or t.utcoffset() is None:
         return UNPARSEABLE
-    price = tick.price
-    if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
+    bid, ask = tick.bid, tick.ask
+    if (
+        not _positive(tick.price)
+        or (bid is not None and not _positive(bid))
+        or (ask is not None and not _positive(ask))
+    ):
         return BAD_PRICE
     size = tick.size
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_TICK_SIZE:
         return BAD_SIZE
     if last_time is not None and t < last_time:
         return TIME_BACKWARDS
     return None
+
+
+def _positive(price: object) -> bool:
+    return isinstance(price, Decimal) and price.is_finite() and price > 0
 
 
 def tick_fields(tick: Tick) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trading.candles import (
+    MAX_TICK_SIZE,
     REJECT_REASONS,
     FoldResult,
     fold_ticks,
@@ -231,6 +233,23 @@ def test_time_backwards_but_equal_time_is_fine() -> None:
     assert validate_tick(tick(11, "100"), last) is None
 
 
+def test_an_implausibly_huge_size_is_a_bad_size() -> None:
+    """A print of 10**12 lots is a feed fault: folded, it would swell the candle's volume."""
+    assert validate_tick(tick(1, "100", size=MAX_TICK_SIZE), None) is None
+    assert validate_tick(tick(1, "100", size=MAX_TICK_SIZE + 1), None) == "bad_size"
+    assert validate_tick(tick(1, "100", size=10**12), None) == "bad_size"
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-1", "0"])
+def test_a_bad_bid_or_ask_is_a_bad_price(bad: str) -> None:
+    """The paper broker fills a market order at the bid or ask: a tick whose quote is not a
+    price is rejected whole, as the broker skips it."""
+    good = tick(1, "100")
+    assert validate_tick(replace(good, bid=Decimal("99.75"), ask=Decimal("100.25")), None) is None
+    assert validate_tick(replace(good, bid=Decimal(bad)), None) == "bad_price"
+    assert validate_tick(replace(good, ask=Decimal(bad)), None) == "bad_price"
+
+
 def test_unknown_instrument() -> None:
     assert validate_tick(tick(1, "100", instrument="NQZ13"), None, {"ESZ13"}) == (
         "unknown_instrument"
@@ -248,6 +267,7 @@ def test_every_reason_is_listed() -> None:
     assert set(REJECT_REASONS) == {
         "bad_price",
         "bad_size",
+        "duplicate",
         "time_backwards",
         "unknown_instrument",
         "unparseable",

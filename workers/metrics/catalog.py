@@ -108,8 +108,10 @@ TICKS_PROCESSED = Metric(
 TICKS_REJECTED = Metric(
     "tradefleet_ticks_rejected",
     "counter",
-    "Stream entries a session's step rejected as bad ticks, by reason (malformed, out of "
-    "order, unusable price or size), counted when the step's state write is accepted.",
+    "Stream entries rejected as bad ticks, by reason: by a session's step (malformed, out "
+    "of order, unusable price or size; once per session reading the entry, when the step's "
+    "state write is accepted), or by the publisher (duplicate: an entry its feed sent again, "
+    "not appended; unknown_instrument: appended to a stream no session reads; once per entry).",
     ("reason",),
     (REJECT_REASONS,),
 )

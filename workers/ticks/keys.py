@@ -4,6 +4,9 @@
   time, epoch ms), ``p`` (price), ``s`` (size), optional ``b``/``a`` (bid/ask); entry ids are
   ``<ms>-<seq>`` with ms = max(data time, previous id), so ids stay increasing.
 - ``md:{<instrument>}:subs`` — the ids of the sessions fed by that instrument.
+- ``md:{<instrument>}:source`` — hash {``source``, ``next``}: the feed that last published to
+  the stream and the next number of its own sequence of that instrument's entries (entries it
+  sends again below ``next`` are duplicates, refused: ``workers.ticks.scripts.PUBLISH``).
 - ``tf:ready`` — sorted set of sessions with ticks to process; score = epoch ms from which the
   session may be claimed (a claim pushes it into the future: a lease that a dead worker loses).
 - ``tf:drainers`` — how many drain tasks are queued or running.
@@ -35,3 +38,7 @@ def stream_key(instrument: str) -> str:
 
 def subscribers_key(instrument: str) -> str:
     return f"md:{{{check_instrument(instrument)}}}:subs"
+
+
+def source_key(instrument: str) -> str:
+    return f"md:{{{check_instrument(instrument)}}}:source"

@@ -4,11 +4,23 @@ One script call per batch (of any number of instruments) appends the ticks, mark
 subscribed session ready once (``ZADD NX``: however many ticks arrive) and names the drain
 tasks to start, so that at most ``max_drainers`` drain tasks count as queued or running (a
 dead one stops counting after its grace time).
+
+Publishing is idempotent per batch: each batch carries its place in the feed's own numbering
+of the instrument's entries (``FeedSeq``: the feed's name and the number of its first entry),
+and the script skips the entries of that feed it has already appended. A batch sent again (a
+retry after a lost reply, by the client's retry policy or by the feed) appends nothing twice;
+two identical prints in one millisecond are two numbers, both kept. A publisher numbers its
+batches itself under a name of its own; a feed that retries a batch itself passes the
+``FeedSeq`` it sent it with (``number`` reserves one). Entries refused as duplicates, and
+entries appended to a stream no session reads, are counted in
+``tradefleet_ticks_rejected_total`` (reasons ``duplicate`` and ``unknown_instrument``, once per
+entry).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,10 +28,19 @@ from datetime import UTC, datetime
 import redis
 from celery import Celery
 
+from trading.candles import DUPLICATE, UNKNOWN_INSTRUMENT
 from trading.market import Tick
 from workers.dispatch import names
+from workers.metrics.catalog import TICKS_REJECTED
+from workers.metrics.counters import count
 from workers.ticks import scripts
-from workers.ticks.keys import DRAINERS_KEY, READY_KEY, stream_key, subscribers_key
+from workers.ticks.keys import (
+    DRAINERS_KEY,
+    READY_KEY,
+    source_key,
+    stream_key,
+    subscribers_key,
+)
 from workers.ticks.pipelines import Batch
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -46,10 +67,24 @@ def encode_tick(tick: Tick) -> RawTick:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedSeq:
+    """A batch's place in its feed's numbering of one instrument's entries: the feed's name
+    and the number of the batch's first entry (the next entries one up each)."""
+
+    source: str
+    first: int
+
+
+@dataclass(frozen=True, slots=True)
 class PublishResult:
     published: int
+    """Entries appended (duplicates skipped are not)."""
     sessions_woken: int
     drain_tasks_started: int
+    duplicates: int = 0
+    """Entries skipped: their feed had published them already."""
+    unread: int = 0
+    """Entries appended to a stream no session reads (an unknown instrument)."""
 
 
 class TickPublisher:
@@ -73,6 +108,9 @@ class TickPublisher:
         self._grace_ms = drainer_grace_ms
         self._publish = client.register_script(scripts.PUBLISH)
         self._wake = client.register_script(scripts.WAKE)
+        self.source = f"pub-{uuid.uuid4().hex[:16]}"
+        """The name this publisher numbers its batches under (one per publisher)."""
+        self._next: dict[str, int] = {}
 
     @property
     def client(self) -> redis.Redis:
@@ -81,18 +119,32 @@ class TickPublisher:
     def publish(self, instrument: str, ticks: Iterable[Tick]) -> PublishResult:
         return self.publish_raw(instrument, [encode_tick(t) for t in ticks])
 
-    def publish_raw(self, instrument: str, rows: Sequence[RawTick]) -> PublishResult:
-        """Publish stream entries as given (consumers validate them; a bad one is counted)."""
-        return self.publish_many({instrument: rows})
+    def number(self, instrument: str, n: int) -> FeedSeq:
+        """The next ``n`` numbers of ``instrument``'s entries under this publisher's name: for
+        a batch its caller may have to send again (then with the same ``FeedSeq``)."""
+        first = self._next.get(instrument, 0)
+        self._next[instrument] = first + n
+        return FeedSeq(self.source, first)
 
-    def publish_many(self, batches: Mapping[str, Sequence[RawTick]]) -> PublishResult:
+    def publish_raw(
+        self, instrument: str, rows: Sequence[RawTick], at: FeedSeq | None = None
+    ) -> PublishResult:
+        """Publish stream entries as given (consumers validate them; a bad one is counted);
+        ``at``: the batch's numbering (the next numbers of this publisher when not given)."""
+        return self.publish_many({instrument: rows}, None if at is None else {instrument: at})
+
+    def publish_many(
+        self,
+        batches: Mapping[str, Sequence[RawTick]],
+        at: Mapping[str, FeedSeq] | None = None,
+    ) -> PublishResult:
         """``publish_raw`` for several instruments in one round trip: one script call per
         ``CALL_TICKS`` ticks or so (a long script would hold up every other client)."""
         calls: list[tuple[list[str], list[str | int]]] = []
         keys: list[str] = []
         args: list[str | int] = []
         now = _now_ms()
-        published = size = 0
+        size = 0
         for instrument, rows in batches.items():
             if not rows:
                 continue
@@ -101,10 +153,12 @@ class TickPublisher:
                 args = [self._maxlen, now, self._max_drainers, self._grace_ms]
                 calls.append((keys, args))
                 size = 0
-            published += len(rows)
             size += len(rows)
-            keys += [stream_key(instrument), subscribers_key(instrument)]
-            args.append(len(rows))
+            seq = at.get(instrument) if at is not None else None
+            if seq is None:
+                seq = self.number(instrument, len(rows))
+            keys += [stream_key(instrument), subscribers_key(instrument), source_key(instrument)]
+            args += [len(rows), seq.source, seq.first]
             for row in rows:
                 args.extend(row)
         if not calls:
@@ -113,15 +167,22 @@ class TickPublisher:
         for call_keys, call_args in calls:
             batch.script(self._publish, call_keys, call_args)
         replies = batch.execute([self._publish])
-        newly = started = 0
+        newly = started = duplicates = unread = 0
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-            woken, drainer_ids = reply
+            woken, drainer_ids, skipped, unsubscribed = reply
             newly += int(woken)
             started += len(drainer_ids)
+            duplicates += int(skipped)
+            unread += int(unsubscribed)
             self._start_drainers(drainer_ids)
-        return PublishResult(published, newly, started)
+        if duplicates:
+            count(self._client, TICKS_REJECTED, DUPLICATE, n=duplicates)
+        if unread:
+            count(self._client, TICKS_REJECTED, UNKNOWN_INSTRUMENT, n=unread)
+        published = sum(len(rows) for rows in batches.values()) - duplicates
+        return PublishResult(published, newly, started, duplicates, unread)
 
     def wake(self) -> int:
         """Start drain tasks for due sessions nobody is draining (after a worker died)."""

@@ -25,10 +25,19 @@ end
 PUBLISH = (
     _START_DRAINERS
     + """
--- KEYS: ready, drainers, then per instrument: stream, subscribers
--- ARGV: maxlen, now_ms, max_drainers, grace_ms, then per instrument: n, n x (t, p, s, b, a)
+-- KEYS: ready, drainers, then per instrument: stream, subscribers, source
+-- ARGV: maxlen, now_ms, max_drainers, grace_ms,
+--       then per instrument: n, source, first, n x (t, p, s, b, a)
 -- One call publishes the ticks of any number of instruments, marks their subscribers ready
--- once and names the drain tasks to start (checked once for the whole call).
+-- once and names the drain tasks to start (checked once for the whole call; none when no
+-- instrument of the call has a subscriber: a stream nobody reads wakes nothing).
+-- source/first: the feed's name and its own number of the batch's first entry (per
+-- instrument, one up per entry). The source hash keeps the last feed's name and the number
+-- after its last entry; entries of that feed numbered below it were published already (the
+-- feed sent the batch again, as after a lost reply) and are skipped: duplicates. Another
+-- feed's name starts a new count. An empty source publishes every entry.
+-- Returns {sessions newly ready, drainer ids, duplicates skipped, entries appended to streams
+-- without a subscriber}.
 local ready, drainers = KEYS[1], KEYS[2]
 local maxlen, now = ARGV[1], tonumber(ARGV[2])
 local max_drainers, grace_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -51,19 +60,38 @@ local function append(stream, i, ms)
   return redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, id, 't', ARGV[i],
     'p', ARGV[i + 1], 's', ARGV[i + 2])
 end
-local newly = 0
+local function already_sent(key, source, first, n)
+  if source == '' then return 0 end
+  local held = redis.call('HMGET', key, 'source', 'next')
+  if held[1] ~= source then
+    redis.call('HSET', key, 'source', source, 'next', string.format('%d', first + n))
+    return 0
+  end
+  local next_seq = tonumber(held[2])
+  if first + n > next_seq then
+    redis.call('HSET', key, 'next', string.format('%d', first + n))
+  end
+  return math.min(n, math.max(0, next_seq - first))
+end
+local newly, duplicates, unread, read = 0, 0, 0, false
 local i = 5
-for k = 3, #KEYS, 2 do
+for k = 3, #KEYS, 3 do
   local stream, subs = KEYS[k], KEYS[k + 1]
   local n = tonumber(ARGV[i])
-  i = i + 1
+  local skip = already_sent(KEYS[k + 2], ARGV[i + 1], tonumber(ARGV[i + 2]), n)
+  duplicates = duplicates + skip
+  i = i + 3 + 5 * skip
+  n = n - skip
   -- The stream's last id is read only when a tick's time is not past it (XADD refused it):
-  -- such a tick gets the last id's time, so ids stay in publishing order.
+  -- such a tick gets the last id's time, so ids stay in publishing order. A time that is not
+  -- whole milliseconds within the calendar (the sessions cannot read it either) is no id's:
+  -- its entry gets the last id's time too.
   local last = nil
   for _ = 1, n do
-    local t = tonumber(ARGV[i])
+    local t = nil
+    if string.match(ARGV[i], '^%d+$') then t = tonumber(ARGV[i]) end
     local ms = nil
-    if t and t == t and t >= 1 and t < 1e15 then ms = math.floor(t) end
+    if t and t >= 1 and t < 253402300800000 then ms = t end
     if ms and (last == nil or ms > last) then
       local reply = append(stream, i, ms)
       if type(reply) == 'table' and reply.err then ms = nil end
@@ -79,7 +107,9 @@ for k = 3, #KEYS, 2 do
     last = ms
     i = i + 5
   end
-  local members = redis.call('SMEMBERS', subs)
+  local members = {}
+  if n > 0 then members = redis.call('SMEMBERS', subs) end
+  if #members == 0 then unread = unread + n else read = true end
   local batch = {}
   for _, m in ipairs(members) do
     batch[#batch + 1] = now
@@ -91,7 +121,9 @@ for k = 3, #KEYS, 2 do
   end
   if #batch > 0 then newly = newly + redis.call('ZADD', ready, 'NX', unpack(batch)) end
 end
-return {newly, start_drainers(ready, drainers, now, max_drainers, grace_ms)}
+local started = {}
+if read then started = start_drainers(ready, drainers, now, max_drainers, grace_ms) end
+return {newly, started, duplicates, unread}
 """
 )
 

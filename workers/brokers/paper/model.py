@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from trading.candles import validate_tick
 from trading.contracts import ContractSpec
 from trading.exceptions import BadInput
 from trading.market import Tick
@@ -124,22 +125,23 @@ def decimal_or_none(value: str) -> Decimal | None:
 def eligible_tick(
     instrument: str, entry_id: str, fields: dict[str, str], decided_ms: int
 ) -> Tick | None:
-    """The stream entry as a tick eligible for an order decided at ``decided_ms``, else None."""
+    """The stream entry as a tick eligible for an order decided at ``decided_ms``, else None.
+
+    A tick the sessions reject (``trading.candles.validate_tick``: a bad price, bid, ask or
+    size) fills nothing either, nor one earlier than its stream id (the publisher gave a tick
+    whose time went backwards the time of the entry before it)."""
     try:
         t_ms = int(fields["t"])
         price = Decimal(fields["p"])
         bid = decimal_or_none(fields.get("b", ""))
         ask = decimal_or_none(fields.get("a", ""))
         size = int(fields.get("s", "0"))
-    except (KeyError, ValueError, InvalidOperation):
+        tick = Tick(instrument, EPOCH + t_ms * MS, price, size, bid, ask)
+    except (KeyError, ValueError, InvalidOperation, OverflowError):
         return None
     if t_ms < decided_ms or t_ms < int(entry_id.split("-", 1)[0]):
         return None
-    if not price.is_finite() or price <= 0 or size < 0:
-        return None
-    if any(x is not None and (not x.is_finite() or x <= 0) for x in (bid, ask)):
-        return None
-    return Tick(instrument, EPOCH + t_ms * MS, price, size, bid, ask)
+    return tick if validate_tick(tick, None) is None else None
 
 
 def order_from_fields(row: dict[str, str]) -> BrokerOrder:
