@@ -58,6 +58,19 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "schedule": orders,
             "options": {"expires": orders, "queue": settings.queues.reconcile},
         },
+        "sweep-rolls": {
+            "task": names.ROLLS_SWEEP,
+            "schedule": settings.rolls.sweep_interval_s,
+            "options": {"expires": settings.rolls.sweep_interval_s, "queue": settings.queues.rolls},
+        },
+        "sweep-sends": {
+            "task": names.ORDERS_SWEEP,
+            "schedule": settings.orders.sweep_interval_s,
+            "options": {
+                "expires": settings.orders.sweep_interval_s,
+                "queue": settings.queues.orders,
+            },
+        },
         "roll-check": {
             "task": names.ROLLS_CHECK,
             "schedule": settings.rolls.check_interval_s,

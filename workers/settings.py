@@ -160,6 +160,24 @@ class RollSettings(_Group):
     """Tries of a roll's await step before the roll fails (the session then stops trading)."""
     fill_retry_s: Annotated[float, Field(ge=0.05, le=3_600)] = 5.0
     """Seconds between two tries of a roll's await step."""
+    lease_s: Annotated[float, Field(ge=2, le=3_600)] = 15.0
+    """A running roll's chain is carried by the task running its step: that task holds the
+    roll's lease (``workers.rolls.carrier``), renewed every third of this while it runs, and
+    for this long past the countdown of its retry. A roll whose lease lapsed is carried by
+    nobody (its worker's host died with the task): the roll sweep resumes it."""
+    sweep_interval_s: Annotated[float, Field(ge=0.5, le=3_600)] = 5.0
+    """How often beat looks for running rolls nobody carries (``workers.rolls.chain``)."""
+
+
+class OrderSettings(_Group):
+    """Sending orders (``workers.orders``)."""
+
+    send_stale_s: Annotated[float, Field(ge=10, le=3_600)] = 10.0
+    """An order row still ``new`` this long after it was written, whose send task holds no
+    lease (each try of a send holds one for this long), lost its send: the send sweep queues
+    it again (``workers.orders.sweep``). At least 10 s: longer than a send's retry backoff."""
+    sweep_interval_s: Annotated[float, Field(ge=0.5, le=3_600)] = 5.0
+    """How often beat looks for orders whose send was lost."""
 
 
 class RiskSettings(_Group):
@@ -336,6 +354,10 @@ ENV_NAMES: Mapping[str, tuple[str, str]] = MappingProxyType(
         "TRADEFLEET_ROLL_WINDOW_DAYS": ("rolls", "window_days"),
         "TRADEFLEET_ROLL_FILL_MAX_TRIES": ("rolls", "fill_max_tries"),
         "TRADEFLEET_ROLL_FILL_RETRY_S": ("rolls", "fill_retry_s"),
+        "TRADEFLEET_ROLL_LEASE_S": ("rolls", "lease_s"),
+        "TRADEFLEET_ROLL_SWEEP_INTERVAL_S": ("rolls", "sweep_interval_s"),
+        "TRADEFLEET_SEND_STALE_S": ("orders", "send_stale_s"),
+        "TRADEFLEET_SEND_SWEEP_INTERVAL_S": ("orders", "sweep_interval_s"),
         "TRADEFLEET_RISK_HEAT_WARN": ("risk", "heat_warn"),
         "TRADEFLEET_RISK_HEAT_BLOCK": ("risk", "heat_block"),
         "TRADEFLEET_RISK_HEAT_HYSTERESIS": ("risk", "heat_hysteresis"),
@@ -429,6 +451,7 @@ class Settings(BaseSettings):
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     stops: StopSettings = Field(default_factory=StopSettings)
     rolls: RollSettings = Field(default_factory=RollSettings)
+    orders: OrderSettings = Field(default_factory=OrderSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     tradovate: TradovateSettings = Field(default_factory=TradovateSettings)
     flower: FlowerSettings = Field(default_factory=FlowerSettings)
@@ -494,6 +517,10 @@ class Diagnostics(BaseSettings):
     roll_test_pause_at: str = ""
     """Tests only (empty = off): a roll step of this name pauses forever just before it records
     itself done, so a crash test can SIGKILL the worker there (``workers.rolls.steps``)."""
+    send_test_pause: bool = False
+    """Tests only (off unless set): a send task pauses forever once it holds its order's send
+    lease, before it sends, so a crash test can SIGKILL the worker holding the send
+    (``workers.orders.sweep``)."""
 
 
 @lru_cache(maxsize=1)

@@ -4,7 +4,8 @@
 and the bench start theirs (``workers.tools.processes``: the same command line, its own
 process group, its log in a file), waits until it answers a remote-control ping, and stops it
 (SIGTERM to the main process, a warm shutdown; SIGKILL to the group after a deadline).
-``kill()`` lets a test kill it abruptly.
+``kill()`` lets a test kill it abruptly; ``unacked_headers`` shows the messages a worker took
+and has not acknowledged.
 
 The ``start_worker`` fixture (tests/conftest.py) starts bare workers for tests without a fleet;
 ``tests.kit.fleet.Fleet`` starts its own. The test process talks to a worker through its own
@@ -14,6 +15,7 @@ app on the same URL (``worker.app``).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import socket
@@ -22,7 +24,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any, cast
 
+import redis
 from celery import Celery
 
 from tests.kit.wait import wait_until
@@ -145,3 +149,12 @@ class CeleryWorker:
 
 
 WorkerFactory = Callable[..., CeleryWorker]
+
+
+def unacked_headers(client: redis.Redis, task: str) -> list[dict[str, Any]]:
+    """The headers of the messages of ``task`` that a worker took and has not acknowledged
+    (kombu's ``unacked`` hash on the broker's Redis: delivery tag -> [message, exchange,
+    routing key]); a message a killed worker held stays there until the visibility timeout."""
+    raw = cast(dict[bytes, bytes], client.hgetall("unacked"))
+    headers = [json.loads(value)[0]["headers"] for value in raw.values()]
+    return [h for h in headers if h.get("task") == task]

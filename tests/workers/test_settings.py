@@ -71,6 +71,10 @@ EVERY_VARIABLE: dict[str, tuple[str, str, object]] = {
     "TRADEFLEET_ROLL_WINDOW_DAYS": ("rolls.window_days", "5", 5),
     "TRADEFLEET_ROLL_FILL_MAX_TRIES": ("rolls.fill_max_tries", "7", 7),
     "TRADEFLEET_ROLL_FILL_RETRY_S": ("rolls.fill_retry_s", "0.25", 0.25),
+    "TRADEFLEET_ROLL_LEASE_S": ("rolls.lease_s", "30", 30.0),
+    "TRADEFLEET_ROLL_SWEEP_INTERVAL_S": ("rolls.sweep_interval_s", "2", 2.0),
+    "TRADEFLEET_SEND_STALE_S": ("orders.send_stale_s", "20", 20.0),
+    "TRADEFLEET_SEND_SWEEP_INTERVAL_S": ("orders.sweep_interval_s", "1.5", 1.5),
     "TRADEFLEET_RISK_HEAT_WARN": ("risk.heat_warn", "0.05", Decimal("0.05")),
     "TRADEFLEET_RISK_HEAT_BLOCK": ("risk.heat_block", "0.2", Decimal("0.2")),
     "TRADEFLEET_RISK_HEAT_HYSTERESIS": ("risk.heat_hysteresis", "0.02", Decimal("0.02")),
@@ -190,6 +194,10 @@ def test_nested_variable_names_are_not_read(clean_env: pytest.MonkeyPatch) -> No
         ("TRADEFLEET_TRADOVATE_TOKEN_RENEW_MARGIN_S", "1"),
         ("TRADEFLEET_WEB_SECRET_KEY", "too-short"),
         ("TRADEFLEET_WEB_LOGIN_MAX_FAILURES", "0"),
+        ("TRADEFLEET_ROLL_LEASE_S", "1"),
+        ("TRADEFLEET_ROLL_SWEEP_INTERVAL_S", "0"),
+        ("TRADEFLEET_SEND_STALE_S", "5"),
+        ("TRADEFLEET_SEND_SWEEP_INTERVAL_S", "never"),
     ],
 )
 def test_a_bad_value_names_its_variable_in_one_line(
@@ -234,10 +242,15 @@ def test_benchmark_and_test_switches_are_not_production_settings(
     clean_env: pytest.MonkeyPatch,
 ) -> None:
     fields = {field for _, field in ENV_NAMES.values()}
-    assert not {"latency_probe", "roll_test_pause_at"} & (fields | set(ENV_NAMES))
+    assert not {"latency_probe", "roll_test_pause_at", "send_test_pause"} & (
+        fields | set(ENV_NAMES)
+    )
     clean_env.setenv("TRADEFLEET_LATENCY_PROBE", "1")
     clean_env.setenv("TRADEFLEET_ROLL_TEST_PAUSE_AT", "switch")
-    assert Diagnostics() == Diagnostics(latency_probe=True, roll_test_pause_at="switch")
+    clean_env.setenv("TRADEFLEET_SEND_TEST_PAUSE", "1")
+    assert Diagnostics() == Diagnostics(
+        latency_probe=True, roll_test_pause_at="switch", send_test_pause=True
+    )
     assert load_settings() == Settings(), "the switches leave the production settings alone"
 
 

@@ -85,6 +85,13 @@ def unfinished_roll(engine: Engine, session_id: str) -> RollRow | None:
         return db.scalars(query).first()
 
 
+def running_rolls(engine: Engine) -> Sequence[RollRow]:
+    """Every roll whose status is ``running``, oldest first."""
+    query = select(RollRow).where(RollRow.status == "running").order_by(RollRow.id)
+    with Session(engine, expire_on_commit=False) as db:
+        return db.scalars(query).all()
+
+
 def list_rolls(engine: Engine, session_id: str | None = None) -> Sequence[RollRow]:
     """Rolls, oldest first, optionally of one session."""
     query = select(RollRow).order_by(RollRow.id)

@@ -11,6 +11,11 @@ A roll's await step is also run by a wake when the fill of its order is applied
 queues the rest of the chain (``continue_roll``), and the chain's own copy stops. Resuming
 releases the claims of the steps not recorded done.
 
+Each chain carries the roll under a lease of its own (``workers.rolls.carrier``); a running
+roll whose lease lapsed (its task died with its worker's host) is resumed from its row's step
+by the sweep (``sweep_rolls``, beat every ``settings.rolls.sweep_interval_s``), and the chain
+it superseded stops wherever it comes back.
+
 Triggers: ``check_rolls`` (beat, every ``roll_check_interval_s``) starts a roll for each active
 session inside its contract's roll window, judged on the session's clock (the data time of its
 last tick in replay, the wall clock before its first tick). A session never has two unfinished
@@ -51,7 +56,7 @@ from workers.db.session_rows import get_session_row, list_session_rows
 from workers.dispatch import names
 from workers.orders.fills import LOCK_WAIT_S, deliver_fills
 from workers.orders.send import session_broker
-from workers.rolls import marks, wake
+from workers.rolls import carrier, marks, wake
 from workers.rolls.marks import RollMeta
 from workers.runtime import Runtime
 
@@ -60,21 +65,31 @@ log = logging.getLogger(__name__)
 OPERATOR_STATUSES = frozenset({"failed", "needs_operator"})
 
 
-def roll_chain(app: Celery, roll_id: int, from_step: str, queue: str) -> Signature[Any]:
-    """The chain of the steps from ``from_step`` to the end, with the errback on every one."""
+def roll_chain(
+    app: Celery, roll_id: int, from_step: str, queue: str, carrier: str
+) -> Signature[Any]:
+    """The chain of the steps from ``from_step`` to the end, with the errback on every one;
+    each task is given the chain's token, ``carrier`` (``workers.rolls.carrier``)."""
     steps = steps_from(from_step)
     if not steps:
         raise BadInput(f"roll {roll_id} has no step left to run")
+    kwargs = {"carrier": carrier}
     signatures = [
-        app.signature(names.roll_step(step), args=(roll_id,), immutable=True, queue=queue)
+        app.signature(
+            names.roll_step(step), args=(roll_id,), kwargs=kwargs, immutable=True, queue=queue
+        )
         for step in steps
     ]
-    errback = app.signature(names.ROLLS_FAILED, args=(roll_id,), immutable=True, queue=queue)
+    errback = app.signature(
+        names.ROLLS_FAILED, args=(roll_id,), kwargs=kwargs, immutable=True, queue=queue
+    )
     return chain(*signatures).on_error(errback)
 
 
 def launch(rt: Runtime, app: Celery, row: RollRow) -> None:
-    roll_chain(app, row.id, row.step, rt.settings.queues.rolls).apply_async()
+    """Queue the chain from the row's step, handing the roll's lease to it first (any chain
+    still about is superseded)."""
+    _launch(rt, app, row.id, row.step)
 
 
 def continue_roll(rt: Runtime, app: Celery, roll_id: int, after: str) -> None:
@@ -82,7 +97,35 @@ def continue_roll(rt: Runtime, app: Celery, roll_id: int, after: str) -> None:
     nothing once ``after`` was the last step."""
     following = next_step(after)
     if following != DONE:
-        roll_chain(app, roll_id, following, rt.settings.queues.rolls).apply_async()
+        _launch(rt, app, roll_id, following)
+
+
+def _launch(rt: Runtime, app: Celery, roll_id: int, from_step: str) -> None:
+    token = carrier.new_token()
+    carrier.hand_to(rt.redis, roll_id, token, rt.settings.rolls.lease_s)
+    roll_chain(app, roll_id, from_step, rt.settings.queues.rolls, token).apply_async()
+
+
+def resume_stalled(rt: Runtime, app: Celery, roll_id: int) -> RollRow | None:
+    """The sweep: a running roll whose lease lapsed (nobody carries it) gets a chain from the
+    step its row records, with the claims of the steps not recorded done released; None if
+    the roll is not running any more or a chain took the lease meanwhile."""
+    token = carrier.new_token()
+    if not carrier.take_over(rt.redis, roll_id, token, rt.settings.rolls.lease_s):
+        return None
+    row = roll_rows.require_roll(rt.engine, roll_id)
+    if row.status != "running" or row.step == DONE:
+        return None
+    wake.release_claims(rt.redis, roll_id, row.step)
+    marks.event(
+        rt,
+        row.session_id,
+        "warning",
+        f"roll {roll_id} resumed at {row.step} by the sweep: no worker carried it",
+        {"roll_id": roll_id, "step": row.step},
+    )
+    roll_chain(app, roll_id, row.step, rt.settings.queues.rolls, token).apply_async()
+    return row
 
 
 def session_clock_of(rt: Runtime, session_id: str, now: datetime) -> tuple[datetime, datetime]:
@@ -256,3 +299,15 @@ def check_rolls(rt: Runtime, app: Celery, now: datetime | None = None) -> CheckR
             log.warning("session %s: no roll check (%s)", session.id, exc)
             skipped.append(f"{session.id}: {exc}")
     return CheckResult(started, skipped)
+
+
+def sweep_rolls(rt: Runtime, app: Celery) -> list[int]:
+    """Resume every running roll nobody carries (``resume_stalled``); the ids resumed."""
+    resumed: list[int] = []
+    for row in roll_rows.running_rolls(rt.engine):
+        if carrier.carried(rt.redis, row.id):
+            continue
+        if resume_stalled(rt, app, row.id) is not None:
+            log.warning("roll %s was carried by nobody: resumed at %s", row.id, row.step)
+            resumed.append(row.id)
+    return resumed

@@ -10,6 +10,10 @@ reads the roll's row and answers:
 - ``WAIT``: an await step's order is still working: the task retries later (bounded);
 - ``DONE``: the step did its work and recorded it (the row's step moved on).
 
+A step is recorded done by one task only: the chain's task while its chain still carries the
+roll (``workers.rolls.carrier``), and the one whose record moves the row
+(``roll_rows.advance``); a copy that finds the row moved by another answers ``STALE``.
+
 An await step may run in two tasks at once, the chain's and a wake's (sent when the fill of its
 order is applied): only the one holding the step's claim records it done or, finding it done,
 goes on; so the rest of the chain runs once.
@@ -56,6 +60,7 @@ from workers.db.session_rows import get_session_row
 from workers.orders.fills import LOCK_WAIT_S, deliver_fills
 from workers.orders.send import poll_order, send_order, session_broker
 from workers.rolls import marks
+from workers.rolls.carrier import Carrier
 from workers.rolls.marks import RollMeta, RollNeedsOperator, meta_of
 from workers.rolls.switch import end_roll, switch_contract
 from workers.rolls.wake import take_claim
@@ -80,8 +85,11 @@ def plan_of(row: RollRow) -> RollPlan:
     return RollPlan(row.id, row.session_id, row.from_contract, row.to_contract, row.quantity)
 
 
-def run_step(rt: Runtime, roll_id: int, step: str, runner: str) -> Outcome:
-    """Run one step of roll ``roll_id`` in task ``runner`` (see the module)."""
+def run_step(
+    rt: Runtime, roll_id: int, step: str, runner: str, carrier: Carrier | None = None
+) -> Outcome:
+    """Run one step of roll ``roll_id`` in task ``runner`` (see the module); a chain's task
+    records the step done only while its ``carrier`` still holds the roll's lease."""
     row = roll_rows.require_roll(rt.engine, roll_id)
     if row.status != "running":
         log.info("roll %s is %s: step %s not run", roll_id, row.status, step)
@@ -107,8 +115,13 @@ def run_step(rt: Runtime, roll_id: int, step: str, runner: str) -> Outcome:
     if not _goes_on(rt, roll_id, step, runner):
         return Outcome.STALE
     _test_pause(rt, roll_id, step)
+    if carrier is not None and not carrier.holds():
+        log.warning("roll %s: another chain carries the roll; this copy stops at %s", roll_id, step)
+        return Outcome.STALE
     after = next_step(step)
-    roll_rows.advance(rt.engine, roll_id, step, after, metrics=rt.redis)  # type: ignore[arg-type]
+    if not roll_rows.advance(rt.engine, roll_id, step, after, metrics=rt.redis):  # type: ignore[arg-type]
+        log.warning("roll %s: %s was recorded done by another task; this copy stops", roll_id, step)
+        return Outcome.STALE
     if after != DONE:
         marks.mark_step(rt, row.session_id, roll_id, after)
     return Outcome.DONE

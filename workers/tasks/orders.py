@@ -1,8 +1,10 @@
 """Order tasks (queue ``orders``): send an order, poll a resting one, apply fills (also on a
-broker's push: ``deliver``)."""
+broker's push: ``deliver``), queue again the sends lost with their worker's host (``sweep``,
+beat)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Task, shared_task
@@ -11,6 +13,7 @@ from trading.exceptions import RetryLater
 from workers.dispatch import names
 from workers.orders.deliver import deliver_account
 from workers.orders.send import poll_order, send_order
+from workers.orders.sweep import holding_send, pause_for_test, sweep_sends
 from workers.reconcile.order_check import mend_stop
 from workers.runtime import runtime
 from workers.stops.sync import STOP_POLL_INTERVAL_S, is_stop_id, keep_polling, start_polling
@@ -28,9 +31,13 @@ MAX_POLLS = 300
     max_retries=50,
 )
 def send(self: Task[Any, Any], session_id: str, client_order_id: str) -> str:
-    """Place one order (idempotent by client order id) and apply the fills it brings."""
+    """Place one order (idempotent by client order id) and apply the fills it brings; each try
+    holds the order's send lease, so the send sweep leaves it alone."""
     rt = runtime()
-    outcome = send_order(rt, session_id, client_order_id)
+    runner = self.request.id or "local"
+    with holding_send(rt.redis, client_order_id, runner, rt.settings.orders.send_stale_s):
+        pause_for_test(rt.redis, client_order_id)
+        outcome = send_order(rt, session_id, client_order_id)
     if outcome.ended_at_broker and is_stop_id(client_order_id):
         mend_stop(rt, session_id, client_order_id, outcome.status)
     if outcome.resting and is_stop_id(client_order_id):
@@ -90,3 +97,11 @@ def deliver(account: str) -> dict[str, int]:
         "fills_applied": outcome.fills_applied,
         "orders_rechecked": outcome.orders_rechecked,
     }
+
+
+@shared_task(name=names.ORDERS_SWEEP)
+def sweep() -> list[str]:
+    """Beat: queue again the send of each session's order left ``new`` with no send in
+    progress (its task died with its worker's host); the client order ids queued."""
+    rt = runtime()
+    return sweep_sends(rt.engine, rt.redis, rt.settings, sweep.app.send_task, datetime.now(UTC))
