@@ -436,8 +436,14 @@ def plan_orders(
 
 def after_query(order: LocalOrder, answer: BrokerOrderState | None) -> OrderAction:
     """The decision for an order absent from the broker's open orders, once it was asked
-    for by its client order id."""
+    for by its client order id. An order the broker does not know is lost only once the
+    broker has answered its send: a row still ``new`` may have its send queued behind others,
+    on its way, or lost with a dead host, and the send path (or beat's send sweep) places it;
+    marking it lost would drop a decided order that is about to reach the broker (whose fill
+    would then arrive for an order the session had given up)."""
     if answer is None or answer.status == "unknown":
+        if order.status == "new":
+            return WaitOrder(order.client_order_id)
         return MarkLost(order.client_order_id)
     if answer.status == "filled":
         return ApplyFills(order.client_order_id)

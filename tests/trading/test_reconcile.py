@@ -212,6 +212,13 @@ def test_the_order_cases() -> None:
     assert after_query(order, theirs("gone", "working")) == OrderInSync("gone")
 
 
+def test_an_order_whose_send_the_broker_never_answered_is_never_marked_lost() -> None:
+    unsent = LocalOrder("queued", "new", NOW - timedelta(minutes=5))
+    assert after_query(unsent, None) == WaitOrder("queued")
+    assert after_query(unsent, theirs("queued", "unknown")) == WaitOrder("queued")
+    assert after_query(unsent, theirs("queued", "filled")) == ApplyFills("queued")
+
+
 def test_external_orders_are_flagged_once_when_not_adopted_or_owner_is_ambiguous() -> None:
     anonymous = theirs("anon", session="")
     other_contract = theirs("gc", session="", contract="GCZ13")

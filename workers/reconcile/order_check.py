@@ -224,16 +224,23 @@ def _opt_state(order: BrokerOrder | None) -> BrokerOrderState | None:
     return None if order is None else _state(order)
 
 
+UNRECORDED = "unrecorded"
+"""The status a working copy without an order row is judged with."""
+
+
 def _local_orders(rt: Runtime, session_id: str, fields: dict[str, str]) -> dict[str, LocalOrder]:
-    """Open working copies and open durable rows, by client order id (the row's wall-clock
-    creation time; a working copy without a row counts as old)."""
+    """Open working copies and open durable rows, by client order id, each with its row's
+    status and wall-clock creation time (a working copy whose row is final keeps the row's
+    status; one without a row counts as old and ``UNRECORDED``: no send will ever place it)."""
     rows = {row.client_order_id: row for row in context.open_rows(rt, session_id)}
     local = {coid: LocalOrder(coid, row.status, row.created_at) for coid, row in rows.items()}
     for coid, order in context.working_orders(fields).items():
         if order.status in OPEN_ORDER_STATUSES and coid not in local:
             row = get_order_row(rt.engine, coid)
-            created = LONG_AGO if row is None else row.created_at
-            local[coid] = LocalOrder(coid, order.status, created)
+            if row is None:
+                local[coid] = LocalOrder(coid, UNRECORDED, LONG_AGO)
+            else:
+                local[coid] = LocalOrder(coid, row.status, row.created_at)
     return local
 
 

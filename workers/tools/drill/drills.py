@@ -54,6 +54,10 @@ class Drill:
     beats: tuple[str, ...] = ("w1",)
     impaired: bool = False
     """Delay and loss between every host and the services for the whole replay."""
+    fuzz: bool = False
+    """The feed publishes the fuzzed plan of the replay (``workers.tools.drill.fuzz``)."""
+    settings: tuple[tuple[str, str], ...] = ()
+    """Settings of this drill's processes beside the runner's (variable, value)."""
 
 
 def _none(rig: Rig) -> Fault:

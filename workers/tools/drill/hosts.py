@@ -78,9 +78,12 @@ class HostProcesses:
         schedule = self.log_dir / f"beat-{host}.schedule"
         self._start(f"{host}-beat", host, celery_beat_argv(schedule))
 
-    def start_feed(self, scenario: str) -> subprocess.Popen[bytes]:
-        """The feed process on the feed host (not restarted: the runner waits for its end)."""
+    def start_feed(self, scenario: str, fuzz_seed: int | None = None) -> subprocess.Popen[bytes]:
+        """The feed process on the feed host (not restarted: the runner waits for its end);
+        with ``fuzz_seed`` it publishes the fuzzed plan."""
         argv = [sys.executable, "-m", "workers.tools.drill.feed", scenario]
+        if fuzz_seed is not None:
+            argv += ["--fuzz", str(fuzz_seed)]
         return self.children.start("feed", self.net.argv(FEED_HOST, argv))
 
     def _start(self, name: str, host: str, argv: list[str]) -> None:

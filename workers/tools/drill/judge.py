@@ -5,12 +5,16 @@ A drill passes when, for every session of the scenario:
 - no order was duplicated: the broker holds no more orders for it than in the reference;
 - its position equals the broker's and the reference's;
 - its fills (client order id, side, quantity, price, data time) are the reference's, one by one;
-- every order row was sent and every order the broker holds has its row.
+- every order row was sent and every order the broker holds has its row;
+- every bad entry is counted by its reason (the reference's counts plus what the drill
+  injected), and nothing else is;
+- the run settled (every stream read, no order in flight) and its sessions caught up.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +39,9 @@ class DrillFigures:
     """Fills in the run, every session's (the reference's count shows what is compared)."""
     orders_unmatched: int = 0
     candles_differing: int = 0
+    rejects_miscounted: int = 0
+    """Reasons whose count differs from what the reference and the drill's injection make."""
+    settled: bool = True
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -46,6 +53,8 @@ class DrillFigures:
             or self.fills_differing
             or self.orders_unmatched
             or self.candles_differing
+            or self.rejects_miscounted
+            or not self.settled
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -60,6 +69,8 @@ class DrillFigures:
             "fills": self.fills,
             "orders_unmatched": self.orders_unmatched,
             "candles_differing": self.candles_differing,
+            "rejects_miscounted": self.rejects_miscounted,
+            "settled": self.settled,
             "passed": self.passed,
             "notes": list(self.notes),
         }
@@ -79,12 +90,33 @@ def unmatched_orders(run: RunOutcome) -> tuple[int, list[str]]:
     return count, notes
 
 
+@dataclass(frozen=True, slots=True)
+class Injected:
+    """Bad entries a drill published on purpose: what each session reading the contract must
+    reject, by reason (label → reason → count), and the whole counter's increase."""
+
+    per_session: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    total: Mapping[str, int] = field(default_factory=dict)
+
+
 def judge(
-    name: str, reference: RunOutcome, run: RunOutcome, faults: int, recovery_s: float
+    name: str,
+    reference: RunOutcome,
+    run: RunOutcome,
+    faults: int,
+    recovery_s: float | None,
+    *,
+    injected: Injected | None = None,
+    unsettled: tuple[str, ...] = (),
 ) -> DrillFigures:
-    """The drill's figures: ``run`` against ``reference`` (both of the same scenario)."""
-    notes: list[str] = []
-    lost = duplicated = mismatched = differing = candles = 0
+    """The drill's figures: ``run`` against ``reference`` (both of the same scenario).
+    ``recovery_s`` None: the sessions did not catch up; ``unsettled``: why the run did not
+    settle (it is judged on what it holds all the same)."""
+    injected = injected or Injected()
+    notes: list[str] = [f"did not settle: {why}" for why in unsettled]
+    if recovery_s is None:
+        notes.append("the sessions did not catch up after the fault")
+    lost = duplicated = mismatched = differing = candles = miscounted = 0
     for label, ref in reference.sessions.items():
         got = run.sessions.get(label)
         if got is None:
@@ -111,12 +143,20 @@ def judge(
                 f"{label}: position {got.position}, broker {got.broker_position}, "
                 f"reference {ref.position}"
             )
+        wanted = _added(ref.rejected, injected.per_session.get(label, {}))
+        if dict(got.rejected) != wanted:
+            miscounted += len(set(got.rejected) ^ set(wanted)) or 1
+            notes.append(f"{label}: rejected {dict(got.rejected)}, expected {wanted}")
         ours, theirs = Counter(got.fills), Counter(ref.fills)
         diff = (ours - theirs) + (theirs - ours)
         if diff:
             differing += sum(diff.values())
             sample = ", ".join(f"{k[0]} {k[1]} {k[2]}@{k[3]}" for k in list(diff)[:3])
             notes.append(f"{label}: {sum(diff.values())} fill(s) differ ({sample})")
+    wanted_total = _added(reference.rejected, injected.total)
+    if dict(run.rejected) != wanted_total:
+        miscounted += 1
+        notes.append(f"rejected in all {dict(run.rejected)}, expected {wanted_total}")
     unmatched, unmatched_notes = unmatched_orders(run)
     return DrillFigures(
         name=name,
@@ -125,9 +165,19 @@ def judge(
         orders_duplicated=duplicated,
         position_mismatches=mismatched,
         fills_differing=differing,
-        recovery_s=recovery_s,
+        recovery_s=-1.0 if recovery_s is None else recovery_s,
         fills=sum(len(s.fills) for s in run.sessions.values()),
         orders_unmatched=unmatched,
         candles_differing=candles,
+        rejects_miscounted=miscounted,
+        settled=not unsettled and recovery_s is not None,
         notes=tuple(notes + unmatched_notes),
     )
+
+
+def _added(base: Mapping[str, int], more: Mapping[str, int]) -> dict[str, int]:
+    """Counts by reason, summed (zero counts left out)."""
+    out = dict(base)
+    for reason, n in more.items():
+        out[reason] = out.get(reason, 0) + n
+    return {reason: n for reason, n in out.items() if n}

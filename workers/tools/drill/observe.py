@@ -25,6 +25,7 @@ from models.progress import TickProgress
 from models.tables import FillRow, OrderRow
 from workers.brokers.commands import QueryPositions
 from workers.brokers.paper.broker import PaperBroker
+from workers.metrics.catalog import TICKS_REJECTED
 from workers.state.store import StateStore
 
 FillKey = tuple[str, str, int, Decimal, datetime]
@@ -50,6 +51,8 @@ class SessionOutcome:
 @dataclass(frozen=True, slots=True)
 class RunOutcome:
     sessions: Mapping[str, SessionOutcome]
+    rejected: Mapping[str, int]
+    """``tradefleet_ticks_rejected_total`` by reason: the sessions' and the publisher's."""
 
     def as_json(self) -> dict[str, Any]:
         """Everything observed, for the run's log folder (a failed drill is read there)."""
@@ -66,7 +69,7 @@ class RunOutcome:
                 "broker_orders": sorted(s.broker_orders),
             }
             for label, s in self.sessions.items()
-        }
+        } | {"tradefleet_ticks_rejected_total": dict(self.rejected)}
 
 
 def observe(
@@ -98,7 +101,8 @@ def observe(
             rejected=dict(progress.rejected),
             candles_closed=progress.candles_closed,
         )
-    return RunOutcome(out)
+    raw_counts = cast(dict[bytes, bytes], client.hgetall(TICKS_REJECTED.key))
+    return RunOutcome(out, {k.decode(): int(v) for k, v in raw_counts.items()})
 
 
 def short_coid(coid: str) -> str:

@@ -44,8 +44,10 @@ from workers.sessions.create import NewSession, create_session
 from workers.settings import Settings, grouped
 from workers.ticks.keys import stream_key
 from workers.tools.drill.drills import REFERENCE, Drill, Fault
+from workers.tools.drill.feed import scenario_rows
+from workers.tools.drill.fuzz import fuzz_feed
 from workers.tools.drill.hosts import WORKERS, HostProcesses
-from workers.tools.drill.judge import DrillFigures, judge
+from workers.tools.drill.judge import DrillFigures, Injected, judge
 from workers.tools.drill.net import FEED_HOST, WORKER_HOSTS, Network, sweep_leftovers
 from workers.tools.drill.observe import RunOutcome, observe
 from workers.tools.drill.scenario import Scenario
@@ -114,12 +116,25 @@ def _run_drills(
         progress("reference: the scenario without faults")
         reference_run = OneRun(net, services, scenario, REFERENCE, log_dir, 0, seed)
         reference, _, lag = net.call_in(net.services_host, reference_run.run)
+        if reference_run.unsettled or lag is None:
+            raise ServiceUnavailable(
+                f"the reference run did not settle ({'; '.join(reference_run.unsettled[:3])}): "
+                f"nothing to judge the drills against; logs: {reference_run.log_dir}"
+            )
         figures.append(judge(REFERENCE.name, reference, reference, 0, lag))
         for index, drill in enumerate(drills, start=1):
             progress(f"{drill.name}: {drill.what}")
             run = OneRun(net, services, scenario, drill, log_dir, index, seed)
             outcome, fault, recovery = net.call_in(net.services_host, run.run)
-            result = judge(drill.name, reference, outcome, fault.count, recovery)
+            result = judge(
+                drill.name,
+                reference,
+                outcome,
+                fault.count,
+                recovery,
+                injected=run.injected,
+                unsettled=run.unsettled,
+            )
             figures.append(result)
             progress(f"{drill.name}: {'passed' if result.passed else 'FAILED'}")
     return DrillReport(scenario.name, tuple(figures), time.monotonic() - started, log_dir)
@@ -149,6 +164,7 @@ class OneRun:
         self.database_url = services.database_url_for(self.database)
         self.env = {
             **FLEET_SETTINGS,
+            **dict(drill.settings),
             "TRADEFLEET_REDIS_URL": services.redis_url,
             "TRADEFLEET_PAPER_BROKER_URL": services.broker_url,
             "TRADEFLEET_DATABASE_URL": self.database_url,
@@ -161,6 +177,11 @@ class OneRun:
         self._feed_started = 0.0
         self.faults = Fault(0, None)
         """What ``drill.inject`` returned."""
+        self.unsettled: tuple[str, ...] = ()
+        """Why the run had not settled at its deadline (empty: it settled)."""
+        self.injected = Injected()
+        """The bad entries the drill's feed published on purpose."""
+        self.seed = seed
 
     # ------------------------------------------------------------ the Rig
 
@@ -174,7 +195,7 @@ class OneRun:
 
     # ------------------------------------------------------------ the run
 
-    def run(self) -> tuple[RunOutcome, Fault, float]:
+    def run(self) -> tuple[RunOutcome, Fault, float | None]:
         """What the run ended with, the faults injected, and ``recovery_s``. Called in a
         thread inside the services host's namespace (``Network.call_in``): the runner reads
         the stores as a process on that host would, whatever a drill does to the links."""
@@ -192,7 +213,10 @@ class OneRun:
             if self.drill.impaired:
                 for host in (*WORKER_HOSTS, FEED_HOST):
                     self.net.impair(host)
-            self._feed = self.hosts.start_feed(self.scenario.name)
+            fuzz_seed = self.seed if self.drill.fuzz else None
+            if fuzz_seed is not None:
+                self.injected = self._injected(fuzz_seed)
+            self._feed = self.hosts.start_feed(self.scenario.name, fuzz_seed)
             self._feed_started = time.monotonic()
             self.faults = self.drill.inject(self)
             ended = self.faults.ended_at
@@ -201,7 +225,7 @@ class OneRun:
                 ended = time.monotonic()
             recovery = self._caught_up(client, ended)
             self._wait_feed()
-            self._settle(client, engine)
+            self.unsettled = self._settle(client, engine)
             if self.drill.impaired:
                 for host in (*WORKER_HOSTS, FEED_HOST):
                     self.net.clear(host)
@@ -272,9 +296,10 @@ class OneRun:
                 f"the drill feed exited with {code}; its log: {self.log_dir / 'feed.log'}"
             )
 
-    def _caught_up(self, client: redis.Redis, since: float) -> float:
+    def _caught_up(self, client: redis.Redis, since: float) -> float | None:
         """Seconds from ``since`` until every session had read every tick its stream held
-        then (the stream's last id read now, right after the fault)."""
+        then (the stream's last id read now, right after the fault); None if they had not
+        within ``CAUGHT_UP_S``."""
         targets = {
             sid: _retry(partial(_last_id, client, contract))
             for sid, _, contract in self.sessions.values()
@@ -289,23 +314,30 @@ class OneRun:
             if not behind:
                 return time.monotonic() - since
             time.sleep(POLL_S)
-        raise ServiceUnavailable(
-            f"sessions did not catch up within {CAUGHT_UP_S:.0f}s of the fault's end"
-        )
+        return None
 
-    def _settle(self, client: redis.Redis, engine: Any) -> None:
+    def _settle(self, client: redis.Redis, engine: Any) -> tuple[str, ...]:
+        """Until the run settled; why not, when it has not at the deadline."""
         broker = build_broker("paper", {}, self.settings)
         deadline = time.monotonic() + SETTLE_S
         why: list[str] = []
         while time.monotonic() < deadline:
             why = _retry(lambda: self._unsettled(client, engine, broker))
             if not why:
-                return
+                return ()
             time.sleep(POLL_S * 2)
-        raise ServiceUnavailable(
-            f"the run did not settle within {SETTLE_S:.0f}s: {'; '.join(why[:4])}; "
-            f"logs: {self.log_dir}"
-        )
+        return tuple(why)
+
+    def _injected(self, seed: int) -> Injected:
+        """What the fuzzed plan the feed publishes must leave counted (the same plan: the
+        same entries, the same seed)."""
+        plan = fuzz_feed(scenario_rows(self.scenario, self.settings), seed)
+        readers: dict[str, int] = {}
+        per_session = {}
+        for label, (_, _, contract) in self.sessions.items():
+            readers[contract] = readers.get(contract, 0) + 1
+            per_session[label] = plan.per_reader.get(contract, {})
+        return Injected(per_session, plan.rejected_total(readers))
 
     def _unsettled(self, client: redis.Redis, engine: Any, broker: Any) -> list[str]:
         why = []

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from workers.tools.drill.judge import judge
+from workers.tools.drill.judge import Injected, judge
 from workers.tools.drill.observe import RunOutcome, SessionOutcome, short_coid
 
 T0 = datetime(2013, 10, 7, 14, 1, tzinfo=UTC)
@@ -32,7 +32,7 @@ def session(**changes: object) -> SessionOutcome:
 
 
 def run(**changes: object) -> RunOutcome:
-    return RunOutcome({"es-sma": session(**changes)})
+    return RunOutcome({"es-sma": session(**changes)}, {})
 
 
 def test_an_identical_run_passes_with_zero_everywhere() -> None:
@@ -49,6 +49,8 @@ def test_an_identical_run_passes_with_zero_everywhere() -> None:
         "fills": 2,
         "orders_unmatched": 0,
         "candles_differing": 0,
+        "rejects_miscounted": 0,
+        "settled": True,
         "passed": True,
         "notes": [],
     }
@@ -86,9 +88,27 @@ def test_an_order_row_never_sent_is_unmatched_unless_refused() -> None:
 
 
 def test_a_session_missing_from_the_run_fails_it() -> None:
-    assert not judge("x", run(), RunOutcome({}), 1, 0.0).passed
+    assert not judge("x", run(), RunOutcome({}, {}), 1, 0.0).passed
 
 
 def test_short_coid_drops_the_sessions_hash() -> None:
     assert short_coid("0123456789abcdef-12-1") == "12-1"
     assert short_coid("0123456789abcdef-stop-12-1") == "stop-12-1"
+
+
+def test_injected_bad_entries_must_be_counted_exactly() -> None:
+    fuzzed = RunOutcome({"es-sma": session(rejected={"bad_price": 3})}, {"bad_price": 3})
+    injected = Injected({"es-sma": {"bad_price": 3}}, {"bad_price": 3, "duplicate": 2})
+    figures = judge("fuzz", run(), fuzzed, 5, 0.0, injected=injected)
+    assert figures.rejects_miscounted == 1  # the publisher's duplicates were not counted
+    counted = RunOutcome(fuzzed.sessions, {"bad_price": 3, "duplicate": 2})
+    assert judge("fuzz", run(), counted, 5, 0.0, injected=injected).passed
+    assert judge("fuzz", run(), counted, 5, 0.0).rejects_miscounted == 2  # none injected
+
+
+def test_a_run_that_did_not_settle_or_catch_up_fails() -> None:
+    unsettled = judge("x", run(), run(), 1, 0.0, unsettled=("es-sma: orders in flight",))
+    assert not unsettled.passed
+    assert unsettled.notes == ("did not settle: es-sma: orders in flight",)
+    stuck = judge("x", run(), run(), 1, None)
+    assert (stuck.passed, stuck.recovery_s) == (False, -1.0)
