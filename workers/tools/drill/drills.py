@@ -111,6 +111,11 @@ def _postgres_restart(rig: Rig) -> Fault:
 
 
 def _broker_outage(rig: Rig) -> Fault:
+    """The broker's process frozen for a minute: its connections stay open and nothing
+    answers. The drill runs with the default positions pass (every 30 s): the sessions go
+    stale at the first failed pass and would stop entering at the third (90 s), so a minute's
+    outage leaves entries open, the orders decided meanwhile wait in their sends and go out
+    when the broker answers again, and the fills equal the reference's."""
     rig.at(0.2)
     rig.services.pause_broker()
     time.sleep(BROKER_OUTAGE_S)  # the outage itself
@@ -128,7 +133,10 @@ DRILLS: tuple[Drill, ...] = (
     Drill("redis-restart", "Redis restarted empty: state and streams gone", _redis_restart),
     Drill("postgres-restart", "PostgreSQL restarted mid-replay", _postgres_restart),
     Drill(
-        "broker-outage", f"the broker answers nothing for {BROKER_OUTAGE_S:.0f} s", _broker_outage
+        "broker-outage",
+        f"the broker answers nothing for {BROKER_OUTAGE_S:.0f} s",
+        _broker_outage,
+        settings=(("TRADEFLEET_RECONCILE_POSITIONS_INTERVAL_S", "30"),),
     ),
     Drill("two-beats", "beat on two hosts at once", _two_beats, beats=("w1", "w2")),
     Drill(
