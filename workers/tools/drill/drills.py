@@ -145,6 +145,12 @@ DRILLS: tuple[Drill, ...] = (
         _none,
         impaired=True,
     ),
+    Drill(
+        "fuzzed-feed",
+        "malformed, NaN, negative, backwards, huge, unknown and duplicated entries",
+        _none,
+        fuzz=True,
+    ),
 )
 SHORT_DRILLS = ("partition", "kill-storm", "postgres-restart")
 """The short form the test suite runs (on the short scenario)."""
