@@ -41,6 +41,8 @@ class DrillFigures:
     candles_differing: int = 0
     rejects_miscounted: int = 0
     """Reasons whose count differs from what the reference and the drill's injection make."""
+    violations: int = 0
+    """What the drill's own check found broken (two beats: a period fanned out twice)."""
     settled: bool = True
     notes: tuple[str, ...] = field(default=())
 
@@ -54,6 +56,7 @@ class DrillFigures:
             or self.orders_unmatched
             or self.candles_differing
             or self.rejects_miscounted
+            or self.violations
             or not self.settled
         )
 
@@ -70,6 +73,7 @@ class DrillFigures:
             "orders_unmatched": self.orders_unmatched,
             "candles_differing": self.candles_differing,
             "rejects_miscounted": self.rejects_miscounted,
+            "violations": self.violations,
             "settled": self.settled,
             "passed": self.passed,
             "notes": list(self.notes),
@@ -108,12 +112,14 @@ def judge(
     *,
     injected: Injected | None = None,
     unsettled: tuple[str, ...] = (),
+    violations: tuple[str, ...] = (),
 ) -> DrillFigures:
     """The drill's figures: ``run`` against ``reference`` (both of the same scenario).
     ``recovery_s`` None: the sessions did not catch up; ``unsettled``: why the run did not
-    settle (it is judged on what it holds all the same)."""
+    settle (it is judged on what it holds all the same); ``violations``: what the drill's own
+    check found broken."""
     injected = injected or Injected()
-    notes: list[str] = [f"did not settle: {why}" for why in unsettled]
+    notes: list[str] = [f"did not settle: {why}" for why in unsettled] + list(violations)
     if recovery_s is None:
         notes.append("the sessions did not catch up after the fault")
     lost = duplicated = mismatched = differing = candles = miscounted = 0
@@ -171,6 +177,7 @@ def judge(
         candles_differing=candles,
         rejects_miscounted=miscounted,
         settled=not unsettled and recovery_s is not None,
+        violations=len(violations),
         notes=tuple(notes + unmatched_notes),
     )
 

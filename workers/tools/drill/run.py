@@ -39,7 +39,7 @@ from workers.brokers.registry import build_broker
 from workers.celery_app import create_app
 from workers.db.engines import make_engine, upgrade
 from workers.db.order_rows import unsettled_order_count
-from workers.reconcile.schedule import STATS_KEY
+from workers.reconcile.schedule import STATS_KEY, won_key
 from workers.sessions.create import NewSession, create_session
 from workers.settings import Settings, grouped
 from workers.ticks.keys import stream_key
@@ -134,6 +134,7 @@ def _run_drills(
                 recovery,
                 injected=run.injected,
                 unsettled=run.unsettled,
+                violations=run.violations,
             )
             figures.append(result)
             progress(f"{drill.name}: {'passed' if result.passed else 'FAILED'}")
@@ -179,6 +180,8 @@ class OneRun:
         """What ``drill.inject`` returned."""
         self.unsettled: tuple[str, ...] = ()
         """Why the run had not settled at its deadline (empty: it settled)."""
+        self.violations: tuple[str, ...] = ()
+        """What the drill's own check found broken (two beats: a period fanned out twice)."""
         self.injected = Injected()
         """The bad entries the drill's feed published on purpose."""
         self.seed = seed
@@ -240,6 +243,8 @@ class OneRun:
                 self.settings.state.lock_ttl_ms,
             )
             self._write_stats(client)
+            if len(self.drill.beats) > 1:
+                self.faults, self.violations = self._one_fan_out_per_period(client)
             (self.log_dir / "outcome.json").write_text(json.dumps(outcome.as_json(), indent=1))
             return outcome, self.faults, recovery
         finally:
@@ -360,6 +365,22 @@ class OneRun:
             if position != held:
                 why.append(f"{label}: position {position}, broker {held}")
         return why
+
+    def _one_fan_out_per_period(self, client: redis.Redis) -> tuple[Fault, tuple[str, ...]]:
+        """Two beats: how many fan-outs the guard refused (the second beat's, the faults), and
+        every period that was fanned out twice (none, or the drill fails)."""
+        raw = cast(dict[bytes, bytes], client.hgetall(STATS_KEY))
+        stats = {k.decode(): int(v) for k, v in raw.items()}
+        refused = sum(n for name, n in stats.items() if name.endswith(":skipped"))
+        violations = []
+        for job in ("positions", "orders"):
+            won = [int(i) for i in cast(list[bytes], client.lrange(won_key(job), 0, -1))]
+            twice = sorted(i for i in set(won) if won.count(i) > 1)
+            if twice:
+                violations.append(f"{job}: periods fanned out twice: {twice[:5]}")
+        if not refused:
+            violations.append("the second beat never competed for a period")
+        return Fault(refused, None), tuple(violations)
 
     def _write_stats(self, client: redis.Redis) -> None:
         stats = cast(dict[bytes, bytes], client.hgetall(STATS_KEY))

@@ -50,6 +50,7 @@ def test_an_identical_run_passes_with_zero_everywhere() -> None:
         "orders_unmatched": 0,
         "candles_differing": 0,
         "rejects_miscounted": 0,
+        "violations": 0,
         "settled": True,
         "passed": True,
         "notes": [],
@@ -112,3 +113,9 @@ def test_a_run_that_did_not_settle_or_catch_up_fails() -> None:
     assert unsettled.notes == ("did not settle: es-sma: orders in flight",)
     stuck = judge("x", run(), run(), 1, None)
     assert (stuck.passed, stuck.recovery_s) == (False, -1.0)
+
+
+def test_a_violation_the_drill_found_fails_it() -> None:
+    twice = ("positions: periods fanned out twice: [7]",)
+    figures = judge("two-beats", run(), run(), 3, 0.0, violations=twice)
+    assert (figures.passed, figures.violations, figures.notes) == (False, 1, twice)
