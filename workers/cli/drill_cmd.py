@@ -21,9 +21,10 @@ from rich.console import Console
 from trading.exceptions import BadInput
 from workers.settings import get_settings
 from workers.tools.drill.drills import SHORT_DRILLS, drills_named
+from workers.tools.drill.feed import run_feed
 from workers.tools.drill.report import drill_json, drill_table
 from workers.tools.drill.run import run_drills
-from workers.tools.drill.scenario import FULL, SHORT
+from workers.tools.drill.scenario import FULL, SHORT, scenario_named
 
 
 def drill(
@@ -63,6 +64,17 @@ def drill(
     if json_out:
         typer.echo(json.dumps(drill_json(report), separators=(",", ":")))
     return 0 if report.passed else 1
+
+
+def drill_feed(
+    scenario: Annotated[str, typer.Argument(help="The scenario to publish (full or short).")],
+    fuzz: Annotated[
+        int | None, typer.Option(metavar="SEED", help="Publish the fuzzed plan of this seed.")
+    ] = None,
+) -> int:
+    """The drill's feed host: publish a scenario's replay to the fleet's Redis, paced."""
+    typer.echo(run_feed(scenario_named(scenario), get_settings(), fuzz))
+    return 0
 
 
 command = drill

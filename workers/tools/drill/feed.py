@@ -1,4 +1,4 @@
-"""The feed host's process: ``python -m workers.tools.drill.feed SCENARIO [--fuzz SEED]``.
+"""The feed host's process (``tradefleet drill-feed SCENARIO [--fuzz SEED]``).
 
 It publishes the scenario's contracts from the replay files to the fleet's Redis
 (``TRADEFLEET_REDIS_URL``), merged in data time and paced at the scenario's speed, in batches
@@ -7,29 +7,26 @@ publish that fails because Redis cannot be reached is sent again, with the same 
 until it goes through: a batch whose reply was lost is then skipped by the stream, never
 appended twice, and a feed cut off for a while loses nothing it read. With ``--fuzz SEED`` it
 publishes the fuzzed plan of the same entries instead (``workers.tools.drill.fuzz``).
-It prints one line when it is done: how many entries it published.
+It ends with one line: how many entries it published.
 """
 
 from __future__ import annotations
 
-import argparse
 import heapq
-import sys
 import time
 from collections.abc import Iterator
 
 import redis
 
-from trading.exceptions import BadInput
 from trading.market import Tick
 from workers.celery_app import create_app
 from workers.connections import require_redis
 from workers.feeds.replay import ReplayConfig, ReplaySource
 from workers.runtime import make_publisher
-from workers.settings import Settings, get_settings
+from workers.settings import Settings
 from workers.ticks.publisher import RawTick, TickPublisher, encode_tick
 from workers.tools.drill.fuzz import FeedBatch, fuzz_feed
-from workers.tools.drill.scenario import Scenario, scenario_named
+from workers.tools.drill.scenario import Scenario
 
 BATCH = 200
 RETRY_FIRST_S = 0.05
@@ -117,28 +114,15 @@ def _publish(publisher: TickPublisher, instrument: str, batch: FeedBatch) -> Non
             pause = min(RETRY_MAX_S, pause * 2)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="drill-feed")
-    parser.add_argument("scenario")
-    parser.add_argument("--fuzz", type=int, default=None, metavar="SEED")
-    args = parser.parse_args(argv)
-    try:
-        scenario = scenario_named(args.scenario)
-    except BadInput as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    settings = get_settings()
+def run_feed(scenario: Scenario, settings: Settings, fuzz_seed: int | None = None) -> str:
+    """Publish the scenario (or, with ``fuzz_seed``, its fuzzed plan) to the fleet's Redis;
+    the line that says how many entries went out."""
     client = require_redis(settings)
     publisher = make_publisher(client, settings, create_app(settings))
     started = time.monotonic()
-    if args.fuzz is None:
+    if fuzz_seed is None:
         published = publish_paced(clean_batches(scenario, settings, publisher), publisher, scenario)
     else:
-        plan = fuzz_feed(scenario_rows(scenario, settings), args.fuzz)
+        plan = fuzz_feed(scenario_rows(scenario, settings), fuzz_seed)
         published = publish_paced(plan.batches, publisher, scenario)
-    print(f"published {published} entries in {time.monotonic() - started:.1f}s", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return f"published {published} entries in {time.monotonic() - started:.1f}s"

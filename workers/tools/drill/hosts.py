@@ -81,7 +81,7 @@ class HostProcesses:
     def start_feed(self, scenario: str, fuzz_seed: int | None = None) -> subprocess.Popen[bytes]:
         """The feed process on the feed host (not restarted: the runner waits for its end);
         with ``fuzz_seed`` it publishes the fuzzed plan."""
-        argv = [sys.executable, "-m", "workers.tools.drill.feed", scenario]
+        argv = [sys.executable, "-m", "workers.cli.main", "drill-feed", scenario]
         if fuzz_seed is not None:
             argv += ["--fuzz", str(fuzz_seed)]
         return self.children.start("feed", self.net.argv(FEED_HOST, argv))

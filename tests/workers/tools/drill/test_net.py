@@ -19,6 +19,9 @@ from tests.workers.tools.drill.probes import (
 from workers.tools.drill.net import Network, list_namespaces, sweep_leftovers
 from workers.tools.drill.services import Services
 
+UNIMPAIRED_MS = 10.0
+"""A round trip that carries no delay, on a host busy with other tests."""
+
 pytestmark = pytest.mark.integration
 
 
@@ -76,11 +79,13 @@ def test_an_impaired_link_delays_about_twice_the_delay_per_round_trip(
             assert 30 <= statistics.median(rtts) <= 80, rtts
             assert held.ping(20) == "+PONG", "the connection made before impair broke"
             assert connect(net, "w3", port)["answer"] == "+PONG\r\n"
-            assert statistics.median(redis_rtts_ms(net, "w3", port, n=20)) < 5
+            # An unimpaired host stays fast; the bound is a third of the impaired floor, not a
+            # loopback figure: a loaded host wakes a process on its scheduler tick (4 ms).
+            assert statistics.median(redis_rtts_ms(net, "w3", port, n=20)) < UNIMPAIRED_MS
         finally:
             net.clear("w2")
         assert not net.is_impaired("w2")
-        assert statistics.median(redis_rtts_ms(net, "w2", port, n=40)) < 1.0
+        assert statistics.median(redis_rtts_ms(net, "w2", port, n=40)) < UNIMPAIRED_MS
         assert held.ping() == "+PONG", "the connection made before impair broke at clear"
     finally:
         held.close()
