@@ -45,6 +45,10 @@ class Rig(Protocol):
 
     def feed_running(self) -> bool: ...
 
+    def kill_a_send(self) -> int:
+        """Kill the whole host of an order send in progress, and bring it back once that order
+        is final (``workers.tools.drill.host_kill``); 1 if a host was killed."""
+
 
 @dataclass(frozen=True, slots=True)
 class Drill:
@@ -56,6 +60,10 @@ class Drill:
     """Delay and loss between every host and the services for the whole replay."""
     fuzz: bool = False
     """The feed publishes the fuzzed plan of the replay (``workers.tools.drill.fuzz``)."""
+    roll: bool = False
+    """Once the replay settled, roll the ES sessions, killing the host at each roll step."""
+    faults_are_refusals: bool = False
+    """The faults are the fan-outs beat's guard refused (the second beat's), counted at the end."""
     settings: tuple[tuple[str, str], ...] = ()
     """Settings of this drill's processes beside the runner's (variable, value)."""
 
@@ -123,6 +131,17 @@ def _broker_outage(rig: Rig) -> Fault:
     return Fault(1, time.monotonic())
 
 
+def _sends_killed(rig: Rig) -> Fault:
+    """Twice, the host of an order being sent killed whole (the roll's kills follow). Beat
+    runs on two hosts here, as a fleet that must survive losing a host deploys it (its period
+    guard makes two beats one): the sweeps that carry on the dead host's work run in beat."""
+    kills = 0
+    for fraction in (0.3, 0.6):
+        rig.at(fraction)
+        kills += rig.kill_a_send()
+    return Fault(kills, time.monotonic())
+
+
 def _two_beats(rig: Rig) -> Fault:
     return Fault(1, None)
 
@@ -138,12 +157,25 @@ DRILLS: tuple[Drill, ...] = (
         _broker_outage,
         settings=(("TRADEFLEET_RECONCILE_POSITIONS_INTERVAL_S", "30"),),
     ),
-    Drill("two-beats", "beat on two hosts at once", _two_beats, beats=("w1", "w2")),
+    Drill(
+        "two-beats",
+        "beat on two hosts at once",
+        _two_beats,
+        beats=("w1", "w2"),
+        faults_are_refusals=True,
+    ),
     Drill(
         "netem",
         "20 ms +- 10 ms delay and 1 % loss between every host and the services",
         _none,
         impaired=True,
+    ),
+    Drill(
+        "host-kill",
+        "a whole worker host SIGKILLed while sending an order and at each step of a roll",
+        _sends_killed,
+        beats=("w1", "w2"),
+        roll=True,
     ),
     Drill(
         "fuzzed-feed",

@@ -80,14 +80,15 @@ def observe(
     broker_client: redis.Redis,
     lock_ttl_ms: int,
 ) -> RunOutcome:
-    """``sessions``: label → (session id, account, contract)."""
+    """``sessions``: label → (session id, account, contract it started on); the broker's
+    position is read for the contract the session is on now (a roll moves it)."""
     store = StateStore(client, lock_ttl_ms)
     out = {}
-    for label, (sid, account, contract) in sessions.items():
+    for label, (sid, account, _started_on) in sessions.items():
         state = store.load(sid)
         raw = cast(bytes | None, client.hget(state_key(sid), PROGRESS_FIELD))
         progress = TickProgress.from_json(None if raw is None else raw.decode())
-        held = broker.positions(QueryPositions(account)).get(contract, 0)
+        held = broker.positions(QueryPositions(account)).get(state.session.contract, 0)
         rows, fills = _sql(engine, sid)
         out[label] = SessionOutcome(
             label=label,

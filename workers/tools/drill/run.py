@@ -12,13 +12,14 @@ its position equal to the broker's), and what every store holds (``observe``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -28,6 +29,7 @@ from typing import Any, TypeVar, cast
 import redis
 import sqlalchemy.exc
 from celery import Celery
+from sqlalchemy.engine import Engine
 
 from models.codec import decode_field, state_key
 from models.meta import CURSOR_FIELD, PROGRESS_FIELD
@@ -42,10 +44,18 @@ from workers.db.order_rows import unsettled_order_count
 from workers.reconcile.schedule import STATS_KEY, won_key
 from workers.sessions.create import NewSession, create_session
 from workers.settings import Settings, grouped
+from workers.state.store import StateStore
 from workers.ticks.keys import stream_key
 from workers.tools.drill.drills import REFERENCE, Drill, Fault
 from workers.tools.drill.feed import scenario_rows
 from workers.tools.drill.fuzz import fuzz_feed
+from workers.tools.drill.host_kill import (
+    KillLog,
+    RollTarget,
+    kill_a_send,
+    roll_violations,
+    roll_with_kills,
+)
 from workers.tools.drill.hosts import WORKERS, HostProcesses
 from workers.tools.drill.judge import DrillFigures, Injected, judge
 from workers.tools.drill.net import FEED_HOST, WORKER_HOSTS, Network, sweep_leftovers
@@ -137,6 +147,8 @@ def _run_drills(
                 violations=run.violations,
             )
             figures.append(result)
+            for remark in run.remarks:
+                progress(f"{drill.name}: {remark}")
             progress(f"{drill.name}: {'passed' if result.passed else 'FAILED'}")
     return DrillReport(scenario.name, tuple(figures), time.monotonic() - started, log_dir)
 
@@ -185,6 +197,12 @@ class OneRun:
         self.injected = Injected()
         """The bad entries the drill's feed published on purpose."""
         self.seed = seed
+        self.kill_log = KillLog()
+        self.remarks: list[str] = []
+        """What the run says besides its figures (printed as it ends)."""
+        self.rolls: list[RollTarget] = []
+        self.app: Celery | None = None
+        self.engine: Engine | None = None
 
     # ------------------------------------------------------------ the Rig
 
@@ -196,6 +214,34 @@ class OneRun:
     def feed_running(self) -> bool:
         return self._feed is not None and self._feed.poll() is None
 
+    def kill_a_send(self) -> int:
+        assert self.app is not None and self.engine is not None, "called during run()"
+        return kill_a_send(self.app, self.hosts, self.engine, self.kill_log, self._broker_held)
+
+    @contextlib.contextmanager
+    def _broker_held(self) -> Iterator[None]:
+        self.services.pause_broker()
+        try:
+            yield
+        finally:
+            self.services.resume_broker()
+
+    def _roll(self, recovery: float | None) -> float | None:
+        """The roll with its kills, once the replay was observed (the reference does not
+        roll); ``recovery_s`` becomes the longest wait for work to go on after a kill (the
+        replay's sends' kills included)."""
+        assert self.app is not None, "called during run()"
+        self.rolls = roll_with_kills(
+            self.settings, self.app, self.hosts, self.sessions, self.scenario.end, self.kill_log
+        )
+        self.faults = Fault(len(self.kill_log.kills), self.faults.ended_at)
+        self.violations += tuple(self.kill_log.violations())
+        self.remarks.append(self.kill_log.summary())
+        (self.log_dir / "kills.json").write_text(json.dumps(self.kill_log.as_json(), indent=1))
+        if recovery is None:
+            return None
+        return max(recovery, self.kill_log.longest_s)
+
     # ------------------------------------------------------------ the run
 
     def run(self) -> tuple[RunOutcome, Fault, float | None]:
@@ -205,8 +251,8 @@ class OneRun:
         self._fresh_stores()
         client = redis.Redis.from_url(self.settings.redis.url, socket_timeout=5)
         broker_client = redis.Redis.from_url(self.env["TRADEFLEET_PAPER_BROKER_URL"])
-        engine = make_engine(self.database_url)
-        app = create_app(self.settings)
+        engine = self.engine = make_engine(self.database_url)
+        app = self.app = create_app(self.settings)
         try:
             self.hosts.start_workers()
             for host in self.drill.beats:
@@ -242,9 +288,16 @@ class OneRun:
                 broker_client,
                 self.settings.state.lock_ttl_ms,
             )
+            if self.drill.roll:
+                recovery = self._roll(recovery)
+                store = StateStore(client, self.settings.state.lock_ttl_ms)
+                self.violations += tuple(roll_violations(self.rolls, engine, store, broker))
             self._write_stats(client)
             if len(self.drill.beats) > 1:
-                self.faults, self.violations = self._one_fan_out_per_period(client)
+                refused, twice = self._one_fan_out_per_period(client)
+                self.violations += twice
+                if self.drill.faults_are_refusals:
+                    self.faults = refused
             (self.log_dir / "outcome.json").write_text(json.dumps(outcome.as_json(), indent=1))
             return outcome, self.faults, recovery
         finally:
