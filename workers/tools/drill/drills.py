@@ -22,6 +22,7 @@ from workers.tools.drill.services import Services
 STORM_KILLS = 50
 STORM_STOPS = 2
 BROKER_OUTAGE_S = 60.0
+STALE_POLL_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,15 @@ class Rig(Protocol):
         """Wait until ``fraction`` of the replay's wall time has passed."""
 
     def feed_running(self) -> bool: ...
+
+    def sessions_labels(self) -> set[str]:
+        """Every session of the scenario, by label."""
+
+    def stale_sessions(self) -> set[str]:
+        """The sessions whose last positions pass found the broker not answering."""
+
+    def violated(self, what: str) -> None:
+        """Record what the drill's own check found broken (the drill fails)."""
 
     def kill_a_send(self) -> int:
         """Kill the whole host of an order send in progress, and bring it back once that order
@@ -120,14 +130,22 @@ def _postgres_restart(rig: Rig) -> Fault:
 
 def _broker_outage(rig: Rig) -> Fault:
     """The broker's process frozen for a minute: its connections stay open and nothing
-    answers. The drill runs with the default positions pass (every 30 s): the sessions go
-    stale at the first failed pass and would stop entering at the third (90 s), so a minute's
-    outage leaves entries open, the orders decided meanwhile wait in their sends and go out
-    when the broker answers again, and the fills equal the reference's."""
+    answers. The drill runs with the default positions pass (every 30 s): every session goes
+    stale at its first failed pass (checked: a session that never does fails the drill) and
+    would stop entering at the third (90 s), so a minute's outage leaves entries open, the
+    orders decided meanwhile wait in their sends and go out when the broker answers again, and
+    the fills equal the reference's."""
     rig.at(0.2)
     rig.services.pause_broker()
-    time.sleep(BROKER_OUTAGE_S)  # the outage itself
+    ends = time.monotonic() + BROKER_OUTAGE_S
+    went_stale: set[str] = set()
+    while time.monotonic() < ends:  # the outage itself, watched
+        went_stale |= rig.stale_sessions()
+        time.sleep(min(STALE_POLL_S, max(0.0, ends - time.monotonic())))
     rig.services.resume_broker()
+    never = sorted(rig.sessions_labels() - went_stale)
+    if never:
+        rig.violated(f"never marked stale while the broker did not answer: {', '.join(never)}")
     return Fault(1, time.monotonic())
 
 

@@ -32,9 +32,10 @@ from celery import Celery
 from sqlalchemy.engine import Engine
 
 from models.codec import decode_field, state_key
-from models.meta import CURSOR_FIELD, PROGRESS_FIELD
+from models.meta import CURSOR_FIELD, PROGRESS_FIELD, RECONCILE_FIELD
 from models.progress import TickProgress
 from trading.exceptions import ServiceUnavailable
+from trading.reconcile import ReconcileMeta
 from workers.brokers.commands import QueryPositions
 from workers.brokers.paper.broker import PaperBroker
 from workers.brokers.registry import build_broker
@@ -218,6 +219,25 @@ class OneRun:
         assert self.app is not None and self.engine is not None, "called during run()"
         return kill_a_send(self.app, self.hosts, self.engine, self.kill_log, self._broker_held)
 
+    def sessions_labels(self) -> set[str]:
+        return set(self.sessions)
+
+    def stale_sessions(self) -> set[str]:
+        client = redis.Redis.from_url(self.settings.redis.url, socket_timeout=5)
+        try:
+            return {
+                label
+                for label, (sid, _, _) in self.sessions.items()
+                if ReconcileMeta.from_json(
+                    cast(bytes | None, client.hget(state_key(sid), RECONCILE_FIELD))
+                ).stale
+            }
+        finally:
+            client.close()
+
+    def violated(self, what: str) -> None:
+        self.violations += (what,)
+
     @contextlib.contextmanager
     def _broker_held(self) -> Iterator[None]:
         self.services.pause_broker()
@@ -325,7 +345,13 @@ class OneRun:
                 raise ServiceUnavailable(
                     f"workers did not answer within {WORKERS_UP_S:.0f}s: {missing}"
                 )
-            for reply in app.control.ping(timeout=1.0) or []:
+            try:
+                replies = app.control.ping(timeout=1.0) or []
+            except redis.ConnectionError:
+                # The first broadcast after the Redis of a previous run was killed reads a
+                # connection kombu kept to it (it reconnects on the next): ask again.
+                continue
+            for reply in replies:
                 seen |= set(reply) & expected
 
     def _create_sessions(self) -> None:
