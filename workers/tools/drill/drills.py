@@ -82,6 +82,11 @@ def _none(rig: Rig) -> Fault:
     return Fault(0, None)
 
 
+def _impaired(rig: Rig) -> Fault:
+    """The links impaired for the whole replay: every worker host's and the feed's."""
+    return Fault(len(WORKER_HOSTS) + 1, None)
+
+
 def _partition(rig: Rig) -> Fault:
     rig.at(0.3)
     rig.net.partition("w1")
@@ -185,7 +190,7 @@ DRILLS: tuple[Drill, ...] = (
     Drill(
         "netem",
         "20 ms +- 10 ms delay and 1 % loss between every host and the services",
-        _none,
+        _impaired,
         impaired=True,
     ),
     Drill(

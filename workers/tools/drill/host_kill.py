@@ -235,8 +235,8 @@ def _kill_roll_holders(
         for host, args in found.items():
             roll_id = int(args[0])
             at = where(roll_id)
-            if (roll_id, at[0]) in hit:
-                continue
+            if (roll_id, at[0]) in hit or at[1] in FINISHED:
+                continue  # hit already, or finished: its last task is ending, nothing to carry
             hit.add((roll_id, at[0]))
             hosts.down(host)
             killed = time.monotonic()

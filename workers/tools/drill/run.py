@@ -29,11 +29,14 @@ from typing import Any, TypeVar, cast
 import redis
 import sqlalchemy.exc
 from celery import Celery
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from models.codec import decode_field, state_key
 from models.meta import CURSOR_FIELD, PROGRESS_FIELD, RECONCILE_FIELD
 from models.progress import TickProgress
+from models.tables import EventRow
 from trading.exceptions import ServiceUnavailable
 from trading.reconcile import ReconcileMeta
 from workers.brokers.commands import QueryPositions
@@ -287,7 +290,8 @@ class OneRun:
                 self.injected = self._injected(fuzz_seed)
             self._feed = self.hosts.start_feed(self.scenario.name, fuzz_seed)
             self._feed_started = time.monotonic()
-            self.faults = self.drill.inject(self)
+            fault = self.drill.inject(self)
+            self.faults = Fault(max(fault.count, self.faults.count), fault.ended_at)
             ended = self.faults.ended_at
             if ended is None:
                 self._wait_feed()
@@ -319,6 +323,7 @@ class OneRun:
                 if self.drill.faults_are_refusals:
                     self.faults = refused
             (self.log_dir / "outcome.json").write_text(json.dumps(outcome.as_json(), indent=1))
+            _write_events(engine, self.log_dir / "events.json")
             return outcome, self.faults, recovery
         finally:
             self.hosts.stop()
@@ -421,6 +426,7 @@ class OneRun:
         for label, (_, _, contract) in self.sessions.items():
             readers[contract] = readers.get(contract, 0) + 1
             per_session[label] = plan.per_reader.get(contract, {})
+        self.faults = Fault(plan.faults, None)
         return Injected(per_session, plan.rejected_total(readers))
 
     def _unsettled(self, client: redis.Redis, engine: Any, broker: Any) -> list[str]:
@@ -465,6 +471,18 @@ class OneRun:
         stats = cast(dict[bytes, bytes], client.hgetall(STATS_KEY))
         path = self.log_dir / "beat-stats.json"
         path.write_text(json.dumps({k.decode(): int(v) for k, v in stats.items()}))
+
+
+def _write_events(engine: Engine, path: Path) -> None:
+    """The run's events (what the fleet said happened), for the log folder."""
+    with Session(engine) as db:
+        rows = db.scalars(select(EventRow).order_by(EventRow.id)).all()
+    path.write_text(
+        json.dumps(
+            [[r.created_at.isoformat(), r.session_id, r.kind, r.severity, r.message] for r in rows],
+            indent=1,
+        )
+    )
 
 
 def _position(client: redis.Redis, sid: str) -> int:
