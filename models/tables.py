@@ -335,6 +335,9 @@ class StrategySnapshotRow(Base):
     partial_candle: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
     """The candle in progress at ``cursor`` (the state hash's ``latest_partial_candle`` text,
     parsed); null when there was none."""
+    open_position: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    """The open position at ``cursor`` (the state hash's ``open_position``, parsed): its
+    protective stop's price and opening time are the session's own, not the broker's."""
 
 
 class AccountRow(Base):

@@ -6,8 +6,9 @@ Create Date: 2026-12-15 00:00:00+00:00
 
 ``strategy_snapshots`` gains what a session needs to resume exactly at its snapshot's cursor
 when its Redis and the instrument's stream were lost together (``workers.recovery``): the good
-ticks it had processed, its rejected entries by reason, and the partial candle as the step
-left it. Null in rows written before: such a snapshot is resumed from the stream's end.
+ticks it had processed, its rejected entries by reason, the partial candle and the open
+position (its protective stop's price) as the step left them. Null in rows written before:
+such a snapshot is resumed from the stream's end.
 
 Self-contained on purpose (no import of ``models``), like ``0001``.
 """
@@ -35,10 +36,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("ticks_processed", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("rejected", _json(), nullable=True))
         batch.add_column(sa.Column("partial_candle", _json(), nullable=True))
+        batch.add_column(sa.Column("open_position", _json(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("strategy_snapshots") as batch:
+        batch.drop_column("open_position")
         batch.drop_column("partial_candle")
         batch.drop_column("rejected")
         batch.drop_column("ticks_processed")

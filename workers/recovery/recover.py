@@ -46,14 +46,14 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from models.codec import decode_field, fence_key
 from models.meta import CURSOR_FIELD, PROGRESS_FIELD, RECONCILE_FIELD
 from models.progress import TickProgress
-from models.state import WorkingOrder
+from models.state import OpenPosition, WorkingOrder
 from models.tables import TradingSessionRow
 from trading import recovery
 from trading.exceptions import SessionExists, UnknownSession
@@ -179,6 +179,7 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
         sources.open_stops(engine, sid, orders),
     )
     if resumed is not None and snapshot is not None:
+        position = _as_at_snapshot(position, snapshot)
         seq = snapshot.signal_seq
     else:
         seq = recovery.signal_seq_after(
@@ -328,6 +329,18 @@ def _resume_at_snapshot(
         rejected=dict(snapshot.rejected or {}),
     )
     return warmed, snapshot.cursor
+
+
+def _as_at_snapshot(position: recovery.Position, snapshot: StrategySnapshot) -> recovery.Position:
+    """The broker's position with the protective stop price and opening time the session held
+    at its snapshot, when the snapshot held that same position: those are the session's own
+    (a stop it trails, with protective stops off one only it watches), not the broker's."""
+    if snapshot.open_position is None:
+        return position
+    held = decode_field("open_position", json.dumps(snapshot.open_position))
+    if not isinstance(held, OpenPosition) or held.quantity != position.quantity:
+        return position
+    return replace(position, opened_at=held.opened_at, stop_price=held.stop_price)
 
 
 def _apply_late_fills(rt: Runtime, row: TradingSessionRow, log_end: str) -> int:

@@ -49,6 +49,8 @@ class StrategySnapshot:
     rejected: dict[str, int] | None = None
     partial_candle: dict[str, Any] | None = None
     """The candle in progress at ``cursor`` as its stored JSON (``models.codec``)."""
+    open_position: dict[str, Any] | None = None
+    """The open position at ``cursor`` as its stored JSON."""
 
     @property
     def resumable(self) -> bool:
@@ -69,6 +71,7 @@ class StrategySnapshot:
         cursor: str,
         now: datetime,
         partial_candle: dict[str, Any] | None = None,
+        open_position: dict[str, Any] | None = None,
     ) -> StrategySnapshot:
         """The snapshot of a strategy state and the tick counters stored with it."""
         return cls(
@@ -82,6 +85,7 @@ class StrategySnapshot:
             ticks_processed=progress.ticks_processed,
             rejected=dict(progress.rejected),
             partial_candle=partial_candle,
+            open_position=open_position,
         )
 
     def as_row(self) -> dict[str, Any]:
@@ -96,6 +100,7 @@ class StrategySnapshot:
             "ticks_processed": self.ticks_processed,
             "rejected": self.rejected,
             "partial_candle": self.partial_candle,
+            "open_position": self.open_position,
         }
 
 
@@ -119,6 +124,8 @@ def snapshot_of(
     state = json.loads(strategy_raw).get("state", {})
     partial_raw = result.fields.get(PARTIAL_FIELD, fields.get(PARTIAL_FIELD))
     partial = json.loads(partial_raw) if partial_raw else None
+    position_raw = result.fields.get("open_position", fields.get("open_position"))
+    position = json.loads(position_raw) if position_raw else None
     return StrategySnapshot.of_progress(
         session_id,
         state if isinstance(state, dict) else {},
@@ -126,6 +133,7 @@ def snapshot_of(
         cursor,
         now,
         partial if isinstance(partial, dict) else None,
+        position if isinstance(position, dict) else None,
     )
 
 
@@ -147,10 +155,10 @@ def save_snapshots(engine: Engine, snapshots: Sequence[StrategySnapshot]) -> Non
 _UPSERT = """
 INSERT INTO strategy_snapshots
     (session_id, strategy_state, signal_seq, candles_closed, last_ms, cursor, taken_at,
-     ticks_processed, rejected, partial_candle)
+     ticks_processed, rejected, partial_candle, open_position)
 VALUES
     (:session_id, :strategy_state, :signal_seq, :candles_closed, :last_ms, :cursor, :taken_at,
-     :ticks_processed, :rejected, :partial_candle)
+     :ticks_processed, :rejected, :partial_candle, :open_position)
 ON CONFLICT (session_id) DO UPDATE SET
     strategy_state = excluded.strategy_state,
     signal_seq = excluded.signal_seq,
@@ -160,7 +168,8 @@ ON CONFLICT (session_id) DO UPDATE SET
     taken_at = excluded.taken_at,
     ticks_processed = excluded.ticks_processed,
     rejected = excluded.rejected,
-    partial_candle = excluded.partial_candle
+    partial_candle = excluded.partial_candle,
+    open_position = excluded.open_position
 WHERE strategy_snapshots.candles_closed <= excluded.candles_closed
 """
 
@@ -196,6 +205,7 @@ def load_snapshot(engine: Engine, session_id: str) -> StrategySnapshot | None:
             ticks_processed=row.ticks_processed,
             rejected=None if row.rejected is None else dict(row.rejected),
             partial_candle=None if row.partial_candle is None else dict(row.partial_candle),
+            open_position=None if row.open_position is None else dict(row.open_position),
         )
 
 

@@ -167,9 +167,7 @@ def test_a_time_the_sessions_cannot_read_is_no_stream_ids_time(
     ]
 
 
-def test_a_guarded_batch_notices_a_stream_redis_lost(
-    subscribed: redis.Redis, tasks: Tasks
-) -> None:
+def test_a_guarded_batch_notices_a_stream_redis_lost(subscribed: redis.Redis, tasks: Tasks) -> None:
     """Redis restarted empty: the stream and the feed's record of it are gone. The feed's next
     batch (numbered past its first entry) appends nothing and names the instrument, so the
     feed publishes again what was lost; numbered from 0 again, it goes in. Unguarded, the
