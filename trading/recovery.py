@@ -47,8 +47,9 @@ def max_signal_seq(session_id: str, client_order_ids: Iterable[str]) -> int:
 
 
 def decided_after(session_id: str, client_order_ids: Iterable[str], seq: int) -> frozenset[str]:
-    """The ids among ``client_order_ids`` of ``session_id``'s signals numbered past ``seq``:
-    orders decided after a snapshot taken at that signal sequence."""
+    """The ids among ``client_order_ids`` of ``session_id``'s signals numbered past ``seq``
+    (orders and stop moves; an entry's attached stop follows its entry): those decided after
+    a snapshot taken at that signal sequence."""
     prefix = client_order_id(session_id, 0, 0).split("-", 1)[0]
     later: set[str] = set()
     for coid in client_order_ids:
