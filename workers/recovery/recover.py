@@ -22,7 +22,12 @@ stop price), builds the stored values with ``rebuild`` and writes the state in o
   the chain's guard may have gone with the state);
 - rolling: set while a roll of the session is unfinished (its chain resumes the roll);
 - candles: re-warmed by folding the instrument stream up to its end WITHOUT running the
-  strategy; the session's cursor starts at that end;
+  strategy; the session's cursor starts at that end. Unless the stream went with the state
+  (Redis restarted empty: it holds nothing) and the snapshot can be resumed: then the session
+  is rebuilt as it was at its snapshot (cursor, tick counters, partial candle, its position's
+  stop; closed candles from the source's history before that partial candle; the orders it
+  decided after the snapshot left to be decided again, with the same ids), and the feed
+  publishes the stream again from there (``_resume_at_snapshot``);
 - the account's risk levels and halted flag: its ``accounts`` row, written into the account's
   risk hash where that lacks them (``restore_account``; a halted account stays halted).
 
