@@ -315,7 +315,9 @@ class RollRow(Base):
 class StrategySnapshotRow(Base):
     """The last strategy-state snapshot of one session, taken after a tick step that closed
     candles (``workers.recovery``): what a lost Redis state is rebuilt from. ``cursor`` is the
-    session's tick-stream cursor at the snapshot and ``last_ms`` its last tick's data time."""
+    session's tick-stream cursor at the snapshot and ``last_ms`` its last tick's data time;
+    with its tick counters and partial candle, a session resumes exactly at ``cursor`` when
+    the stream was lost with the state (the feed publishes again from there)."""
 
     __tablename__ = "strategy_snapshots"
 
@@ -326,6 +328,16 @@ class StrategySnapshotRow(Base):
     last_ms: Mapped[int | None] = mapped_column(BigInteger)
     cursor: Mapped[str] = mapped_column(String(64))
     taken_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ticks_processed: Mapped[int | None] = mapped_column(BigInteger)
+    """The good ticks processed up to ``cursor`` (null in rows older than 0009)."""
+    rejected: Mapped[dict[str, int] | None] = mapped_column(JsonDocument)
+    """Entries rejected up to ``cursor``, by reason."""
+    partial_candle: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    """The candle in progress at ``cursor`` (the state hash's ``latest_partial_candle`` text,
+    parsed); null when there was none."""
+    open_position: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    """The open position at ``cursor`` (the state hash's ``open_position``, parsed): its
+    protective stop's price and opening time are the session's own, not the broker's."""
 
 
 class AccountRow(Base):

@@ -46,6 +46,23 @@ def max_signal_seq(session_id: str, client_order_ids: Iterable[str]) -> int:
     return highest
 
 
+def decided_after(session_id: str, client_order_ids: Iterable[str], seq: int) -> frozenset[str]:
+    """The ids among ``client_order_ids`` of ``session_id``'s signals numbered past ``seq``
+    (orders and stop moves; an entry's attached stop follows its entry): those decided after
+    a snapshot taken at that signal sequence."""
+    prefix = client_order_id(session_id, 0, 0).split("-", 1)[0]
+    later: set[str] = set()
+    for coid in client_order_ids:
+        match = _COID.match(coid)
+        if (
+            match is not None
+            and match.group(1) == prefix
+            and int(match.group(2) or match.group(3)) > seq
+        ):
+            later.add(coid)
+    return frozenset(later)
+
+
 def signal_seq_after(session_id: str, client_order_ids: Iterable[str], snapshot_seq: int) -> int:
     """The signal sequence to continue from: the next signal uses this value + 1."""
     return max(snapshot_seq, max_signal_seq(session_id, client_order_ids))

@@ -18,7 +18,7 @@ from workers.db.engines import current_revision, downgrade, make_engine, upgrade
 
 pytestmark = pytest.mark.integration
 
-HEAD = "0008"
+HEAD = "0009"
 """The newest revision (each new migration moves it)."""
 
 

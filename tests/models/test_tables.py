@@ -86,6 +86,10 @@ EXPECTED_COLUMNS = {
         "last_ms",
         "cursor",
         "taken_at",
+        "ticks_processed",
+        "rejected",
+        "partial_candle",
+        "open_position",
     },
     "accounts": {
         "account",

@@ -11,7 +11,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from trading.intents import client_order_id
-from trading.recovery import OpenStop, Position, rebuilt_position, signal_seq_after
+from trading.recovery import (
+    OpenStop,
+    Position,
+    decided_after,
+    rebuilt_position,
+    signal_seq_after,
+)
 from trading.stops import attached_stop_id, move_stop_id
 
 SID = "9e8d7c6b-0000-4000-8000-00000000e001"
@@ -73,3 +79,19 @@ def test_the_signal_sequence_continues_past_every_id_the_session_used() -> None:
     assert signal_seq_after(SID, used, snapshot_seq=2) == 7
     assert signal_seq_after(SID, used, snapshot_seq=9) == 9
     assert signal_seq_after(SID, [], snapshot_seq=0) == 0
+
+
+def test_orders_decided_after_a_snapshot_are_those_numbered_past_its_sequence() -> None:
+    """A session resumed at its snapshot decides those again, with the same ids (an entry's
+    attached stop is not a signal's order: it follows its entry)."""
+    later = client_order_id(SID, 6, 0)
+    used = [
+        client_order_id(SID, 5, 1),
+        attached_stop_id(later),
+        later,
+        move_stop_id(SID, 7),
+        client_order_id("another-session", 40, 0),
+        "external-123",
+    ]
+    assert decided_after(SID, used, 5) == {later, move_stop_id(SID, 7)}
+    assert decided_after(SID, used, 7) == frozenset()

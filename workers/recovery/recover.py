@@ -22,7 +22,12 @@ stop price), builds the stored values with ``rebuild`` and writes the state in o
   the chain's guard may have gone with the state);
 - rolling: set while a roll of the session is unfinished (its chain resumes the roll);
 - candles: re-warmed by folding the instrument stream up to its end WITHOUT running the
-  strategy; the session's cursor starts at that end;
+  strategy; the session's cursor starts at that end. Unless the stream went with the state
+  (Redis restarted empty: it holds nothing) and the snapshot can be resumed: then the session
+  is rebuilt as it was at its snapshot (cursor, tick counters, partial candle, its position's
+  stop; closed candles from the source's history before that partial candle; the orders it
+  decided after the snapshot left to be decided again, with the same ids), and the feed
+  publishes the stream again from there (``_resume_at_snapshot``);
 - the account's risk levels and halted flag: its ``accounts`` row, written into the account's
   risk hash where that lacks them (``restore_account``; a halted account stays halted).
 
@@ -41,22 +46,25 @@ A broker that does not answer fails the recovery (retried later); it is never re
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from models.codec import fence_key
+from models.codec import decode_field, fence_key
 from models.meta import CURSOR_FIELD, PROGRESS_FIELD, RECONCILE_FIELD
-from models.state import WorkingOrder
+from models.progress import TickProgress
+from models.state import OpenPosition, WorkingOrder
 from models.tables import TradingSessionRow
 from trading import recovery
 from trading.exceptions import SessionExists, UnknownSession
+from trading.market import Candle
 from trading.reconcile import ReconcileMeta
-from trading.timeframes import parse_timeframe
+from trading.timeframes import Timeframe, parse_timeframe
 from workers.brokers.base import FILLS_START
 from workers.db.event_rows import record_event
 from workers.db.session_rows import get_session_row
@@ -69,7 +77,7 @@ from workers.risk.book import RiskBook
 from workers.runtime import Runtime
 from workers.state import scripts as store_scripts
 from workers.stops.sync import sync_stop
-from workers.ticks.snapshots import StrategySnapshot, load_snapshot
+from workers.ticks.snapshots import PARTIAL_FIELD, StrategySnapshot, load_snapshot
 from workers.ticks.subscriptions import subscribe_at
 
 log = logging.getLogger(__name__)
@@ -122,7 +130,7 @@ def recover_session(
 
 def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
     sid, account = row.id, row.account
-    engine, settings = rt.engine, rt.settings
+    engine = rt.engine
     now = datetime.now(UTC)
     definition = sources.definition_of(row)
     contract = sources.current_contract(engine, row)
@@ -131,22 +139,17 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
     records = sources.open_order_records(engine, sid)
     end = sources.stream_end(rt.redis, contract)
     need = max(definition.warmup_periods, 1) + 1
-    since = None if snapshot is None else snapshot.cursor
-    entries = sources.read_history(
-        rt.redis, contract, end, timeframe, need, since, settings.state.max_candles
-    )
-    warmed = recovery.rewarm(contract, entries, timeframe)
-    if len(warmed.closed) < need:
-        entries = sources.top_up_history(
-            settings,
-            definition.market_data_source,
-            contract,
-            timeframe,
-            need,
-            entries,
-            None if snapshot is None else snapshot.last_ms,
+    resumed = _resume_at_snapshot(rt, definition, contract, timeframe, need, snapshot, end)
+    if resumed is not None and snapshot is not None:
+        warmed, end = resumed
+        # Orders decided after the snapshot (their step's state write went with Redis): the
+        # session decides them again, with the same ids, on the entries published again.
+        later = recovery.decided_after(
+            sid, [r.client_order_id for r in records], snapshot.signal_seq
         )
-        warmed = recovery.rewarm(contract, entries, timeframe)
+        records = [r for r in records if r.client_order_id not in later]
+    else:
+        warmed = _rewarm_to_end(rt, definition, contract, timeframe, need, snapshot, end)
     broker = session_broker(rt, row)
     try:
         stops_closed = sources.settle_stops(broker, engine, rt.redis, account, sid, end, records)
@@ -180,9 +183,15 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
         None if warmed.partial is None else warmed.partial.close,
         sources.open_stops(engine, sid, orders),
     )
-    seq = recovery.signal_seq_after(
-        sid, sources.client_order_ids(engine, sid), 0 if snapshot is None else snapshot.signal_seq
-    )
+    if resumed is not None and snapshot is not None:
+        position = _as_at_snapshot(position, snapshot)
+        seq = snapshot.signal_seq
+    else:
+        seq = recovery.signal_seq_after(
+            sid,
+            sources.client_order_ids(engine, sid),
+            0 if snapshot is None else snapshot.signal_seq,
+        )
     state = rebuild.build_state(
         definition,
         contract,
@@ -196,13 +205,22 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
         rt.store.max_trades,
         rolling=sources.roll_unfinished(engine, sid),
     )
-    progress = rebuild.progress_after(
-        warmed,
-        timeframe,
-        seq,
-        None if snapshot is None else snapshot.candles_closed,
-        None if snapshot is None else snapshot.last_ms,
-    )
+    if resumed is not None and snapshot is not None:
+        progress = TickProgress(
+            last_ms=snapshot.last_ms,
+            signal_seq=seq,
+            candles_closed=snapshot.candles_closed,
+            ticks_processed=warmed.ticks,
+            rejected=dict(warmed.rejected),
+        )
+    else:
+        progress = rebuild.progress_after(
+            warmed,
+            timeframe,
+            seq,
+            None if snapshot is None else snapshot.candles_closed,
+            None if snapshot is None else snapshot.last_ms,
+        )
     meta = {
         CURSOR_FIELD: end,
         PROGRESS_FIELD: progress.to_json(),
@@ -237,6 +255,7 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
         "fills_recorded": added,
         "late_fills_applied": late,
         "rolling": state.rolling,
+        "resumed_at_snapshot": resumed is not None,
     }
     message = (
         f"state rebuilt: position {position.quantity} in {contract}, {len(orders)} open "
@@ -245,6 +264,88 @@ def _rebuild(rt: Runtime, row: TradingSessionRow) -> RecoveryReport:
     log.warning("session %s: %s %s", sid, message, details)
     record_event(engine, sid, "recovery", "warning", message, details)
     return RecoveryReport(sid, "recovered", message + _age_text(snapshot, now), details)
+
+
+def _rewarm_to_end(
+    rt: Runtime,
+    definition: rebuild.Definition,
+    contract: str,
+    timeframe: Timeframe,
+    need: int,
+    snapshot: StrategySnapshot | None,
+    end: str,
+) -> recovery.Rewarmed:
+    """Candles folded from the stream up to its ``end`` (topped up from the source's history
+    when it holds too few), the strategy not run on them: the session starts at ``end``."""
+    settings = rt.settings
+    since = None if snapshot is None else snapshot.cursor
+    entries = sources.read_history(
+        rt.redis, contract, end, timeframe, need, since, settings.state.max_candles
+    )
+    warmed = recovery.rewarm(contract, entries, timeframe)
+    if len(warmed.closed) < need:
+        entries = sources.top_up_history(
+            settings,
+            definition.market_data_source,
+            contract,
+            timeframe,
+            need,
+            entries,
+            None if snapshot is None else snapshot.last_ms,
+        )
+        warmed = recovery.rewarm(contract, entries, timeframe)
+    return warmed
+
+
+def _resume_at_snapshot(
+    rt: Runtime,
+    definition: rebuild.Definition,
+    contract: str,
+    timeframe: Timeframe,
+    need: int,
+    snapshot: StrategySnapshot | None,
+    end: str,
+) -> tuple[recovery.Rewarmed, str] | None:
+    """When the stream went with the state (Redis restarted empty: the stream holds nothing,
+    its ``end`` is ``0-0``) and the snapshot holds the tick counters and the partial candle:
+    the session as it was at the snapshot, and its cursor. Its closed candles
+    come from the source's history before the snapshot's candle in progress; the partial
+    candle and the counters from the snapshot. The feed publishes the stream again from the
+    oldest such cursor (``workers.ticks.snapshots.resume_point``), so the session processes
+    every tick after its snapshot, the strategy running on each candle it closes, as if
+    nothing had happened. None otherwise (a stream that holds entries again was published to
+    by a feed that does not publish again what was lost): the session starts at the stream's
+    end."""
+    if snapshot is None or not snapshot.resumable or end != "0-0":
+        return None
+    partial = decode_field(PARTIAL_FIELD, json.dumps(snapshot.partial_candle))
+    if not isinstance(partial, Candle):
+        return None
+    entries = sources.history_before(
+        rt.settings, definition.market_data_source, contract, timeframe, need, partial.start
+    )
+    folded = recovery.rewarm(contract, entries, timeframe)
+    closed = folded.closed + (() if folded.partial is None else (folded.partial,))
+    warmed = recovery.Rewarmed(
+        closed=closed[-rt.settings.state.max_candles :],
+        partial=partial,
+        last_ms=snapshot.last_ms,
+        ticks=snapshot.ticks_processed or 0,
+        rejected=dict(snapshot.rejected or {}),
+    )
+    return warmed, snapshot.cursor
+
+
+def _as_at_snapshot(position: recovery.Position, snapshot: StrategySnapshot) -> recovery.Position:
+    """The broker's position with the protective stop price and opening time the session held
+    at its snapshot, when the snapshot held that same position: those are the session's own
+    (a stop it trails, with protective stops off one only it watches), not the broker's."""
+    if snapshot.open_position is None:
+        return position
+    held = decode_field("open_position", json.dumps(snapshot.open_position))
+    if not isinstance(held, OpenPosition) or held.quantity != position.quantity:
+        return position
+    return replace(position, opened_at=held.opened_at, stop_price=held.stop_price)
 
 
 def _apply_late_fills(rt: Runtime, row: TradingSessionRow, log_end: str) -> int:

@@ -44,6 +44,7 @@ from workers.brokers.commands import (
 )
 from workers.brokers.paper.model import MarketBound, epoch_ms_ceil
 from workers.db.order_rows import insert_fill_if_absent, update_order_row
+from workers.feeds.base import HistorySource
 from workers.feeds.history import bar_entries, minute_after, minute_of, minutes_for
 from workers.feeds.registry import history_source
 from workers.orders.send import BROKER_TO_LOCAL
@@ -399,15 +400,37 @@ def top_up_history(
         return entries
     else:
         until = minute_of(datetime.now(UTC))
-    minutes = minutes_for(need, timeframe)
+    return _bars_before(history, instrument, until, minutes_for(need, timeframe)) + entries
+
+
+def history_before(
+    settings: Settings,
+    source: CollaboratorRef,
+    instrument: str,
+    timeframe: Timeframe,
+    need: int,
+    until: datetime,
+) -> list[StreamEntry]:
+    """The source's 1-minute bars before ``until`` (the start of a snapshot's candle in
+    progress) as the entries the feed would have published, enough for ``need`` whole
+    candles; none from a source without history (the session warms up from the stream)."""
+    history = history_source(source.module, settings)
+    if history is None:
+        return []
+    return _bars_before(history, instrument, until, minutes_for(need + 1, timeframe))
+
+
+def _bars_before(
+    history: HistorySource, instrument: str, until: datetime, minutes: int
+) -> list[StreamEntry]:
     try:
         bars = history.history(instrument, until, minutes)
     except ServiceUnavailable as exc:
         log.warning(
             "%s: no history before %s (%s); warming up from the stream", instrument, until, exc
         )
-        return entries
-    return bar_entries([bar for bar in bars if bar.start < until], instrument) + entries
+        return []
+    return bar_entries([bar for bar in bars if bar.start < until], instrument)
 
 
 def _entry_tick(instrument: str) -> Callable[[StreamEntry], Tick | None]:

@@ -6,7 +6,9 @@
 - ``md:{<instrument>}:subs`` — the ids of the sessions fed by that instrument.
 - ``md:{<instrument>}:source`` — hash {``source``, ``next``}: the feed that last published to
   the stream and the next number of its own sequence of that instrument's entries (entries it
-  sends again below ``next`` are duplicates, refused: ``workers.ticks.scripts.PUBLISH``).
+  sends again below ``next`` are duplicates, refused: ``workers.ticks.scripts.PUBLISH``). It
+  goes with the stream when Redis restarts empty: a guarded feed's next batch finding it gone
+  is how the feed notices the loss (``workers.ticks.publisher.StreamLost``).
 - ``tf:ready`` — sorted set of sessions with ticks to process; score = epoch ms from which the
   session may be claimed (a claim pushes it into the future: a lease that a dead worker loses).
 - ``tf:drainers`` — how many drain tasks are queued or running.

@@ -15,6 +15,13 @@ batches itself under a name of its own; a feed that retries a batch itself passe
 entries appended to a stream no session reads, are counted in
 ``tradefleet_ticks_rejected_total`` (reasons ``duplicate`` and ``unknown_instrument``, once per
 entry).
+
+A feed that can publish its history again asks for the guard (``guard=True``): a batch
+numbered past its feed's first entry whose feed record (``md:{<instrument>}:source``) is gone
+met a stream that lost its history (Redis restarted empty). Nothing of it is appended and
+``StreamLost`` names the instrument: the feed publishes again from where the instrument's
+sessions resume (``workers.ticks.snapshots.resume_point``), its numbering of that instrument
+started over (``restart_numbering``). Without the guard such a batch is published.
 """
 
 from __future__ import annotations
@@ -75,6 +82,15 @@ class FeedSeq:
     first: int
 
 
+class StreamLost(Exception):
+    """Instrument streams found without their feed's record: Redis lost them (see the module);
+    nothing of these instruments' batches was appended."""
+
+    def __init__(self, instruments: Sequence[str]) -> None:
+        self.instruments = tuple(instruments)
+        super().__init__(f"stream history lost: {', '.join(self.instruments)}")
+
+
 @dataclass(frozen=True, slots=True)
 class PublishResult:
     published: int
@@ -126,17 +142,33 @@ class TickPublisher:
         self._next[instrument] = first + n
         return FeedSeq(self.source, first)
 
+    def restart_numbering(self, instrument: str) -> None:
+        """Number ``instrument``'s entries from 0 again: its stream lost its history and is
+        published again (``StreamLost``)."""
+        self._next[instrument] = 0
+
     def publish_raw(
-        self, instrument: str, rows: Sequence[RawTick], at: FeedSeq | None = None
+        self,
+        instrument: str,
+        rows: Sequence[RawTick],
+        at: FeedSeq | None = None,
+        *,
+        guard: bool = False,
     ) -> PublishResult:
         """Publish stream entries as given (consumers validate them; a bad one is counted);
-        ``at``: the batch's numbering (the next numbers of this publisher when not given)."""
-        return self.publish_many({instrument: rows}, None if at is None else {instrument: at})
+        ``at``: the batch's numbering (the next numbers of this publisher when not given);
+        ``guard``: raise ``StreamLost`` instead of publishing to a stream that lost its
+        history (see the module)."""
+        return self.publish_many(
+            {instrument: rows}, None if at is None else {instrument: at}, guard=guard
+        )
 
     def publish_many(
         self,
         batches: Mapping[str, Sequence[RawTick]],
         at: Mapping[str, FeedSeq] | None = None,
+        *,
+        guard: bool = False,
     ) -> PublishResult:
         """``publish_raw`` for several instruments in one round trip: one script call per
         ``CALL_TICKS`` ticks or so (a long script would hold up every other client)."""
@@ -150,7 +182,7 @@ class TickPublisher:
                 continue
             if not keys or size >= CALL_TICKS:
                 keys = [READY_KEY, DRAINERS_KEY]
-                args = [self._maxlen, now, self._max_drainers, self._grace_ms]
+                args = [self._maxlen, now, self._max_drainers, self._grace_ms, int(guard)]
                 calls.append((keys, args))
                 size = 0
             size += len(rows)
@@ -168,10 +200,12 @@ class TickPublisher:
             batch.script(self._publish, call_keys, call_args)
         replies = batch.execute([self._publish])
         newly = started = duplicates = unread = 0
+        lost: list[str] = []
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-            woken, drainer_ids, skipped, unsubscribed = reply
+            woken, drainer_ids, skipped, unsubscribed, gone = reply
+            lost += [_instrument_of(key) for key in gone]
             newly += int(woken)
             started += len(drainer_ids)
             duplicates += int(skipped)
@@ -181,6 +215,8 @@ class TickPublisher:
             count(self._client, TICKS_REJECTED, DUPLICATE, n=duplicates)
         if unread:
             count(self._client, TICKS_REJECTED, UNKNOWN_INSTRUMENT, n=unread)
+        if lost:
+            raise StreamLost(lost)
         published = sum(len(rows) for rows in batches.values()) - duplicates
         return PublishResult(published, newly, started, duplicates, unread)
 
@@ -196,6 +232,12 @@ class TickPublisher:
         for raw in drainer_ids:
             drainer_id = raw.decode() if isinstance(raw, bytes) else raw
             self._app.send_task(names.TICKS_DRAIN, args=[drainer_id], queue=self._queue)
+
+
+def _instrument_of(key: bytes | str) -> str:
+    """``md:{<instrument>}:ticks`` → the instrument."""
+    text = key.decode() if isinstance(key, bytes) else key
+    return text.split("{", 1)[1].split("}", 1)[0]
 
 
 def _now_ms() -> int:

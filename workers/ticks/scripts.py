@@ -26,7 +26,7 @@ PUBLISH = (
     _START_DRAINERS
     + """
 -- KEYS: ready, drainers, then per instrument: stream, subscribers, source
--- ARGV: maxlen, now_ms, max_drainers, grace_ms,
+-- ARGV: maxlen, now_ms, max_drainers, grace_ms, guard,
 --       then per instrument: n, source, first, n x (t, p, s, b, a)
 -- One call publishes the ticks of any number of instruments, marks their subscribers ready
 -- once and names the drain tasks to start (checked once for the whole call; none when no
@@ -36,11 +36,16 @@ PUBLISH = (
 -- after its last entry; entries of that feed numbered below it were published already (the
 -- feed sent the batch again, as after a lost reply) and are skipped: duplicates. Another
 -- feed's name starts a new count. An empty source publishes every entry.
+-- guard '1': a batch numbered past its feed's first entry whose source hash is missing finds
+-- a stream that lost its history (Redis restarted empty, the hash went with it): none of its
+-- entries is appended, and its stream is named in the reply, for the feed to publish again
+-- from where its sessions will resume (the feed's numbering of it starts over at 0).
 -- Returns {sessions newly ready, drainer ids, duplicates skipped, entries appended to streams
--- without a subscriber}.
+-- without a subscriber, streams found lost}.
 local ready, drainers = KEYS[1], KEYS[2]
 local maxlen, now = ARGV[1], tonumber(ARGV[2])
 local max_drainers, grace_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
+local guard = ARGV[5] == '1'
 local function last_ms(stream)
   if redis.call('EXISTS', stream) == 0 then return 0 end
   local info = redis.call('XINFO', 'STREAM', stream)
@@ -73,13 +78,22 @@ local function already_sent(key, source, first, n)
   end
   return math.min(n, math.max(0, next_seq - first))
 end
-local newly, duplicates, unread, read = 0, 0, 0, false
-local i = 5
+local function lost(key, source, first)
+  return guard and source ~= '' and first > 0 and redis.call('EXISTS', key) == 0
+end
+local newly, duplicates, unread, read, gone = 0, 0, 0, false, {}
+local i = 6
 for k = 3, #KEYS, 3 do
   local stream, subs = KEYS[k], KEYS[k + 1]
   local n = tonumber(ARGV[i])
-  local skip = already_sent(KEYS[k + 2], ARGV[i + 1], tonumber(ARGV[i + 2]), n)
-  duplicates = duplicates + skip
+  local skip = 0
+  if lost(KEYS[k + 2], ARGV[i + 1], tonumber(ARGV[i + 2])) then
+    gone[#gone + 1] = stream
+    skip = n
+  else
+    skip = already_sent(KEYS[k + 2], ARGV[i + 1], tonumber(ARGV[i + 2]), n)
+    duplicates = duplicates + skip
+  end
   i = i + 3 + 5 * skip
   n = n - skip
   -- The stream's last id is read only when a tick's time is not past it (XADD refused it):
@@ -123,7 +137,7 @@ for k = 3, #KEYS, 3 do
 end
 local started = {}
 if read then started = start_drainers(ready, drainers, now, max_drainers, grace_ms) end
-return {newly, started, duplicates, unread}
+return {newly, started, duplicates, unread, gone}
 """
 )
 

@@ -2,9 +2,12 @@
 candles (once per step, however many candles it closed), read back by recovery.
 
 A snapshot is taken from what the step's fenced write has just stored: the strategy's state,
-the signal sequence and closed-candle count (``_progress``), the last tick's data time and the
-stream cursor. The upsert never moves a snapshot backwards (a slower writer holding an older
-step's snapshot loses to the newer one already stored).
+the signal sequence, closed-candle count, good ticks processed and rejects (``_progress``), the
+last tick's data time, the partial candle and the stream cursor: everything a session needs to
+resume exactly at that cursor when its Redis and the instrument's stream were lost together
+(the feed publishes again from the oldest cursor of its sessions: ``resume_point``). The upsert
+never moves a snapshot backwards (a slower writer holding an older step's snapshot loses to the
+newer one already stored).
 """
 
 from __future__ import annotations
@@ -13,19 +16,21 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, TextClause, bindparam, select, text
+from sqlalchemy import Engine, Table, TextClause, bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from models.meta import PROGRESS_FIELD
 from models.progress import TickProgress
-from models.tables import StrategySnapshotRow
+from models.tables import OrderRow, StrategySnapshotRow, TradingSessionRow
 from workers.ticks.step import StepResult, progress_of
 
 log = logging.getLogger(__name__)
+
+PARTIAL_FIELD = "latest_partial_candle"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,23 @@ class StrategySnapshot:
     last_ms: int | None
     cursor: str
     taken_at: datetime
+    ticks_processed: int | None = None
+    """None in a snapshot older than these counters (it cannot be resumed at its cursor)."""
+    rejected: dict[str, int] | None = None
+    partial_candle: dict[str, Any] | None = None
+    """The candle in progress at ``cursor`` as its stored JSON (``models.codec``)."""
+    open_position: dict[str, Any] | None = None
+    """The open position at ``cursor`` as its stored JSON."""
+
+    @property
+    def resumable(self) -> bool:
+        """Whether the session can resume exactly at ``cursor`` from this snapshot alone (its
+        counters and partial candle were recorded, and it had read some stream)."""
+        return (
+            self.ticks_processed is not None
+            and self.partial_candle is not None
+            and self.cursor != "0-0"
+        )
 
     @classmethod
     def of_progress(
@@ -48,6 +70,8 @@ class StrategySnapshot:
         progress: TickProgress,
         cursor: str,
         now: datetime,
+        partial_candle: dict[str, Any] | None = None,
+        open_position: dict[str, Any] | None = None,
     ) -> StrategySnapshot:
         """The snapshot of a strategy state and the tick counters stored with it."""
         return cls(
@@ -58,6 +82,10 @@ class StrategySnapshot:
             last_ms=progress.last_ms,
             cursor=cursor,
             taken_at=now,
+            ticks_processed=progress.ticks_processed,
+            rejected=dict(progress.rejected),
+            partial_candle=partial_candle,
+            open_position=open_position,
         )
 
     def as_row(self) -> dict[str, Any]:
@@ -69,6 +97,10 @@ class StrategySnapshot:
             "last_ms": self.last_ms,
             "cursor": self.cursor,
             "taken_at": self.taken_at,
+            "ticks_processed": self.ticks_processed,
+            "rejected": self.rejected,
+            "partial_candle": self.partial_candle,
+            "open_position": self.open_position,
         }
 
 
@@ -90,8 +122,18 @@ def snapshot_of(
         session_id, result.fields.get(PROGRESS_FIELD, fields.get(PROGRESS_FIELD))
     )
     state = json.loads(strategy_raw).get("state", {})
+    partial_raw = result.fields.get(PARTIAL_FIELD, fields.get(PARTIAL_FIELD))
+    partial = json.loads(partial_raw) if partial_raw else None
+    position_raw = result.fields.get("open_position", fields.get("open_position"))
+    position = json.loads(position_raw) if position_raw else None
     return StrategySnapshot.of_progress(
-        session_id, state if isinstance(state, dict) else {}, progress, cursor, now
+        session_id,
+        state if isinstance(state, dict) else {},
+        progress,
+        cursor,
+        now,
+        partial if isinstance(partial, dict) else None,
+        position if isinstance(position, dict) else None,
     )
 
 
@@ -112,16 +154,22 @@ def save_snapshots(engine: Engine, snapshots: Sequence[StrategySnapshot]) -> Non
 
 _UPSERT = """
 INSERT INTO strategy_snapshots
-    (session_id, strategy_state, signal_seq, candles_closed, last_ms, cursor, taken_at)
+    (session_id, strategy_state, signal_seq, candles_closed, last_ms, cursor, taken_at,
+     ticks_processed, rejected, partial_candle, open_position)
 VALUES
-    (:session_id, :strategy_state, :signal_seq, :candles_closed, :last_ms, :cursor, :taken_at)
+    (:session_id, :strategy_state, :signal_seq, :candles_closed, :last_ms, :cursor, :taken_at,
+     :ticks_processed, :rejected, :partial_candle, :open_position)
 ON CONFLICT (session_id) DO UPDATE SET
     strategy_state = excluded.strategy_state,
     signal_seq = excluded.signal_seq,
     candles_closed = excluded.candles_closed,
     last_ms = excluded.last_ms,
     cursor = excluded.cursor,
-    taken_at = excluded.taken_at
+    taken_at = excluded.taken_at,
+    ticks_processed = excluded.ticks_processed,
+    rejected = excluded.rejected,
+    partial_candle = excluded.partial_candle,
+    open_position = excluded.open_position
 WHERE strategy_snapshots.candles_closed <= excluded.candles_closed
 """
 
@@ -154,4 +202,72 @@ def load_snapshot(engine: Engine, session_id: str) -> StrategySnapshot | None:
             last_ms=row.last_ms,
             cursor=row.cursor,
             taken_at=row.taken_at,
+            ticks_processed=row.ticks_processed,
+            rejected=None if row.rejected is None else dict(row.rejected),
+            partial_candle=None if row.partial_candle is None else dict(row.partial_candle),
+            open_position=None if row.open_position is None else dict(row.open_position),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """Where an instrument's stream must be published again from after it was lost: the
+    oldest durable cursor of the active sessions reading it (``0-0``: one never snapshotted,
+    so from the start), or earlier the data time of their oldest order not yet known to have
+    reached the broker (its send went with Redis: sent again later, it fills on the first
+    print at or after its decision, which must be there again); and those sessions."""
+
+    instrument: str
+    cursor: str
+    session_ids: tuple[str, ...]
+    unsent_from_ms: int | None = None
+
+    @property
+    def from_ms(self) -> int:
+        """The data time (epoch ms) to publish again from: the whole millisecond of the cursor
+        (so the entries get the ids they had: ids are ``<data time>-<n>``), or the oldest
+        unsent order's decision if earlier."""
+        cursor_ms = _id_order(self.cursor)[0]
+        if self.unsent_from_ms is None:
+            return cursor_ms
+        return min(cursor_ms, self.unsent_from_ms)
+
+
+UNSENT_STATUSES = ("new", "sent")
+"""Order rows whose send may not have reached the broker."""
+
+
+def resume_point(engine: Engine, instrument: str) -> ResumePoint:
+    """The oldest snapshot cursor of the active sessions on ``instrument`` and their oldest
+    unsent order (see ``ResumePoint``); with no such session, the stream's start."""
+    query = (
+        select(TradingSessionRow.id, StrategySnapshotRow.cursor)
+        .outerjoin(StrategySnapshotRow, StrategySnapshotRow.session_id == TradingSessionRow.id)
+        .where(TradingSessionRow.status == "active", TradingSessionRow.contract == instrument)
+        .order_by(TradingSessionRow.id)
+    )
+    with Session(engine) as db:
+        rows = db.execute(query).all()
+        ids = [sid for sid, _ in rows]
+        unsent = db.scalar(
+            select(func.min(OrderRow.decided_at)).where(
+                OrderRow.session_id.in_(ids),
+                OrderRow.contract == instrument,
+                OrderRow.status.in_(UNSENT_STATUSES),
+            )
+        )
+    cursors = [cursor or "0-0" for _, cursor in rows]
+    oldest = min(cursors, key=_id_order, default="0-0")
+    unsent_ms = None if unsent is None else _epoch_ms(unsent)
+    return ResumePoint(instrument, oldest, tuple(ids), unsent_ms)
+
+
+def _epoch_ms(moment: datetime) -> int:
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    delta = aware - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def _id_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

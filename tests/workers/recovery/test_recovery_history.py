@@ -1,6 +1,8 @@
 """Recovery when the instrument's stream went with the sessions' Redis: the candles come back
 from the session's market-data source's history (replay: the Lean files), joined to what the
-stream holds again, folded exactly as the tick path folds the stream."""
+stream holds again, folded exactly as the tick path folds the stream; with nothing published
+since (the feed publishes again from the sessions' snapshots), the session resumes at its
+snapshot: its cursor, counters, partial candle and strategy state."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from trading.timeframes import parse_timeframe
 from workers.recovery.recover import recover_session
 from workers.runtime import Runtime
 from workers.ticks.keys import stream_key, subscribers_key
+from workers.ticks.publisher import epoch_ms
+from workers.ticks.snapshots import load_snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -51,3 +55,36 @@ def test_a_session_whose_stream_was_lost_is_warmed_from_its_sources_history(
     assert state.latest_partial_candle == expected.partial
     assert signals_before > 0, "the session traded before the loss"
     assert cast(int, len(state.candles)) < len(expected.closed), "only what it needs came back"
+
+
+def test_a_session_whose_redis_restarted_empty_resumes_at_its_snapshot(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Redis restarted empty (the broker keeps its own): the session comes back as it was at
+    its last snapshot, its cursor there, so the entries the feed publishes again carry it on
+    as if nothing had happened (without this it started at the empty stream's end, its tick
+    counters restarted, the ticks after its snapshot never processed)."""
+    ticks = replay_ticks()
+    with Fleet(redis_url, tmp_path, **QUIET) as rig:
+        sid = rig.create("sma", "ACC-RESUME")
+        rig.start_worker(queues=("ticks", "orders"))
+        rig.publish_replay(ticks[:LOST_AT])
+        rig.wait_settled()
+        snapshot = load_snapshot(rig.engine, sid)
+        rig.client.flushdb()  # the fleet's Redis only: the paper broker's is db 1
+        report = recover_session(Runtime(rig.settings), sid)
+        state, progress, cursor = rig.state(sid), rig.progress("sma"), rig.cursor(sid)
+
+    assert snapshot is not None and snapshot.resumable
+    assert report.outcome == "recovered", report
+    assert report.details["resumed_at_snapshot"] is True
+    assert cursor == snapshot.cursor
+    assert progress.ticks_processed == snapshot.ticks_processed > 0
+    assert progress.candles_closed == snapshot.candles_closed
+    assert progress.signal_seq == snapshot.signal_seq
+    assert state.strategy.state == snapshot.strategy_state
+    upto = [t for t in ticks[:LOST_AT] if epoch_ms(t) <= int(cursor.partition("-")[0])]
+    expected = fold_ticks(None, upto, parse_timeframe("1m"))
+    assert state.latest_partial_candle == expected.partial
+    assert len(state.candles) >= 8 + 1
+    assert list(state.candles) == list(expected.closed[-len(state.candles) :])

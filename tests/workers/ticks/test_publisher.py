@@ -1,6 +1,7 @@
 """The publisher on a private Redis: publishing is idempotent per batch (a batch sent again,
 as after a lost reply, appends nothing twice and is counted), two identical prints are two
-entries, another feed starts its own count, and a stream nobody reads wakes nothing."""
+entries, another feed starts its own count, a stream nobody reads wakes nothing, and a guarded
+feed notices a stream that Redis lost."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.kit.metrics import counted
 from workers.metrics.catalog import TICKS_REJECTED
 from workers.ticks import pipelines
 from workers.ticks.keys import DRAINERS_KEY, READY_KEY, stream_key, subscribers_key
-from workers.ticks.publisher import FeedSeq, RawTick, TickPublisher
+from workers.ticks.publisher import FeedSeq, RawTick, StreamLost, TickPublisher
 
 pytestmark = pytest.mark.integration
 
@@ -164,3 +165,27 @@ def test_a_time_the_sessions_cannot_read_is_no_stream_ids_time(
         str(T),
         str(T + 1_000),
     ]
+
+
+def test_a_guarded_batch_notices_a_stream_redis_lost(subscribed: redis.Redis, tasks: Tasks) -> None:
+    """Redis restarted empty: the stream and the feed's record of it are gone. The feed's next
+    batch (numbered past its first entry) appends nothing and names the instrument, so the
+    feed publishes again what was lost; numbered from 0 again, it goes in. Unguarded, the
+    batch is appended to the empty stream as before (nothing notices)."""
+    pub = publisher(subscribed, tasks)
+    assert pub.publish_raw(ES, rows(0, 3), guard=True).published == 3
+    subscribed.flushall()
+    subscribed.sadd(subscribers_key(ES), "s-1")
+    with pytest.raises(StreamLost) as lost:
+        pub.publish_raw(ES, rows(3, 2), guard=True)
+    assert lost.value.instruments == (ES,)
+    assert entries(subscribed) == []
+    assert counted(subscribed, TICKS_REJECTED) == {}
+    pub.restart_numbering(ES)
+    again = pub.publish_raw(ES, rows(0, 5), guard=True)
+    assert (again.published, again.duplicates) == (5, 0)
+    assert entries(subscribed) == [(t, p) for t, p, *_ in rows(0, 5)]
+    unguarded = publisher(subscribed, tasks)
+    unguarded.publish_raw(ES, rows(5, 1))
+    subscribed.flushall()
+    assert unguarded.publish_raw(ES, rows(6, 1)).published == 1

@@ -8,29 +8,53 @@ until it goes through: a batch whose reply was lost is then skipped by the strea
 appended twice, and a feed cut off for a while loses nothing it read. With ``--fuzz SEED`` it
 publishes the fuzzed plan of the same entries instead (``workers.tools.drill.fuzz``).
 It ends with one line: how many entries it published.
+
+The clean replay notices a Redis that lost its history (restarted empty): its batches are
+published with the publisher's guard, so a batch numbered past the first that finds its
+instrument's feed record gone appends nothing (``StreamLost``). The feed then waits until the
+instrument's active sessions were rebuilt (their recovery subscribed them again, at their
+snapshot's cursor) and publishes that instrument again, from the oldest of those cursors
+(``workers.ticks.snapshots.resume_point``: its whole millisecond, so the entries get the ids
+they had), as fast as it can until it is back on pace; its numbering of the instrument starts
+over. Its source keeps the history: the replay files.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import cast
 
 import redis
+from sqlalchemy import Engine
 
 from trading.market import Tick
 from workers.celery_app import create_app
 from workers.connections import require_redis
+from workers.db.engines import make_engine
 from workers.feeds.replay import ReplayConfig, ReplaySource
 from workers.runtime import make_publisher
 from workers.settings import Settings
-from workers.ticks.publisher import RawTick, TickPublisher, encode_tick
+from workers.ticks.keys import subscribers_key
+from workers.ticks.publisher import RawTick, StreamLost, TickPublisher, encode_tick
+from workers.ticks.snapshots import resume_point
 from workers.tools.drill.fuzz import FeedBatch, fuzz_feed
 from workers.tools.drill.scenario import Scenario
+
+log = logging.getLogger(__name__)
 
 BATCH = 200
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 2.0
+RESUME_WAIT_S = 60.0
+"""How long a feed that found a stream lost waits for the instrument's sessions to be rebuilt
+before it publishes again all the same."""
+RESUME_POLL_S = 0.2
+
+Resume = Callable[[str, Sequence[RawTick]], int]
+"""The index in an instrument's entries to publish again from once its stream was lost."""
 
 
 def scenario_ticks(scenario: Scenario, settings: Settings) -> Iterator[Tick]:
@@ -54,21 +78,6 @@ def scenario_rows(scenario: Scenario, settings: Settings) -> dict[str, list[RawT
     for tick in scenario_ticks(scenario, settings):
         rows[tick.instrument].append(encode_tick(tick))
     return rows
-
-
-def clean_batches(
-    scenario: Scenario, settings: Settings, publisher: TickPublisher
-) -> Iterator[tuple[str, FeedBatch]]:
-    """Runs of consecutive entries of one contract (at most ``BATCH``), each numbered."""
-    instrument, rows = "", list[RawTick]()
-    for tick in scenario_ticks(scenario, settings):
-        if rows and (tick.instrument != instrument or len(rows) >= BATCH):
-            yield instrument, FeedBatch(tuple(rows), publisher.number(instrument, len(rows)))
-            rows = []
-        instrument = tick.instrument
-        rows.append(encode_tick(tick))
-    if rows:
-        yield instrument, FeedBatch(tuple(rows), publisher.number(instrument, len(rows)))
 
 
 def publish_paced(
@@ -103,11 +112,98 @@ def _first_ms(rows: tuple[RawTick, ...], scenario: Scenario, fallback: int) -> i
     return fallback
 
 
-def _publish(publisher: TickPublisher, instrument: str, batch: FeedBatch) -> None:
+def publish_resuming(
+    rows: Mapping[str, Sequence[RawTick]],
+    publisher: TickPublisher,
+    scenario: Scenario,
+    resume: Resume,
+) -> int:
+    """Publish every instrument's entries merged in data time, in batches of consecutive
+    entries of one instrument, each due at the scenario's speed; an instrument whose stream
+    was lost is published again from ``resume``'s index (see the module). How many entries
+    went out (those published again included)."""
+    started = time.monotonic()
+    start_ms = int(scenario.start.timestamp() * 1000)
+    latest = start_ms
+    published = 0
+    heads = dict.fromkeys(rows, 0)
+    while (chosen := _next_batch(rows, heads)) is not None:
+        instrument, batch_rows = chosen
+        latest = max(latest, int(batch_rows[0][0]))
+        due = started + (latest - start_ms) / 1000 / scenario.speed
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)  # pacing: the batch is not due yet
+        batch = FeedBatch(batch_rows, publisher.number(instrument, len(batch_rows)))
+        try:
+            _publish(publisher, instrument, batch, guard=True)
+        except StreamLost as lost:
+            for name in lost.instruments:
+                heads[name] = resume(name, rows[name])
+                publisher.restart_numbering(name)
+                log.warning("%s: stream lost; published again from entry %d", name, heads[name])
+            continue
+        heads[instrument] += len(batch_rows)
+        published += len(batch_rows)
+    return published
+
+
+def _next_batch(
+    rows: Mapping[str, Sequence[RawTick]], heads: Mapping[str, int]
+) -> tuple[str, tuple[RawTick, ...]] | None:
+    """The next run of consecutive entries of one instrument in data-time order (at most
+    ``BATCH``; on equal times the instrument named first goes first)."""
+    pending = [(name, entries, heads[name]) for name, entries in rows.items()]
+    pending = [(name, entries, at) for name, entries, at in pending if at < len(entries)]
+    if not pending:
+        return None
+    name, entries, at = min(pending, key=lambda p: int(p[1][p[2]][0]))
+    others = [int(e[a][0]) for n, e, a in pending if n != name]
+    limit = min(others, default=None)
+    end = at
+    while end < len(entries) and end - at < BATCH:
+        if limit is not None and int(entries[end][0]) > limit:
+            break
+        end += 1
+    return name, tuple(entries[at:end])
+
+
+def resume_from_sessions(
+    engine: Engine, client: redis.Redis, wait_s: float = RESUME_WAIT_S
+) -> Resume:
+    """``Resume`` from the instrument's active sessions: once each is subscribed again (its
+    recovery done) or ``wait_s`` passed, the first entry at or after the whole millisecond of
+    their oldest snapshot cursor."""
+
+    def resume(instrument: str, entries: Sequence[RawTick]) -> int:
+        deadline = time.monotonic() + wait_s
+        point = resume_point(engine, instrument)
+        while time.monotonic() < deadline:
+            try:
+                members = cast(set[bytes], client.smembers(subscribers_key(instrument)))
+            except (redis.ConnectionError, redis.TimeoutError):
+                members = set()
+            subscribed = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+            if subscribed >= set(point.session_ids):
+                break
+            time.sleep(RESUME_POLL_S)  # their recovery has not subscribed them yet
+        else:
+            log.warning("%s: sessions not all rebuilt; publishing again all the same", instrument)
+        point = resume_point(engine, instrument)
+        return next(
+            (i for i, row in enumerate(entries) if int(row[0]) >= point.from_ms), len(entries)
+        )
+
+    return resume
+
+
+def _publish(
+    publisher: TickPublisher, instrument: str, batch: FeedBatch, *, guard: bool = False
+) -> None:
     pause = RETRY_FIRST_S
     while True:
         try:
-            publisher.publish_raw(instrument, batch.rows, batch.at)
+            publisher.publish_raw(instrument, batch.rows, batch.at, guard=guard)
             return
         except (redis.ConnectionError, redis.TimeoutError):
             time.sleep(pause)  # Redis cannot be reached: the same batch again, later
@@ -121,7 +217,13 @@ def run_feed(scenario: Scenario, settings: Settings, fuzz_seed: int | None = Non
     publisher = make_publisher(client, settings, create_app(settings))
     started = time.monotonic()
     if fuzz_seed is None:
-        published = publish_paced(clean_batches(scenario, settings, publisher), publisher, scenario)
+        engine = make_engine(settings.sqlalchemy_url)
+        try:
+            resume = resume_from_sessions(engine, client)
+            rows = scenario_rows(scenario, settings)
+            published = publish_resuming(rows, publisher, scenario, resume)
+        finally:
+            engine.dispose()
     else:
         plan = fuzz_feed(scenario_rows(scenario, settings), fuzz_seed)
         published = publish_paced(plan.batches, publisher, scenario)
