@@ -129,7 +129,7 @@ def _run_drills(
         progress(f"network up ({', '.join(net.hosts)}); services on {net.services_ip}")
         progress("reference: the scenario without faults")
         reference_run = OneRun(net, services, scenario, REFERENCE, log_dir, 0, seed)
-        reference, _, lag = net.call_in(net.services_host, reference_run.run)
+        reference, _, lag = reference_run.run_in(net)
         if reference_run.unsettled or lag is None:
             raise ServiceUnavailable(
                 f"the reference run did not settle ({'; '.join(reference_run.unsettled[:3])}): "
@@ -139,7 +139,7 @@ def _run_drills(
         for index, drill in enumerate(drills, start=1):
             progress(f"{drill.name}: {drill.what}")
             run = OneRun(net, services, scenario, drill, log_dir, index, seed)
-            outcome, fault, recovery = net.call_in(net.services_host, run.run)
+            outcome, fault, recovery = run.run_in(net)
             result = judge(
                 drill.name,
                 reference,
@@ -266,6 +266,17 @@ class OneRun:
         return max(recovery, self.kill_log.longest_s)
 
     # ------------------------------------------------------------ the run
+
+    def run_in(self, net: Network) -> tuple[RunOutcome, Fault, float | None]:
+        """``run`` on the services host. Interrupted (Ctrl-C, SIGTERM), the run's processes
+        are stopped here, with their supervisor, before the network and the services are torn
+        down: the run's own thread cannot be interrupted and would otherwise restart what the
+        teardown kills, and keep PostgreSQL's clients connected."""
+        try:
+            return net.call_in(net.services_host, self.run)
+        except BaseException:
+            self.hosts.stop()
+            raise
 
     def run(self) -> tuple[RunOutcome, Fault, float | None]:
         """What the run ended with, the faults injected, and ``recovery_s``. Called in a

@@ -139,7 +139,9 @@ class Services:
         if self._broker_paused:
             self.resume_broker()
         for name in list(self._procs):
-            self._stop(name)
+            # PostgreSQL's SIGINT is its fast shutdown: clients still connected are cut off
+            # (SIGTERM, its smart shutdown, would wait for them).
+            self._stop(name, sig=signal.SIGINT if name == "postgres" else signal.SIGTERM)
         if self._data_dir is not None:
             shutil.rmtree(self._data_dir, ignore_errors=True)
             self._data_dir = None
