@@ -103,12 +103,15 @@ def run_drills(
     scenario: Scenario, drills: list[Drill], workdir: Path, progress: Progress, seed: int = 7
 ) -> DrillReport:
     """The reference, then each drill; everything torn down afterwards, also on Ctrl-C and
-    SIGTERM (raised here as ``KeyboardInterrupt`` so that every ``with`` unwinds)."""
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    SIGTERM (raised here as ``KeyboardInterrupt`` so that every ``with`` unwinds). SIGINT is
+    handled even when the process was started with it ignored (a non-interactive shell's
+    background job): a SIGINT sent to the drill always tears it down."""
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return _run_drills(scenario, drills, workdir, progress, seed)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _interrupt(signum: int, frame: object) -> None:
