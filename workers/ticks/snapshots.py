@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from models.meta import PROGRESS_FIELD
 from models.progress import TickProgress
 from models.tables import OrderRow, StrategySnapshotRow, TradingSessionRow
+from trading.market import epoch_ms
 from workers.ticks.step import StepResult, progress_of
 
 log = logging.getLogger(__name__)
@@ -258,14 +259,8 @@ def resume_point(engine: Engine, instrument: str) -> ResumePoint:
         )
     cursors = [cursor or "0-0" for _, cursor in rows]
     oldest = min(cursors, key=_id_order, default="0-0")
-    unsent_ms = None if unsent is None else _epoch_ms(unsent)
+    unsent_ms = None if unsent is None else epoch_ms(unsent)
     return ResumePoint(instrument, oldest, tuple(ids), unsent_ms)
-
-
-def _epoch_ms(moment: datetime) -> int:
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    delta = aware - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
 def _id_order(entry_id: str) -> tuple[int, int]:
