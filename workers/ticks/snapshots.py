@@ -27,6 +27,7 @@ from models.meta import PROGRESS_FIELD
 from models.progress import TickProgress
 from models.tables import OrderRow, StrategySnapshotRow, TradingSessionRow
 from trading.market import epoch_ms
+from trading.reconcile import OPEN_ORDER_STATUSES
 from workers.ticks.step import StepResult, progress_of
 
 log = logging.getLogger(__name__)
@@ -214,9 +215,9 @@ def load_snapshot(engine: Engine, session_id: str) -> StrategySnapshot | None:
 class ResumePoint:
     """Where an instrument's stream must be published again from after it was lost: the
     oldest durable cursor of the active sessions reading it (``0-0``: one never snapshotted,
-    so from the start), or earlier the data time of their oldest order not yet known to have
-    reached the broker (its send went with Redis: sent again later, it fills on the first
-    print at or after its decision, which must be there again); and those sessions."""
+    so from the start), or earlier the data time of their oldest order not final (not yet
+    sent, or resting at the broker: either fills on the first print at or after its decision,
+    which must be there again); and those sessions."""
 
     instrument: str
     cursor: str
@@ -227,20 +228,16 @@ class ResumePoint:
     def from_ms(self) -> int:
         """The data time (epoch ms) to publish again from: the whole millisecond of the cursor
         (so the entries get the ids they had: ids are ``<data time>-<n>``), or the oldest
-        unsent order's decision if earlier."""
+        open order's decision if earlier."""
         cursor_ms = _id_order(self.cursor)[0]
         if self.unsent_from_ms is None:
             return cursor_ms
         return min(cursor_ms, self.unsent_from_ms)
 
 
-UNSENT_STATUSES = ("new", "sent")
-"""Order rows whose send may not have reached the broker."""
-
-
 def resume_point(engine: Engine, instrument: str) -> ResumePoint:
     """The oldest snapshot cursor of the active sessions on ``instrument`` and their oldest
-    unsent order (see ``ResumePoint``); with no such session, the stream's start."""
+    order not final (see ``ResumePoint``); with no such session, the stream's start."""
     query = (
         select(TradingSessionRow.id, StrategySnapshotRow.cursor)
         .outerjoin(StrategySnapshotRow, StrategySnapshotRow.session_id == TradingSessionRow.id)
@@ -254,7 +251,7 @@ def resume_point(engine: Engine, instrument: str) -> ResumePoint:
             select(func.min(OrderRow.decided_at)).where(
                 OrderRow.session_id.in_(ids),
                 OrderRow.contract == instrument,
-                OrderRow.status.in_(UNSENT_STATUSES),
+                OrderRow.status.in_(OPEN_ORDER_STATUSES),
             )
         )
     cursors = [cursor or "0-0" for _, cursor in rows]
