@@ -47,6 +47,13 @@ def bench(
     ticks: Annotated[
         int, typer.Option(help="Ticks published in the flat-out run.")
     ] = _DEFAULT.ticks,
+    idle_seconds: Annotated[
+        float, typer.Option(help="Length of the idle run (no ticks; the fleet's own CPU).")
+    ] = _DEFAULT.idle_seconds,
+    capacity_rounds: Annotated[
+        int,
+        typer.Option(help="Rounds of one tick per session in the capacity run (big sessions)."),
+    ] = _DEFAULT.capacity_rounds,
     only: Annotated[
         Phase | None,
         typer.Option(help="Run this phase alone (the other figures read 0)."),
@@ -61,6 +68,8 @@ def bench(
         big_sessions=big_sessions,
         big_rate=big_rate,
         ticks=ticks,
+        idle_seconds=idle_seconds,
+        capacity_rounds=capacity_rounds,
         only=only,
     )
     console = Console(highlight=False)
@@ -86,9 +95,21 @@ def summary_table(report: BenchReport) -> Table:
         f"{res.baseline_ticks_per_s:,.0f} ticks/s",
         "same steps, no Redis, no Celery",
     )
+    table.add_row("end to end ÷ baseline", f"{res.end_to_end_ratio:.2f}", "")
+    if report.idle is not None:
+        table.add_row(
+            "idle", f"{res.idle_cores:.3f} cores", f"no ticks for {cfg.idle_seconds:.0f}s"
+        )
+    table.add_row(
+        "capacity",
+        f"{res.capacity_steps_per_s:,.0f} steps/s",
+        f"one tick per step, {cfg.big_sessions} sessions, flat out",
+    )
     for name, paced, sessions in (
         ("latency", report.latency, cfg.sessions),
         ("latency high rate", report.latency_big, cfg.big_sessions),
+        ("latency at 50% capacity", report.at_50pct, cfg.big_sessions),
+        ("latency at 80% capacity", report.at_80pct, cfg.big_sessions),
     ):
         where = (
             f"{paced.achieved_per_s:,.0f} ticks/s over {sessions} sessions, {paced.steps:,} steps,"

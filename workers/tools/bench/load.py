@@ -342,3 +342,50 @@ def _baseline_step(
         fields[CURSOR_FIELD] = step.cursor
     history.extend(step.candles)
     return step.ticks_processed, len(step.new_orders)
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """Steps of one tick each, flat out: the fleet's capacity in steps per second."""
+
+    steps: int
+    seconds: float
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.seconds if self.seconds > 0 else 0.0
+
+
+def measure_capacity(
+    env: BenchEnv, instruments: Sequence[str], rounds: int, seed: int = 4
+) -> Capacity:
+    """``rounds`` rounds of one tick for every session, each published as soon as the one
+    before is drained: every step holds one tick (a paced run's step), none waits on the
+    feed; steps per second from the first publish until the last round is drained."""
+    prices = paced_prices(instruments, rounds * len(instruments), seed)
+    _settle(env, instruments, prices)
+    by_instrument: dict[str, list[RawTick]] = {}
+    for instrument, row in prices:
+        by_instrument.setdefault(instrument, []).append(row)
+    fallback = prices[0][1]
+    started = time.monotonic()
+    for n in range(rounds):
+        t_ms = str(int(time.time() * 1000))
+        batch: Chunk = {}
+        for instrument in instruments:
+            rows = by_instrument.get(instrument) or [fallback]
+            row = rows[n % len(rows)]
+            batch[instrument] = [(t_ms, row[1], row[2], row[3], row[4])]
+        env.publisher.publish_many(batch)
+        wait_drained(env, instruments, timeout_s=60.0)
+    seconds = time.monotonic() - started
+    _final_samples(env)
+    return Capacity(rounds * len(instruments), seconds)
+
+
+def measure_idle(env: BenchEnv, seconds: float) -> CpuSpent:
+    """The CPU every part of the fleet uses over ``seconds`` with no ticks at all (the drain
+    tasks of the run before included, from the moment their last session was drained)."""
+    before = _cpu(env)
+    time.sleep(seconds)  # idling is what is measured
+    return CpuSpent.between(before, _cpu(env))

@@ -9,7 +9,11 @@ Phases (all against a private redis-server, SQLite file and Celery workers start
    with its due wall time; the drainers (``TRADEFLEET_LATENCY_PROBE=1``) record, per step, the
    age of its oldest tick when its state write completed: tick-to-decision latency.
 3. the same at ``big_rate`` ticks/s over ``big_sessions`` sessions.
-4. baseline: the same step work as phase 1 (``SessionStep``) in this one process, with no
+4. idle: the CPU of every process over ``idle_seconds`` with no ticks at all.
+5. capacity: rounds of one tick for each of the ``big_sessions`` sessions, each round sent
+   once the one before is drained (steps/s flat out, one tick per step), then paced runs at
+   50 % and 80 % of that capacity: the figures judged in ratios of this host's own capacity.
+6. baseline: the same step work as phase 1 (``SessionStep``) in this one process, with no
    Redis or Celery.
 
 ``BenchConfig.only`` runs one phase alone (its figures only; the others read 0).
@@ -29,6 +33,7 @@ from sqlalchemy.orm import Session as DbSession
 from models.tables import OrderRow
 from trading.exceptions import BadInput
 from workers.db.engines import engine_for
+from workers.tools.bench.cpu import CpuSpent
 from workers.tools.bench.env import (
     STRATEGY,
     STRATEGY_ARGS,
@@ -39,9 +44,12 @@ from workers.tools.bench.env import (
 )
 from workers.tools.bench.load import (
     Baseline,
+    Capacity,
     Chunk,
     FlatOut,
     Paced,
+    measure_capacity,
+    measure_idle,
     processed_total,
     publish_flat_out,
     publish_paced,
@@ -58,6 +66,8 @@ class Phase(StrEnum):
     FLAT = "flat"
     LATENCY = "latency"
     BIG = "big"
+    IDLE = "idle"
+    CAPACITY = "capacity"
     BASELINE = "baseline"
 
 
@@ -78,6 +88,8 @@ class BenchConfig:
     big_sessions: int = 1_000
     big_rate: float = 10_000.0
     ticks: int = 600_000
+    idle_seconds: float = 30.0
+    capacity_rounds: int = 20
     only: Phase | None = None
     """Run this phase alone (the other figures read 0); None runs them all."""
 
@@ -90,6 +102,8 @@ class BenchConfig:
             raise BadInput("--seconds, --rate and --big-rate must be positive")
         if self.ticks < self.sessions:
             raise BadInput("--ticks must be at least one per session")
+        if not self.idle_seconds > 0 or self.capacity_rounds < 1:
+            raise BadInput("--idle-seconds must be positive and --capacity-rounds at least 1")
 
     def runs(self, phase: Phase) -> bool:
         return self.only is None or self.only is phase
@@ -106,6 +120,16 @@ class BenchResult:
     latency_10k_p99_ms: float
     sessions: int
     workers: int
+    end_to_end_ratio: float
+    """End to end ÷ the in-process baseline."""
+    capacity_steps_per_s: float
+    latency_p99_ms_at_50pct: float
+    latency_p99_ms_at_80pct: float
+    idle_cores: float
+    """Cores busy with no ticks for ``idle_seconds``, every process of the fleet summed."""
+    cpu_us_per_step_2k: float
+    cpu_us_per_step_10k: float
+    cores_busy_10k: float
 
     def to_json(self) -> dict[str, Any]:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -127,6 +151,10 @@ class BenchReport:
     baseline_orders: int
     latency: Paced
     latency_big: Paced
+    idle: CpuSpent | None
+    capacity: Capacity
+    at_50pct: Paced
+    at_80pct: Paced
 
     @property
     def notes(self) -> list[str]:
@@ -152,7 +180,9 @@ def run_bench(config: BenchConfig, say: Say) -> BenchReport:
         say(f"generating {config.ticks:,} synthetic ticks over {len(small)} contracts")
         chunks = synthetic_chunks(small, config.ticks)
     flat, rejected = FlatOut(0, 0.0, 0.0), 0
-    latency = latency_big = Paced.empty()
+    latency = latency_big = at_50pct = at_80pct = Paced.empty()
+    idle: CpuSpent | None = None
+    capacity = Capacity(0, 0.0)
     orders = 0
     if config.only is not Phase.BASELINE:
         say(f"starting redis-server and {config.workers} tick worker process(es)")
@@ -178,6 +208,12 @@ def run_bench(config: BenchConfig, say: Say) -> BenchReport:
                 )
                 latency_big = publish_paced(env, big, config.big_rate, config.seconds, seed=3)
                 _say_paced(say, latency_big)
+            if config.runs(Phase.IDLE):
+                say(f"idle: no ticks for {config.idle_seconds:.0f}s")
+                idle = measure_idle(env, config.idle_seconds)
+                say(f"  {idle.cores():.4f} cores busy ({_parts(idle)})")
+            if config.runs(Phase.CAPACITY):
+                capacity, at_50pct, at_80pct = _capacity(env, big, config, say)
             with DbSession(engine_for(env.settings.sqlalchemy_url)) as db:
                 orders = int(db.scalar(select(func.count()).select_from(OrderRow)) or 0)
     baseline = Baseline(0, 0.0, 0)
@@ -193,6 +229,16 @@ def run_bench(config: BenchConfig, say: Say) -> BenchReport:
         latency_10k_p99_ms=latency_big.percentile_ms(99),
         sessions=config.sessions,
         workers=config.workers,
+        end_to_end_ratio=(
+            flat.ticks_per_s / baseline.ticks_per_s if baseline.ticks_per_s > 0 else 0.0
+        ),
+        capacity_steps_per_s=capacity.steps_per_s,
+        latency_p99_ms_at_50pct=at_50pct.percentile_ms(99),
+        latency_p99_ms_at_80pct=at_80pct.percentile_ms(99),
+        idle_cores=idle.cores() if idle is not None else 0.0,
+        cpu_us_per_step_2k=_cpu_per_step_us(latency),
+        cpu_us_per_step_10k=_cpu_per_step_us(latency_big),
+        cores_busy_10k=latency_big.cpu.cores() if latency_big.cpu is not None else 0.0,
     )
     return BenchReport(
         config=config,
@@ -207,7 +253,38 @@ def run_bench(config: BenchConfig, say: Say) -> BenchReport:
         baseline_orders=baseline.orders,
         latency=latency,
         latency_big=latency_big,
+        idle=idle,
+        capacity=capacity,
+        at_50pct=at_50pct,
+        at_80pct=at_80pct,
     )
+
+
+def _capacity(
+    env: BenchEnv, instruments: Sequence[str], config: BenchConfig, say: Say
+) -> tuple[Capacity, Paced, Paced]:
+    """Phase 5: the capacity in one-tick steps, and the latency at half and 80 % of it."""
+    spent = env.create_sessions(instruments)
+    say(f"capacity: {config.capacity_rounds} rounds of one tick for each of {len(instruments)}")
+    say(f"  sessions ({spent:.1f}s to create them)")
+    capacity = measure_capacity(env, instruments, config.capacity_rounds)
+    say(f"  {capacity.steps:,} steps in {capacity.seconds:.2f}s = {capacity.steps_per_s:,.0f}/s")
+    runs = []
+    for share in (0.5, 0.8):
+        rate = share * capacity.steps_per_s
+        say(f"latency at {share:.0%} of capacity: {rate:,.0f} ticks/s, {config.seconds}s")
+        paced = publish_paced(env, instruments, rate, config.seconds, seed=5)
+        _say_paced(say, paced)
+        runs.append(paced)
+    return capacity, runs[0], runs[1]
+
+
+def _cpu_per_step_us(paced: Paced) -> float:
+    return paced.cpu_per_step_us(paced.cpu.total_s) if paced.cpu is not None else 0.0
+
+
+def _parts(cpu: CpuSpent) -> str:
+    return ", ".join(f"{name} {seconds:.2f}s" for name, seconds in cpu.parts().items())
 
 
 def _flat_out(

@@ -19,6 +19,14 @@ KEYS = {
     "latency_10k_p99_ms",
     "sessions",
     "workers",
+    "end_to_end_ratio",
+    "capacity_steps_per_s",
+    "latency_p99_ms_at_50pct",
+    "latency_p99_ms_at_80pct",
+    "idle_cores",
+    "cpu_us_per_step_2k",
+    "cpu_us_per_step_10k",
+    "cores_busy_10k",
 }
 
 
@@ -36,6 +44,8 @@ def test_reduced_bench_prints_every_figure_as_its_last_line() -> None:
         "--big-sessions=8",
         "--big-rate=400",
         "--ticks=4000",
+        "--idle-seconds=1",
+        "--capacity-rounds=2",
     ]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -46,12 +56,14 @@ def test_reduced_bench_prints_every_figure_as_its_last_line() -> None:
     assert figures["workers"] == 1
     for key in KEYS - {"sessions", "workers"}:
         assert isinstance(figures[key], float | int), key
-        assert figures[key] > 0, key
+        assert figures[key] > 0 or key == "idle_cores", key
+    assert 0 <= figures["idle_cores"] < 2, "the idle run's cores busy, all processes"
     assert figures["latency_p50_ms"] <= figures["latency_p99_ms"]
     assert any("flat out: 4,000 ticks" in line for line in lines), done.stdout
     assert any("tradefleet tick path" in line for line in lines), done.stdout
     cpu_lines = [line for line in lines if line.strip().startswith("cpu: ")]
-    assert len(cpu_lines) == 2, done.stdout  # one per latency run
+    assert len(cpu_lines) == 4, done.stdout  # one per latency run
+    assert any("capacity" in line and "steps/s" in line for line in lines), done.stdout
     for line in cpu_lines:
         assert "us per step (redis " in line and "tick workers " in line, line
         assert "not readable" not in line, line
