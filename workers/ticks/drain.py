@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import redis
 from sqlalchemy.engine import Engine
@@ -41,7 +41,7 @@ from workers.risk.feed_stall import feed_stalled
 from workers.settings import Settings, get_diagnostics
 from workers.state import scripts as store_scripts
 from workers.ticks import scripts
-from workers.ticks.keys import BACKLOG_KEY, DRAINERS_KEY, READY_KEY
+from workers.ticks.keys import BACKLOG_KEY, DRAINERS_KEY, READY_KEY, WAKE_KEY
 from workers.ticks.latency_probe import LatencyProbe
 from workers.ticks.lazy_fields import BEGIN_FIELDS, LazyFields, RoundHistory, RoundLoader
 from workers.ticks.pipelines import Batch
@@ -60,10 +60,12 @@ BUSY_RETRY_MS = 20
 ERROR_RETRY_MS = 1_000
 RETRY_HORIZON_MS = 2 * ERROR_RETRY_MS
 """A drain task stays while a session is put back for a retry due within this horizon."""
-IDLE_LINGER_S = 0.2
-"""A drain task with nothing to claim polls this long before it stops: under a steady flow of
-ticks drain tasks stay up instead of being restarted (through the broker) for every tick."""
-IDLE_POLL_S = 0.001
+IDLE_LINGER_S = 1.0
+"""A drain task with nothing to claim waits this long for work before it stops: under a steady
+flow of ticks drain tasks stay up instead of being restarted (through the broker) for every
+tick. It waits blocked on the wake list (``WAKE_KEY``), not polling: an idle fleet sleeps."""
+WAIT_MIN_S = 0.001
+"""Redis's resolution of a blocking wait (a timeout of 0 would wait for ever)."""
 BACKLOG_STEP_TICKS = 16
 """A round whose steps read this many ticks each on average or more is a backlog's: it sets
 the backlog key for ``BACKLOG_MARK_MS``, and meanwhile every claim takes only its share of the
@@ -144,14 +146,15 @@ class TickDrainer:
                 batch.commands += self._claim_commands(drainer_id)
                 claimed = self._claimed(batch.execute(self._scripts))
             if not claimed:
-                idle_since = idle_since or time.monotonic()
-                if time.monotonic() - idle_since < IDLE_LINGER_S:
-                    time.sleep(IDLE_POLL_S)
-                    continue
-                done_args: list[str | int] = [_now_ms(), drainer_id, RETRY_HORIZON_MS]
-                if self._done(keys=[READY_KEY, DRAINERS_KEY], args=done_args):
-                    return DrainReport(sessions, ticks, finished=True)
-                time.sleep(0.002)
+                now = time.monotonic()
+                idle_since = idle_since or now
+                wait_s = IDLE_LINGER_S - (now - idle_since)
+                if wait_s <= 0:
+                    done_args: list[str | int] = [_now_ms(), drainer_id, RETRY_HORIZON_MS]
+                    if self._done(keys=[READY_KEY, DRAINERS_KEY], args=done_args):
+                        return DrainReport(sessions, ticks, finished=True)
+                    wait_s = RETRY_HORIZON_MS / 1000
+                self._await_work(min(wait_s, deadline - now))
                 continue
             idle_since = 0.0
             sessions += len(claimed)
@@ -161,6 +164,17 @@ class TickDrainer:
             self.client.zadd(READY_KEY, dict.fromkeys(claimed, _now_ms()), xx=True)
         self._send_gathered()
         return DrainReport(sessions, ticks, finished=False)
+
+    def _await_work(self, wait_s: float) -> None:
+        """Block until a wake token comes (``WAKE_KEY``), the earliest session put back in the
+        ready set is due (a retry, a lease run out) or ``wait_s`` has passed."""
+        first = cast(
+            list[tuple[bytes, float]], self.client.zrange(READY_KEY, 0, 0, withscores=True)
+        )
+        if first:
+            wait_s = min(wait_s, (float(first[0][1]) - _now_ms()) / 1000)
+        if wait_s >= WAIT_MIN_S:
+            self.client.blpop([WAKE_KEY], timeout=wait_s)
 
     def _send_gathered(self) -> None:
         """The latency samples and counts not sent yet, in one batch of their own (a drainer
@@ -179,7 +193,7 @@ class TickDrainer:
         samples and the counts gathered so far go along."""
         settings = self.settings
         now = _now_ms()
-        claim_keys = (READY_KEY, DRAINERS_KEY, BACKLOG_KEY)
+        claim_keys = (READY_KEY, DRAINERS_KEY, BACKLOG_KEY, WAKE_KEY)
         claim_args = (
             now,
             settings.state.lock_ttl_ms,

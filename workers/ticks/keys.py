@@ -12,6 +12,10 @@
 - ``tf:ready`` — sorted set of sessions with ticks to process; score = epoch ms from which the
   session may be claimed (a claim pushes it into the future: a lease that a dead worker loses).
 - ``tf:drainers`` — how many drain tasks are queued or running.
+- ``tf:wake`` — a list of wake tokens for idle drainers, which block on it (``BLPOP``) instead of
+  polling: a publish that made sessions ready, a claim that left due sessions to the others and
+  a sweep push one token per drainer that may be idle (never more tokens than drainers; the list
+  expires when nobody takes them).
 - ``tf:backlog`` — set for a moment by a drainer whose round read many ticks per session (a
   backlog): while it exists, claims share the due sessions among the drainers.
 """
@@ -25,6 +29,7 @@ from trading.exceptions import BadInput
 READY_KEY = "tf:ready"
 DRAINERS_KEY = "tf:drainers"
 BACKLOG_KEY = "tf:backlog"
+WAKE_KEY = "tf:wake"
 _INSTRUMENT = re.compile(r"[A-Z0-9]{1,16}")
 
 

@@ -44,6 +44,7 @@ from workers.ticks import scripts
 from workers.ticks.keys import (
     DRAINERS_KEY,
     READY_KEY,
+    WAKE_KEY,
     source_key,
     stream_key,
     subscribers_key,
@@ -181,7 +182,7 @@ class TickPublisher:
             if not rows:
                 continue
             if not keys or size >= CALL_TICKS:
-                keys = [READY_KEY, DRAINERS_KEY]
+                keys = [READY_KEY, DRAINERS_KEY, WAKE_KEY]
                 args = [self._maxlen, now, self._max_drainers, self._grace_ms, int(guard)]
                 calls.append((keys, args))
                 size = 0
@@ -221,9 +222,11 @@ class TickPublisher:
         return PublishResult(published, newly, started, duplicates, unread)
 
     def wake(self) -> int:
-        """Start drain tasks for due sessions nobody is draining (after a worker died)."""
+        """Start drain tasks for due sessions nobody is draining (after a worker died), and
+        wake the idle drainers if sessions are due."""
         drainer_ids = self._wake(
-            keys=[READY_KEY, DRAINERS_KEY], args=[_now_ms(), self._max_drainers, self._grace_ms]
+            keys=[READY_KEY, DRAINERS_KEY, WAKE_KEY],
+            args=[_now_ms(), self._max_drainers, self._grace_ms],
         )
         self._start_drainers(drainer_ids)
         return len(drainer_ids)

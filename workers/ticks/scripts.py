@@ -22,15 +22,30 @@ local function start_drainers(ready, drainers, now, max_drainers, grace_ms)
 end
 """
 
+_WAKE_IDLE = """
+-- Idle drainers block on the wake list (BLPOP) for up to their linger: push one token per
+-- drainer that may be waiting, up to ``n``, never more tokens than there are drainers (each
+-- token left over costs its taker one empty claim). The list expires when nobody takes them.
+local function wake_idle(wake, drainers, n)
+  if n <= 0 then return end
+  local want = math.min(n, redis.call('ZCARD', drainers)) - redis.call('LLEN', wake)
+  if want <= 0 then return end
+  for _ = 1, want do redis.call('RPUSH', wake, '1') end
+  redis.call('PEXPIRE', wake, 2000)
+end
+"""
+
 PUBLISH = (
     _START_DRAINERS
+    + _WAKE_IDLE
     + """
--- KEYS: ready, drainers, then per instrument: stream, subscribers, source
+-- KEYS: ready, drainers, wake, then per instrument: stream, subscribers, source
 -- ARGV: maxlen, now_ms, max_drainers, grace_ms, guard,
 --       then per instrument: n, source, first, n x (t, p, s, b, a)
 -- One call publishes the ticks of any number of instruments, marks their subscribers ready
--- once and names the drain tasks to start (checked once for the whole call; none when no
--- instrument of the call has a subscriber: a stream nobody reads wakes nothing).
+-- once, wakes idle drainers for the sessions newly ready and names the drain tasks to start
+-- (checked once for the whole call; none when no instrument of the call has a subscriber: a
+-- stream nobody reads wakes nothing).
 -- source/first: the feed's name and its own number of the batch's first entry (per
 -- instrument, one up per entry). The source hash keeps the last feed's name and the number
 -- after its last entry; entries of that feed numbered below it were published already (the
@@ -42,7 +57,7 @@ PUBLISH = (
 -- from where its sessions will resume (the feed's numbering of it starts over at 0).
 -- Returns {sessions newly ready, drainer ids, duplicates skipped, entries appended to streams
 -- without a subscriber, streams found lost}.
-local ready, drainers = KEYS[1], KEYS[2]
+local ready, drainers, wake = KEYS[1], KEYS[2], KEYS[3]
 local maxlen, now = ARGV[1], tonumber(ARGV[2])
 local max_drainers, grace_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local guard = ARGV[5] == '1'
@@ -83,7 +98,7 @@ local function lost(key, source, first)
 end
 local newly, duplicates, unread, read, gone = 0, 0, 0, false, {}
 local i = 6
-for k = 3, #KEYS, 3 do
+for k = 4, #KEYS, 3 do
   local stream, subs = KEYS[k], KEYS[k + 1]
   local n = tonumber(ARGV[i])
   local skip = 0
@@ -137,21 +152,30 @@ for k = 3, #KEYS, 3 do
 end
 local started = {}
 if read then started = start_drainers(ready, drainers, now, max_drainers, grace_ms) end
+wake_idle(wake, drainers, newly)
 return {newly, started, duplicates, unread, gone}
 """
 )
 
 WAKE = (
     _START_DRAINERS
+    + _WAKE_IDLE
     + """
--- KEYS: ready, drainers   ARGV: now_ms, max_drainers, grace_ms
--- Starts drain tasks for due sessions nobody is draining (after a worker died): a sweep.
-return start_drainers(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+-- KEYS: ready, drainers, wake   ARGV: now_ms, max_drainers, grace_ms
+-- Starts drain tasks for due sessions nobody is draining (after a worker died): a sweep; and
+-- wakes the idle drainers when sessions are due (made ready by a roll or a recovery).
+local now = tonumber(ARGV[1])
+local started = start_drainers(KEYS[1], KEYS[2], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
+wake_idle(KEYS[3], KEYS[2], redis.call('ZCOUNT', KEYS[1], '-inf', now))
+return started
 """
 )
 
-CLAIM = """
--- KEYS: ready, drainers, backlog   ARGV: now_ms, lease_ms, count, min_share, backlog_wait_ms
+CLAIM = (
+    _WAKE_IDLE
+    + """
+-- KEYS: ready, drainers, backlog, wake
+-- ARGV: now_ms, lease_ms, count, min_share, backlog_wait_ms
 -- Claims up to count due sessions: all of them up to min_share, and beyond that no more than
 -- this drainer's share (due sessions / drainers counted, rounded up). A few due sessions with
 -- a tick or two each are not split into a round per drainer (each round costs its round
@@ -159,7 +183,8 @@ CLAIM = """
 -- round: more due sessions than the drainers' minimums, a session due for longer than
 -- backlog_wait_ms, or the backlog key (set by a drainer whose round read many ticks per
 -- session). A claimed session's score moves to now + lease, so a worker that dies holding a
--- claim loses it when the lease runs out.
+-- claim loses it when the lease runs out. A claim that leaves due sessions behind (its share
+-- taken) wakes the idle drainers for them.
 local now = ARGV[1]
 local due = redis.call('ZCOUNT', KEYS[1], '-inf', now)
 if due == 0 then return {} end
@@ -177,8 +202,10 @@ local count = math.min(tonumber(ARGV[3]), share)
 local claimed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, count)
 local until_ms = tonumber(now) + tonumber(ARGV[2])
 for _, m in ipairs(claimed) do redis.call('ZADD', KEYS[1], 'XX', until_ms, m) end
+wake_idle(KEYS[4], KEYS[2], math.min(due - #claimed, drainers - 1))
 return claimed
 """
+)
 
 DRAIN_DONE = """
 -- KEYS: ready, drainers   ARGV: now_ms, drainer_id, horizon_ms

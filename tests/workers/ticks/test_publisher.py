@@ -16,7 +16,7 @@ from redis.retry import Retry
 from tests.kit.metrics import counted
 from workers.metrics.catalog import TICKS_REJECTED
 from workers.ticks import pipelines
-from workers.ticks.keys import DRAINERS_KEY, READY_KEY, stream_key, subscribers_key
+from workers.ticks.keys import DRAINERS_KEY, READY_KEY, WAKE_KEY, stream_key, subscribers_key
 from workers.ticks.publisher import FeedSeq, RawTick, StreamLost, TickPublisher
 
 pytestmark = pytest.mark.integration
@@ -136,7 +136,7 @@ def test_a_stream_nobody_reads_wakes_nothing_and_is_counted(
     result = publisher(redis_client, tasks).publish_raw(UNKNOWN, rows(0, 3))
     assert (result.published, result.unread, result.sessions_woken) == (3, 3, 0)
     assert result.drain_tasks_started == 0 and tasks.sent == []
-    assert redis_client.exists(DRAINERS_KEY, subscribers_key(UNKNOWN)) == 0
+    assert redis_client.exists(DRAINERS_KEY, WAKE_KEY, subscribers_key(UNKNOWN)) == 0
     assert redis_client.zrange(READY_KEY, 0, -1) == [b"due-elsewhere"]
     assert len(entries(redis_client, UNKNOWN)) == 3
     assert counted(redis_client, TICKS_REJECTED) == {"unknown_instrument": 3}
@@ -148,6 +148,25 @@ def test_a_subscribed_stream_still_wakes_its_sessions(
     result = publisher(subscribed, tasks).publish_many({ES: rows(0, 2), UNKNOWN: rows(0, 1)})
     assert (result.published, result.unread, result.sessions_woken) == (3, 1, 1)
     assert result.drain_tasks_started == 2 == len(tasks.sent)
+
+
+def test_sessions_newly_ready_wake_the_idle_drainers_one_token_each_at_most(
+    redis_client: redis.Redis, tasks: Tasks
+) -> None:
+    """Idle drainers block on the wake list: a publish that makes sessions ready pushes a
+    token per drainer (never more tokens than drainers); one whose sessions were ready
+    already pushes none (their drainer claims them)."""
+    redis_client.sadd(subscribers_key(ES), "s-1", "s-2", "s-3")
+    feed = publisher(redis_client, tasks)
+    assert feed.publish_raw(ES, rows(0, 1)).sessions_woken == 3
+    assert redis_client.zcard(DRAINERS_KEY) == 2 and redis_client.llen(WAKE_KEY) == 2
+    assert 0 < redis_client.pttl(WAKE_KEY) <= 2_000, "tokens nobody takes expire"
+    redis_client.lpop(WAKE_KEY, 2)
+    assert feed.publish_raw(ES, rows(1, 1)).sessions_woken == 0
+    assert redis_client.llen(WAKE_KEY) == 0, "sessions ready already: no token"
+    redis_client.zrem(READY_KEY, "s-1")
+    assert feed.publish_raw(ES, rows(2, 3)).sessions_woken == 1
+    assert redis_client.llen(WAKE_KEY) == 1
 
 
 @pytest.mark.parametrize("t", ["1.5e12", "1e13", "253402300800000", "0x1F", " 12"])

@@ -1,23 +1,29 @@
 """The tick path's claim, begin and end scripts and its round-wide history reads, on a private
 Redis: a claim takes a few due sessions whole and shares a backlog among the drainers; the end
 script's write is fenced (a stale token writes nothing), atomic with the cursor, and re-readies
-the session only when its stream holds entries past the new cursor."""
+the session only when its stream holds entries past the new cursor; an idle drainer sleeps on
+the wake list until a publish or a claim that left work behind wakes it."""
 
 from __future__ import annotations
 
 import gc
 import json
+import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
+from celery import Celery
 
 from models.codec import candles_key, encode_candle, fence_key, lock_key, state_key
 from tests.kit.metrics import counted
 from tests.kit.redis import paper_url
+from tests.kit.wait import wait_until
 from trading.market import Candle
 from workers.db.engines import dispose_engines, engine_for, upgrade
 from workers.metrics.catalog import (
@@ -31,8 +37,9 @@ from workers.sessions.create import NewSession, create_session
 from workers.settings import DatabaseSettings, PathSettings, RedisSettings, Settings
 from workers.ticks import drain, scripts
 from workers.ticks.drain import TickDrainer
-from workers.ticks.keys import BACKLOG_KEY, DRAINERS_KEY, READY_KEY, stream_key
+from workers.ticks.keys import BACKLOG_KEY, DRAINERS_KEY, READY_KEY, WAKE_KEY, stream_key
 from workers.ticks.lazy_fields import RoundHistory
+from workers.ticks.publisher import TickPublisher
 
 pytestmark = pytest.mark.integration
 
@@ -71,22 +78,22 @@ def _end(client: redis.Redis, token: str, fence: int, cursor: str, candles: list
 def _claim(client: redis.Redis, now: int, drainers: int, count: int, min_share: int) -> list[str]:
     client.zadd(DRAINERS_KEY, {f"d{n}": now + 30_000 for n in range(drainers)})
     script = client.register_script(scripts.CLAIM)
-    keys = [READY_KEY, DRAINERS_KEY, BACKLOG_KEY]
+    keys = [READY_KEY, DRAINERS_KEY, BACKLOG_KEY, WAKE_KEY]
     claimed = script(keys=keys, args=[now, 10_000, count, min_share, 50])
     return [raw.decode() for raw in claimed]
 
 
 @pytest.mark.parametrize(
-    ("due", "drainers", "min_share", "backlog", "claimed"),
+    ("due", "drainers", "min_share", "backlog", "claimed", "woken"),
     [
-        (10, 3, 32, "", 10),  # a few: all of them, not a third each
-        (60, 3, 32, "", 32),  # a third would be 20: at least the minimum
-        (300, 3, 32, "", 100),  # many: this drainer's share
-        (1_000, 3, 32, "", 128),  # never more than the batch
-        (60, 3, 1, "", 20),  # minimum 1: the share alone
-        (60, 1, 32, "", 60),
-        (10, 3, 32, "key", 4),  # a drainer's round read a backlog: the share alone
-        (10, 3, 32, "waited", 4),  # a session due for 60 ms: a backlog too
+        (10, 3, 32, "", 10, 0),  # a few: all of them, not a third each; nothing left to wake for
+        (60, 3, 32, "", 32, 2),  # a third would be 20: at least the minimum; the others woken
+        (300, 3, 32, "", 100, 2),  # many: this drainer's share
+        (1_000, 3, 32, "", 128, 2),  # never more than the batch
+        (60, 3, 1, "", 20, 2),  # minimum 1: the share alone
+        (60, 1, 32, "", 60, 0),
+        (10, 3, 32, "key", 4, 2),  # a drainer's round read a backlog: the share alone
+        (10, 3, 32, "waited", 4, 2),  # a session due for 60 ms: a backlog too
     ],
 )
 def test_a_claim_takes_a_few_due_sessions_whole_and_shares_a_backlog(
@@ -96,6 +103,7 @@ def test_a_claim_takes_a_few_due_sessions_whole_and_shares_a_backlog(
     min_share: int,
     backlog: str,
     claimed: int,
+    woken: int,
 ) -> None:
     now = 1_000_000
     # due for about a millisecond each, the first one the longest
@@ -110,8 +118,11 @@ def test_a_claim_takes_a_few_due_sessions_whole_and_shares_a_backlog(
     scores = {m.decode(): s for m, s in redis_client.zrange(READY_KEY, 0, -1, withscores=True)}
     assert {sid for sid, score in scores.items() if score == now + 10_000} == set(got)
     assert scores["not-due"] == now + 1
+    assert redis_client.llen(WAKE_KEY) == woken, "a token for each other drainer, if any is due"
     again = _claim(redis_client, now, drainers, count=128, min_share=min_share)
     assert set(again).isdisjoint(got), "a claimed session is not claimed again"
+    assert redis_client.llen(WAKE_KEY) <= drainers, "never more tokens than drainers"
+    assert woken == 0 or 0 < redis_client.pttl(WAKE_KEY) <= 2_000, "tokens nobody takes expire"
 
 
 def test_begin_takes_the_lease_and_reads_fields_and_new_ticks(redis_client: redis.Redis) -> None:
@@ -421,3 +432,64 @@ def test_a_step_is_counted_once_when_its_write_is_accepted(
 
 def _no_send(*_args: object, **_kwargs: object) -> None:
     raise AssertionError("no order is decided on one tick")
+
+
+def test_an_idle_drainer_sleeps_on_the_wake_list_and_a_publish_wakes_it(
+    redis_url: str, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drainer with nothing to claim blocks on the wake list for its linger instead of
+    polling: it costs next to no CPU and a handful of commands while idle, and a publish that
+    makes its sessions ready wakes it at once, long before its linger ends."""
+    monkeypatch.setattr(drain, "IDLE_LINGER_S", 20.0)
+    settings, sids = _sessions(redis_url, sqlite_url, tmp_path, "idle", 2)
+    client = redis.Redis.from_url(redis_url)
+    done: list[tuple[drain.DrainReport, float]] = []
+
+    def idle_drain() -> None:
+        started = time.thread_time()
+        drainer = TickDrainer(client, engine_for(settings.sqlalchemy_url), settings, _no_send)
+        done.append((drainer.drain("d-idle", budget_s=60.0), time.thread_time() - started))
+
+    def blocked() -> bool:
+        return any(c["cmd"] == "blpop" for c in client.client_list())
+
+    try:
+        client.zadd(DRAINERS_KEY, {"d-idle": time.time() * 1000 + 60_000})
+        client.config_resetstat()
+        thread = threading.Thread(target=idle_drain, daemon=True)
+        thread.start()
+        wait_until(blocked, what="the idle drainer blocked on the wake list")
+        feed = TickPublisher(
+            client,
+            cast(Celery, None),  # one drainer is there: no drain task is started
+            queue="ticks",
+            max_drainers=1,
+            stream_maxlen=1_000,
+            drainer_grace_ms=60_000,
+        )
+        woke_at = time.monotonic()
+        assert feed.publish_raw(
+            CONTRACT, [("1700000000000", "4000.25", "1", "", "")]
+        ).sessions_woken
+        for sid in sids:
+            wait_until(
+                lambda sid=sid: client.hget(state_key(sid), "_cursor") != b"0-0",
+                timeout=10.0,
+                what=f"{sid} stepped",
+            )
+        assert time.monotonic() - woke_at < 10.0, "woken by the publish, not the 20 s linger"
+        wait_until(blocked, what="the drainer idle again")
+        # idle for a while, blocked: polling every millisecond would make hundreds of claims
+        idle_until = time.monotonic() + 1.0
+        wait_until(lambda: time.monotonic() > idle_until, what="a second of idling")
+        claims = client.info("commandstats")["cmdstat_evalsha"]["calls"]
+        assert claims < 20, f"{claims} script calls: the idle drainer polled"
+        monkeypatch.setattr(drain, "IDLE_LINGER_S", 0.0)
+        client.rpush(WAKE_KEY, "1")  # woken with its linger over: it stops
+        wait_until(lambda: done, timeout=30.0, what="the drain task to finish")
+        report, cpu_s = done[0]
+        assert report.finished and report.ticks == 2
+        assert cpu_s < 0.5, f"{cpu_s:.3f} s of CPU over seconds idle"
+    finally:
+        client.close()
+        dispose_engines()
