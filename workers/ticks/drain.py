@@ -492,11 +492,36 @@ class TickDrainer:
     def _release(self, session_id: str, token: str) -> None:
         self._unlock(keys=[lock_key(session_id)], args=[token])
 
+    def _still_fenced(self, steps: list[RoundStep], held: dict[str, str]) -> list[RoundStep]:
+        """The deciding steps whose fencing token is still the session's newest, read after
+        everything the steps read (one command): each read its state and history before any
+        loss. A step whose token is gone met a state lost mid-step (Redis restarted empty):
+        what it read after the loss was nothing, so what it decided from it must not become
+        order rows; its session is released and its recovery queued. A step whose token was
+        overtaken is stale; its session is someone else's now."""
+        fences = cast(list[bytes | None], self.client.mget([item.end_keys[2] for item in steps]))
+        kept: list[RoundStep] = []
+        for item, raw in zip(steps, fences, strict=True):
+            if raw is not None and int(raw) == item.fence:
+                kept.append(item)
+                continue
+            log.warning(
+                "session %s: its fencing token %s is %s; nothing it decided is written",
+                item.session_id,
+                item.fence,
+                "gone (its state was lost mid-step)" if raw is None else "overtaken",
+            )
+            self._release(item.session_id, held.pop(item.session_id))
+            if raw is None:
+                self._missing(item.session_id)
+        return kept
+
     def _record_orders(
         self, steps: list[RoundStep], held: dict[str, str], retry: dict[str, int]
     ) -> list[RoundStep]:
         """The rows of the orders a round decided are written (one transaction) before any
-        of them is sent, and its events too; then the sends are queued, before the steps'
+        of them is sent, and its events too, for the steps still holding their fence
+        (``_still_fenced``); then the sends are queued, before the steps'
         state is written. The steps whose state may be written are returned: if the rows
         cannot be written, none (their sessions are released and retried).
 
@@ -505,6 +530,9 @@ class TickDrainer:
         keys (``workers.ticks.round_rows``): a worker killed after the state write loses none,
         and a re-run writes none twice.
         """
+        steps = self._still_fenced(steps, held)
+        if not steps:
+            return []
         decided = [(item.session_id, item.cursor_before, item.result) for item in steps]
         try:
             orders, created = write_decisions(self.engine, decided)

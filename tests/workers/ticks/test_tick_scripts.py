@@ -10,6 +10,7 @@ import gc
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,13 +20,17 @@ from typing import cast
 import pytest
 import redis
 from celery import Celery
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from models.codec import candles_key, encode_candle, fence_key, lock_key, state_key
+from models.tables import OrderRow
 from tests.kit.metrics import counted
 from tests.kit.redis import paper_url
 from tests.kit.wait import wait_until
 from trading.market import Candle
 from workers.db.engines import dispose_engines, engine_for, upgrade
+from workers.dispatch import names
 from workers.metrics.catalog import (
     CANDLES_CLOSED,
     ORDERS,
@@ -425,6 +430,48 @@ def test_a_step_is_counted_once_when_its_write_is_accepted(
         assert lag[f"b{within_a_minute}"] == len(rows), "their stream ids are Redis' time: now"
         assert drainer.process_many([sid]) == 0
         assert counted(client, TICKS_PROCESSED) == {"": 6}
+    finally:
+        client.close()
+        dispose_engines()
+
+
+def test_a_step_whose_state_is_lost_mid_step_writes_no_order(
+    redis_url: str, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis restarted empty between a step's begin and its history read (test_feed_resume saw
+    it): the history read found nothing, and the strategy decided from that. Its fencing token
+    is gone when the rows would be written: none is written, nothing is sent, and the
+    session's recovery is queued; its re-run after recovery decides from the real history."""
+    settings, (sid,) = _sessions(redis_url, sqlite_url, tmp_path, "lost", 1)
+    client = redis.Redis.from_url(redis_url)
+    minute = 1_700_000_040_000
+    for n, price in enumerate(["100", "100", "100", "100", "110", "110"]):
+        client.xadd(stream_key(CONTRACT), {"t": str(minute + n * 60_000), "p": price, "s": "1"})
+    sent: list[str] = []
+    reader = RoundHistory.reader
+
+    def lost_first(history: RoundHistory, key: str) -> Callable[[int], list[Candle]]:
+        read = reader(history, key)
+
+        def read_after_the_loss(count: int) -> list[Candle]:
+            client.delete(state_key(sid), fence_key(sid), lock_key(sid), candles_key(sid))
+            return read(count)
+
+        return read_after_the_loss
+
+    monkeypatch.setattr(RoundHistory, "reader", lost_first)
+    try:
+        drainer = TickDrainer(
+            client,
+            engine_for(settings.sqlalchemy_url),
+            settings,
+            lambda name, args, queue: sent.append(name),
+        )
+        assert drainer.process_many([sid]) == 0
+        assert sent == [names.RECOVER], "no send; the session's recovery"
+        with Session(engine_for(settings.sqlalchemy_url)) as db:
+            assert db.scalar(select(func.count()).select_from(OrderRow)) == 0
+        assert client.exists(state_key(sid), lock_key(sid)) == 0, "nothing written, no lease"
     finally:
         client.close()
         dispose_engines()
