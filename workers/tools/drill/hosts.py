@@ -1,10 +1,11 @@
 """The fleet's processes on the drill's hosts, and a supervisor that restarts what dies.
 
 Each worker host runs three Celery workers, as an operator would lay one out: ``ticks`` (the
-tick path), ``orders`` (several processes: ``ORDERS_CONCURRENCY``) and ``ops`` (reconciliation, rolls and the default queue); beat runs on
-the first worker host (on two in the two-beats drill); the feed runs on the feed host. Every
-process runs inside its host's network namespace (``Network.argv``) in a process group of its
-own, with the fleet's settings as environment variables (no secret on a command line).
+tick path), ``orders`` (``ORDERS_CONCURRENCY`` processes) and ``ops`` (reconciliation, rolls
+and the default queue); beat runs on the first worker host (on two in the two-beats drill); the
+feed runs on the feed host. Every process runs inside its host's network namespace
+(``Network.argv``) in a process group of its own, with the fleet's settings as environment
+variables (no secret on a command line).
 
 A worker that dies is started again after ``RESTART_DELAY_S``, as systemd's ``Restart=always``
 would on a real host; a host taken down (``down``) stays down until ``up``. The drills reach
