@@ -114,8 +114,9 @@ class TickDrainer:
         self._claim = client.register_script(scripts.CLAIM)
         self._done = client.register_script(scripts.DRAIN_DONE)
         self._unlock = client.register_script(store_scripts.RELEASE)
+        self._hold_again = client.register_script(scripts.HOLD_AGAIN)
         self._add = client.register_script(ADD)
-        self._scripts = (self._begin, self._end, self._claim, self._add)
+        self._scripts = (self._begin, self._end, self._claim, self._add, self._hold_again)
         self._latency = LatencyProbe()
         self._tally = TickTally()
         self._probing = get_diagnostics().latency_probe
@@ -492,27 +493,34 @@ class TickDrainer:
     def _release(self, session_id: str, token: str) -> None:
         self._unlock(keys=[lock_key(session_id)], args=[token])
 
-    def _still_fenced(self, steps: list[RoundStep], held: dict[str, str]) -> list[RoundStep]:
-        """The deciding steps whose fencing token is still the session's newest, read after
-        everything the steps read (one command): each read its state and history before any
-        loss. A step whose token is gone met a state lost mid-step (Redis restarted empty):
-        what it read after the loss was nothing, so what it decided from it must not become
-        order rows; its session is released and its recovery queued. A step whose token was
-        overtaken is stale; its session is someone else's now."""
-        fences = cast(list[bytes | None], self.client.mget([item.end_keys[2] for item in steps]))
+    def _held_again(self, steps: list[RoundStep], held: dict[str, str]) -> list[RoundStep]:
+        """The deciding steps that still hold their session, each lease held again for a whole
+        TTL (``scripts.HOLD_AGAIN``, one batch, after everything the steps read): their rows'
+        transaction and sends may take long (a slow network), and a step whose lease ran out
+        meanwhile would be re-run by another drainer and queue every send again, and again.
+        A step whose fencing token is gone met a state lost mid-step (Redis restarted empty):
+        what it read after the loss was nothing, so what it decided must not become order
+        rows; its recovery is queued. A step overtaken is someone else's now. Neither writes
+        anything."""
+        ttl_ms = self.settings.state.lock_ttl_ms
+        batch = Batch(self.client)
+        for item in steps:
+            fence_key, lock = item.end_keys[2], item.end_keys[3]
+            batch.script(self._hold_again, [lock, fence_key], [item.token, ttl_ms, item.fence])
         kept: list[RoundStep] = []
-        for item, raw in zip(steps, fences, strict=True):
-            if raw is not None and int(raw) == item.fence:
+        for item, reply in zip(steps, batch.execute(self._scripts), strict=True):
+            if not isinstance(reply, Exception) and int(reply) == 1:
                 kept.append(item)
                 continue
+            gone = not isinstance(reply, Exception) and int(reply) == -1
             log.warning(
-                "session %s: its fencing token %s is %s; nothing it decided is written",
+                "session %s: fencing token %s %s; nothing it decided is written",
                 item.session_id,
                 item.fence,
-                "gone (its state was lost mid-step)" if raw is None else "overtaken",
+                "gone (its state was lost mid-step)" if gone else f"not held ({reply})",
             )
             self._release(item.session_id, held.pop(item.session_id))
-            if raw is None:
+            if gone:
                 self._missing(item.session_id)
         return kept
 
@@ -520,8 +528,8 @@ class TickDrainer:
         self, steps: list[RoundStep], held: dict[str, str], retry: dict[str, int]
     ) -> list[RoundStep]:
         """The rows of the orders a round decided are written (one transaction) before any
-        of them is sent, and its events too, for the steps still holding their fence
-        (``_still_fenced``); then the sends are queued, before the steps'
+        of them is sent, and its events too, for the steps still holding their session
+        (``_held_again``); then the sends are queued, before the steps'
         state is written. The steps whose state may be written are returned: if the rows
         cannot be written, none (their sessions are released and retried).
 
@@ -530,7 +538,7 @@ class TickDrainer:
         keys (``workers.ticks.round_rows``): a worker killed after the state write loses none,
         and a re-run writes none twice.
         """
-        steps = self._still_fenced(steps, held)
+        steps = self._held_again(steps, held)
         if not steps:
             return []
         decided = [(item.session_id, item.cursor_before, item.result) for item in steps]

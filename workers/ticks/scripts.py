@@ -298,6 +298,22 @@ return 1
 )
 
 
+HOLD_AGAIN = """
+-- KEYS: lock, fence   ARGV: token, ttl_ms, fence
+-- A deciding step, after everything it read and before its order rows are written: its lease
+-- is held again for a whole TTL (the rows' transaction and the sends may take long, as with a
+-- slow network) if its fencing token is still the session's newest. Returns 1 held again,
+-- 0 overtaken (a newer token, or the lease is someone else's), -1 the fencing token is gone
+-- (Redis lost the session's keys mid-step).
+local fence = redis.call('GET', KEYS[2])
+if not fence then return -1 end
+if tonumber(fence) ~= tonumber(ARGV[3]) then return 0 end
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
 SUBSCRIBE = in_lua(
     """
 -- KEYS: state, stream, subscribers   ARGV: session_id

@@ -435,14 +435,30 @@ def test_a_step_is_counted_once_when_its_write_is_accepted(
         dispose_engines()
 
 
-def test_a_step_whose_state_is_lost_mid_step_writes_no_order(
-    redis_url: str, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("meanwhile", "sent_names", "rows"),
+    [
+        ("lost", [names.RECOVER], 0),  # Redis restarted empty: no row, the recovery queued
+        ("overtaken", [], 0),  # a newer holder: nothing written, it is theirs
+        ("ran out", [names.ORDERS_SEND], 1),  # lease expired, nobody took it: held again
+    ],
+)
+def test_a_deciding_step_holds_its_session_again_before_its_rows(
+    redis_url: str,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    meanwhile: str,
+    sent_names: list[str],
+    rows: int,
 ) -> None:
-    """Redis restarted empty between a step's begin and its history read (test_feed_resume saw
-    it): the history read found nothing, and the strategy decided from that. Its fencing token
-    is gone when the rows would be written: none is written, nothing is sent, and the
-    session's recovery is queued; its re-run after recovery decides from the real history."""
-    settings, (sid,) = _sessions(redis_url, sqlite_url, tmp_path, "lost", 1)
+    """Between a deciding step's history read and its order rows: Redis restarted empty
+    (test_feed_resume saw it: the history read found nothing, the strategy decided from that,
+    and those orders became real), a newer holder took the session, or the lease ran out (a
+    slow network: the netem drill's step was re-run by another drainer again and again, each
+    time queueing every send again). Only a step still holding its fencing token writes rows,
+    with its lease held again for the rows and sends."""
+    settings, (sid,) = _sessions(redis_url, sqlite_url, tmp_path, "held", 1)
     client = redis.Redis.from_url(redis_url)
     minute = 1_700_000_040_000
     for n, price in enumerate(["100", "100", "100", "100", "110", "110"]):
@@ -450,16 +466,22 @@ def test_a_step_whose_state_is_lost_mid_step_writes_no_order(
     sent: list[str] = []
     reader = RoundHistory.reader
 
-    def lost_first(history: RoundHistory, key: str) -> Callable[[int], list[Candle]]:
+    def with_meanwhile(history: RoundHistory, key: str) -> Callable[[int], list[Candle]]:
         read = reader(history, key)
 
-        def read_after_the_loss(count: int) -> list[Candle]:
-            client.delete(state_key(sid), fence_key(sid), lock_key(sid), candles_key(sid))
+        def read_then(count: int) -> list[Candle]:
+            if meanwhile == "lost":
+                client.delete(state_key(sid), fence_key(sid), lock_key(sid), candles_key(sid))
+            elif meanwhile == "overtaken":
+                client.incr(fence_key(sid))
+                client.set(lock_key(sid), "another drainer")
+            else:
+                client.delete(lock_key(sid))
             return read(count)
 
-        return read_after_the_loss
+        return read_then
 
-    monkeypatch.setattr(RoundHistory, "reader", lost_first)
+    monkeypatch.setattr(RoundHistory, "reader", with_meanwhile)
     try:
         drainer = TickDrainer(
             client,
@@ -467,11 +489,16 @@ def test_a_step_whose_state_is_lost_mid_step_writes_no_order(
             settings,
             lambda name, args, queue: sent.append(name),
         )
-        assert drainer.process_many([sid]) == 0
-        assert sent == [names.RECOVER], "no send; the session's recovery"
+        drainer.process_many([sid])
+        assert sent == sent_names
         with Session(engine_for(settings.sqlalchemy_url)) as db:
-            assert db.scalar(select(func.count()).select_from(OrderRow)) == 0
-        assert client.exists(state_key(sid), lock_key(sid)) == 0, "nothing written, no lease"
+            assert db.scalar(select(func.count()).select_from(OrderRow)) == rows
+        cursor = client.hget(state_key(sid), "_cursor")
+        assert (cursor not in {None, b"0-0"}) == (meanwhile == "ran out"), cursor
+        if meanwhile == "overtaken":
+            assert client.get(lock_key(sid)) == b"another drainer", "theirs, left alone"
+        else:
+            assert client.exists(lock_key(sid)) == 0, "no lease left behind"
     finally:
         client.close()
         dispose_engines()
