@@ -1,11 +1,10 @@
 """The fleet's processes on the drill's hosts, and a supervisor that restarts what dies.
 
 Each worker host runs three Celery workers, as an operator would lay one out: ``ticks`` (the
-tick path), ``orders`` (``ORDERS_CONCURRENCY`` processes) and ``ops`` (reconciliation, rolls
-and the default queue); beat runs on the first worker host (on two in the two-beats drill); the
-feed runs on the feed host. Every process runs inside its host's network namespace
-(``Network.argv``) in a process group of its own, with the fleet's settings as environment
-variables (no secret on a command line).
+tick path), ``orders`` and ``ops`` (reconciliation, rolls and the default queue); beat runs on
+the first worker host (on two in the two-beats drill); the feed runs on the feed host. Every
+process runs inside its host's network namespace (``Network.argv``) in a process group of its
+own, with the fleet's settings as environment variables (no secret on a command line).
 
 A worker that dies is started again after ``RESTART_DELAY_S``, as systemd's ``Restart=always``
 would on a real host; a host taken down (``down``) stays down until ``up``. The drills reach
@@ -42,15 +41,9 @@ class WorkerSpec:
     concurrency: int
 
 
-ORDERS_CONCURRENCY = 4
-"""An order's send and fill wait on dozens of round trips to Redis, PostgreSQL and the broker,
-and a resting stop's poll on several every half second: an ``orders`` process is idle nearly
-all the time, waiting. One per host keeps up on a LAN; with the 40 ms round trips of the
-netem drill it sends about one order a second, and the queue fell behind the replay."""
-
 WORKERS: tuple[WorkerSpec, ...] = (
     WorkerSpec("ticks", ("ticks",), 1),
-    WorkerSpec("orders", ("orders",), ORDERS_CONCURRENCY),
+    WorkerSpec("orders", ("orders",), 1),
     WorkerSpec("ops", ("reconcile", "rolls", "default"), 1),
 )
 
