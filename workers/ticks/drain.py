@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import redis
 from sqlalchemy.engine import Engine
@@ -41,7 +41,14 @@ from workers.risk.feed_stall import feed_stalled
 from workers.settings import Settings, get_diagnostics
 from workers.state import scripts as store_scripts
 from workers.ticks import scripts
-from workers.ticks.keys import BACKLOG_KEY, DRAINERS_KEY, READY_KEY, WAKE_KEY
+from workers.ticks.keys import (
+    AWAKE_KEY,
+    BACKLOG_KEY,
+    DRAINERS_KEY,
+    READY_KEY,
+    SLEEPERS_KEY,
+    WAKE_KEY,
+)
 from workers.ticks.latency_probe import LatencyProbe
 from workers.ticks.lazy_fields import BEGIN_FIELDS, LazyFields, RoundHistory, RoundLoader
 from workers.ticks.pipelines import Batch
@@ -64,6 +71,10 @@ IDLE_LINGER_S = 1.0
 """A drain task with nothing to claim waits this long for work before it stops: under a steady
 flow of ticks drain tasks stay up instead of being restarted (through the broker) for every
 tick. It waits blocked on the wake list (``WAKE_KEY``), not polling: an idle fleet sleeps."""
+AWAKE_MS = 200
+"""A drainer counts as awake (in a round: it claims at the round's end what became ready
+meanwhile, so a publish wakes no sleeper for it) this long after its last claim; a round
+longer than that lets a publish wake a sleeper to help."""
 WAIT_MIN_S = 0.001
 """Redis's resolution of a blocking wait (a timeout of 0 would wait for ever)."""
 BACKLOG_STEP_TICKS = 16
@@ -113,6 +124,7 @@ class TickDrainer:
         self._end = client.register_script(scripts.END_SESSION)
         self._claim = client.register_script(scripts.CLAIM)
         self._done = client.register_script(scripts.DRAIN_DONE)
+        self._sleep = client.register_script(scripts.SLEEP)
         self._unlock = client.register_script(store_scripts.RELEASE)
         self._hold_again = client.register_script(scripts.HOLD_AGAIN)
         self._add = client.register_script(ADD)
@@ -152,10 +164,11 @@ class TickDrainer:
                 wait_s = IDLE_LINGER_S - (now - idle_since)
                 if wait_s <= 0:
                     done_args: list[str | int] = [_now_ms(), drainer_id, RETRY_HORIZON_MS]
-                    if self._done(keys=[READY_KEY, DRAINERS_KEY], args=done_args):
+                    done_keys = [READY_KEY, DRAINERS_KEY, AWAKE_KEY, SLEEPERS_KEY]
+                    if self._done(keys=done_keys, args=done_args):
                         return DrainReport(sessions, ticks, finished=True)
                     wait_s = RETRY_HORIZON_MS / 1000
-                self._await_work(min(wait_s, deadline - now))
+                self._await_work(drainer_id, min(wait_s, deadline - now))
                 continue
             idle_since = 0.0
             sessions += len(claimed)
@@ -166,16 +179,19 @@ class TickDrainer:
         self._send_gathered()
         return DrainReport(sessions, ticks, finished=False)
 
-    def _await_work(self, wait_s: float) -> None:
-        """Block until a wake token comes (``WAKE_KEY``), the earliest session put back in the
-        ready set is due (a retry, a lease run out) or ``wait_s`` has passed."""
-        first = cast(
-            list[tuple[bytes, float]], self.client.zrange(READY_KEY, 0, 0, withscores=True)
+    def _await_work(self, drainer_id: str, wait_s: float) -> None:
+        """Sleep on the wake list (``scripts.SLEEP``) until a token comes, the earliest
+        session put back in the ready set is due (a retry, a lease run out) or ``wait_s`` has
+        passed; at once if a session is due already."""
+        now = _now_ms()
+        until = int(
+            self._sleep(
+                keys=[READY_KEY, AWAKE_KEY, SLEEPERS_KEY],
+                args=[now, drainer_id, now + int(wait_s * 1000)],
+            )
         )
-        if first:
-            wait_s = min(wait_s, (float(first[0][1]) - _now_ms()) / 1000)
-        if wait_s >= WAIT_MIN_S:
-            self.client.blpop([WAKE_KEY], timeout=wait_s)
+        if (until - now) / 1000 >= WAIT_MIN_S:
+            self.client.blpop([WAKE_KEY], timeout=(until - now) / 1000)
 
     def _send_gathered(self) -> None:
         """The latency samples and counts not sent yet, in one batch of their own (a drainer
@@ -194,13 +210,15 @@ class TickDrainer:
         samples and the counts gathered so far go along."""
         settings = self.settings
         now = _now_ms()
-        claim_keys = (READY_KEY, DRAINERS_KEY, BACKLOG_KEY, WAKE_KEY)
+        claim_keys = (READY_KEY, DRAINERS_KEY, BACKLOG_KEY, WAKE_KEY, AWAKE_KEY, SLEEPERS_KEY)
         claim_args = (
             now,
             settings.state.lock_ttl_ms,
             settings.ticks.claim_batch,
             settings.ticks.claim_min,
             BACKLOG_WAIT_MS,
+            drainer_id,
+            AWAKE_MS,
         )
         return [
             ("ZADD", DRAINERS_KEY, now + settings.ticks.drainer_grace_ms, drainer_id),

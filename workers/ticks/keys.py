@@ -13,9 +13,11 @@
   session may be claimed (a claim pushes it into the future: a lease that a dead worker loses).
 - ``tf:drainers`` — how many drain tasks are queued or running.
 - ``tf:wake`` — a list of wake tokens for idle drainers, which block on it (``BLPOP``) instead of
-  polling: a publish that made sessions ready, a claim that left due sessions to the others and
-  a sweep push one token per drainer that may be idle (never more tokens than drainers; the list
-  expires when nobody takes them).
+  polling; ``tf:sleepers`` — the drainers waiting on it (score: the epoch ms their wait ends);
+  ``tf:awake`` — the drainers in a round (score: until when that counts, renewed by each claim).
+  A publish that made sessions ready wakes one sleeper if no drainer is awake (an awake one
+  claims them at its round's end: rounds of several sessions); a claim that left due sessions
+  to the others wakes sleepers for them; the sweep wakes one if sessions are due.
 - ``tf:backlog`` — set for a moment by a drainer whose round read many ticks per session (a
   backlog): while it exists, claims share the due sessions among the drainers.
 """
@@ -30,6 +32,8 @@ READY_KEY = "tf:ready"
 DRAINERS_KEY = "tf:drainers"
 BACKLOG_KEY = "tf:backlog"
 WAKE_KEY = "tf:wake"
+SLEEPERS_KEY = "tf:sleepers"
+AWAKE_KEY = "tf:awake"
 _INSTRUMENT = re.compile(r"[A-Z0-9]{1,16}")
 
 

@@ -42,8 +42,10 @@ from workers.metrics.catalog import TICKS_REJECTED
 from workers.metrics.counters import count
 from workers.ticks import scripts
 from workers.ticks.keys import (
+    AWAKE_KEY,
     DRAINERS_KEY,
     READY_KEY,
+    SLEEPERS_KEY,
     WAKE_KEY,
     source_key,
     stream_key,
@@ -182,7 +184,7 @@ class TickPublisher:
             if not rows:
                 continue
             if not keys or size >= CALL_TICKS:
-                keys = [READY_KEY, DRAINERS_KEY, WAKE_KEY]
+                keys = [READY_KEY, DRAINERS_KEY, WAKE_KEY, AWAKE_KEY, SLEEPERS_KEY]
                 args = [self._maxlen, now, self._max_drainers, self._grace_ms, int(guard)]
                 calls.append((keys, args))
                 size = 0
@@ -223,9 +225,9 @@ class TickPublisher:
 
     def wake(self) -> int:
         """Start drain tasks for due sessions nobody is draining (after a worker died), and
-        wake the idle drainers if sessions are due."""
+        wake an idle drainer if sessions are due."""
         drainer_ids = self._wake(
-            keys=[READY_KEY, DRAINERS_KEY, WAKE_KEY],
+            keys=[READY_KEY, DRAINERS_KEY, WAKE_KEY, SLEEPERS_KEY],
             args=[_now_ms(), self._max_drainers, self._grace_ms],
         )
         self._start_drainers(drainer_ids)

@@ -23,15 +23,21 @@ end
 """
 
 _WAKE_IDLE = """
--- Idle drainers block on the wake list (BLPOP) for up to their linger: push one token per
--- drainer that may be waiting, up to ``n``, never more tokens than there are drainers (each
--- token left over costs its taker one empty claim). The list expires when nobody takes them.
-local function wake_idle(wake, drainers, n)
+-- Idle drainers sleep on the wake list (BLPOP) for up to their linger, each listed in
+-- ``sleepers`` (score: the epoch ms its wait ends); a drainer in a round is listed in ``awake``
+-- (score: until when that counts, renewed by each claim) and claims at its round's end what
+-- became ready meanwhile. wake_idle pushes a token for up to ``n`` sleepers (never more tokens
+-- than sleepers: a token left over costs its taker one empty claim; the list expires).
+local function wake_idle(wake, sleepers, now, n)
   if n <= 0 then return end
-  local want = math.min(n, redis.call('ZCARD', drainers)) - redis.call('LLEN', wake)
+  redis.call('ZREMRANGEBYSCORE', sleepers, '-inf', now)
+  local want = math.min(n, redis.call('ZCARD', sleepers)) - redis.call('LLEN', wake)
   if want <= 0 then return end
   for _ = 1, want do redis.call('RPUSH', wake, '1') end
   redis.call('PEXPIRE', wake, 2000)
+end
+local function none_awake(awake, now)
+  return redis.call('ZCOUNT', awake, now, '+inf') == 0
 end
 """
 
@@ -39,11 +45,13 @@ PUBLISH = (
     _START_DRAINERS
     + _WAKE_IDLE
     + """
--- KEYS: ready, drainers, wake, then per instrument: stream, subscribers, source
+-- KEYS: ready, drainers, wake, awake, sleepers, then per instrument: stream, subscribers,
+--       source
 -- ARGV: maxlen, now_ms, max_drainers, grace_ms, guard,
 --       then per instrument: n, source, first, n x (t, p, s, b, a)
 -- One call publishes the ticks of any number of instruments, marks their subscribers ready
--- once, wakes idle drainers for the sessions newly ready and names the drain tasks to start
+-- once, wakes one idle drainer for the sessions newly ready when no drainer is in a round
+-- (it claims them all: one round for many sessions) and names the drain tasks to start
 -- (checked once for the whole call; none when no instrument of the call has a subscriber: a
 -- stream nobody reads wakes nothing).
 -- source/first: the feed's name and its own number of the batch's first entry (per
@@ -57,7 +65,7 @@ PUBLISH = (
 -- from where its sessions will resume (the feed's numbering of it starts over at 0).
 -- Returns {sessions newly ready, drainer ids, duplicates skipped, entries appended to streams
 -- without a subscriber, streams found lost}.
-local ready, drainers, wake = KEYS[1], KEYS[2], KEYS[3]
+local ready, drainers, wake, awake, sleepers = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local maxlen, now = ARGV[1], tonumber(ARGV[2])
 local max_drainers, grace_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local guard = ARGV[5] == '1'
@@ -98,7 +106,7 @@ local function lost(key, source, first)
 end
 local newly, duplicates, unread, read, gone = 0, 0, 0, false, {}
 local i = 6
-for k = 4, #KEYS, 3 do
+for k = 6, #KEYS, 3 do
   local stream, subs = KEYS[k], KEYS[k + 1]
   local n = tonumber(ARGV[i])
   local skip = 0
@@ -152,7 +160,7 @@ for k = 4, #KEYS, 3 do
 end
 local started = {}
 if read then started = start_drainers(ready, drainers, now, max_drainers, grace_ms) end
-wake_idle(wake, drainers, newly)
+if newly > 0 and none_awake(awake, now) then wake_idle(wake, sleepers, now, 1) end
 return {newly, started, duplicates, unread, gone}
 """
 )
@@ -161,12 +169,12 @@ WAKE = (
     _START_DRAINERS
     + _WAKE_IDLE
     + """
--- KEYS: ready, drainers, wake   ARGV: now_ms, max_drainers, grace_ms
+-- KEYS: ready, drainers, wake, sleepers   ARGV: now_ms, max_drainers, grace_ms
 -- Starts drain tasks for due sessions nobody is draining (after a worker died): a sweep; and
--- wakes the idle drainers when sessions are due (made ready by a roll or a recovery).
+-- wakes an idle drainer when sessions are due (made ready by a roll or a recovery).
 local now = tonumber(ARGV[1])
 local started = start_drainers(KEYS[1], KEYS[2], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
-wake_idle(KEYS[3], KEYS[2], redis.call('ZCOUNT', KEYS[1], '-inf', now))
+wake_idle(KEYS[3], KEYS[4], now, math.min(1, redis.call('ZCOUNT', KEYS[1], '-inf', now)))
 return started
 """
 )
@@ -174,8 +182,8 @@ return started
 CLAIM = (
     _WAKE_IDLE
     + """
--- KEYS: ready, drainers, backlog, wake
--- ARGV: now_ms, lease_ms, count, min_share, backlog_wait_ms
+-- KEYS: ready, drainers, backlog, wake, awake, sleepers
+-- ARGV: now_ms, lease_ms, count, min_share, backlog_wait_ms, drainer_id, awake_ms
 -- Claims up to count due sessions: all of them up to min_share, and beyond that no more than
 -- this drainer's share (due sessions / drainers counted, rounded up). A few due sessions with
 -- a tick or two each are not split into a round per drainer (each round costs its round
@@ -184,8 +192,11 @@ CLAIM = (
 -- backlog_wait_ms, or the backlog key (set by a drainer whose round read many ticks per
 -- session). A claimed session's score moves to now + lease, so a worker that dies holding a
 -- claim loses it when the lease runs out. A claim that leaves due sessions behind (its share
--- taken) wakes the idle drainers for them.
+-- taken) wakes idle drainers for them. The claiming drainer counts as awake for awake_ms.
 local now = ARGV[1]
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
+redis.call('ZADD', KEYS[5], tonumber(now) + tonumber(ARGV[7]), ARGV[6])
+redis.call('ZREM', KEYS[6], ARGV[6])
 local due = redis.call('ZCOUNT', KEYS[1], '-inf', now)
 if due == 0 then return {} end
 local drainers = math.max(1, redis.call('ZCARD', KEYS[2]))
@@ -202,19 +213,40 @@ local count = math.min(tonumber(ARGV[3]), share)
 local claimed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, count)
 local until_ms = tonumber(now) + tonumber(ARGV[2])
 for _, m in ipairs(claimed) do redis.call('ZADD', KEYS[1], 'XX', until_ms, m) end
-wake_idle(KEYS[4], KEYS[2], math.min(due - #claimed, drainers - 1))
+wake_idle(KEYS[4], KEYS[6], tonumber(now), math.min(due - #claimed, drainers - 1))
 return claimed
 """
 )
 
 DRAIN_DONE = """
--- KEYS: ready, drainers   ARGV: now_ms, drainer_id, horizon_ms
+-- KEYS: ready, drainers, awake, sleepers   ARGV: now_ms, drainer_id, horizon_ms
 -- A drain task may stop only when nothing is due, nor due within the horizon (a session put
 -- back for a short retry); then it gives up its place.
 local horizon = tonumber(ARGV[1]) + tonumber(ARGV[3])
 if redis.call('ZCOUNT', KEYS[1], '-inf', horizon) > 0 then return 0 end
 redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('ZREM', KEYS[4], ARGV[2])
 return 1
+"""
+
+SLEEP = """
+-- KEYS: ready, awake, sleepers   ARGV: now_ms, drainer_id, until_ms
+-- A drainer that claimed nothing goes to sleep on the wake list: unless a session is due now
+-- (0: claim again; a publish may have come between its claim and this), it leaves the awake
+-- drainers and joins the sleepers until until_ms or the earliest session put back in the
+-- ready set (a retry, a lease run out), whichever comes first (returned). Atomic with
+-- PUBLISH: a publish either finds the session due here, or this drainer asleep and wakes it.
+local now, until_ms = tonumber(ARGV[1]), tonumber(ARGV[3])
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #first > 0 then
+  local due = tonumber(first[2])
+  if due <= now then return 0 end
+  if due < until_ms then until_ms = due end
+end
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], until_ms, ARGV[2])
+return until_ms
 """
 
 BEGIN_SESSION = in_lua(

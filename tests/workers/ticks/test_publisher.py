@@ -5,6 +5,7 @@ feed notices a stream that Redis lost."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 import pytest
@@ -16,7 +17,15 @@ from redis.retry import Retry
 from tests.kit.metrics import counted
 from workers.metrics.catalog import TICKS_REJECTED
 from workers.ticks import pipelines
-from workers.ticks.keys import DRAINERS_KEY, READY_KEY, WAKE_KEY, stream_key, subscribers_key
+from workers.ticks.keys import (
+    AWAKE_KEY,
+    DRAINERS_KEY,
+    READY_KEY,
+    SLEEPERS_KEY,
+    WAKE_KEY,
+    stream_key,
+    subscribers_key,
+)
 from workers.ticks.publisher import FeedSeq, RawTick, StreamLost, TickPublisher
 
 pytestmark = pytest.mark.integration
@@ -150,23 +159,31 @@ def test_a_subscribed_stream_still_wakes_its_sessions(
     assert result.drain_tasks_started == 2 == len(tasks.sent)
 
 
-def test_sessions_newly_ready_wake_the_idle_drainers_one_token_each_at_most(
+def test_sessions_newly_ready_wake_one_sleeping_drainer_when_none_is_awake(
     redis_client: redis.Redis, tasks: Tasks
 ) -> None:
-    """Idle drainers block on the wake list: a publish that makes sessions ready pushes a
-    token per drainer (never more tokens than drainers); one whose sessions were ready
-    already pushes none (their drainer claims them)."""
+    """Idle drainers sleep on the wake list: a publish that makes sessions ready wakes one of
+    them (which claims them all: one round for many sessions), none while a drainer is awake
+    in a round (it claims them at the round's end), none for sessions ready already."""
+    now_ms = int(time.time() * 1000)
     redis_client.sadd(subscribers_key(ES), "s-1", "s-2", "s-3")
+    redis_client.zadd(DRAINERS_KEY, {"d-a": now_ms + 60_000, "d-b": now_ms + 60_000})
+    redis_client.zadd(SLEEPERS_KEY, {"d-a": now_ms + 60_000, "d-b": now_ms + 60_000})
     feed = publisher(redis_client, tasks)
     assert feed.publish_raw(ES, rows(0, 1)).sessions_woken == 3
-    assert redis_client.zcard(DRAINERS_KEY) == 2 and redis_client.llen(WAKE_KEY) == 2
-    assert 0 < redis_client.pttl(WAKE_KEY) <= 2_000, "tokens nobody takes expire"
-    redis_client.lpop(WAKE_KEY, 2)
+    assert tasks.sent == [] and redis_client.llen(WAKE_KEY) == 1, "one sleeper woken"
+    assert 0 < redis_client.pttl(WAKE_KEY) <= 2_000, "a token nobody takes expires"
+    redis_client.lpop(WAKE_KEY)
     assert feed.publish_raw(ES, rows(1, 1)).sessions_woken == 0
     assert redis_client.llen(WAKE_KEY) == 0, "sessions ready already: no token"
+    redis_client.zadd(AWAKE_KEY, {"d-c": now_ms + 60_000})
     redis_client.zrem(READY_KEY, "s-1")
     assert feed.publish_raw(ES, rows(2, 3)).sessions_woken == 1
-    assert redis_client.llen(WAKE_KEY) == 1
+    assert redis_client.llen(WAKE_KEY) == 0, "a drainer in a round claims it"
+    redis_client.zadd(AWAKE_KEY, {"d-c": now_ms - 1})
+    redis_client.zrem(READY_KEY, "s-1")
+    assert feed.publish_raw(ES, rows(5, 1)).sessions_woken == 1
+    assert redis_client.llen(WAKE_KEY) == 1, "its awake time ran out (a long round, or dead)"
 
 
 @pytest.mark.parametrize("t", ["1.5e12", "1e13", "253402300800000", "0x1F", " 12"])

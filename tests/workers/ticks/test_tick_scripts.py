@@ -42,7 +42,15 @@ from workers.sessions.create import NewSession, create_session
 from workers.settings import DatabaseSettings, PathSettings, RedisSettings, Settings
 from workers.ticks import drain, scripts
 from workers.ticks.drain import TickDrainer
-from workers.ticks.keys import BACKLOG_KEY, DRAINERS_KEY, READY_KEY, WAKE_KEY, stream_key
+from workers.ticks.keys import (
+    AWAKE_KEY,
+    BACKLOG_KEY,
+    DRAINERS_KEY,
+    READY_KEY,
+    SLEEPERS_KEY,
+    WAKE_KEY,
+    stream_key,
+)
 from workers.ticks.lazy_fields import RoundHistory
 from workers.ticks.publisher import TickPublisher
 
@@ -81,10 +89,14 @@ def _end(client: redis.Redis, token: str, fence: int, cursor: str, candles: list
 
 
 def _claim(client: redis.Redis, now: int, drainers: int, count: int, min_share: int) -> list[str]:
+    """Drainer d0 claims; the others, d1..., sleep on the wake list."""
     client.zadd(DRAINERS_KEY, {f"d{n}": now + 30_000 for n in range(drainers)})
+    if drainers > 1:
+        client.zadd(SLEEPERS_KEY, {f"d{n}": now + 1_000 for n in range(1, drainers)})
     script = client.register_script(scripts.CLAIM)
-    keys = [READY_KEY, DRAINERS_KEY, BACKLOG_KEY, WAKE_KEY]
-    claimed = script(keys=keys, args=[now, 10_000, count, min_share, 50])
+    keys = [READY_KEY, DRAINERS_KEY, BACKLOG_KEY, WAKE_KEY, AWAKE_KEY, SLEEPERS_KEY]
+    claimed = script(keys=keys, args=[now, 10_000, count, min_share, 50, "d0", 200])
+    assert client.zscore(AWAKE_KEY, "d0") == now + 200, "the claiming drainer is awake"
     return [raw.decode() for raw in claimed]
 
 
@@ -123,10 +135,10 @@ def test_a_claim_takes_a_few_due_sessions_whole_and_shares_a_backlog(
     scores = {m.decode(): s for m, s in redis_client.zrange(READY_KEY, 0, -1, withscores=True)}
     assert {sid for sid, score in scores.items() if score == now + 10_000} == set(got)
     assert scores["not-due"] == now + 1
-    assert redis_client.llen(WAKE_KEY) == woken, "a token for each other drainer, if any is due"
+    assert redis_client.llen(WAKE_KEY) == woken, "a token for each sleeper, if sessions are left"
     again = _claim(redis_client, now, drainers, count=128, min_share=min_share)
     assert set(again).isdisjoint(got), "a claimed session is not claimed again"
-    assert redis_client.llen(WAKE_KEY) <= drainers, "never more tokens than drainers"
+    assert redis_client.llen(WAKE_KEY) <= drainers - 1, "never more tokens than sleepers"
     assert woken == 0 or 0 < redis_client.pttl(WAKE_KEY) <= 2_000, "tokens nobody takes expire"
 
 
