@@ -67,10 +67,12 @@ BUSY_RETRY_MS = 20
 ERROR_RETRY_MS = 1_000
 RETRY_HORIZON_MS = 2 * ERROR_RETRY_MS
 """A drain task stays while a session is put back for a retry due within this horizon."""
-IDLE_LINGER_S = 1.0
+IDLE_LINGER_S = 0.2
 """A drain task with nothing to claim waits this long for work before it stops: under a steady
 flow of ticks drain tasks stay up instead of being restarted (through the broker) for every
-tick. It waits blocked on the wake list (``WAKE_KEY``), not polling: an idle fleet sleeps."""
+tick. It waits blocked on the wake list (``WAKE_KEY``), not polling: an idle fleet sleeps. Not
+longer: a waiting drain task holds a worker process, which a worker serving ``orders`` too
+needs (the demo's single worker of two processes starved its orders with a 1 s linger)."""
 AWAKE_MS = 200
 """A drainer counts as awake (in a round: it claims at the round's end what became ready
 meanwhile, so a publish wakes no sleeper for it) this long after its last claim; a round
