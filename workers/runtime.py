@@ -20,7 +20,7 @@ from workers.brokers.base import AccountManager
 from workers.brokers.registry import build_broker
 from workers.connections import redis_client
 from workers.db.engines import engine_for
-from workers.settings import Settings, get_settings
+from workers.settings import Diagnostics, Settings, get_diagnostics, get_settings
 from workers.state.store import StateStore
 from workers.ticks.drain import TickDrainer
 from workers.ticks.publisher import TickPublisher
@@ -47,6 +47,11 @@ class Runtime:
         return StateStore(
             self.redis, self.settings.state.lock_ttl_ms, max_candles=self.settings.state.max_candles
         )
+
+    @cached_property
+    def diagnostics(self) -> Diagnostics:
+        """The benchmark's and the tests' switches (all off in a deployment)."""
+        return get_diagnostics()
 
     @cached_property
     def drainer(self) -> TickDrainer:

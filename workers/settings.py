@@ -513,7 +513,8 @@ class Diagnostics(BaseSettings):
 
     latency_probe: bool = False
     """Benchmark only (``tradefleet bench`` sets ``TRADEFLEET_LATENCY_PROBE=1`` in its
-    workers): drainers record each step's oldest-tick age (``workers.ticks.latency_probe``)."""
+    workers): drainers record each step's oldest-tick age, send tasks each order's age when the
+    broker accepted it (``workers.ticks.latency_probe``)."""
     roll_test_pause_at: str = ""
     """Tests only (empty = off): a roll step of this name pauses forever just before it records
     itself done, so a crash test can SIGKILL the worker there (``workers.rolls.steps``)."""

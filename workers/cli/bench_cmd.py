@@ -1,8 +1,7 @@
 """``tradefleet bench``: run the tick-path benchmark and print its figures.
 
 Progress lines and a summary table go to stdout first; with ``--json`` the last stdout line is
-one JSON object: ticks_per_s, baseline_ticks_per_s, latency_p50_ms, latency_p99_ms,
-latency_10k_p99_ms, sessions, workers.
+one JSON object (``workers.tools.bench.run.BenchResult``).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from workers.tools.bench.load import percentile
 from workers.tools.bench.run import BenchConfig, BenchReport, Phase, cpu_summary, run_bench
 
 _DEFAULT = BenchConfig()
@@ -54,6 +54,13 @@ def bench(
         int,
         typer.Option(help="Rounds of one tick per session in the capacity run (big sessions)."),
     ] = _DEFAULT.capacity_rounds,
+    order_sessions: Annotated[
+        int, typer.Option(help="Sessions of the orders run (contracts of their own).")
+    ] = _DEFAULT.order_sessions,
+    order_share: Annotated[
+        float,
+        typer.Option(help="Share of the orders run's sessions that buy at the minute boundary."),
+    ] = _DEFAULT.order_share,
     only: Annotated[
         Phase | None,
         typer.Option(help="Run this phase alone (the other figures read 0)."),
@@ -70,6 +77,8 @@ def bench(
         ticks=ticks,
         idle_seconds=idle_seconds,
         capacity_rounds=capacity_rounds,
+        order_sessions=order_sessions,
+        order_share=order_share,
         only=only,
     )
     console = Console(highlight=False)
@@ -120,6 +129,20 @@ def summary_table(report: BenchReport) -> Table:
         if paced.cpu is not None and paced.steps:
             per_step = paced.cpu_per_step_us(paced.cpu.total_s)
             table.add_row(f"{name} cpu", f"{per_step:.0f} us/step", cpu_summary(paced))
+    run = report.orders_run
+    if run.orders:
+        where = f"{run.orders} market orders of {run.sessions} sessions at one minute boundary"
+        for p in (50, 99):
+            table.add_row(
+                f"tick to order accepted p{p}",
+                f"{percentile(run.accepted_us, p) / 1000:.2f} ms",
+                where,
+            )
+        table.add_row(
+            "order and fill cpu",
+            f"{res.cpu_ms_per_order:.2f} ms/order",
+            "boundary round above its control round: redis, tick and orders workers",
+        )
     table.add_row(
         "orders decided", str(report.orders), f"all runs (baseline: {report.baseline_orders})"
     )

@@ -48,6 +48,7 @@ from workers.stops.sync import (
     parent_of,
     settle_unfilled_touch,
 )
+from workers.ticks.latency_probe import record_accepted
 
 log = logging.getLogger(__name__)
 
@@ -80,28 +81,39 @@ class SendOutcome:
         return self.status == "working"
 
 
-def _session_and_order(
-    rt: Runtime, session_id: str, coid: str
-) -> tuple[TradingSessionRow, OrderRow]:
-    session = get_session_row(rt.engine, session_id)
-    if session is None:
-        raise UnknownSession(session_id)
-    order = get_order_row(rt.engine, coid)
-    if order is None:
-        raise LookupError(f"order {coid} has no row; it cannot be sent")
-    return session, order
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """What sending or polling an order reads from SQL, in one transaction."""
+
+    session: TradingSessionRow
+    order: OrderRow
+    unsent_before: list[OrderRow]
+    """The session's orders written before this one that the broker never answered (status
+    ``new``), oldest first: the tick path writes rows in the order it decides them."""
 
 
-def unsent_orders_before(rt: Runtime, session_id: str, row_id: int) -> list[OrderRow]:
-    """The session's orders written before row ``row_id`` that the broker never answered
-    (status ``new``), oldest first: the tick path writes rows in the order it decides them."""
-    query = (
-        select(OrderRow)
-        .where(OrderRow.session_id == session_id, OrderRow.id < row_id, OrderRow.status == "new")
-        .order_by(OrderRow.id)
-    )
-    with DbSession(rt.engine, expire_on_commit=False) as db:
-        return list(db.scalars(query).all())
+def _session_and_order(rt: Runtime, session_id: str, coid: str, *, unsent: bool) -> _Rows:
+    """The session's and the order's rows (and, with ``unsent``, the unsent rows before it)."""
+    with DbSession(rt.engine, expire_on_commit=False) as db, db.begin():
+        session = get_session_row(db, session_id)
+        if session is None:
+            raise UnknownSession(session_id)
+        order = db.scalar(select(OrderRow).where(OrderRow.client_order_id == coid))
+        if order is None:
+            raise LookupError(f"order {coid} has no row; it cannot be sent")
+        before: list[OrderRow] = []
+        if unsent and order.status not in FINAL:
+            query = (
+                select(OrderRow)
+                .where(
+                    OrderRow.session_id == session_id,
+                    OrderRow.id < order.id,
+                    OrderRow.status == "new",
+                )
+                .order_by(OrderRow.id)
+            )
+            before = list(db.scalars(query).all())
+    return _Rows(session, order, before)
 
 
 def session_broker(rt: Runtime, session: TradingSessionRow) -> AccountManager:
@@ -111,13 +123,17 @@ def session_broker(rt: Runtime, session: TradingSessionRow) -> AccountManager:
 
 def send_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcome:
     """Place the order at the broker (once, whatever the retries), then apply its fills."""
-    session, row = _session_and_order(rt, session_id, client_order_id)
+    rows = _session_and_order(rt, session_id, client_order_id, unsent=True)
+    session, row = rows.session, rows.order
     if row.status in FINAL:
         return SendOutcome(row.status)
     broker = session_broker(rt, session)
-    for earlier in unsent_orders_before(rt, session_id, row.id):
+    for earlier in rows.unsent_before:
         _record_ack(rt, session, _send(rt, broker, session, earlier))
     ack = _send(rt, broker, session, row)
+    accepted = ack.status in ("working", "filled") and not ack.duplicate
+    if accepted and rt.diagnostics.latency_probe and row.decided_at is not None:
+        record_accepted(rt.redis, row.decided_at)
     outcome = _after_ack(rt, broker, session, ack)
     live = not works_in_data_time(broker)
     ended = live and ack.status in ENDED_THERE and bool(ack.broker_order_id)
@@ -243,7 +259,8 @@ def poll_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcom
     """Let the broker match a resting order against new prices, then apply any fills; a
     protective stop only against the prices the session has seen (``matching_horizon``),
     none while the session has no state (lost: it is recovered first)."""
-    session, row = _session_and_order(rt, session_id, client_order_id)
+    rows = _session_and_order(rt, session_id, client_order_id, unsent=False)
+    session, row = rows.session, rows.order
     if row.status in FINAL:
         return SendOutcome(row.status)
     broker = session_broker(rt, session)

@@ -10,7 +10,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +76,11 @@ class BenchEnv:
     sessions: dict[str, str]
     """instrument -> session id, in creation order."""
 
-    def create_sessions(self, instruments: Sequence[str]) -> float:
-        """Create a session for each instrument that has none yet; returns the seconds spent."""
+    def create_sessions(
+        self, instruments: Sequence[str], strategy_args: Mapping[str, str] = STRATEGY_ARGS
+    ) -> float:
+        """Create a session (``STRATEGY`` with ``strategy_args``) for each instrument that has
+        none yet; returns the seconds spent."""
         started = time.monotonic()
         for instrument in instruments:
             if instrument in self.sessions:
@@ -90,7 +93,7 @@ class BenchEnv:
                     product=product_of(instrument),
                     contract=instrument,
                     strategy=STRATEGY,
-                    strategy_args=dict(STRATEGY_ARGS),
+                    strategy_args=dict(strategy_args),
                     timeframe=TIMEFRAME,
                     feed="synthetic",
                 ),

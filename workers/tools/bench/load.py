@@ -189,7 +189,7 @@ def publish_paced(
     gc.freeze()  # the prepared ticks would make each full collection pause the feed ~50 ms
     _settle(env, instruments, prices)
     closed_before = closed_total(env, instruments)
-    cpu_before = _cpu(env)
+    cpu_before = cpu_now(env)
     start = time.time() + 0.05
     sent = 0
     worst_lag = 0.0
@@ -215,8 +215,8 @@ def publish_paced(
     elapsed = time.time() - start
     gc.unfreeze()
     wait_drained(env, instruments, timeout_s=60.0 + seconds)
-    cpu = CpuSpent.between(cpu_before, _cpu(env))
-    samples = _final_samples(env)
+    cpu = CpuSpent.between(cpu_before, cpu_now(env))
+    samples = final_samples(env)
     return Paced(
         offered_per_s=rate,
         achieved_per_s=count / elapsed if elapsed > 0 else 0.0,
@@ -229,7 +229,8 @@ def publish_paced(
     )
 
 
-def _cpu(env: BenchEnv) -> CpuReading:
+def cpu_now(env: BenchEnv) -> CpuReading:
+    """The CPU every part of the fleet has used so far (``workers.tools.bench.cpu``)."""
     leaders = {
         name: proc.pid for name, proc in env.children.children.items() if name in WORKER_GROUPS
     }
@@ -248,10 +249,10 @@ def _settle(
     batch = {i: [(now_ms, *first.get(i, prices[0][1])[1:])] for i in instruments}
     env.publisher.publish_many(batch)
     wait_drained(env, instruments, timeout_s=60.0)
-    _final_samples(env)
+    final_samples(env)
 
 
-def _final_samples(env: BenchEnv) -> list[int]:
+def final_samples(env: BenchEnv) -> list[int]:
     """The probe's samples once the drainers have sent their last ones (they send them with
     their next claim, a millisecond or so after the last step)."""
     length = -1
@@ -379,13 +380,13 @@ def measure_capacity(
         env.publisher.publish_many(batch)
         wait_drained(env, instruments, timeout_s=60.0)
     seconds = time.monotonic() - started
-    _final_samples(env)
+    final_samples(env)
     return Capacity(rounds * len(instruments), seconds)
 
 
 def measure_idle(env: BenchEnv, seconds: float) -> CpuSpent:
     """The CPU every part of the fleet uses over ``seconds`` with no ticks at all (the drain
     tasks of the run before included, from the moment their last session was drained)."""
-    before = _cpu(env)
+    before = cpu_now(env)
     time.sleep(seconds)  # idling is what is measured
-    return CpuSpent.between(before, _cpu(env))
+    return CpuSpent.between(before, cpu_now(env))

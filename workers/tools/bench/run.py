@@ -13,7 +13,10 @@ Phases (all against a private redis-server, SQLite file and Celery workers start
 5. capacity: rounds of one tick for each of the ``big_sessions`` sessions, each round sent
    once the one before is drained (steps/s flat out, one tick per step), then paced runs at
    50 % and 80 % of that capacity: the figures judged in ratios of this host's own capacity.
-6. baseline: the same step work as phase 1 (``SessionStep``) in this one process, with no
+6. orders: ``order_share`` of ``order_sessions`` more sessions decide a market order at one
+   wall-clock minute boundary (``workers.tools.bench.orders``): CPU per order and its fill,
+   and tick to order accepted by the broker.
+7. baseline: the same step work as phase 1 (``SessionStep``) in this one process, with no
    Redis or Celery.
 
 ``BenchConfig.only`` runs one phase alone (its figures only; the others read 0).
@@ -50,12 +53,14 @@ from workers.tools.bench.load import (
     Paced,
     measure_capacity,
     measure_idle,
+    percentile,
     processed_total,
     publish_flat_out,
     publish_paced,
     run_baseline,
     synthetic_chunks,
 )
+from workers.tools.bench.orders import OrdersRun, run_orders
 
 Say = Callable[[str], None]
 
@@ -68,6 +73,7 @@ class Phase(StrEnum):
     BIG = "big"
     IDLE = "idle"
     CAPACITY = "capacity"
+    ORDERS = "orders"
     BASELINE = "baseline"
 
 
@@ -90,6 +96,8 @@ class BenchConfig:
     ticks: int = 600_000
     idle_seconds: float = 30.0
     capacity_rounds: int = 20
+    order_sessions: int = 1_000
+    order_share: float = 0.2
     only: Phase | None = None
     """Run this phase alone (the other figures read 0); None runs them all."""
 
@@ -104,6 +112,8 @@ class BenchConfig:
             raise BadInput("--ticks must be at least one per session")
         if not self.idle_seconds > 0 or self.capacity_rounds < 1:
             raise BadInput("--idle-seconds must be positive and --capacity-rounds at least 1")
+        if self.order_sessions < 1 or not 0 < self.order_share <= 1:
+            raise BadInput("--order-sessions must be at least 1 and --order-share in (0, 1]")
 
     def runs(self, phase: Phase) -> bool:
         return self.only is None or self.only is phase
@@ -130,6 +140,10 @@ class BenchResult:
     cpu_us_per_step_2k: float
     cpu_us_per_step_10k: float
     cores_busy_10k: float
+    cpu_ms_per_order: float
+    """CPU of an order and its fill (the orders phase's boundary round above its control)."""
+    orders_p99_ms: float
+    """Tick (the minute boundary) to order accepted by the broker, p99."""
 
     def to_json(self) -> dict[str, Any]:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -155,6 +169,7 @@ class BenchReport:
     capacity: Capacity
     at_50pct: Paced
     at_80pct: Paced
+    orders_run: OrdersRun
 
     @property
     def notes(self) -> list[str]:
@@ -183,6 +198,7 @@ def run_bench(config: BenchConfig, say: Say) -> BenchReport:
     latency = latency_big = at_50pct = at_80pct = Paced.empty()
     idle: CpuSpent | None = None
     capacity = Capacity(0, 0.0)
+    orders_run = OrdersRun.empty()
     orders = 0
     if config.only is not Phase.BASELINE:
         say(f"starting redis-server and {config.workers} tick worker process(es)")
@@ -214,6 +230,8 @@ def run_bench(config: BenchConfig, say: Say) -> BenchReport:
                 say(f"  {idle.cores():.4f} cores busy ({_parts(idle)})")
             if config.runs(Phase.CAPACITY):
                 capacity, at_50pct, at_80pct = _capacity(env, big, config, say)
+            if config.runs(Phase.ORDERS):
+                orders_run = _orders(env, config, say)
             with DbSession(engine_for(env.settings.sqlalchemy_url)) as db:
                 orders = int(db.scalar(select(func.count()).select_from(OrderRow)) or 0)
     baseline = Baseline(0, 0.0, 0)
@@ -239,6 +257,8 @@ def run_bench(config: BenchConfig, say: Say) -> BenchReport:
         cpu_us_per_step_2k=_cpu_per_step_us(latency),
         cpu_us_per_step_10k=_cpu_per_step_us(latency_big),
         cores_busy_10k=latency_big.cpu.cores() if latency_big.cpu is not None else 0.0,
+        cpu_ms_per_order=orders_run.cpu_ms_per_order,
+        orders_p99_ms=percentile(orders_run.accepted_us, 99) / 1000.0,
     )
     return BenchReport(
         config=config,
@@ -257,6 +277,7 @@ def run_bench(config: BenchConfig, say: Say) -> BenchReport:
         capacity=capacity,
         at_50pct=at_50pct,
         at_80pct=at_80pct,
+        orders_run=orders_run,
     )
 
 
@@ -277,6 +298,25 @@ def _capacity(
         _say_paced(say, paced)
         runs.append(paced)
     return capacity, runs[0], runs[1]
+
+
+def _orders(env: BenchEnv, config: BenchConfig, say: Say) -> OrdersRun:
+    """Phase 6: sessions of their own (contracts after the other phases'), a share trading."""
+    used = max(config.sessions, config.big_sessions)
+    instruments = instrument_names(used + config.order_sessions)[used:]
+    say(
+        f"orders: {config.order_sessions} sessions, {config.order_share:.0%} of them buying at"
+        " market at the next wall-clock minute boundary (waits for it)"
+    )
+    run = run_orders(env, instruments, config.order_share)
+    say(
+        f"  {run.orders} orders filled {run.fills_s:.2f}s after the boundary; tick to accepted"
+        f" p50 {percentile(run.accepted_us, 50) / 1000:.2f} ms,"
+        f" p99 {percentile(run.accepted_us, 99) / 1000:.2f} ms"
+    )
+    parts = ", ".join(f"{name} {ms:.2f}" for name, ms in run.part_ms_per_order().items())
+    say(f"  order cpu: {run.cpu_ms_per_order:.2f} ms per order and its fill ({parts})")
+    return run
 
 
 def _cpu_per_step_us(paced: Paced) -> float:

@@ -27,6 +27,8 @@ KEYS = {
     "cpu_us_per_step_2k",
     "cpu_us_per_step_10k",
     "cores_busy_10k",
+    "cpu_ms_per_order",
+    "orders_p99_ms",
 }
 
 
@@ -46,8 +48,10 @@ def test_reduced_bench_prints_every_figure_as_its_last_line() -> None:
         "--ticks=4000",
         "--idle-seconds=1",
         "--capacity-rounds=2",
+        "--order-sessions=10",
+        "--order-share=0.5",
     ]
-    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     figures = json.loads(lines[-1])
@@ -67,3 +71,7 @@ def test_reduced_bench_prints_every_figure_as_its_last_line() -> None:
     for line in cpu_lines:
         assert "us per step (redis " in line and "tick workers " in line, line
         assert "not readable" not in line, line
+    assert any("5 orders filled" in line for line in lines), done.stdout
+    assert any(
+        line.strip().startswith("order cpu: ") and "orders worker " in line for line in lines
+    ), done.stdout
