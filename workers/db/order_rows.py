@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import redis
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -136,11 +136,17 @@ def update_order_row(
     query = update(OrderRow).where(OrderRow.client_order_id == client_order_id)
     if status != "filled":
         query = query.where(OrderRow.status.not_in(FINAL_STATUSES))
-    with Session(engine) as db, db.begin():
-        moved = db.execute(query.where(OrderRow.status != status).values(**values))
-        changed = bool(moved.rowcount)  # type: ignore[attr-defined]
-        if not changed:
-            db.execute(query.values(**values))
+    with engine.begin() as conn:
+        changed = bool(
+            conn.execute(query.where(OrderRow.status != status).values(**values)).rowcount
+        )
+        if not changed and broker_order_id is not None:
+            conn.execute(
+                query.where(
+                    OrderRow.broker_order_id.is_(None)
+                    | (OrderRow.broker_order_id != broker_order_id)
+                ).values(**values)
+            )
     if changed and metrics is not None and status in ORDER_OUTCOMES:
         count(metrics, ORDERS, status)
     return changed
@@ -200,6 +206,74 @@ def insert_fill_if_absent(
     if metrics is not None:
         count(metrics, FILLS)
     return True
+
+
+def record_fill(
+    engine: Engine,
+    execution_id: str,
+    client_order_id: str,
+    quantity: int,
+    price: Decimal,
+    commission: Decimal,
+    filled_at: datetime,
+    broker_order_id: str | None,
+    *,
+    metrics: redis.Redis | None = None,
+) -> OrderStatus | None:
+    """``insert_fill_if_absent``, then ``status_after_fills`` recorded with
+    ``update_order_row``, in one transaction that holds the order's row (``FOR UPDATE``): the
+    fill path's SQL work in one commit. The order's status after its fills is returned (None
+    when the order has no row: nothing is written). Counted as the three would count."""
+    status: OrderStatus
+    try:
+        with engine.begin() as conn:
+            held = conn.execute(
+                select(OrderRow.id, OrderRow.quantity, OrderRow.status, OrderRow.broker_order_id)
+                .where(OrderRow.client_order_id == client_order_id)
+                .with_for_update()
+            ).first()
+            if held is None:
+                return None
+            known = conn.scalar(select(FillRow.id).where(FillRow.execution_id == execution_id))
+            if known is None:
+                conn.execute(
+                    insert(FillRow).values(
+                        execution_id=execution_id,
+                        order_id=held.id,
+                        quantity=quantity,
+                        price=price,
+                        commission=commission,
+                        filled_at=filled_at,
+                    )
+                )
+            total = conn.scalar(
+                select(func.coalesce(func.sum(FillRow.quantity), 0)).where(
+                    FillRow.order_id == held.id
+                )
+            )
+            status = "filled" if int(total or 0) >= held.quantity else "partially_filled"
+            moved = held.status != status and (
+                status == "filled" or held.status not in FINAL_STATUSES
+            )
+            values: dict[str, object] = {"status": status} if moved else {}
+            if broker_order_id is not None and broker_order_id != held.broker_order_id:
+                values["broker_order_id"] = broker_order_id
+            if values:
+                conn.execute(update(OrderRow).where(OrderRow.id == held.id).values(**values))
+    except IntegrityError:
+        # Another writer recorded this execution meanwhile (a database without row locks).
+        insert_fill_if_absent(
+            engine, execution_id, client_order_id, quantity, price, commission, filled_at
+        )
+        status = status_after_fills(engine, client_order_id)
+        update_order_row(engine, client_order_id, status, broker_order_id, metrics=metrics)
+        return status
+    if metrics is not None:
+        if known is None:
+            count(metrics, FILLS)
+        if moved and status in ORDER_OUTCOMES:
+            count(metrics, ORDERS, status)
+    return status
 
 
 def count_rows(engine: Engine, session_id: str) -> tuple[int, int]:

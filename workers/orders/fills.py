@@ -43,16 +43,12 @@ from workers.brokers.base import AccountManager
 from workers.brokers.commands import Fill, QueryBalance
 from workers.brokers.paper.model import epoch_ms_ceil
 from workers.db.event_rows import record_event
-from workers.db.order_rows import (
-    get_order_row,
-    insert_fill_if_absent,
-    status_after_fills,
-    update_order_row,
-)
+from workers.db.order_rows import get_order_row, record_fill
 from workers.dispatch.rolls import send_wake
 from workers.risk.after_fill import risk_after_fill
 from workers.settings import RiskSettings, StopSettings
 from workers.state.store import Lease, StateChanges, StateStore
+from workers.stops.rows import has_open_stop_rows
 from workers.stops.sync import is_stop_id, record_unfilled_touch, sync_stop
 
 log = logging.getLogger(__name__)
@@ -122,6 +118,7 @@ def apply_fill_to_session(
 
     ``RetryLater`` when the session has not recorded the fill's order yet (see the module).
     """
+    stops_seen = True
     try:
         with store.locked(fill.session_id, wait_s=LOCK_WAIT_S) as lease:
             if _already_applied(store.client, fill):
@@ -141,12 +138,13 @@ def apply_fill_to_session(
                     store.client, engine, lease, fill
                 )
                 meta = {LAST_FILL_FIELD: datetime.now(UTC).isoformat(), **settled}
+                stops_seen = _stops_in_state(lease, changes, fill)
                 store.write(lease, StateChanges.of(changes, trades=[trade], meta=meta))
                 newly = True
     except UnknownSession:
         log.warning("fill %s is for unknown session %s", fill.execution_id, fill.session_id)
         return False
-    insert_fill_if_absent(
+    record_fill(
         engine,
         fill.execution_id,
         fill.client_order_id,
@@ -154,13 +152,10 @@ def apply_fill_to_session(
         fill.price,
         fill.commission,
         fill.time,
+        fill.broker_order_id,
         metrics=store.client,
     )
-    status = status_after_fills(engine, fill.client_order_id)
-    update_order_row(
-        engine, fill.client_order_id, status, fill.broker_order_id, metrics=store.client
-    )
-    _protect(store, engine, broker, fill, stops)
+    _protect(store, engine, broker, fill, stops, stops_seen)
     if newly and fill.client_order_id.startswith(ROLL_ORDER_PREFIX):
         send_wake(engine, fill.client_order_id)
     return newly
@@ -223,13 +218,38 @@ def _touch_before_fill(
     return {PROGRESS_FIELD: replace(progress, stops_out=kept).to_json()}
 
 
+def _stops_in_state(lease: Lease, changes: Mapping[str, object], fill: Fill) -> bool:
+    """Whether the session's state, before or after this fill, names a protective stop: the
+    fill is a stop's, or the position or a working order holds a stop price."""
+    if is_stop_id(fill.client_order_id):
+        return True
+    before: OpenPosition | None = lease.value("open_position")
+    after = changes["open_position"]
+    orders: Mapping[str, WorkingOrder] = lease.value("orders")
+    return (
+        (before is not None and before.stop_price is not None)
+        or (isinstance(after, OpenPosition) and after.stop_price is not None)
+        or any(order.stop_price is not None for order in orders.values())
+    )
+
+
 def _protect(
-    store: StateStore, engine: Engine, broker: AccountManager, fill: Fill, stops: StopSettings
+    store: StateStore,
+    engine: Engine,
+    broker: AccountManager,
+    fill: Fill,
+    stops: StopSettings,
+    stops_seen: bool,
 ) -> None:
     """After every fill (also one applied before: a crash may have come in between), the
     broker holds the stop the position needs (``workers.stops.sync``). A failure is left to
-    the next fill and to order reconciliation: the fill itself is applied."""
+    the next fill and to order reconciliation: the fill itself is applied.
+
+    A session with no stop in its state (``stops_seen`` False) and no open stop row has none
+    to place or cancel: the sync (its lock and its reads) is skipped."""
     if not stops.protective:
+        return
+    if not stops_seen and not has_open_stop_rows(engine, fill.session_id):
         return
     try:
         sync_stop(store, engine, broker, fill.session_id, fill.account, fill.time)

@@ -49,6 +49,23 @@ def parent_of(coid: str) -> str | None:
     return attached_entry_id(coid)
 
 
+def has_open_stop_rows(engine: Engine, session_id: str) -> bool:
+    """Whether the session has any open protective stop row (one indexed lookup: the
+    question ``open_stop_rows`` answers in full, asked where the answer is usually no)."""
+    query = (
+        select(OrderRow.id)
+        .where(
+            OrderRow.session_id == session_id,
+            OrderRow.order_type == "stop",
+            OrderRow.intent == "exit",
+            OrderRow.status.in_(OPEN_STATUSES),
+        )
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        return conn.scalar(query) is not None
+
+
 def open_stop_rows(
     engine: Engine,
     session_id: str,
