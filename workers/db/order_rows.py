@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import redis
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Update, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -112,7 +112,10 @@ def insert_orders_if_absent(engine: Engine, orders: Sequence[OrderToWrite]) -> i
 
 def get_order_row(engine: Engine, client_order_id: str) -> OrderRow | None:
     with Session(engine, expire_on_commit=False) as db:
-        return db.scalar(select(OrderRow).where(OrderRow.client_order_id == client_order_id))
+        return db.scalar(_ORDER_ROW, {"coid": client_order_id})
+
+
+_ORDER_ROW = select(OrderRow).where(OrderRow.client_order_id == bindparam("coid"))
 
 
 def update_order_row(
@@ -130,26 +133,38 @@ def update_order_row(
     True when this call moved the row to ``status`` (the first statement only matches a row in
     another status, so of two racing calls one moves it); that move is counted on ``metrics``.
     An answer that repeats the status still records the broker's id."""
-    values: dict[str, object] = {"status": status}
+    values: dict[str, object] = {"coid": client_order_id, "to": status, "status": status}
     if broker_order_id is not None:
         values["broker_order_id"] = broker_order_id
-    query = update(OrderRow).where(OrderRow.client_order_id == client_order_id)
-    if status != "filled":
-        query = query.where(OrderRow.status.not_in(FINAL_STATUSES))
+        values["bid"] = broker_order_id
+    reopens = status == "filled"
     with engine.begin() as conn:
-        changed = bool(
-            conn.execute(query.where(OrderRow.status != status).values(**values)).rowcount
-        )
+        changed = bool(conn.execute(_MOVE_STATUS[reopens], values).rowcount)
         if not changed and broker_order_id is not None:
-            conn.execute(
-                query.where(
-                    OrderRow.broker_order_id.is_(None)
-                    | (OrderRow.broker_order_id != broker_order_id)
-                ).values(**values)
-            )
+            conn.execute(_RECORD_BROKER_ID[reopens], values)
     if changed and metrics is not None and status in ORDER_OUTCOMES:
         count(metrics, ORDERS, status)
     return changed
+
+
+def _status_update(*, may_end_final: bool) -> Update:
+    """An update of one order's row (``coid``) whose SET comes from the parameters' column
+    names; unless ``may_end_final`` it leaves a final row alone."""
+    query = update(OrderRow).where(OrderRow.client_order_id == bindparam("coid"))
+    return query if may_end_final else query.where(OrderRow.status.not_in(FINAL_STATUSES))
+
+
+_MOVE_STATUS = {
+    final: _status_update(may_end_final=final).where(OrderRow.status != bindparam("to"))
+    for final in (True, False)
+}
+_RECORD_BROKER_ID = {
+    final: _status_update(may_end_final=final).where(
+        OrderRow.broker_order_id.is_(None) | (OrderRow.broker_order_id != bindparam("bid"))
+    )
+    for final in (True, False)
+}
+"""Statements built once (SQLAlchemy caches a statement's compiled form by the statement)."""
 
 
 def status_after_fills(engine: Engine, client_order_id: str) -> OrderStatus:
@@ -227,31 +242,24 @@ def record_fill(
     status: OrderStatus
     try:
         with engine.begin() as conn:
-            held = conn.execute(
-                select(OrderRow.id, OrderRow.quantity, OrderRow.status, OrderRow.broker_order_id)
-                .where(OrderRow.client_order_id == client_order_id)
-                .with_for_update()
-            ).first()
+            held = conn.execute(_HOLD_ORDER, {"coid": client_order_id}).first()
             if held is None:
                 return None
-            known = conn.scalar(select(FillRow.id).where(FillRow.execution_id == execution_id))
-            if known is None:
-                conn.execute(
-                    insert(FillRow).values(
-                        execution_id=execution_id,
-                        order_id=held.id,
-                        quantity=quantity,
-                        price=price,
-                        commission=commission,
-                        filled_at=filled_at,
-                    )
-                )
-            total = conn.scalar(
-                select(func.coalesce(func.sum(FillRow.quantity), 0)).where(
-                    FillRow.order_id == held.id
-                )
-            )
-            status = "filled" if int(total or 0) >= held.quantity else "partially_filled"
+            filled, known = conn.execute(
+                _FILLS_OF, {"order_id": held.id, "eid": execution_id}
+            ).one()
+            if not known:
+                row = {
+                    "execution_id": execution_id,
+                    "order_id": held.id,
+                    "quantity": quantity,
+                    "price": price,
+                    "commission": commission,
+                    "filled_at": filled_at,
+                }
+                conn.execute(_INSERT_FILL, row)
+                filled = int(filled or 0) + quantity
+            status = "filled" if int(filled or 0) >= held.quantity else "partially_filled"
             moved = held.status != status and (
                 status == "filled" or held.status not in FINAL_STATUSES
             )
@@ -259,7 +267,7 @@ def record_fill(
             if broker_order_id is not None and broker_order_id != held.broker_order_id:
                 values["broker_order_id"] = broker_order_id
             if values:
-                conn.execute(update(OrderRow).where(OrderRow.id == held.id).values(**values))
+                conn.execute(_SET_ORDER, {"oid": held.id, **values})
     except IntegrityError:
         # Another writer recorded this execution meanwhile (a database without row locks).
         insert_fill_if_absent(
@@ -269,11 +277,25 @@ def record_fill(
         update_order_row(engine, client_order_id, status, broker_order_id, metrics=metrics)
         return status
     if metrics is not None:
-        if known is None:
+        if not known:
             count(metrics, FILLS)
         if moved and status in ORDER_OUTCOMES:
             count(metrics, ORDERS, status)
     return status
+
+
+_HOLD_ORDER = (
+    select(OrderRow.id, OrderRow.quantity, OrderRow.status, OrderRow.broker_order_id)
+    .where(OrderRow.client_order_id == bindparam("coid"))
+    .with_for_update()
+)
+_FILLS_OF = select(
+    func.coalesce(func.sum(FillRow.quantity), 0),
+    func.coalesce(func.sum(case((FillRow.execution_id == bindparam("eid"), 1), else_=0)), 0),
+).where(FillRow.order_id == bindparam("order_id"))
+"""An order's filled quantity so far, and whether execution ``eid`` is among its fills."""
+_INSERT_FILL = insert(FillRow)
+_SET_ORDER = update(OrderRow).where(OrderRow.id == bindparam("oid"))
 
 
 def count_rows(engine: Engine, session_id: str) -> tuple[int, int]:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as DbSession
 
@@ -52,18 +52,20 @@ def parent_of(coid: str) -> str | None:
 def has_open_stop_rows(engine: Engine, session_id: str) -> bool:
     """Whether the session has any open protective stop row (one indexed lookup: the
     question ``open_stop_rows`` answers in full, asked where the answer is usually no)."""
-    query = (
-        select(OrderRow.id)
-        .where(
-            OrderRow.session_id == session_id,
-            OrderRow.order_type == "stop",
-            OrderRow.intent == "exit",
-            OrderRow.status.in_(OPEN_STATUSES),
-        )
-        .limit(1)
-    )
     with engine.connect() as conn:
-        return conn.scalar(query) is not None
+        return conn.scalar(_ANY_OPEN_STOP, {"sid": session_id}) is not None
+
+
+_ANY_OPEN_STOP = (
+    select(OrderRow.id)
+    .where(
+        OrderRow.session_id == bindparam("sid"),
+        OrderRow.order_type == "stop",
+        OrderRow.intent == "exit",
+        OrderRow.status.in_(OPEN_STATUSES),
+    )
+    .limit(1)
+)
 
 
 def open_stop_rows(
