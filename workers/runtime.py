@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 import redis
@@ -20,6 +20,7 @@ from workers.brokers.base import AccountManager
 from workers.brokers.registry import build_broker
 from workers.connections import redis_client
 from workers.db.engines import engine_for
+from workers.dispatch.sending import send_many
 from workers.settings import Diagnostics, Settings, get_diagnostics, get_settings
 from workers.state.store import StateStore
 from workers.ticks.drain import TickDrainer
@@ -55,7 +56,10 @@ class Runtime:
 
     @cached_property
     def drainer(self) -> TickDrainer:
-        return TickDrainer(self.redis, self.engine, self.settings, current_app.send_task)
+        app = current_app
+        return TickDrainer(
+            self.redis, self.engine, self.settings, app.send_task, partial(send_many, app)
+        )
 
     @cached_property
     def publisher(self) -> TickPublisher:
@@ -74,7 +78,7 @@ class Runtime:
 def make_publisher(client: redis.Redis, settings: Settings, app: Celery) -> TickPublisher:
     return TickPublisher(
         client,
-        app,
+        partial(send_many, app),
         queue=settings.queues.ticks,
         max_drainers=settings.ticks.max_drainers,
         stream_maxlen=settings.ticks.stream_maxlen,

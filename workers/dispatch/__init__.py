@@ -4,4 +4,5 @@
 - ``recovery``: asking for a session's recovery, once (a worker met a session without state;
   beat's fan-out found one).
 - ``rolls``: waking a roll's await step when its order's fill is applied.
+- ``sending``: many tasks at once, none keeping a result (the tick path's sends and drainers).
 """

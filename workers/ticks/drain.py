@@ -33,6 +33,7 @@ from models.meta import CURSOR_FIELD
 from trading.market import Candle
 from workers.dispatch import names
 from workers.dispatch.recovery import request_recovery
+from workers.dispatch.sending import SendMany, one_by_one
 from workers.metrics.counters import ADD
 from workers.metrics.ticks import TickTally, stream_times
 from workers.risk.book import RiskBook
@@ -117,11 +118,15 @@ class TickDrainer:
         engine: Engine,
         settings: Settings,
         send_task: Callable[..., Any],
+        send_many: SendMany | None = None,
     ) -> None:
+        """``send_task``: Celery's, for a recovery request; ``send_many``: the round's order
+        sends (``workers.dispatch.sending``; one by one through ``send_task`` if None)."""
         self.client = client
         self.engine = engine
         self.settings = settings
         self._send_task = send_task
+        self._send_many = send_many if send_many is not None else one_by_one(send_task)
         self._begin = client.register_script(scripts.BEGIN_SESSION)
         self._end = client.register_script(scripts.END_SESSION)
         self._claim = client.register_script(scripts.CLAIM)
@@ -575,12 +580,8 @@ class TickDrainer:
                 retry[item.session_id] = ERROR_RETRY_MS
             return []
         self._tally.orders_created += created
-        for new in orders:
-            self._send_task(
-                names.ORDERS_SEND,
-                args=[new.session_id, new.order.client_order_id],
-                queue=self.settings.queues.orders,
-            )
+        sends = [[new.session_id, new.order.client_order_id] for new in orders]
+        self._send_many(names.ORDERS_SEND, sends, self.settings.queues.orders)
         return steps
 
 

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
-from celery import Celery
 
 from trading.candles import DUPLICATE, UNKNOWN_INSTRUMENT
 from trading.market import Tick
 from workers.dispatch import names
+from workers.dispatch.sending import SendMany
 from workers.metrics.catalog import TICKS_REJECTED
 from workers.metrics.counters import count
 from workers.ticks import scripts
@@ -112,7 +112,7 @@ class TickPublisher:
     def __init__(
         self,
         client: redis.Redis,
-        app: Celery,
+        send: SendMany,
         *,
         queue: str,
         max_drainers: int,
@@ -120,7 +120,7 @@ class TickPublisher:
         drainer_grace_ms: int,
     ) -> None:
         self._client = client
-        self._app = app
+        self._send = send
         self._queue = queue
         self._max_drainers = max_drainers
         self._maxlen = stream_maxlen
@@ -234,9 +234,8 @@ class TickPublisher:
         return len(drainer_ids)
 
     def _start_drainers(self, drainer_ids: Sequence[bytes | str]) -> None:
-        for raw in drainer_ids:
-            drainer_id = raw.decode() if isinstance(raw, bytes) else raw
-            self._app.send_task(names.TICKS_DRAIN, args=[drainer_id], queue=self._queue)
+        ids = [raw.decode() if isinstance(raw, bytes) else raw for raw in drainer_ids]
+        self._send(names.TICKS_DRAIN, [[drainer_id] for drainer_id in ids], self._queue)
 
 
 def _instrument_of(key: bytes | str) -> str:

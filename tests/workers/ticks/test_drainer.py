@@ -13,11 +13,9 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import cast
 
 import pytest
 import redis
-from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -29,6 +27,7 @@ from tests.kit.wait import wait_until
 from trading.market import Candle
 from workers.db.engines import dispose_engines, engine_for, upgrade
 from workers.dispatch import names
+from workers.dispatch.sending import one_by_one
 from workers.metrics.catalog import (
     CANDLES_CLOSED,
     ORDERS,
@@ -321,6 +320,10 @@ def test_a_deciding_step_holds_its_session_again_before_its_rows(
         dispose_engines()
 
 
+def _no_drain_task(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("a drainer is there: no drain task is started")
+
+
 def _no_send(*_args: object, **_kwargs: object) -> None:
     raise AssertionError("no order is decided on one tick")
 
@@ -352,7 +355,7 @@ def test_an_idle_drainer_sleeps_on_the_wake_list_and_a_publish_wakes_it(
         wait_until(blocked, what="the idle drainer blocked on the wake list")
         feed = TickPublisher(
             client,
-            cast(Celery, None),  # one drainer is there: no drain task is started
+            one_by_one(_no_drain_task),  # one drainer is there: no drain task is started
             queue="ticks",
             max_drainers=1,
             stream_maxlen=1_000,

@@ -10,11 +10,11 @@ from typing import Any, cast
 
 import pytest
 import redis
-from celery import Celery
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.kit.metrics import counted
+from workers.dispatch.sending import one_by_one
 from workers.metrics.catalog import TICKS_REJECTED
 from workers.ticks import pipelines
 from workers.ticks.keys import (
@@ -51,7 +51,7 @@ def rows(first: int, n: int, price: str = "1676.25") -> list[RawTick]:
 def publisher(client: redis.Redis, tasks: Tasks) -> TickPublisher:
     return TickPublisher(
         client,
-        cast(Celery, tasks),
+        one_by_one(tasks.send_task),
         queue="ticks",
         max_drainers=2,
         stream_maxlen=100_000,
