@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 from models.codec import decode_field, trades_key
 from models.meta import LAST_FILL_FIELD, PROGRESS_FIELD
 from models.progress import TickProgress
-from models.state import OpenPosition, PnlInfo, Trade, WorkingOrder
+from models.state import OpenPosition, OrderStatus, PnlInfo, Trade, WorkingOrder
 from trading.exceptions import RetryLater, UnknownSession
 from trading.market import epoch_ms
 from trading.positions import apply_fill
@@ -87,8 +87,12 @@ def deliver_fills(
     account: str,
     risk: RiskSettings,
     stops: StopSettings,
+    *,
+    statuses: dict[str, OrderStatus] | None = None,
 ) -> int:
-    """Apply every fill the broker logged for ``account`` since the cursor; returns how many."""
+    """Apply every fill the broker logged for ``account`` since the cursor; returns how many.
+    ``statuses``, if given, gets the status each fill's order row was left in (by client
+    order id)."""
     key = fills_cursor_key(account)
     advance = client.register_script(ADVANCE_CURSOR)
     applied = 0
@@ -99,7 +103,9 @@ def deliver_fills(
         if not fills:
             return applied
         for fill in fills:
-            if fill.session_id and apply_fill_to_session(store, engine, broker, fill, risk, stops):
+            if fill.session_id and apply_fill_to_session(
+                store, engine, broker, fill, risk, stops, statuses=statuses
+            ):
                 applied += 1
         advance(keys=[key], args=[new_cursor])
 
@@ -111,10 +117,12 @@ def apply_fill_to_session(
     fill: Fill,
     risk: RiskSettings,
     stops: StopSettings,
+    *,
+    statuses: dict[str, OrderStatus] | None = None,
 ) -> bool:
     """Apply one fill to its session (once); True if this call applied it. The fill of a roll
     order wakes the roll's await step if the roll waits there (``workers.rolls.wake``; by the
-    call that applied it).
+    call that applied it). ``statuses`` gets the status the fill left its order row in.
 
     ``RetryLater`` when the session has not recorded the fill's order yet (see the module).
     """
@@ -144,7 +152,7 @@ def apply_fill_to_session(
     except UnknownSession:
         log.warning("fill %s is for unknown session %s", fill.execution_id, fill.session_id)
         return False
-    record_fill(
+    status = record_fill(
         engine,
         fill.execution_id,
         fill.client_order_id,
@@ -155,6 +163,8 @@ def apply_fill_to_session(
         fill.broker_order_id,
         metrics=store.client,
     )
+    if statuses is not None and status is not None:
+        statuses[fill.client_order_id] = status
     _protect(store, engine, broker, fill, stops, stops_seen)
     if newly and fill.client_order_id.startswith(ROLL_ORDER_PREFIX):
         send_wake(engine, fill.client_order_id)

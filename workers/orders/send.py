@@ -322,10 +322,18 @@ def _after_ack(
     rt: Runtime, broker: AccountManager, session: TradingSessionRow, ack: OrderAck
 ) -> SendOutcome:
     _record_ack(rt, session, ack)
+    statuses: dict[str, OrderStatus] = {}
     applied = deliver_fills(
-        rt.redis, rt.store, rt.engine, broker, session.account, rt.settings.risk, rt.settings.stops
+        rt.redis,
+        rt.store,
+        rt.engine,
+        broker,
+        session.account,
+        rt.settings.risk,
+        rt.settings.stops,
+        statuses=statuses,
     )
-    if ack.status == "filled":
+    if ack.status == "filled" and statuses.get(ack.client_order_id) != "filled":
         # Its fills are applied now; filled at the broker is filled here, whatever quantity
         # the row asked for (a bracket the broker cut to its entry's partial fill).
         broker_id = ack.broker_order_id or None
