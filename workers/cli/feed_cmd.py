@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from functools import partial
 from typing import Annotated, Any
 
 import typer
@@ -17,7 +18,8 @@ from workers.db.engines import engine_for
 from workers.feeds.base import parse_speed
 from workers.feeds.live import live_feed
 from workers.feeds.registry import create_feed
-from workers.feeds.runner import run_feed
+from workers.feeds.resume import resume_ms
+from workers.feeds.runner import FeedAgain, run_feed
 from workers.feeds.stall import StallWatch
 from workers.feeds.tradovate import TradovateSource
 from workers.runtime import make_publisher
@@ -34,7 +36,8 @@ def replay_cmd(
     date_to: Annotated[str | None, typer.Option("--to", help="Last date (inclusive).")] = None,
     speed: Annotated[str, typer.Option(help="A multiple of real time, or 'max'.")] = "max",
 ) -> None:
-    """Replay the real data for one contract and date range."""
+    """Replay the real data for one contract and date range. A stream Redis lost (restarted
+    empty) is published again from where its rebuilt sessions resume."""
     args = {
         "product": product.upper(),
         "contract": contract.upper(),
@@ -46,8 +49,11 @@ def replay_cmd(
     source = create_feed("replay", args, settings)
     client = require_redis(settings)
     publisher = make_publisher(client, settings, create_app(settings))
-    report = run_feed(source.ticks(), publisher, parse_speed(speed))
-    typer.echo(f"published {report.published} ticks in {report.seconds:.1f}s")
+    resume = partial(resume_ms, engine_for(settings.sqlalchemy_url), client)
+    again = FeedAgain(reread=source.ticks, from_ms=resume)
+    report = run_feed(source.ticks(), publisher, parse_speed(speed), again=again)
+    lost = f" (streams lost and published again {report.lost} times)" if report.lost else ""
+    typer.echo(f"published {report.published} ticks in {report.seconds:.1f}s{lost}")
 
 
 @app.command("live")

@@ -12,11 +12,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from operator import attrgetter
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from trading.exceptions import BadInput
 from trading.market import Candle, Tick
 from workers.settings import Settings
+
+T = TypeVar("T")
 
 FeedArgs = Mapping[str, Any]
 """A source's JSON args as stored in ``market_data_source.args``; each source checks its own."""
@@ -103,18 +106,21 @@ class Pacer:
 
 
 def paced(
-    ticks: Iterable[Tick],
+    ticks: Iterable[T],
     speed: float | None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> Iterator[Tick]:
-    """Release ``ticks`` at ``speed`` times real time; ``None`` releases them at once."""
+    *,
+    time_of: Callable[[T], datetime] = attrgetter("time"),
+) -> Iterator[T]:
+    """Release ``ticks`` at ``speed`` times real time; ``None`` releases them at once.
+    ``time_of``: an item's data time (a tick's ``time``)."""
     if speed is None:
         yield from ticks
         return
     pacer = Pacer(speed=speed, clock=clock)
     for tick in ticks:
-        wait = pacer.wait_for(tick.time)
+        wait = pacer.wait_for(time_of(tick))
         if wait > 0:
             sleep(wait)
         yield tick

@@ -14,9 +14,8 @@ published with the publisher's guard, so a batch numbered past the first that fi
 instrument's feed record gone appends nothing (``StreamLost``). The feed then waits until the
 instrument's active sessions were rebuilt (their recovery subscribed them again, at their
 snapshot's cursor) and publishes that instrument again, from the oldest of those cursors
-(``workers.ticks.snapshots.resume_point``: its whole millisecond, so the entries get the ids
-they had), as fast as it can until it is back on pace; its numbering of the instrument starts
-over. Its source keeps the history: the replay files.
+(``workers.feeds.resume``), as fast as it can until it is back on pace; its numbering of the
+instrument starts over. Its source keeps the history: the replay files.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import heapq
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import cast
 
 import redis
 from sqlalchemy import Engine
@@ -35,11 +33,10 @@ from workers.celery_app import create_app
 from workers.connections import require_redis
 from workers.db.engines import make_engine
 from workers.feeds.replay import ReplayConfig, ReplaySource
+from workers.feeds.resume import RESUME_WAIT_S, resume_ms
 from workers.runtime import make_publisher
 from workers.settings import Settings
-from workers.ticks.keys import subscribers_key
 from workers.ticks.publisher import RawTick, StreamLost, TickPublisher, encode_tick
-from workers.ticks.snapshots import resume_point
 from workers.tools.drill.fuzz import FeedBatch, fuzz_feed
 from workers.tools.drill.scenario import Scenario
 
@@ -48,10 +45,6 @@ log = logging.getLogger(__name__)
 BATCH = 200
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 2.0
-RESUME_WAIT_S = 60.0
-"""How long a feed that found a stream lost waits for the instrument's sessions to be rebuilt
-before it publishes again all the same."""
-RESUME_POLL_S = 0.2
 
 Resume = Callable[[str, Sequence[RawTick]], int]
 """The index in an instrument's entries to publish again from once its stream was lost."""
@@ -171,28 +164,12 @@ def _next_batch(
 def resume_from_sessions(
     engine: Engine, client: redis.Redis, wait_s: float = RESUME_WAIT_S
 ) -> Resume:
-    """``Resume`` from the instrument's active sessions: once each is subscribed again (its
-    recovery done) or ``wait_s`` passed, the first entry at or after the whole millisecond of
-    their oldest snapshot cursor."""
+    """``Resume`` from the instrument's active sessions (``workers.feeds.resume``): the first
+    entry at or after the data time to publish again from."""
 
     def resume(instrument: str, entries: Sequence[RawTick]) -> int:
-        deadline = time.monotonic() + wait_s
-        point = resume_point(engine, instrument)
-        while time.monotonic() < deadline:
-            try:
-                members = cast(set[bytes], client.smembers(subscribers_key(instrument)))
-            except (redis.ConnectionError, redis.TimeoutError):
-                members = set()
-            subscribed = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
-            if subscribed >= set(point.session_ids):
-                break
-            time.sleep(RESUME_POLL_S)  # their recovery has not subscribed them yet
-        else:
-            log.warning("%s: sessions not all rebuilt; publishing again all the same", instrument)
-        point = resume_point(engine, instrument)
-        return next(
-            (i for i, row in enumerate(entries) if int(row[0]) >= point.from_ms), len(entries)
-        )
+        from_ms = resume_ms(engine, client, instrument, wait_s)
+        return next((i for i, row in enumerate(entries) if int(row[0]) >= from_ms), len(entries))
 
     return resume
 
