@@ -12,8 +12,9 @@ import gc
 from datetime import timedelta
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 from kombu import Queue
+from sqlalchemy.orm import configure_mappers
 
 from workers.dispatch import names
 from workers.settings import Settings, get_settings
@@ -116,6 +117,14 @@ def create_app(settings: Settings | None = None) -> Celery:
         beat_schedule=beat_schedule(settings),
     )
     return app
+
+
+@worker_init.connect
+def _configure_orm(**_: object) -> None:
+    """The ORM's mappers are configured once, in the worker's main process (its task modules
+    imported) before its pool forks. Otherwise each pool process configures them at its first
+    ORM query: 100-300 ms of CPU that a tick worker spent on the first order it decided."""
+    configure_mappers()
 
 
 @worker_process_init.connect

@@ -36,22 +36,26 @@ class OrderToWrite:
     decided_at: datetime
     time_in_force: str
 
-    def row(self) -> OrderRow:
+    def values(self) -> dict[str, object]:
+        """The row's column values (the rest take their defaults)."""
         order = self.order
-        return OrderRow(
-            client_order_id=order.client_order_id,
-            session_id=self.session_id,
-            contract=order.contract,
-            side=order.side,
-            quantity=order.quantity,
-            order_type=order.order_type,
-            limit_price=order.limit_price,
-            stop_price=order.stop_price if order.order_type == "stop" else None,
-            time_in_force=self.time_in_force,
-            status="new",
-            intent=order.intent,
-            decided_at=self.decided_at,
-        )
+        return {
+            "client_order_id": order.client_order_id,
+            "session_id": self.session_id,
+            "contract": order.contract,
+            "side": order.side,
+            "quantity": order.quantity,
+            "order_type": order.order_type,
+            "limit_price": order.limit_price,
+            "stop_price": order.stop_price if order.order_type == "stop" else None,
+            "time_in_force": self.time_in_force,
+            "status": "new",
+            "intent": order.intent,
+            "decided_at": self.decided_at,
+        }
+
+    def row(self) -> OrderRow:
+        return OrderRow(**self.values())
 
 
 def insert_order_if_absent(
@@ -87,27 +91,31 @@ def insert_orders_if_absent(engine: Engine, orders: Sequence[OrderToWrite]) -> i
     if not orders:
         return 0
     ids = [item.order.client_order_id for item in orders]
-    with Session(engine) as db:
-        present = set(
-            db.scalars(select(OrderRow.client_order_id).where(OrderRow.client_order_id.in_(ids)))
-        )
-        missing = {
-            item.order.client_order_id: item
-            for item in orders
-            if item.order.client_order_id not in present
-        }
-        db.add_all([item.row() for item in missing.values()])
-        try:
-            db.commit()
+    try:
+        with engine.begin() as conn:
+            present = set(conn.scalars(_PRESENT_ORDERS, {"ids": ids}))
+            missing = {
+                item.order.client_order_id: item
+                for item in orders
+                if item.order.client_order_id not in present
+            }
+            if missing:
+                conn.execute(_INSERT_ORDER, [item.values() for item in missing.values()])
             return len(missing)
-        except IntegrityError:
-            db.rollback()
+    except IntegrityError:
+        pass  # another writer inserted one of them meanwhile: each on its own
     return sum(
         insert_order_if_absent(
             engine, item.session_id, item.order, item.decided_at, item.time_in_force
         )
         for item in orders
     )
+
+
+_PRESENT_ORDERS = select(OrderRow.client_order_id).where(
+    OrderRow.client_order_id.in_(bindparam("ids", expanding=True))
+)
+_INSERT_ORDER = insert(OrderRow)
 
 
 def get_order_row(engine: Engine, client_order_id: str) -> OrderRow | None:
