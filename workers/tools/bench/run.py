@@ -79,7 +79,7 @@ class Phase(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class BenchConfig:
-    """How big the benchmark is (the defaults are the full size, about 3 minutes)."""
+    """How big the benchmark is (the defaults are the full size, about 7 minutes)."""
 
     sessions: int = 200
     workers: int = 3
