@@ -16,7 +16,7 @@ from redis.retry import Retry
 from tests.kit.metrics import counted
 from workers.dispatch.sending import one_by_one
 from workers.metrics.catalog import TICKS_REJECTED
-from workers.ticks import pipelines
+from workers.ticks import pipelines, scripts
 from workers.ticks.keys import (
     AWAKE_KEY,
     DRAINERS_KEY,
@@ -116,6 +116,10 @@ def test_a_publish_whose_reply_is_lost_and_resent_appends_once(
     every session read its ticks twice."""
     client = redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 2))
     client.sadd(subscribers_key(ES), "s-1")
+    # In Redis' script cache, as after any first publish: the reply lost is then the script's
+    # own. On a server that never ran it, the first reply is NOSCRIPT (nothing ran), and the
+    # test would read the later load-and-run as the first publish.
+    client.script_load(scripts.PUBLISH)
     real = pipelines._send_and_read
     lost: list[int] = []
 
