@@ -14,7 +14,6 @@ the same replay gives the same fills, positions and P&L with one worker or many.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,7 +31,7 @@ from trading.stops import attached_stop_id
 from workers.brokers.base import AccountManager, works_in_data_time
 from workers.brokers.commands import OrderAck, PlaceOrder, QueryOrder
 from workers.db.event_rows import record_event
-from workers.db.order_rows import FINAL_STATUSES, update_order_row
+from workers.db.order_rows import FINAL_STATUSES, get_order_row, update_order_row
 from workers.db.session_rows import get_session_row
 from workers.orders.fills import LOCK_WAIT_S, deliver_fills
 from workers.risk.after_fill import release_entry
@@ -91,8 +90,6 @@ class _Rows:
     unsent_before: list[OrderRow]
     """The session's orders written before this one that the broker never answered (status
     ``new``), oldest first: the tick path writes rows in the order it decides them."""
-    attached: dict[str, OrderRow]
-    """The rows of the protective stops attached to those entries, by client order id."""
 
 
 _ORDER = select(OrderRow).where(OrderRow.client_order_id == bindparam("coid"))
@@ -105,13 +102,11 @@ _UNSENT_BEFORE = (
     )
     .order_by(OrderRow.id)
 )
-_ORDERS = select(OrderRow).where(OrderRow.client_order_id.in_(bindparam("ids", expanding=True)))
 """Statements built once: SQLAlchemy caches a statement's compiled form by the statement."""
 
 
 def _session_and_order(rt: Runtime, session_id: str, coid: str, *, unsent: bool) -> _Rows:
-    """The session's and the order's rows (and, with ``unsent``, the unsent rows before it
-    and the rows of the stops attached to them all)."""
+    """The session's and the order's rows (and, with ``unsent``, the unsent rows before it)."""
     with DbSession(rt.engine, expire_on_commit=False) as db, db.begin():
         session = get_session_row(db, session_id)
         if session is None:
@@ -120,18 +115,9 @@ def _session_and_order(rt: Runtime, session_id: str, coid: str, *, unsent: bool)
         if order is None:
             raise LookupError(f"order {coid} has no row; it cannot be sent")
         if not unsent or order.status in FINAL:
-            return _Rows(session, order, [], {})
+            return _Rows(session, order, [])
         before = list(db.scalars(_UNSENT_BEFORE, {"sid": session_id, "before": order.id}))
-        stop_ids = [
-            attached_stop_id(row.client_order_id)
-            for row in (*before, order)
-            if row.intent == "entry" and not is_stop_id(row.client_order_id)
-        ]
-        attached = {}
-        if stop_ids:
-            found = db.scalars(_ORDERS, {"ids": stop_ids})
-            attached = {row.client_order_id: row for row in found}
-    return _Rows(session, order, before, attached)
+    return _Rows(session, order, before)
 
 
 def session_broker(rt: Runtime, session: TradingSessionRow) -> AccountManager:
@@ -147,8 +133,8 @@ def send_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcom
         return SendOutcome(row.status)
     broker = session_broker(rt, session)
     for earlier in rows.unsent_before:
-        _record_ack(rt, session, _send(rt, broker, session, earlier, rows.attached))
-    ack = _send(rt, broker, session, row, rows.attached)
+        _record_ack(rt, session, _send(rt, broker, session, earlier))
+    ack = _send(rt, broker, session, row)
     accepted = ack.status in ("working", "filled") and not ack.duplicate
     if accepted and rt.diagnostics.latency_probe and row.decided_at is not None:
         record_accepted(rt.redis, row.decided_at)
@@ -159,17 +145,12 @@ def send_order(rt: Runtime, session_id: str, client_order_id: str) -> SendOutcom
 
 
 def _send(
-    rt: Runtime,
-    broker: AccountManager,
-    session: TradingSessionRow,
-    row: OrderRow,
-    attached: Mapping[str, OrderRow],
+    rt: Runtime, broker: AccountManager, session: TradingSessionRow, row: OrderRow
 ) -> OrderAck:
     """Place one order; an exit, and a stop move, first cancel the session's resting
     protective stops as of its decision and are answered ``cancelled`` without reaching the
     broker when one of them had already filled (the stop closed the position; sending the
-    exit too would reverse it, and the moved stop would protect nothing). ``attached``: the
-    rows of the stops attached to the entries being sent (``_Rows.attached``)."""
+    exit too would reverse it, and the moved stop would protect nothing)."""
     coid = row.client_order_id
     if row.intent == "entry" and not works_in_data_time(broker):
         _hold_while_touched(rt, session.id, coid)
@@ -198,7 +179,7 @@ def _send(
             message = f"exit {coid} dropped: the protective stop already closed the position"
             record_event(rt.engine, session.id, "risk", "info", message, {"client_order_id": coid})
         return OrderAck(coid, "", "cancelled")
-    return _place(broker, session, row, attached)
+    return _place(rt, broker, session, row)
 
 
 def _hold_while_touched(rt: Runtime, session_id: str, coid: str) -> None:
@@ -238,16 +219,14 @@ def _decided_on_unfilled_touch(rt: Runtime, row: OrderRow) -> bool:
 
 
 def _place(
-    broker: AccountManager,
-    session: TradingSessionRow,
-    row: OrderRow,
-    attached: Mapping[str, OrderRow],
+    rt: Runtime, broker: AccountManager, session: TradingSessionRow, row: OrderRow
 ) -> OrderAck:
     """Place one order; an entry goes out with the protective stop decided with it (one
-    order-sends-order), which its own send then finds placed (a duplicate)."""
+    order-sends-order), which its own send then finds placed (a duplicate). The stop's row
+    is read right before: another process (a fill's stop sync) may have placed it since."""
     stop = None
     if row.intent == "entry" and not is_stop_id(row.client_order_id):
-        stop_row = attached.get(attached_stop_id(row.client_order_id))
+        stop_row = get_order_row(rt.engine, attached_stop_id(row.client_order_id))
         if stop_row is not None and stop_row.status == "new":
             stop = _command(session, stop_row, None)
     try:

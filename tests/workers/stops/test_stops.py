@@ -220,7 +220,7 @@ def test_an_exit_dropped_for_a_filled_stop_stays_dropped_for_a_second_send(
         stop_row = get_order_row(rig.engine, stop.client_order_id)
         session_row = get_session_row(rig.engine, sid)
         assert session_row is not None
-        second = orders_module._send(rt, broker, session_row, stale, {})
+        second = orders_module._send(rt, broker, session_row, stale)
         exit_row = get_order_row(rig.engine, exit_order.client_order_id)
         positions = broker.positions(QueryPositions(ACCOUNT))
         final = rig.state(sid)
