@@ -279,7 +279,14 @@ def record_fill(
     except IntegrityError:
         # Another writer recorded this execution meanwhile (a database without row locks).
         insert_fill_if_absent(
-            engine, execution_id, client_order_id, quantity, price, commission, filled_at
+            engine,
+            execution_id,
+            client_order_id,
+            quantity,
+            price,
+            commission,
+            filled_at,
+            metrics=metrics,
         )
         status = status_after_fills(engine, client_order_id)
         update_order_row(engine, client_order_id, status, broker_order_id, metrics=metrics)

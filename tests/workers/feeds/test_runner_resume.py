@@ -87,9 +87,9 @@ def test_a_lost_stream_is_published_again_from_its_sessions_point(redis_url: str
     client.close()
 
 
-def test_a_feed_without_a_way_back_raises_the_loss(redis_url: str) -> None:
-    """Without ``FeedAgain`` the runner publishes unguarded, as before: a flush mid-run just
-    leaves the later entries (nothing to publish again from)."""
+def test_a_feed_without_a_way_back_publishes_on_without_the_lost_entries(redis_url: str) -> None:
+    """Without ``FeedAgain`` (a source that cannot be read again) the runner publishes
+    unguarded: after a flush mid-run the streams hold only the entries published since."""
     client = redis.Redis.from_url(redis_url)
     _subscribe(client)
     done: list[Any] = []

@@ -72,31 +72,21 @@ class OrdersRun:
         nothing = CpuSpent(0.0, 0.0, 0.0, 0.0, 0.0, True)
         return cls(0, 0, [], [], nothing, nothing, 0.0)
 
-    def _extra_s(self, boundary: float, control: float) -> float:
-        return max(0.0, boundary - control)
-
     @property
     def cpu_ms_per_order(self) -> float:
         """The boundary round's CPU above the control round's, per order (feed left out)."""
-        if not self.orders:
-            return 0.0
-        spent = sum(
-            self._extra_s(getattr(self.boundary, part), getattr(self.control, part))
-            for part in ("redis_s", "ticks_s", "orders_s")
-        )
-        return spent / self.orders * 1_000
+        return sum(self.part_ms_per_order().values())
 
     def part_ms_per_order(self) -> dict[str, float]:
         """The same, by part."""
         if not self.orders:
             return {}
         parts = {"redis": "redis_s", "tick workers": "ticks_s", "orders worker": "orders_s"}
-        return {
-            name: self._extra_s(getattr(self.boundary, attr), getattr(self.control, attr))
-            / self.orders
-            * 1_000
+        extra = {
+            name: max(0.0, getattr(self.boundary, attr) - getattr(self.control, attr))
             for name, attr in parts.items()
         }
+        return {name: seconds / self.orders * 1_000 for name, seconds in extra.items()}
 
 
 def run_orders(
