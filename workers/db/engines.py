@@ -10,12 +10,19 @@ off and SQLAlchemy's ``begin`` emits ``BEGIN IMMEDIATE``: a transaction takes th
 when it starts, so one that reads before it writes never meets a stale snapshot ("database is
 locked"); writers queue behind the busy timeout instead. Foreign keys are enforced, and a file
 database runs in WAL mode so plain reads outside a transaction never block.
+
+A PostgreSQL server may be a network hop away, where every round trip counts (``tradefleet
+drill netem``): a pooled connection is pinged before use only when it sat idle in the pool for
+``PING_AFTER_IDLE_S`` (one that was just in use is known to answer; one that meets a restarted
+server mid-use fails as any statement in flight would), and a read of one statement can run in
+autocommit (``reader``: no BEGIN before it, no ROLLBACK after).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +30,15 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool
 
 from alembic import command
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PING_AFTER_IDLE_S = 1.0
+"""A pooled PostgreSQL connection idle longer than this is pinged before it is handed out."""
+_IDLE_SINCE = "tradefleet_idle_since"
 ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 
 
@@ -52,7 +63,9 @@ def make_engine(url: str, *, foreign_keys: bool = True, pooled: bool = True) -> 
     if not pooled:
         kwargs["poolclass"] = NullPool
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        engine = create_engine(url, **kwargs)
+        _ping_when_idle(engine)
+        return engine
 
     path = _sqlite_file(url)
     if path is not None:
@@ -60,6 +73,27 @@ def make_engine(url: str, *, foreign_keys: bool = True, pooled: bool = True) -> 
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
     _configure_sqlite(engine, foreign_keys=foreign_keys, wal=path is not None)
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection at checkout when it sat idle ``PING_AFTER_IDLE_S`` or more;
+    one that does not answer is replaced by a new one (``DisconnectionError``: the pool's
+    documented way to refuse a connection at checkout)."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"a pooled connection did not answer: {exc}") from exc
 
 
 def _configure_sqlite(engine: Engine, *, foreign_keys: bool, wal: bool) -> None:
@@ -81,7 +115,27 @@ def _configure_sqlite(engine: Engine, *, foreign_keys: bool, wal: bool) -> None:
 
 
 _engines: dict[str, Engine] = {}
+_readers: dict[int, tuple[Engine, Engine]] = {}
+"""The autocommit view (``reader``) of each engine ``engine_for`` keeps, by the engine's id."""
 _engines_lock = threading.Lock()
+
+
+def reader(engine: Engine) -> Engine:
+    """``engine`` for a read of one statement: on PostgreSQL in autocommit, so the read is one
+    round trip (no BEGIN before it, no ROLLBACK after). A read of several statements that must
+    see one snapshot keeps a transaction (``engine`` itself). SQLite reads are local and use
+    ``engine`` itself (the pysqlite dialect would hand the connection back to the pool with the
+    driver's implicit transactions switched on)."""
+    if engine.dialect.name == "sqlite":
+        return engine
+    found = _readers.get(id(engine))
+    if found is not None and found[0] is engine:
+        return found[1]
+    made = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with _engines_lock:
+        if any(kept is engine for kept in _engines.values()):
+            _readers[id(engine)] = (engine, made)
+    return made
 
 
 def engine_for(url: str) -> Engine:
@@ -99,6 +153,7 @@ def dispose_engines() -> None:
     with _engines_lock:
         engines = list(_engines.values())
         _engines.clear()
+        _readers.clear()
     for engine in engines:
         engine.dispose()
 
@@ -108,6 +163,7 @@ def _forget_engines_after_fork() -> None:
     _engines_lock = threading.Lock()
     engines = list(_engines.values())
     _engines.clear()
+    _readers.clear()
     for engine in engines:
         engine.dispose(close=False)
 

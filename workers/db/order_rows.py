@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from models.state import OrderStatus, WorkingOrder
 from models.tables import FillRow, OrderRow
+from workers.db.engines import reader
 from workers.metrics.catalog import FILLS, ORDER_OUTCOMES, ORDERS
 from workers.metrics.counters import count
 
@@ -119,7 +120,7 @@ _INSERT_ORDER = insert(OrderRow)
 
 
 def get_order_row(engine: Engine, client_order_id: str) -> OrderRow | None:
-    with Session(engine, expire_on_commit=False) as db:
+    with Session(reader(engine), expire_on_commit=False) as db:
         return db.scalar(_ORDER_ROW, {"coid": client_order_id})
 
 
@@ -341,7 +342,7 @@ def unsettled_order_count(engine: Engine, session_id: str) -> int:
     """How many of the session's orders are not final yet (new, sent, working, partially
     filled), leaving out stop orders resting at the broker: a protective stop works there by
     design until it is touched or cancelled."""
-    with Session(engine) as db:
+    with Session(reader(engine)) as db:
         rows = db.scalars(
             select(OrderRow.id).where(
                 OrderRow.session_id == session_id,
@@ -387,7 +388,7 @@ def session_fills(engine: Engine, session_id: str) -> list[FillRecord]:
 
 def fill_time(engine: Engine, client_order_id: str) -> datetime | None:
     """When the order's first recorded fill happened (data time), or None."""
-    with Session(engine) as db:
+    with Session(reader(engine)) as db:
         return db.scalar(
             select(FillRow.filled_at)
             .join(OrderRow, FillRow.order_id == OrderRow.id)

@@ -21,6 +21,7 @@ from models.state import WorkingOrder
 from models.tables import OrderRow
 from trading.orders import OPEN_STATUSES
 from workers.brokers.paper.model import MarketBound, epoch_ms_ceil
+from workers.db.engines import reader
 
 """The last stream entry the session's tick step processed (``workers.ticks.step``)."""
 
@@ -66,7 +67,7 @@ def until_replaced(engine: Engine, bound: MarketBound, row: OrderRow | None) -> 
         .order_by(OrderRow.id)
         .limit(1)
     )
-    with DbSession(engine) as db:
+    with DbSession(reader(engine)) as db:
         replaced = db.scalar(query)
     if replaced is None:
         return bound

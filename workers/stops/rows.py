@@ -20,6 +20,7 @@ from models.tables import OrderRow
 from trading.intents import client_order_id
 from trading.orders import OPEN_STATUSES
 from trading.stops import attached_entry_id
+from workers.db.engines import reader
 
 STOP_ID = re.compile(r"([0-9a-f]{16})-(?:stop-([0-9]+)(?:-([0-9]+))?|move-([0-9]+))")
 """``<hex>-stop-<n>``: the n-th stop ``sync_stop`` placed for the session; ``<hex>-stop-<seq>-
@@ -52,7 +53,7 @@ def parent_of(coid: str) -> str | None:
 def has_open_stop_rows(engine: Engine, session_id: str) -> bool:
     """Whether the session has any open protective stop row (one indexed lookup: the
     question ``open_stop_rows`` answers in full, asked where the answer is usually no)."""
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         return conn.scalar(_ANY_OPEN_STOP, {"sid": session_id}) is not None
 
 
@@ -92,7 +93,7 @@ def open_stop_rows(
     )
     if before is not None:
         query = query.where(OrderRow.id < before)
-    with DbSession(engine, expire_on_commit=False) as db:
+    with DbSession(reader(engine), expire_on_commit=False) as db:
         rows = [row for row in db.scalars(query).all() if is_stop_id(row.client_order_id)]
     if not pending:
         return rows
@@ -117,7 +118,7 @@ def stop_count(engine: Engine, session_id: str) -> int:
         OrderRow.order_type == "stop",
         OrderRow.client_order_id.like("%-stop-%"),
     )
-    with DbSession(engine) as db:
+    with DbSession(reader(engine)) as db:
         return int(db.scalar(query) or 0)
 
 
@@ -129,7 +130,7 @@ def last_decided(engine: Engine, session_id: str) -> datetime | None:
         .order_by(OrderRow.id.desc())
         .limit(1)
     )
-    with DbSession(engine) as db:
+    with DbSession(reader(engine)) as db:
         return db.scalar(query)
 
 
@@ -144,7 +145,7 @@ def newest_stop(engine: Engine, session_id: str, before: int) -> OrderRow | None
         )
         .order_by(OrderRow.id.desc())
     )
-    with DbSession(engine, expire_on_commit=False) as db:
+    with DbSession(reader(engine), expire_on_commit=False) as db:
         for row in db.scalars(query):
             if is_stop_id(row.client_order_id):
                 return row
