@@ -30,6 +30,7 @@ from trading.market import epoch_ms
 from trading.stops import attached_stop_id
 from workers.brokers.base import AccountManager, works_in_data_time
 from workers.brokers.commands import OrderAck, PlaceOrder, QueryOrder
+from workers.db.engines import reader
 from workers.db.event_rows import record_event
 from workers.db.order_rows import FINAL_STATUSES, get_order_row, update_order_row
 from workers.db.session_rows import get_session_row
@@ -92,7 +93,11 @@ class _Rows:
     ``new``), oldest first: the tick path writes rows in the order it decides them."""
 
 
-_ORDER = select(OrderRow).where(OrderRow.client_order_id == bindparam("coid"))
+_SESSION_AND_ORDER = (
+    select(TradingSessionRow, OrderRow)
+    .join(OrderRow, OrderRow.session_id == TradingSessionRow.id)
+    .where(TradingSessionRow.id == bindparam("sid"), OrderRow.client_order_id == bindparam("coid"))
+)
 _UNSENT_BEFORE = (
     select(OrderRow)
     .where(
@@ -106,14 +111,15 @@ _UNSENT_BEFORE = (
 
 
 def _session_and_order(rt: Runtime, session_id: str, coid: str, *, unsent: bool) -> _Rows:
-    """The session's and the order's rows (and, with ``unsent``, the unsent rows before it)."""
-    with DbSession(rt.engine, expire_on_commit=False) as db, db.begin():
-        session = get_session_row(db, session_id)
-        if session is None:
-            raise UnknownSession(session_id)
-        order = db.scalar(_ORDER, {"coid": coid})
-        if order is None:
+    """The session's and the order's rows (and, with ``unsent``, the unsent rows before it):
+    reads of one statement each (``reader``), the first two rows in one."""
+    with DbSession(reader(rt.engine), expire_on_commit=False) as db:
+        found = db.execute(_SESSION_AND_ORDER, {"sid": session_id, "coid": coid}).first()
+        if found is None:
+            if get_session_row(db, session_id) is None:
+                raise UnknownSession(session_id)
             raise LookupError(f"order {coid} has no row; it cannot be sent")
+        session, order = found[0], found[1]
         if not unsent or order.status in FINAL:
             return _Rows(session, order, [])
         before = list(db.scalars(_UNSENT_BEFORE, {"sid": session_id, "before": order.id}))
