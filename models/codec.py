@@ -89,6 +89,12 @@ def fence_key(session_id: str) -> str:
     return _key(session_id, "fence")
 
 
+def lock_wanted_key(session_id: str) -> str:
+    """Set while a worker waits for the session's lock: the tick path lets it go first
+    (``workers.state.scripts.ACQUIRE``); it expires on its own."""
+    return _key(session_id, "lock-wanted")
+
+
 def session_keys(session_id: str) -> tuple[str, ...]:
     """Every key of one session: state, candles, trades, lock, fence."""
     return (

@@ -59,16 +59,26 @@ return 1
 )
 
 ACQUIRE = """
--- KEYS: lock, fence, state
--- ARGV: token, ttl_ms, want_state (0/1)
+-- KEYS: lock, fence, state, lock wanted
+-- ARGV: token, ttl_ms, want_state (0/1), wanted_ms
 -- Returns {0, pttl} when busy, {-1} when the session does not exist,
 -- {1, fence} or {1, fence, field, value, ...} when taken.
+-- A caller that will try again (wanted_ms > 0) marks the lock wanted while it is busy: the
+-- tick path's drainers take a session's lock many times a second and leave it for at most a
+-- round trip, so a waiter that only polled could wait through many of their steps (with a
+-- network between the hosts, seconds). They do not take a wanted lock (BEGIN_SESSION); the
+-- mark goes when the lock is taken, or expires after wanted_ms.
 if redis.call('EXISTS', KEYS[3]) == 0 then
   return {-1}
 end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local wanted_ms = tonumber(ARGV[4])
+  if wanted_ms > 0 then
+    redis.call('SET', KEYS[4], '1', 'PX', wanted_ms)
+  end
   return {0, redis.call('PTTL', KEYS[1])}
 end
+redis.call('DEL', KEYS[4])
 local fence = redis.call('INCR', KEYS[2])
 local out = {1, fence}
 if ARGV[3] == '1' then

@@ -33,6 +33,7 @@ from models.codec import (
     encode_trade,
     fence_key,
     lock_key,
+    lock_wanted_key,
     session_keys,
     state_key,
     trades_key,
@@ -55,6 +56,9 @@ T = TypeVar("T")
 _WRITTEN = 1
 _UNKNOWN = -1
 _STALE = -2
+LOCK_WANTED_MS = 1_000
+"""How long a lock stays marked wanted after its waiter's last try (a waiter that gave up or
+died holds the tick path back from the session no longer than this)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,11 +221,17 @@ class StateStore:
 
     # ------------------------------------------------------------ leases
 
-    def try_acquire(self, session_id: str, *, with_state: bool = True) -> Lease | None:
-        """Take the lock once; None if another worker holds it."""
+    def try_acquire(
+        self, session_id: str, *, with_state: bool = True, will_wait: bool = False
+    ) -> Lease | None:
+        """Take the lock once; None if another worker holds it. ``will_wait``: the caller
+        tries again until it has it, and marks the lock wanted meanwhile (the tick path's
+        drainers leave it to the caller: ``scripts.ACQUIRE``)."""
         token = secrets.token_hex(16)
         keys = [lock_key(session_id), fence_key(session_id), state_key(session_id)]
-        args: list[ScriptArg] = [token, self.lock_ttl_ms, "1" if with_state else "0"]
+        keys.append(lock_wanted_key(session_id))
+        wanted_ms = LOCK_WANTED_MS if will_wait else 0
+        args: list[ScriptArg] = [token, self.lock_ttl_ms, "1" if with_state else "0", wanted_ms]
         reply = self._call(lambda: self._acquire(keys=keys, args=args))
         status = int(reply[0])
         if status == _UNKNOWN:
@@ -244,7 +254,8 @@ class StateStore:
         """Take the lock, polling for up to ``wait_s`` seconds; ``LockBusy`` if still held."""
         deadline = time.monotonic() + wait_s
         while True:
-            lease = self.try_acquire(session_id, with_state=with_state)
+            will_wait = deadline - time.monotonic() > 0
+            lease = self.try_acquire(session_id, with_state=with_state, will_wait=will_wait)
             if lease is not None:
                 return lease
             remaining = deadline - time.monotonic()

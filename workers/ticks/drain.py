@@ -28,7 +28,7 @@ from typing import Any
 import redis
 from sqlalchemy.engine import Engine
 
-from models.codec import candles_key, fence_key, lock_key, state_key
+from models.codec import candles_key, fence_key, lock_key, lock_wanted_key, state_key
 from models.meta import CURSOR_FIELD
 from trading.market import Candle
 from workers.dispatch import names
@@ -107,6 +107,7 @@ class _Keys:
     fence: str
     state: str
     candles: str
+    wanted: str
 
 
 class TickDrainer:
@@ -286,7 +287,7 @@ class TickDrainer:
         for session_id, keys in zip(session_ids, session_keys, strict=True):
             begin.script(
                 self._begin,
-                [keys.lock, keys.fence, keys.state, READY_KEY],
+                [keys.lock, keys.fence, keys.state, READY_KEY, keys.wanted],
                 [token, ttl_ms, batch, session_id],
             )
             begin.command("HMGET", keys.state, *BEGIN_FIELDS)
@@ -385,6 +386,7 @@ class TickDrainer:
                 fence_key(session_id),
                 state_key(session_id),
                 candles_key(session_id),
+                lock_wanted_key(session_id),
             )
         return keys
 

@@ -251,11 +251,13 @@ return until_ms
 
 BEGIN_SESSION = in_lua(
     """
--- KEYS: lock, fence, state, ready   ARGV: token, ttl_ms, count, session_id
+-- KEYS: lock, fence, state, ready, lock wanted   ARGV: token, ttl_ms, count, session_id
 -- Takes the lease and a fencing token, and reads the ticks after the session's cursor, in one
--- step. The stream is the one named by the session's candle_key. The drainer reads the state
--- fields it needs with a plain HMGET sent right behind this script, under the lease just
--- taken (what passes through a script costs Redis several times more than a command's reply).
+-- step. A lock another worker waits for (``lock wanted``: a fill, a stop sync, a roll) is
+-- left to it: busy, the session is tried again after it. The stream is the one named by the
+-- session's candle_key. The drainer reads the state fields it needs with a plain HMGET sent
+-- right behind this script, under the lease just taken (what passes through a script costs
+-- Redis several times more than a command's reply).
 -- Returns {-1} unknown session (dropped from the ready set), {0} busy,
 -- {1, fence, {_cursor or false, candle_key}, entries, stream}.
 local values = redis.call('HMGET', KEYS[3], '$CURSOR_FIELD', 'candle_key')
@@ -263,7 +265,8 @@ if not values[2] and redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('ZREM', KEYS[4], ARGV[4])
   return {-1}
 end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+if redis.call('EXISTS', KEYS[5]) == 1
+    or not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {0}
 end
 local fence = redis.call('INCR', KEYS[2])

@@ -1,8 +1,9 @@
 """The drainer in this process over real sessions (SQLite, a private Redis): a begin resent
 after a script flush reads the state again, a round leaves no garbage, a backlog is marked, the
 quiet steps are written before the deciding ones send, a step is counted once, a deciding step
-holds its session again before its rows (state lost, overtaken, lease run out), and an idle
-drainer sleeps on the wake list until a publish wakes it."""
+holds its session again before its rows (state lost, overtaken, lease run out), a lock another
+worker waits for is left to it, and an idle drainer sleeps on the wake list until a publish
+wakes it."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models.codec import candles_key, fence_key, lock_key, state_key
+from models.codec import candles_key, fence_key, lock_key, lock_wanted_key, state_key
 from models.tables import OrderRow
 from tests.kit.metrics import counted
 from tests.kit.redis import paper_url
@@ -36,6 +37,7 @@ from workers.metrics.catalog import (
     TICKS_REJECTED,
 )
 from workers.sessions.create import NewSession, create_session
+from workers.state.store import LOCK_WANTED_MS, StateStore
 from workers.settings import DatabaseSettings, PathSettings, RedisSettings, Settings
 from workers.ticks import drain
 from workers.ticks.drain import TickDrainer
@@ -132,6 +134,39 @@ def test_a_round_leaves_no_reference_cycle_for_the_collector(
             gc.garbage.clear()
             gc.enable()
         assert [module for module in left if module.startswith("workers.")] == []
+    finally:
+        client.close()
+        dispose_engines()
+
+
+def test_a_lock_another_worker_waits_for_is_left_to_it(
+    redis_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """A worker that waits for a session's lock (a fill to apply) marks it wanted while it is
+    busy; the drainer then leaves the session (its ticks stay in the stream) until the waiter
+    took and released the lock, and steps it after. A try that will not wait marks nothing."""
+    settings, sids = _sessions(redis_url, sqlite_url, tmp_path, "wanted", 1)
+    sid = sids[0]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        store = StateStore(client, settings.state.lock_ttl_ms)
+        drainer = TickDrainer(client, engine_for(settings.sqlalchemy_url), settings, _no_send)
+        entry = client.xadd(stream_key(CONTRACT), {"t": "1700000000000", "p": "4000.25", "s": "1"})
+        holder = store.acquire(sid)
+        assert store.try_acquire(sid) is None
+        assert client.exists(lock_wanted_key(sid)) == 0, "a single try marks nothing"
+        assert store.try_acquire(sid, will_wait=True) is None
+        assert 0 < client.pttl(lock_wanted_key(sid)) <= LOCK_WANTED_MS
+        assert store.release(holder)
+        cursor = client.hget(state_key(sid), "_cursor")
+        assert drainer.process(sid) == 0, "the drainer left the wanted lock to its waiter"
+        assert client.hget(state_key(sid), "_cursor") == cursor != entry
+        waiter = store.try_acquire(sid, will_wait=True)
+        assert waiter is not None
+        assert client.exists(lock_wanted_key(sid)) == 0, "taking the lock clears the mark"
+        assert store.release(waiter)
+        assert drainer.process(sid) == 1
+        assert client.hget(state_key(sid), "_cursor") == entry
     finally:
         client.close()
         dispose_engines()
