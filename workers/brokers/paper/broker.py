@@ -159,8 +159,11 @@ class PaperBroker:
             return ack
         resting = command.order_type != "market"
         bound = MarketBound(until_ms=int(fields["decided_ms"]) + 1) if resting else None
+        placed = None
+        if not ack.duplicate:  # its hash is what the script just wrote
+            placed = {**fields, "broker_order_id": ack.broker_order_id, "status": "working"}
         try:
-            _, now = self._match_order(account, coid, bound=bound)
+            _, now = self._match_order(account, coid, bound=bound, order=placed)
         except ServiceUnavailable as exc:
             _log.warning("order %s rests; matching deferred: %s", coid, exc)
             return ack
@@ -258,11 +261,18 @@ class PaperBroker:
         given, and only on the ticks within ``bound`` if given (the market as of then)."""
         spec_for(instrument)
         with answering("broker Redis"):
-            members = read_members(self._broker, self._resting_key(instrument))
+            members = [
+                json.loads(m) for m in read_members(self._broker, self._resting_key(instrument))
+            ]
+            with self._broker.pipeline(transaction=False) as pipe:
+                for account, coid in members:
+                    pipe.hgetall(self._order_key(account, coid))
+                orders = [strings(raw) for raw in pipe.execute()]
         fills: list[Fill] = []
-        for member in members:
-            account, coid = json.loads(member)
-            fill, _ = self._match_order(account, coid, bound=bound, session_id=session_id)
+        for (account, coid), order in zip(members, orders, strict=True):
+            fill, _ = self._match_order(
+                account, coid, bound=bound, session_id=session_id, order=order
+            )
             if fill is not None:
                 fills.append(fill)
         return fills
@@ -278,10 +288,13 @@ class PaperBroker:
         *,
         bound: MarketBound | None = None,
         session_id: str | None = None,
+        order: dict[str, str] | None = None,
     ) -> tuple[Fill | None, str]:
+        """Fill the order if the ticks make it due; ``order``: its fields, if just read."""
         key = self._order_key(account, coid)
         with answering("broker Redis"):
-            order = strings(self._broker.hgetall(key))
+            if order is None:
+                order = strings(self._broker.hgetall(key))
             if not order:
                 return None, "unknown"
             if order["status"] != "working":
@@ -311,7 +324,7 @@ class PaperBroker:
                     continue
                 price = fill_price(order, tick, spec, self.config.slippage_ticks)
                 if price is not None:
-                    return self._fill_order(account, coid, price, tick.time, entry_id)
+                    return self._fill_order(account, coid, instrument, price, tick.time, entry_id)
                 if order["time_in_force"] == "ioc":
                     with answering("broker Redis"):
                         return None, self._cancel_known(account, coid, instrument).status
@@ -340,12 +353,12 @@ class PaperBroker:
         return filled_ms, parent["cursor"]
 
     def _fill_order(
-        self, account: str, coid: str, price: Decimal, time: datetime, entry_id: str
+        self, account: str, coid: str, contract: str, price: Decimal, time: datetime, entry_id: str
     ) -> tuple[Fill | None, str]:
         key = self._order_key(account, coid)
 
         def apply(pipe: Pipeline) -> tuple[Fill | None, str]:
-            order = strings(pipe.hgetall(key))
+            book, order = self._read_book(pipe, account, contract, coid)
             if order.get("status") != "working":
                 return None, order.get("status", "unknown")
             quantity = int(order["quantity"])
@@ -361,7 +374,6 @@ class PaperBroker:
                 commission=self.config.commission_per_contract * quantity,
                 time=time,
             )
-            book = self._read_book(pipe, account, fill.contract)
             pipe.multi()
             order_update = {
                 "status": "filled",
@@ -413,7 +425,7 @@ class PaperBroker:
         )
 
         def apply(pipe: Pipeline) -> Fill:
-            book = self._read_book(pipe, account, contract)
+            book, _ = self._read_book(pipe, account, contract)
             pipe.multi()
             self._queue_book(pipe, fill, book)
             return fill
@@ -438,13 +450,21 @@ class PaperBroker:
                 except redis.WatchError:
                     continue
 
-    def _read_book(self, pipe: Pipeline, account: str, contract: str) -> dict[str, str]:
-        """The account's current figures for ``contract`` (read while watching)."""
-        balance = strings(pipe.hgetall(self._key(account, "balance")))
+    def _read_book(
+        self, pipe: Pipeline, account: str, contract: str, coid: str | None = None
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The account's current figures for ``contract`` and the fields of order ``coid`` if
+        given (read while watching, in one script)."""
+        keys = [self._key(account, name) for name in ("balance", "positions", "avg_price")]
+        keys.append(self._key(account, "realized"))
+        if coid is not None:
+            keys.append(self._order_key(account, coid))
+        raw = cast(list[Any], pipe.eval(paper_scripts.READ_BOOK, len(keys), *keys, contract))
+        balance = strings(_pairs(raw[0]))
         book = {
-            "position": text(pipe.hget(self._key(account, "positions"), contract) or "0"),
-            "avg_price": text(pipe.hget(self._key(account, "avg_price"), contract) or ""),
-            "realized_contract": text(pipe.hget(self._key(account, "realized"), contract) or "0"),
+            "position": text(raw[1]) or "0",
+            "avg_price": text(raw[2]),
+            "realized_contract": text(raw[3]) or "0",
         }
         current = self._balance_of(account, balance)
         book.update(
@@ -452,7 +472,7 @@ class PaperBroker:
             realized_pnl=str(current.realized_pnl),
             commissions=str(current.commissions),
         )
-        return book
+        return book, strings(_pairs(raw[4]))
 
     def _queue_book(self, pipe: Pipeline, fill: Fill, book: dict[str, str]) -> None:
         """Queue (inside MULTI) every effect of ``fill`` on the account, and log the fill."""
@@ -502,3 +522,9 @@ class PaperBroker:
             realized_pnl=Decimal(raw.get("realized_pnl", "0")),
             commissions=Decimal(raw.get("commissions", "0")),
         )
+
+
+def _pairs(flat: Any) -> dict[Any, Any]:
+    """A hash as ``HGETALL`` inside a script returns it (a flat list of fields and values)."""
+    items = list(flat or [])
+    return dict(zip(items[::2], items[1::2], strict=True))

@@ -1,7 +1,8 @@
 """Lua scripts of the paper broker: each is one atomic step in the broker's own Redis.
 
 Fills are not here: their money arithmetic needs ``Decimal``, so they are applied with
-WATCH/MULTI from Python (``workers.brokers.paper.broker``), which is just as atomic.
+WATCH/MULTI from Python (``workers.brokers.paper.broker``), which is just as atomic. What a fill
+reads while watching is one script (``READ_BOOK``): one round trip instead of one per field.
 """
 
 from __future__ import annotations
@@ -63,3 +64,22 @@ redis.call('HSET', KEYS[1], 'cursor', ARGV[1])
 return 1
 """
 """Move a working order's market cursor forward (never back): 1 if moved, else 0."""
+
+READ_BOOK = """
+-- KEYS: balance hash, positions hash, average prices hash, realized hash[, order hash]
+-- ARGV: contract
+-- Read-only: what a fill's transaction reads while its keys are watched.
+local function flat(key)
+  if key == nil then return {} end
+  return redis.call('HGETALL', key)
+end
+return {
+  flat(KEYS[1]),
+  redis.call('HGET', KEYS[2], ARGV[1]) or '',
+  redis.call('HGET', KEYS[3], ARGV[1]) or '',
+  redis.call('HGET', KEYS[4], ARGV[1]) or '',
+  flat(KEYS[5]),
+}
+"""
+"""The account's balance and its figures for a contract (and an order's fields, given its key):
+``[balance fields, position, average price, realized, order fields]``, absent ones empty."""
