@@ -59,7 +59,8 @@ UNRECORDED_FILL_WAIT_S = 120.0
 """Meta field: the wall-clock time the session last applied a fill (reconciliation's grace)."""
 
 ADVANCE_CURSOR = """
--- KEYS: cursor   ARGV: stream id. Moves the cursor forward only; 1 if moved.
+-- KEYS: cursor   ARGV: stream id. Moves the cursor forward only; returns the cursor it holds
+-- after (another worker may have moved it further).
 local function parts(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
@@ -68,10 +69,10 @@ local current = redis.call('GET', KEYS[1])
 if current then
   local ms, seq = parts(current)
   local new_ms, new_seq = parts(ARGV[1])
-  if new_ms < ms or (new_ms == ms and new_seq <= seq) then return 0 end
+  if new_ms < ms or (new_ms == ms and new_seq <= seq) then return current end
 end
 redis.call('SET', KEYS[1], ARGV[1])
-return 1
+return ARGV[1]
 """
 
 
@@ -96,9 +97,9 @@ def deliver_fills(
     key = fills_cursor_key(account)
     advance = client.register_script(ADVANCE_CURSOR)
     applied = 0
+    raw = client.get(key)
+    cursor = raw.decode() if isinstance(raw, bytes) else ""
     while True:
-        raw = client.get(key)
-        cursor = raw.decode() if isinstance(raw, bytes) else ""
         fills, new_cursor = broker.fills_since(account, cursor)
         if not fills:
             return applied
@@ -107,7 +108,8 @@ def deliver_fills(
                 store, engine, broker, fill, risk, stops, statuses=statuses
             ):
                 applied += 1
-        advance(keys=[key], args=[new_cursor])
+        held = advance(keys=[key], args=[new_cursor])
+        cursor = held.decode() if isinstance(held, bytes) else str(held)
 
 
 def apply_fill_to_session(
