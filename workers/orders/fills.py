@@ -49,7 +49,8 @@ from workers.risk.after_fill import risk_after_fill
 from workers.settings import RiskSettings, StopSettings
 from workers.state.store import Lease, StateChanges, StateStore
 from workers.stops.rows import has_open_stop_rows
-from workers.stops.sync import is_stop_id, record_unfilled_touch, sync_stop
+from workers.stops.sync import is_stop_id, sync_stop
+from workers.stops.touches import record_unfilled_touch
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def _touch_before_fill(
     its own market, after the order reached it): a touch of the entry's stop the session saw
     before that fill did not happen at the broker (the stop rests from the entry's fill
     there), so it is dropped; entries decided on it are cancelled unsent
-    (``workers.stops.sync.unfilled_touch_key``). The new ``_progress``, if it changes."""
+    (``workers.stops.touches.unfilled_touch_key``). The new ``_progress``, if it changes."""
     raw = lease.fields.get(PROGRESS_FIELD)
     if not raw or is_stop_id(fill.client_order_id):
         return {}

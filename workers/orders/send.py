@@ -39,14 +39,11 @@ from workers.risk.after_fill import release_entry
 from workers.runtime import Runtime
 from workers.state.store import StateChanges
 from workers.stops.horizon import stop_horizon
-from workers.stops.sync import (
-    clear_for_exit,
+from workers.stops.sync import clear_for_exit, is_move_id, is_stop_id, move_in_place, parent_of
+from workers.stops.touches import (
     decided_in_unfilled_touch,
     drop_touches_of,
-    is_move_id,
-    is_stop_id,
-    move_in_place,
-    parent_of,
+    settle_ended_touches,
     settle_unfilled_touch,
 )
 from workers.ticks.latency_probe import record_accepted
@@ -159,7 +156,14 @@ def _send(
     exit too would reverse it, and the moved stop would protect nothing)."""
     coid = row.client_order_id
     if row.intent == "entry" and not works_in_data_time(broker):
-        _hold_while_touched(rt, session.id, coid)
+        if _held_by_touch(rt, session.id) and (
+            not settle_ended_touches(rt.store, rt.engine, session.id)
+            or _held_by_touch(rt, session.id)
+        ):
+            raise RetryLater(
+                f"entry {coid} waits: the session's protective stop was touched and its fill "
+                "has not come back from the broker"
+            )
         if _decided_on_unfilled_touch(rt, row):
             message = (
                 f"entry {coid} dropped: decided while a protective stop the broker never "
@@ -188,37 +192,33 @@ def _send(
     return _place(rt, broker, session, row)
 
 
-def _hold_while_touched(rt: Runtime, session_id: str, coid: str) -> None:
-    """An entry is not sent to a live broker while the session holds a protective stop it saw
-    touched whose fill has not come back (``_progress.stops_out``): the session took that
-    position as closed, but the broker may not have filled the stop (it was not working yet,
-    or its market never reached it), and the entry would then add to a position still held.
-    It goes out once the stop's fill is applied, or once the touch is found to be one the
-    broker never saw (``workers.stops.sync.settle_unfilled_touch``: the entry is then
-    cancelled). A touch of the stop of an entry not filled yet (this one's, or a later one's)
-    does not hold it: that stop rests at the broker only from its entry's fill
-    (``workers.orders.fills`` settles such a touch then)."""
+def _held_by_touch(rt: Runtime, session_id: str) -> bool:
+    """Whether an entry must not go to a live broker yet: the session holds a protective stop
+    it saw touched whose fill has not come back (``_progress.stops_out``). The session took
+    that position as closed, but the broker may not have filled the stop (it was not working
+    yet, or its market never reached it), and the entry would then add to a position still
+    held. It goes out once the stop's fill is applied, or once the touch is found to be one the
+    broker will not fill (``workers.stops.touches``: the stop still works there after a grace,
+    or ended there unfilled; the entry is then cancelled). A touch of the stop of an entry not
+    filled yet (this one's, or a later one's) does not hold it: that stop rests at the broker
+    only from its entry's fill (``workers.orders.fills`` settles such a touch then)."""
     raw: list[Any] = rt.redis.hmget(state_key(session_id), [PROGRESS_FIELD, "orders"])  # type: ignore[assignment]
     progress, orders = (v.decode() if isinstance(v, bytes) else None for v in raw)
     outs = TickProgress.from_json(progress).stops_out if progress else ()
     if not outs:
-        return
+        return False
     pending: dict[str, WorkingOrder] = decode_field("orders", orders) if orders else {}
     unfilled = {
         (1 if order.side == "buy" else -1, order.stop_price)
         for order in pending.values()
         if order.intent == "entry" and order.stop_price is not None and not order.filled_quantity
     }
-    if any((out.direction, out.price) not in unfilled for out in outs):
-        raise RetryLater(
-            f"entry {coid} waits: the session's protective stop was touched and its fill "
-            "has not come back from the broker"
-        )
+    return any((out.direction, out.price) not in unfilled for out in outs)
 
 
 def _decided_on_unfilled_touch(rt: Runtime, row: OrderRow) -> bool:
     """Whether the entry ``row`` was decided while the session took as closed a position whose
-    stop the broker never filled (``workers.stops.sync.record_unfilled_touch``)."""
+    stop the broker never filled (``workers.stops.touches.record_unfilled_touch``)."""
     if row.decided_at is None:
         return False
     return decided_in_unfilled_touch(rt.redis, row.session_id, epoch_ms(row.decided_at))

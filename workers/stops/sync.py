@@ -53,8 +53,7 @@ the stop resting at the broker whenever the two are in sync.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -73,7 +72,7 @@ from workers.brokers.commands import CancelOrder, OrderAck, PlaceOrder, QueryOrd
 from workers.db.event_rows import record_event
 from workers.db.order_rows import get_order_row, insert_order_if_absent, update_order_row
 from workers.dispatch import names
-from workers.state.store import Lease, StateChanges, StateStore
+from workers.state.store import StateStore
 from workers.stops.rows import (
     is_move_id,
     is_stop_id,
@@ -435,102 +434,6 @@ def _record(engine: Engine, metrics: redis.Redis, ack: OrderAck) -> None:
     if local is not None:
         broker_id = ack.broker_order_id or None
         update_order_row(engine, ack.client_order_id, local, broker_id, metrics=metrics)
-
-
-TOUCH_GRACE_S = 15.0
-"""How long a live broker may take to fill a stop the session saw touched in the data before
-the touch is taken as one the broker did not see (``settle_unfilled_touch``)."""
-
-
-def touch_seen_key(session_id: str, coid: str) -> str:
-    """When a poll first found stop ``coid`` still working after the session saw it touched."""
-    return f"tf:{{{session_id}}}:touch:{coid}"
-
-
-def unfilled_touch_key(session_id: str) -> str:
-    """The data time (ms) of the newest touch the broker did not fill (``settle_unfilled_touch``):
-    an entry decided after it was decided on a position taken as closed that was not."""
-    return f"tf:{{{session_id}}}:unfilled-touch"
-
-
-def record_unfilled_touch(
-    client: redis.Redis, session_id: str, at_ms: int, until_ms: int | None
-) -> None:
-    """The broker never filled the stop the session saw touched at ``at_ms`` (data time); the
-    session believed it filled until ``until_ms``, the data time it had read to when the touch
-    was dropped (None: unknown, any later decision counts): entries decided in between were
-    decided on a position taken as closed that was not."""
-    window = f"{at_ms}-{'' if until_ms is None else until_ms}"
-    client.set(unfilled_touch_key(session_id), window, ex=CLEAR_KEY_TTL_S)
-
-
-def decided_in_unfilled_touch(client: redis.Redis, session_id: str, decided_ms: int) -> bool:
-    """Whether a decision at ``decided_ms`` fell in the session's last unfilled touch window."""
-    raw = client.get(unfilled_touch_key(session_id))
-    if not isinstance(raw, bytes):
-        return False
-    start, _, end = raw.decode().partition("-")
-    return int(start) <= decided_ms and (not end or decided_ms <= int(end))
-
-
-def drop_touches_of(lease: Lease, entry: WorkingOrder) -> dict[str, str]:
-    """An entry that ended unfilled (cancelled, rejected, lost, or dropped unsent): the touches
-    of its own stop the session took as closing it are gone with it. The new ``_progress``
-    meta field (``StateChanges.meta``), empty when nothing changes."""
-    raw = lease.fields.get(PROGRESS_FIELD)
-    if not raw or entry.stop_price is None:
-        return {}
-    progress = TickProgress.from_json(raw)
-    own = (1 if entry.side == "buy" else -1, entry.stop_price)
-    kept = tuple(out for out in progress.stops_out if (out.direction, out.price) != own)
-    if kept == progress.stops_out:
-        return {}
-    return {PROGRESS_FIELD: replace(progress, stops_out=kept).to_json()}
-
-
-def settle_unfilled_touch(
-    store: StateStore,
-    engine: Engine,
-    session_id: str,
-    stop: OrderRow,
-    now: Callable[[], float] = time.time,
-) -> bool:
-    """A poll found ``stop`` still working at a live broker. If the session took its position
-    as closed by a touch of that stop (``trading.stops``: a ``StopOut``) and the broker has not
-    filled it for ``TOUCH_GRACE_S`` since a poll first saw that, the broker never saw the touch
-    (the stop was not working yet, or its market never reached it): the touch is dropped, so
-    the session holds its position again, with an event; entries decided on it are cancelled
-    (``unfilled_touch_key``, ``workers.orders.send``). True when it dropped one."""
-    if stop.stop_price is None:
-        return False
-    direction, price = (1 if stop.side == "sell" else -1), Decimal(stop.stop_price)
-    seen = touch_seen_key(session_id, stop.client_order_id)
-    with store.locked(session_id, wait_s=LOCK_WAIT_S) as lease:
-        raw = lease.fields.get(PROGRESS_FIELD)
-        progress = TickProgress.from_json(raw) if raw else None
-        outs = [] if progress is None else progress.stops_out
-        mine = [out for out in outs if (out.direction, out.price) == (direction, price)]
-        if progress is None or not mine:
-            store.client.delete(seen)
-            return False
-        store.client.set(seen, repr(now()), nx=True, ex=CLEAR_KEY_TTL_S)
-        first = store.client.get(seen)
-        if not isinstance(first, bytes) or now() - float(first) < TOUCH_GRACE_S:
-            return False
-        kept = tuple(out for out in outs if out not in mine)
-        meta = {PROGRESS_FIELD: replace(progress, stops_out=kept).to_json()}
-        store.write(lease, StateChanges(meta=meta))
-        newest = max(out.at_ms for out in mine)
-        record_unfilled_touch(store.client, session_id, newest, progress.last_ms)
-        store.client.delete(seen)
-    message = (
-        f"protective stop {stop.client_order_id} at {price} was touched in the data but is "
-        f"still working at the broker after {TOUCH_GRACE_S:.0f}s: the position is held again"
-    )
-    log.warning("session %s: %s", session_id, message)
-    details = {"stop": stop.client_order_id, "price": str(price), "touched_ms": newest}
-    record_event(engine, session_id, "risk", "warning", message, details)
-    return True
 
 
 def start_polling(client: redis.Redis, session_id: str, coid: str) -> bool:

@@ -27,7 +27,8 @@ from workers.db.order_rows import get_order_row, insert_order_if_absent, update_
 from workers.orders.fills import apply_fill_to_session
 from workers.orders.send import send_order
 from workers.state.store import StateChanges
-from workers.stops.sync import TOUCH_GRACE_S, settle_unfilled_touch, stop_id
+from workers.stops.sync import stop_id
+from workers.stops.touches import TOUCH_GRACE_S, settle_unfilled_touch
 
 pytestmark = pytest.mark.integration
 
@@ -143,6 +144,80 @@ def test_a_touch_the_live_broker_never_filled_is_dropped_and_its_entry_with_it(
     assert commands == [], "nothing was sent to the broker"
     assert any("still working at the broker" in m for m in messages), messages
     assert any(m.startswith(f"entry {coid} dropped") for m in messages), messages
+
+
+def test_a_touch_of_a_stop_that_ended_unfilled_at_the_broker_is_dropped_and_its_entry_with_it(
+    server: LocalTradovate, redis_url: str, tmp_path: Path
+) -> None:
+    """The stop the session saw touched was cancelled at the live broker before any fill (a
+    move or an exit cancelled it): no poll of it is left to settle the touch, and the broker
+    will never fill it. The entry held back by the touch settles it at once: the touch is
+    dropped (the session holds its position again, with an event), and the entry decided on it
+    is cancelled unsent instead of waiting until its retries run out."""
+    with Fleet(redis_url, tmp_path / "fleet", **fleet_overrides(server)) as rig:
+        plan = SessionPlan("hold", ACCOUNT, "breakout", (("lookback", "500"),), broker="tradovate")
+        sid = rig.create_sessions([plan])["hold"]
+        rig.publish_replay(replay_ticks()[:20])
+        stop = WorkingOrder(
+            client_order_id=stop_id(sid, 1),
+            contract=CONTRACT,
+            side="sell",
+            quantity=1,
+            order_type="stop",
+            intent="exit",
+            status="new",
+            created_at=first_tick_time(),
+            stop_price=Decimal("1674.00"),
+        )
+        assert insert_order_if_absent(rig.engine, sid, stop, first_tick_time(), "gtc")
+        update_order_row(rig.engine, stop.client_order_id, "cancelled", "1")
+        coid = decide_entry(rig, sid)
+        set_touched(rig, sid, True)
+        outcome = send_order(rig.rt, sid, coid)
+        progress = rig.progress("hold")
+        entry_row = get_order_row(rig.engine, coid)
+        orders = rig.state(sid).orders
+        messages = [e.message for e in rig.events(sid, "risk")]
+        commands = server.control("GET", "state")["commands"]
+    assert progress.stops_out == ()
+    assert outcome.status == "cancelled"
+    assert entry_row is not None and entry_row.status == "cancelled"
+    assert coid not in orders
+    assert commands == [], "nothing was sent to the broker"
+    assert any("ended at the broker unfilled" in m for m in messages), messages
+    assert any(m.startswith(f"entry {coid} dropped") for m in messages), messages
+
+
+def test_a_touch_of_a_working_stop_still_holds_the_entry_back(
+    server: LocalTradovate, redis_url: str, tmp_path: Path
+) -> None:
+    """A touch whose stop still works at the broker (its fill may yet come) is not dropped by
+    the entry it holds back: the entry waits."""
+    with Fleet(redis_url, tmp_path / "fleet", **fleet_overrides(server)) as rig:
+        plan = SessionPlan("hold", ACCOUNT, "breakout", (("lookback", "500"),), broker="tradovate")
+        sid = rig.create_sessions([plan])["hold"]
+        rig.publish_replay(replay_ticks()[:20])
+        stop = WorkingOrder(
+            client_order_id=stop_id(sid, 1),
+            contract=CONTRACT,
+            side="sell",
+            quantity=1,
+            order_type="stop",
+            intent="exit",
+            status="new",
+            created_at=first_tick_time(),
+            stop_price=Decimal("1674.00"),
+        )
+        assert insert_order_if_absent(rig.engine, sid, stop, first_tick_time(), "gtc")
+        update_order_row(rig.engine, stop.client_order_id, "working", "1")
+        coid = decide_entry(rig, sid)
+        set_touched(rig, sid, True)
+        with pytest.raises(RetryLater, match="waits"):
+            send_order(rig.rt, sid, coid)
+        progress = rig.progress("hold")
+        entry_row = get_order_row(rig.engine, coid)
+    assert len(progress.stops_out) == 1
+    assert entry_row is not None and entry_row.status == "new"
 
 
 def test_a_touch_before_the_entrys_fill_at_the_broker_is_dropped_when_the_fill_comes(
