@@ -150,7 +150,8 @@ def apply_fill_to_session(
                 )
                 meta = {LAST_FILL_FIELD: datetime.now(UTC).isoformat(), **settled}
                 stops_seen = _stops_in_state(lease, changes, fill)
-                store.write(lease, StateChanges.of(changes, trades=[trade], meta=meta))
+                changed = StateChanges.of(changes, trades=[trade], meta=meta)
+                store.write(lease, changed, release=True)
                 newly = True
     except UnknownSession:
         log.warning("fill %s is for unknown session %s", fill.execution_id, fill.session_id)

@@ -160,6 +160,9 @@ class StateStore:
         self._write = client.register_script(scripts.WRITE)
         self._delete = client.register_script(scripts.DELETE)
         self._keeper = LeaseKeeper(self.renew)
+        self._released: set[str] = set()
+        """Tokens of leases a write released (``write(release=True)``): ``locked`` has nothing
+        left to release for them."""
 
     # ------------------------------------------------------------ plumbing
 
@@ -278,14 +281,18 @@ class StateStore:
     @contextmanager
     def locked(self, session_id: str, wait_s: float = 0.0) -> Iterator[Lease]:
         """Hold the session lock for the body, renewed every TTL/3 by the store's keeper
-        (``workers.state.lease_keeper``), released at the end."""
+        (``workers.state.lease_keeper``), released at the end (unless a write of the body
+        released it with its changes: one round trip less)."""
         lease = self.acquire(session_id, wait_s)
         self._keeper.hold(lease)
         try:
             yield lease
         finally:
             self._keeper.drop(lease)
-            self.release(lease)
+            if lease.token in self._released:
+                self._released.discard(lease.token)
+            else:
+                self.release(lease)
 
     # ------------------------------------------------------------ fenced writes
 
@@ -350,3 +357,5 @@ class StateStore:
             raise StaleFence(f"session {sid}: fence {lease.fence} is stale; nothing written")
         if status != _WRITTEN:
             raise RuntimeError(f"unexpected reply {status} from the write script")
+        if release and self._keeper.holds(lease):
+            self._released.add(lease.token)

@@ -293,6 +293,24 @@ def test_locked_renews_while_the_body_runs_and_releases(redis_client: redis.Redi
     assert short.load(SID).warmup_periods == 4
 
 
+def test_a_write_that_releases_leaves_locked_nothing_to_release(
+    store: StateStore, redis_client: redis.Redis
+) -> None:
+    """The body's last write drops the lock with its changes (one round trip less): the lock is
+    free as soon as the write is done, and leaving ``locked`` sends no release of its own."""
+    store.create(rich_state())
+    with store.locked(SID) as lease:
+        store.write(lease, StateChanges.of({"warmup_periods": 5}), release=True)
+        assert not redis_client.exists(lock_key(SID)), "free once the write is done"
+        other = store.try_acquire(SID)
+        assert other is not None, "another worker can take it at once"
+        redis_client.config_resetstat()
+    assert redis_client.get(lock_key(SID)) == other.token.encode(), "the other's lock stays"
+    assert "cmdstat_evalsha" not in redis_client.info("commandstats"), "no release was sent"
+    assert store.release(other)
+    assert store.load(SID).warmup_periods == 5
+
+
 def test_locked_bodies_share_one_keeper_thread(redis_client: redis.Redis) -> None:
     """Leases held one after another and side by side are renewed by the store's one keeper
     thread, not by a thread per lock held."""
