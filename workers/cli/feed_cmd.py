@@ -85,14 +85,16 @@ def live_cmd(
     publisher = make_publisher(client, settings, create_app(settings))
     stop = threading.Event()
     holidays = exchange_holidays()
+    engine = engine_for(settings.sqlalchemy_url)
     watch = StallWatch(
         client,
-        engine_for(settings.sqlalchemy_url),
+        engine,
         live.config.contract,
         live.config.stall_s,
         lambda now: globex_open(now, holidays),
     )
-    loop, counters = live_feed(live, publisher, watch, stop)
+    again = partial(resume_ms, engine, client)
+    loop, counters = live_feed(live, publisher, watch, stop, again)
     loop.probe()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -241,6 +241,14 @@ class MarketDataFeed:
                 f"Tradovate market data at {self.url} failed: {describe(exc)}"
             ) from None
 
+    def rewind(self, to: datetime) -> None:
+        """Publish again from the bar holding ``to`` on: the next chart starts there (the
+        instrument's stream was lost; ``workers.feeds.live``). Ends the connection (raises
+        ``ConnectionOver``): the bars come again on a new one."""
+        self.bars.last_published = to.replace(second=0, microsecond=0) - MINUTE
+        self.bars.pending = None
+        raise ConnectionOver(f"{self.config.contract}: charting again from {to.isoformat()}")
+
     def run_once(self) -> None:
         """One connection, from its ``o`` to its end (always an exception, or ``stop``)."""
         with closing(self.connect(self.url)) as conn:

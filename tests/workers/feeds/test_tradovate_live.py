@@ -1,6 +1,7 @@
 """The live Tradovate source against the local Tradovate server (its own process), ticks
 pushed through ``/_local/market/ticks``: completed minute bars become the replay's four ticks,
-the history warm-up, a dropped socket resumed with no gap and no duplicate, the CLI's exit 2."""
+the history warm-up, a dropped socket resumed with no gap and no duplicate, a stream Redis lost
+published again from its sessions' point, the CLI's exit 2."""
 
 from __future__ import annotations
 
@@ -11,13 +12,23 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.kit.cli import run_cli
 from tests.kit.tradovate_local import LocalTradovate
 from tests.kit.wait import wait_until
 from trading.market import Tick
 from workers.brokers.tradovate.socket import Backoff
-from workers.feeds.tradovate import MarketDataFeed, TradovateFeedConfig, TradovateHistory
+from workers.dispatch.sending import one_by_one
+from workers.feeds.live import live_feed
+from workers.feeds.tradovate import (
+    MarketDataFeed,
+    TradovateFeedConfig,
+    TradovateHistory,
+    TradovateSource,
+)
+from workers.ticks.keys import stream_key, subscribers_key
+from workers.ticks.publisher import TickPublisher
 
 pytestmark = pytest.mark.integration
 
@@ -158,3 +169,74 @@ def test_feed_live_refuses_with_exit_2(tmp_path: Path, redis_url: str) -> None:
     assert down.returncode == 2, down.stderr
     assert len(down.stderr.strip().splitlines()) == 1, down.stderr
     assert "Traceback" not in down.stderr and "hunter2" not in down.stderr + down.stdout
+
+
+def test_a_lost_stream_is_published_again_from_its_sessions_point(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Redis lost the instrument's stream (restarted empty): the next bar's batch finds it so
+    and appends nothing; the feed charts again from the bar holding the point its sessions
+    resume at, publishes from that point on the entries (and ids) the stream held, then goes
+    on live."""
+    server = LocalTradovate.start(tmp_path)  # its own bars: no other test's
+    client = redis.Redis.from_url(redis_url)
+    client.sadd(subscribers_key(CONTRACT), "s-1")  # a session reads the stream
+    publisher = TickPublisher(
+        client,
+        one_by_one(lambda *_a, **_k: None),
+        queue="ticks",
+        max_drainers=1,
+        stream_maxlen=100_000,
+        drainer_grace_ms=60_000,
+    )
+    md_token = server.token()["mdAccessToken"]
+    config = TradovateFeedConfig.from_args({"contract": CONTRACT})
+    source = TradovateSource(config, server.md_url, lambda: md_token)
+    point: list[int] = []
+    asked: list[str] = []
+
+    def again(instrument: str) -> int:
+        asked.append(instrument)
+        client.sadd(subscribers_key(CONTRACT), "s-1")  # its recovery subscribed it again
+        return point[0]
+
+    stop = threading.Event()
+    backoff = Backoff(base_s=0.05, cap_s=0.2)
+    loop, counters = live_feed(source, publisher, None, stop, again, backoff=backoff)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+
+    def entries() -> list[tuple[bytes, dict[bytes, bytes]]]:
+        return client.xrange(stream_key(CONTRACT))  # type: ignore[return-value]
+
+    def ms(minute: int, second: int) -> int:
+        return int((T0 + timedelta(minutes=minute, seconds=second)).timestamp() * 1000)
+
+    try:
+        wait_until(lambda: loop.connections >= 1, what="the chart to start")
+        for minute in range(40, 45):
+            push(server, minute, f"50{minute}.00", f"50{minute}.50")
+        wait_until(lambda: len(entries()) >= 16, what="bars 14:40-14:43 published")
+        before = entries()
+        assert [int(e[1][b"t"]) for e in before][::4] == [ms(m, 0) for m in range(40, 44)]
+        point.append(ms(41, 15))  # the sessions resume inside the 14:41 bar
+        client.flushall()  # Redis restarted empty: the stream and its feed record are gone
+        push(server, 45, "5045.00")  # completes 14:44: its batch finds the stream lost
+        wait_until(
+            lambda: any(int(e[1][b"t"]) == ms(44, 45) for e in entries()),
+            what="the stream published again up to 14:44",
+        )
+        after = entries()
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        client.close()
+        server.stop()
+
+    assert asked == [CONTRACT] and counters.lost == 1
+    kept = [e for e in before if int(e[1][b"t"]) >= point[0]]
+    assert after[: len(kept)] == kept, "from the point on, the entries and ids it had"
+    assert [int(e[1][b"t"]) for e in after[len(kept) :]] == [ms(44, s) for s in (0, 15, 30, 45)], (
+        "then the bar that found the stream lost, once"
+    )
+    assert [e[0] for e in after] == [f"{int(e[1][b't'])}-0".encode() for e in after]
