@@ -7,27 +7,15 @@ from typing import Any, cast
 
 import redis
 
+from tests.kit.publishing import publisher_without_workers
 from tests.kit.redis import paper_url
-from workers.dispatch.sending import one_by_one
 from workers.feeds.runner import FeedAgain, run_feed
 from workers.feeds.synthetic import SyntheticConfig, SyntheticSource
 from workers.ticks.keys import stream_key, subscribers_key
-from workers.ticks.publisher import TickPublisher
 
 ES, NQ = "ESZ26", "NQZ26"
 TICKS = 600
 BATCH = 20
-
-
-def _publisher(client: redis.Redis) -> TickPublisher:
-    return TickPublisher(
-        client,
-        one_by_one(lambda *_a, **_k: None),
-        queue="ticks",
-        max_drainers=1,
-        stream_maxlen=100_000,
-        drainer_grace_ms=60_000,
-    )
 
 
 def _source() -> SyntheticSource:
@@ -46,7 +34,7 @@ def _subscribe(client: redis.Redis) -> None:
 def test_a_lost_stream_is_published_again_from_its_sessions_point(redis_url: str) -> None:
     reference = redis.Redis.from_url(paper_url(redis_url))  # another database, same server
     _subscribe(reference)
-    run_feed(_source().ticks(), _publisher(reference), None, batch=BATCH)
+    run_feed(_source().ticks(), publisher_without_workers(reference), None, batch=BATCH)
     expected_all = {i: _entries(reference, i) for i in (ES, NQ)}
     assert sum(len(entries) for entries in expected_all.values()) == TICKS
     assert min(len(entries) for entries in expected_all.values()) > 200
@@ -70,7 +58,7 @@ def test_a_lost_stream_is_published_again_from_its_sessions_point(redis_url: str
     again = FeedAgain(reread=lambda: _source().ticks(), from_ms=from_ms)
     report = run_feed(
         _source().ticks(),
-        _publisher(client),
+        publisher_without_workers(client),
         None,
         batch=BATCH,
         on_progress=lose_redis_once,
@@ -99,7 +87,7 @@ def test_a_feed_without_a_way_back_publishes_on_without_the_lost_entries(redis_u
             client.flushall()
             done.append(published)
 
-    publisher = _publisher(client)
+    publisher = publisher_without_workers(client)
     report = run_feed(_source().ticks(), publisher, None, batch=BATCH, on_progress=flush_once)
     assert report.published == TICKS and report.lost == 0
     assert sum(len(_entries(client, i)) for i in (ES, NQ)) == TICKS - done[0]

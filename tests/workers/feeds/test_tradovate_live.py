@@ -15,11 +15,11 @@ import pytest
 import redis
 
 from tests.kit.cli import run_cli
+from tests.kit.publishing import publisher_without_workers
 from tests.kit.tradovate_local import LocalTradovate
 from tests.kit.wait import wait_until
 from trading.market import Tick
 from workers.brokers.tradovate.socket import Backoff
-from workers.dispatch.sending import one_by_one
 from workers.feeds.live import live_feed
 from workers.feeds.tradovate import (
     MarketDataFeed,
@@ -28,7 +28,6 @@ from workers.feeds.tradovate import (
     TradovateSource,
 )
 from workers.ticks.keys import stream_key, subscribers_key
-from workers.ticks.publisher import TickPublisher
 
 pytestmark = pytest.mark.integration
 
@@ -181,14 +180,7 @@ def test_a_lost_stream_is_published_again_from_its_sessions_point(
     server = LocalTradovate.start(tmp_path)  # its own bars: no other test's
     client = redis.Redis.from_url(redis_url)
     client.sadd(subscribers_key(CONTRACT), "s-1")  # a session reads the stream
-    publisher = TickPublisher(
-        client,
-        one_by_one(lambda *_a, **_k: None),
-        queue="ticks",
-        max_drainers=1,
-        stream_maxlen=100_000,
-        drainer_grace_ms=60_000,
-    )
+    publisher = publisher_without_workers(client)
     md_token = server.token()["mdAccessToken"]
     config = TradovateFeedConfig.from_args({"contract": CONTRACT})
     source = TradovateSource(config, server.md_url, lambda: md_token)

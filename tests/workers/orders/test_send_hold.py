@@ -14,7 +14,7 @@ import pytest
 
 from models.meta import PROGRESS_FIELD
 from models.progress import TickProgress
-from models.state import WorkingOrder
+from models.state import OrderStatus, WorkingOrder
 from tests.kit.fleet import CONTRACT, Fleet
 from tests.kit.replay import SessionPlan, first_tick_time, replay_ticks
 from tests.kit.tradovate_local import LocalTradovate, fleet_overrides
@@ -73,6 +73,43 @@ def set_touched(rig: Fleet, session_id: str, touched: bool) -> None:
     rig.client.hset(key, PROGRESS_FIELD, replace(progress, stops_out=outs).to_json())
 
 
+def held_session(rig: Fleet, stop_status: OrderStatus) -> tuple[str, str, str]:
+    """A session at the live broker holding a position whose stop (its row ``stop_status``)
+    it saw touched, with an entry decided since: (session id, stop id, entry id)."""
+    plan = SessionPlan("hold", ACCOUNT, "breakout", (("lookback", "500"),), broker="tradovate")
+    sid = rig.create_sessions([plan])["hold"]
+    rig.publish_replay(replay_ticks()[:20])
+    stop = WorkingOrder(
+        client_order_id=stop_id(sid, 1),
+        contract=CONTRACT,
+        side="sell",
+        quantity=1,
+        order_type="stop",
+        intent="exit",
+        status="new",
+        created_at=first_tick_time(),
+        stop_price=Decimal("1674.00"),
+    )
+    assert insert_order_if_absent(rig.engine, sid, stop, first_tick_time(), "gtc")
+    update_order_row(rig.engine, stop.client_order_id, stop_status, "1")
+    coid = decide_entry(rig, sid)
+    set_touched(rig, sid, True)
+    return sid, stop.client_order_id, coid
+
+
+def dropped_unsent(rig: Fleet, server: LocalTradovate, sid: str, coid: str) -> list[str]:
+    """Check the entry ``coid`` was cancelled without reaching the broker and the touch is
+    gone; the session's risk event messages."""
+    entry_row = get_order_row(rig.engine, coid)
+    assert rig.progress("hold").stops_out == ()
+    assert entry_row is not None and entry_row.status == "cancelled"
+    assert coid not in rig.state(sid).orders
+    assert server.control("GET", "state")["commands"] == [], "nothing was sent to the broker"
+    messages = [e.message for e in rig.events(sid, "risk")]
+    assert any(m.startswith(f"entry {coid} dropped") for m in messages), messages
+    return messages
+
+
 @pytest.mark.parametrize("broker", ["paper", "tradovate"])
 def test_an_entry_waits_for_an_unconfirmed_stop_touch_only_at_a_live_broker(
     broker: str, request: pytest.FixtureRequest, redis_url: str, tmp_path: Path
@@ -105,25 +142,8 @@ def test_a_touch_the_live_broker_never_filled_is_dropped_and_its_entry_with_it(
     touch is dropped (the session holds its position again, with an event), and the entry
     decided on it is cancelled unsent instead of adding to the position."""
     with Fleet(redis_url, tmp_path / "fleet", **fleet_overrides(server)) as rig:
-        plan = SessionPlan("hold", ACCOUNT, "breakout", (("lookback", "500"),), broker="tradovate")
-        sid = rig.create_sessions([plan])["hold"]
-        rig.publish_replay(replay_ticks()[:20])
-        stop = WorkingOrder(
-            client_order_id=stop_id(sid, 1),
-            contract=CONTRACT,
-            side="sell",
-            quantity=1,
-            order_type="stop",
-            intent="exit",
-            status="new",
-            created_at=first_tick_time(),
-            stop_price=Decimal("1674.00"),
-        )
-        assert insert_order_if_absent(rig.engine, sid, stop, first_tick_time(), "gtc")
-        update_order_row(rig.engine, stop.client_order_id, "working", "1")
-        coid = decide_entry(rig, sid)
-        set_touched(rig, sid, True)
-        row = get_order_row(rig.engine, stop.client_order_id)
+        sid, stop, coid = held_session(rig, "working")
+        row = get_order_row(rig.engine, stop)
         assert row is not None
         clock = [1_000.0]
         assert not settle_unfilled_touch(rig.store, rig.engine, sid, row, now=lambda: clock[0])
@@ -131,19 +151,11 @@ def test_a_touch_the_live_broker_never_filled_is_dropped_and_its_entry_with_it(
         assert not settle_unfilled_touch(rig.store, rig.engine, sid, row, now=lambda: clock[0])
         clock[0] += 2
         assert settle_unfilled_touch(rig.store, rig.engine, sid, row, now=lambda: clock[0])
-        progress = rig.progress("hold")
+        assert rig.progress("hold").stops_out == ()
         outcome = send_order(rig.rt, sid, coid)
-        entry_row = get_order_row(rig.engine, coid)
-        orders = rig.state(sid).orders
-        messages = [e.message for e in rig.events(sid, "risk")]
-        commands = server.control("GET", "state")["commands"]
-    assert progress.stops_out == ()
-    assert outcome.status == "cancelled"
-    assert entry_row is not None and entry_row.status == "cancelled"
-    assert coid not in orders
-    assert commands == [], "nothing was sent to the broker"
+        assert outcome.status == "cancelled"
+        messages = dropped_unsent(rig, server, sid, coid)
     assert any("still working at the broker" in m for m in messages), messages
-    assert any(m.startswith(f"entry {coid} dropped") for m in messages), messages
 
 
 def test_a_touch_of_a_stop_that_ended_unfilled_at_the_broker_is_dropped_and_its_entry_with_it(
@@ -155,37 +167,11 @@ def test_a_touch_of_a_stop_that_ended_unfilled_at_the_broker_is_dropped_and_its_
     dropped (the session holds its position again, with an event), and the entry decided on it
     is cancelled unsent instead of waiting until its retries run out."""
     with Fleet(redis_url, tmp_path / "fleet", **fleet_overrides(server)) as rig:
-        plan = SessionPlan("hold", ACCOUNT, "breakout", (("lookback", "500"),), broker="tradovate")
-        sid = rig.create_sessions([plan])["hold"]
-        rig.publish_replay(replay_ticks()[:20])
-        stop = WorkingOrder(
-            client_order_id=stop_id(sid, 1),
-            contract=CONTRACT,
-            side="sell",
-            quantity=1,
-            order_type="stop",
-            intent="exit",
-            status="new",
-            created_at=first_tick_time(),
-            stop_price=Decimal("1674.00"),
-        )
-        assert insert_order_if_absent(rig.engine, sid, stop, first_tick_time(), "gtc")
-        update_order_row(rig.engine, stop.client_order_id, "cancelled", "1")
-        coid = decide_entry(rig, sid)
-        set_touched(rig, sid, True)
+        sid, _, coid = held_session(rig, "cancelled")
         outcome = send_order(rig.rt, sid, coid)
-        progress = rig.progress("hold")
-        entry_row = get_order_row(rig.engine, coid)
-        orders = rig.state(sid).orders
-        messages = [e.message for e in rig.events(sid, "risk")]
-        commands = server.control("GET", "state")["commands"]
-    assert progress.stops_out == ()
-    assert outcome.status == "cancelled"
-    assert entry_row is not None and entry_row.status == "cancelled"
-    assert coid not in orders
-    assert commands == [], "nothing was sent to the broker"
+        assert outcome.status == "cancelled"
+        messages = dropped_unsent(rig, server, sid, coid)
     assert any("ended at the broker unfilled" in m for m in messages), messages
-    assert any(m.startswith(f"entry {coid} dropped") for m in messages), messages
 
 
 def test_a_touch_of_a_working_stop_still_holds_the_entry_back(
@@ -194,24 +180,7 @@ def test_a_touch_of_a_working_stop_still_holds_the_entry_back(
     """A touch whose stop still works at the broker (its fill may yet come) is not dropped by
     the entry it holds back: the entry waits."""
     with Fleet(redis_url, tmp_path / "fleet", **fleet_overrides(server)) as rig:
-        plan = SessionPlan("hold", ACCOUNT, "breakout", (("lookback", "500"),), broker="tradovate")
-        sid = rig.create_sessions([plan])["hold"]
-        rig.publish_replay(replay_ticks()[:20])
-        stop = WorkingOrder(
-            client_order_id=stop_id(sid, 1),
-            contract=CONTRACT,
-            side="sell",
-            quantity=1,
-            order_type="stop",
-            intent="exit",
-            status="new",
-            created_at=first_tick_time(),
-            stop_price=Decimal("1674.00"),
-        )
-        assert insert_order_if_absent(rig.engine, sid, stop, first_tick_time(), "gtc")
-        update_order_row(rig.engine, stop.client_order_id, "working", "1")
-        coid = decide_entry(rig, sid)
-        set_touched(rig, sid, True)
+        sid, _, coid = held_session(rig, "working")
         with pytest.raises(RetryLater, match="waits"):
             send_order(rig.rt, sid, coid)
         progress = rig.progress("hold")

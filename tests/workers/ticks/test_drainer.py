@@ -37,8 +37,8 @@ from workers.metrics.catalog import (
     TICKS_REJECTED,
 )
 from workers.sessions.create import NewSession, create_session
-from workers.state.store import LOCK_WANTED_MS, StateStore
 from workers.settings import DatabaseSettings, PathSettings, RedisSettings, Settings
+from workers.state.store import LOCK_WANTED_MS, StateStore
 from workers.ticks import drain
 from workers.ticks.drain import TickDrainer
 from workers.ticks.keys import (
