@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as DbSession
 
@@ -136,17 +136,23 @@ def last_decided(engine: Engine, session_id: str) -> datetime | None:
 
 def newest_stop(engine: Engine, session_id: str, before: int) -> OrderRow | None:
     """The session's newest protective stop row written before row ``before``, any status."""
-    query = (
-        select(OrderRow)
-        .where(
-            OrderRow.session_id == session_id,
-            OrderRow.order_type == "stop",
-            OrderRow.id < before,
-        )
-        .order_by(OrderRow.id.desc())
-    )
     with DbSession(reader(engine), expire_on_commit=False) as db:
-        for row in db.scalars(query):
+        for row in db.scalars(_NEWEST_STOPS, {"sid": session_id, "before": before}):
             if is_stop_id(row.client_order_id):
                 return row
     return None
+
+
+_NEWEST_STOPS = (
+    select(OrderRow)
+    .where(
+        OrderRow.session_id == bindparam("sid"),
+        OrderRow.order_type == "stop",
+        OrderRow.id < bindparam("before"),
+        or_(OrderRow.client_order_id.like("%-stop-%"), OrderRow.client_order_id.like("%-move-%")),
+    )
+    .order_by(OrderRow.id.desc())
+    .limit(16)
+)
+"""The newest rows that may be protective stops (their ids say so; ``STOP_ID`` decides): a
+few, not the session's whole history of stops."""
