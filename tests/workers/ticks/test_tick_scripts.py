@@ -12,7 +12,14 @@ from decimal import Decimal
 import pytest
 import redis
 
-from models.codec import candles_key, encode_candle, fence_key, lock_key, state_key
+from models.codec import (
+    candles_key,
+    encode_candle,
+    fence_key,
+    lock_key,
+    lock_wanted_key,
+    state_key,
+)
 from trading.market import Candle
 from workers.ticks import scripts
 from workers.ticks.keys import (
@@ -42,7 +49,7 @@ def _state(client: redis.Redis, sid: str = SID) -> None:
 
 def _begin(client: redis.Redis, token: str, sid: str = SID, count: int = 100) -> list:
     script = client.register_script(scripts.BEGIN_SESSION)
-    keys = [lock_key(sid), fence_key(sid), state_key(sid), READY_KEY]
+    keys = [lock_key(sid), fence_key(sid), state_key(sid), READY_KEY, lock_wanted_key(sid)]
     return script(keys=keys, args=[token, 10_000, count, sid])
 
 
@@ -124,6 +131,17 @@ def test_begin_takes_the_lease_and_reads_fields_and_new_ticks(redis_client: redi
     assert [entry_id for entry_id, _ in entries] == [first]
     assert _begin(redis_client, "b") == [0]
     assert redis_client.get(lock_key(SID)) == b"a"
+
+
+def test_begin_leaves_a_wanted_lock_to_its_waiter(redis_client: redis.Redis) -> None:
+    """A free lock another worker waits for (``lock wanted``) is not taken: busy."""
+    _state(redis_client)
+    redis_client.xadd(stream_key(CONTRACT), {"t": "1", "p": "1", "s": "1"})
+    redis_client.set(lock_wanted_key(SID), "1", px=1_000)
+    assert _begin(redis_client, "a") == [0]
+    assert not redis_client.exists(lock_key(SID))
+    redis_client.delete(lock_wanted_key(SID))
+    assert _begin(redis_client, "a")[0] == 1
 
 
 @pytest.mark.parametrize("new", [1, 2, 3, 4, 5, 9])
