@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as DbSession
 
@@ -136,19 +137,29 @@ def last_decided(engine: Engine, session_id: str) -> datetime | None:
 
 def newest_stop(engine: Engine, session_id: str, before: int) -> OrderRow | None:
     """The session's newest protective stop row written before row ``before``, any status."""
+    return _first_stop(engine, _NEWEST_STOPS, {"sid": session_id, "before": before})
+
+
+def newest_stop_at(engine: Engine, session_id: str, side: str, price: Decimal) -> OrderRow | None:
+    """The session's newest protective stop row on ``side`` at ``price``, any status."""
+    return _first_stop(engine, _NEWEST_AT, {"sid": session_id, "side": side, "price": price})
+
+
+def _first_stop(
+    engine: Engine, query: Select[tuple[OrderRow]], params: dict[str, object]
+) -> OrderRow | None:
     with DbSession(reader(engine), expire_on_commit=False) as db:
-        for row in db.scalars(_NEWEST_STOPS, {"sid": session_id, "before": before}):
+        for row in db.scalars(query, params):
             if is_stop_id(row.client_order_id):
                 return row
     return None
 
 
-_NEWEST_STOPS = (
+_MAYBE_STOPS = (
     select(OrderRow)
     .where(
         OrderRow.session_id == bindparam("sid"),
         OrderRow.order_type == "stop",
-        OrderRow.id < bindparam("before"),
         or_(OrderRow.client_order_id.like("%-stop-%"), OrderRow.client_order_id.like("%-move-%")),
     )
     .order_by(OrderRow.id.desc())
@@ -156,3 +167,7 @@ _NEWEST_STOPS = (
 )
 """The newest rows that may be protective stops (their ids say so; ``STOP_ID`` decides): a
 few, not the session's whole history of stops."""
+_NEWEST_STOPS = _MAYBE_STOPS.where(OrderRow.id < bindparam("before"))
+_NEWEST_AT = _MAYBE_STOPS.where(
+    OrderRow.side == bindparam("side"), OrderRow.stop_price == bindparam("price")
+)

@@ -22,19 +22,16 @@ from dataclasses import replace
 from decimal import Decimal
 
 import redis
-from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session as DbSession
 
 from models.meta import PROGRESS_FIELD
 from models.progress import TickProgress
 from models.state import WorkingOrder
 from models.tables import OrderRow
 from trading.stops import StopOut
-from workers.db.engines import reader
 from workers.db.event_rows import record_event
 from workers.state.store import Lease, StateChanges, StateStore
-from workers.stops.rows import is_stop_id
+from workers.stops.rows import newest_stop_at
 from workers.stops.sync import CLEAR_KEY_TTL_S, LOCK_WAIT_S
 
 log = logging.getLogger(__name__)
@@ -153,7 +150,8 @@ def settle_ended_touches(store: StateStore, engine: Engine, session_id: str) -> 
             return []
         ended: dict[str, list[StopOut]] = {}
         for out in progress.stops_out:
-            stop = _newest_stop_at(engine, session_id, out)
+            side = "sell" if out.direction == 1 else "buy"
+            stop = newest_stop_at(engine, session_id, side, out.price)
             if stop is not None and stop.status in ENDED_UNFILLED:
                 ended.setdefault(stop.client_order_id, []).append(out)
         if not ended:
@@ -174,26 +172,3 @@ def settle_ended_touches(store: StateStore, engine: Engine, session_id: str) -> 
         log.warning("session %s: %s", session_id, message)
         record_event(engine, session_id, "risk", "warning", message, details)
     return list(ended)
-
-
-_STOPS_AT = (
-    select(OrderRow)
-    .where(
-        OrderRow.session_id == bindparam("sid"),
-        OrderRow.order_type == "stop",
-        OrderRow.intent == "exit",
-        OrderRow.side == bindparam("side"),
-        OrderRow.stop_price == bindparam("price"),
-    )
-    .order_by(OrderRow.id.desc())
-)
-
-
-def _newest_stop_at(engine: Engine, session_id: str, out: StopOut) -> OrderRow | None:
-    """The newest protective stop row of the session that a touch ``out`` is of."""
-    side = "sell" if out.direction == 1 else "buy"
-    with DbSession(reader(engine), expire_on_commit=False) as db:
-        for row in db.scalars(_STOPS_AT, {"sid": session_id, "side": side, "price": out.price}):
-            if is_stop_id(row.client_order_id):
-                return row
-    return None

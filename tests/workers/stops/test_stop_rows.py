@@ -1,6 +1,7 @@
 """The protective stops' SQL rows against real SQLite and PostgreSQL (the ``engine`` of
-``tests.workers.db.test_records``): the newest stop before an order is found among the newest
-rows whose ids name stops, whatever the session's history."""
+``tests.workers.db.test_records``): the newest stop before an order, and the newest at a side
+and price, are found among the newest rows whose ids name stops, whatever the session's
+history."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from models.tables import OrderRow
 from tests.workers.db.test_records import engine, new_order, new_session
-from workers.stops.rows import newest_stop
+from workers.stops.rows import newest_stop, newest_stop_at
 
 __all__ = ["engine"]  # the parametrized fixture, used here by name
 
@@ -38,3 +39,7 @@ def test_the_newest_stop_before_an_order_whatever_came_before(engine: Engine) ->
     older = newest_stop(engine, session.id, ids[f"{HEX}-move-7"])
     assert older is not None and older.client_order_id == f"{HEX}-stop-40"
     assert newest_stop(engine, session.id, ids[f"{HEX}-stop-1"]) is None
+    at = newest_stop_at(engine, session.id, "sell", Decimal("1760.00"))
+    assert at is not None and at.client_order_id == f"{HEX}-move-7", "entries at it left out"
+    assert newest_stop_at(engine, session.id, "buy", Decimal("1760.00")) is None
+    assert newest_stop_at(engine, session.id, "sell", Decimal("1761.00")) is None
