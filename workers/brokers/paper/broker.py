@@ -12,7 +12,8 @@ under keys prefixed ``paper:``, so losing the sessions' Redis never loses the br
 - ``paper:resting:<instrument>`` set of ``[account, client order id]`` (JSON) working orders
 
 Prices come read-only from the market-data streams; the fill rules are in
-``workers.brokers.paper.model``. A fill is one WATCH/MULTI transaction on the order and the
+``workers.brokers.paper.model``, a fill's effect on the account in
+``workers.brokers.paper.ledger``. A fill is one WATCH/MULTI transaction on the order and the
 account: position, average price, realized P&L, cash and the fills stream change together,
 exactly once (execution id ``<broker order id>-1``), however many ``match`` calls race.
 """
@@ -47,17 +48,16 @@ from workers.brokers.commands import (
     utc,
 )
 from workers.brokers.paper import scripts as paper_scripts
+from workers.brokers.paper.ledger import LedgerKeys, balance_of, queue_fill, read_ledger
 from workers.brokers.paper.model import (
     MarketBound,
     PaperConfig,
-    decimal_or_none,
     eligible_tick,
     epoch_ms_ceil,
     fill_from_fields,
     fill_price,
     market_stream_key,
     order_from_fields,
-    position_after,
     strings,
     text,
 )
@@ -97,9 +97,8 @@ class PaperBroker:
     def _order_key(self, account: str, client_order_id: str) -> str:
         return self._key(account, f"order:{client_order_id}")
 
-    def _account_keys(self, account: str) -> list[str]:
-        names = ("positions", "avg_price", "realized", "balance", "fills")
-        return [self._key(account, name) for name in names]
+    def _ledger(self, account: str) -> LedgerKeys:
+        return LedgerKeys.of(lambda name: self._key(account, name))
 
     @staticmethod
     def _resting_key(instrument: str) -> str:
@@ -228,7 +227,7 @@ class PaperBroker:
     def balance(self, command: QueryBalance) -> Balance:
         with answering("broker Redis"):
             raw = strings(self._broker.hgetall(self._key(command.account, "balance")))
-        return self._balance_of(command.account, raw)
+        return balance_of(command.account, raw, self.config.starting_cash)
 
     def realized_by_contract(self, account: str) -> dict[str, Decimal]:
         """Realized P&L of ``account`` per contract (contracts never reduced are absent)."""
@@ -358,7 +357,8 @@ class PaperBroker:
         key = self._order_key(account, coid)
 
         def apply(pipe: Pipeline) -> tuple[Fill | None, str]:
-            book, order = self._read_book(pipe, account, contract, coid)
+            cash = self.config.starting_cash
+            book, order = read_ledger(pipe, self._ledger(account), contract, cash, key)
             if order.get("status") != "working":
                 return None, order.get("status", "unknown")
             quantity = int(order["quantity"])
@@ -386,11 +386,11 @@ class PaperBroker:
             pipe.hset(key, mapping=order_update)
             pipe.srem(self._key(account, "open"), coid)
             pipe.srem(self._resting_key(fill.contract), self._member(account, coid))
-            self._queue_book(pipe, fill, book)
+            queue_fill(pipe, self._ledger(account), fill, book)
             return fill, "filled"
 
         with answering("broker Redis"):
-            return self._transaction([key, *self._account_keys(account)], apply)
+            return self._transaction([key, *self._ledger(account).all], apply)
 
     def book_external_fill(
         self,
@@ -425,15 +425,14 @@ class PaperBroker:
         )
 
         def apply(pipe: Pipeline) -> Fill:
-            book, _ = self._read_book(pipe, account, contract)
+            cash = self.config.starting_cash
+            book, _ = read_ledger(pipe, self._ledger(account), contract, cash)
             pipe.multi()
-            self._queue_book(pipe, fill, book)
+            queue_fill(pipe, self._ledger(account), fill, book)
             return fill
 
         with answering("broker Redis"):
-            return self._transaction(self._account_keys(account), apply)
-
-    # book keeping -----------------------------------------------------------------------
+            return self._transaction(self._ledger(account).all, apply)
 
     def _transaction(self, watch: list[str], apply: Callable[[Pipeline], _T]) -> _T:
         """Run ``apply`` (reads, then ``multi()``, then writes) until no watched key changed."""
@@ -449,82 +448,3 @@ class PaperBroker:
                     return result
                 except redis.WatchError:
                     continue
-
-    def _read_book(
-        self, pipe: Pipeline, account: str, contract: str, coid: str | None = None
-    ) -> tuple[dict[str, str], dict[str, str]]:
-        """The account's current figures for ``contract`` and the fields of order ``coid`` if
-        given (read while watching, in one script)."""
-        keys = [self._key(account, name) for name in ("balance", "positions", "avg_price")]
-        keys.append(self._key(account, "realized"))
-        if coid is not None:
-            keys.append(self._order_key(account, coid))
-        raw = cast(list[Any], pipe.eval(paper_scripts.READ_BOOK, len(keys), *keys, contract))
-        balance = strings(_pairs(raw[0]))
-        book = {
-            "position": text(raw[1]) or "0",
-            "avg_price": text(raw[2]),
-            "realized_contract": text(raw[3]) or "0",
-        }
-        current = self._balance_of(account, balance)
-        book.update(
-            cash=str(current.cash),
-            realized_pnl=str(current.realized_pnl),
-            commissions=str(current.commissions),
-        )
-        return book, strings(_pairs(raw[4]))
-
-    def _queue_book(self, pipe: Pipeline, fill: Fill, book: dict[str, str]) -> None:
-        """Queue (inside MULTI) every effect of ``fill`` on the account, and log the fill."""
-        account, contract = fill.account, fill.contract
-        quantity, average, realized = position_after(
-            int(book["position"]),
-            decimal_or_none(book["avg_price"]),
-            fill.quantity,
-            fill.price,
-            spec_for(contract).multiplier,
-        )
-        positions, averages = self._key(account, "positions"), self._key(account, "avg_price")
-        if quantity == 0:
-            pipe.hdel(positions, contract)
-            pipe.hdel(averages, contract)
-        else:
-            pipe.hset(positions, contract, str(quantity))
-            pipe.hset(averages, contract, str(average))
-        if realized:
-            total = Decimal(book["realized_contract"]) + realized
-            pipe.hset(self._key(account, "realized"), contract, str(total))
-        balance = {
-            "cash": str(Decimal(book["cash"]) + realized - fill.commission),
-            "realized_pnl": str(Decimal(book["realized_pnl"]) + realized),
-            "commissions": str(Decimal(book["commissions"]) + fill.commission),
-        }
-        pipe.hset(self._key(account, "balance"), mapping=balance)
-        event = {
-            "execution_id": fill.execution_id,
-            "client_order_id": fill.client_order_id,
-            "broker_order_id": fill.broker_order_id,
-            "account": account,
-            "session_id": fill.session_id,
-            "contract": contract,
-            "quantity": str(fill.quantity),
-            "price": str(fill.price),
-            "commission": str(fill.commission),
-            "time": fill.time.isoformat(),
-            "realized_pnl": str(realized),
-        }
-        pipe.xadd(self._key(account, "fills"), event)  # type: ignore[arg-type]
-
-    def _balance_of(self, account: str, raw: dict[str, str]) -> Balance:
-        return Balance(
-            account=account,
-            cash=Decimal(raw.get("cash", str(self.config.starting_cash))),
-            realized_pnl=Decimal(raw.get("realized_pnl", "0")),
-            commissions=Decimal(raw.get("commissions", "0")),
-        )
-
-
-def _pairs(flat: Any) -> dict[Any, Any]:
-    """A hash as ``HGETALL`` inside a script returns it (a flat list of fields and values)."""
-    items = list(flat or [])
-    return dict(zip(items[::2], items[1::2], strict=True))

@@ -1,7 +1,7 @@
 """Lua scripts of the paper broker: each is one atomic step in the broker's own Redis.
 
 Fills are not here: their money arithmetic needs ``Decimal``, so they are applied with
-WATCH/MULTI from Python (``workers.brokers.paper.broker``), which is just as atomic. What a fill
+WATCH/MULTI from Python (``workers.brokers.paper.ledger``), which is just as atomic. What a fill
 reads while watching is one script (``READ_BOOK``): one round trip instead of one per field.
 """
 
