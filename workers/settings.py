@@ -178,6 +178,11 @@ class OrderSettings(_Group):
     it again (``workers.orders.sweep``). At least 10 s: longer than a send's retry backoff."""
     sweep_interval_s: Annotated[float, Field(ge=0.5, le=3_600)] = 5.0
     """How often beat looks for orders whose send was lost."""
+    send_batch: Annotated[int, Field(ge=1, le=1_000)] = 16
+    """A drain round's orders go out in send tasks of up to this many orders each
+    (``tradefleet.orders.send_batch``): a task's own cost (its message, its run in a worker)
+    is paid once per batch, and a round with more orders still spreads them over the orders
+    workers."""
 
 
 class RiskSettings(_Group):
@@ -358,6 +363,7 @@ ENV_NAMES: Mapping[str, tuple[str, str]] = MappingProxyType(
         "TRADEFLEET_ROLL_SWEEP_INTERVAL_S": ("rolls", "sweep_interval_s"),
         "TRADEFLEET_SEND_STALE_S": ("orders", "send_stale_s"),
         "TRADEFLEET_SEND_SWEEP_INTERVAL_S": ("orders", "sweep_interval_s"),
+        "TRADEFLEET_SEND_BATCH": ("orders", "send_batch"),
         "TRADEFLEET_RISK_HEAT_WARN": ("risk", "heat_warn"),
         "TRADEFLEET_RISK_HEAT_BLOCK": ("risk", "heat_block"),
         "TRADEFLEET_RISK_HEAT_HYSTERESIS": ("risk", "heat_hysteresis"),

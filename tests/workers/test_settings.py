@@ -75,6 +75,7 @@ EVERY_VARIABLE: dict[str, tuple[str, str, object]] = {
     "TRADEFLEET_ROLL_SWEEP_INTERVAL_S": ("rolls.sweep_interval_s", "2", 2.0),
     "TRADEFLEET_SEND_STALE_S": ("orders.send_stale_s", "20", 20.0),
     "TRADEFLEET_SEND_SWEEP_INTERVAL_S": ("orders.sweep_interval_s", "1.5", 1.5),
+    "TRADEFLEET_SEND_BATCH": ("orders.send_batch", "4", 4),
     "TRADEFLEET_RISK_HEAT_WARN": ("risk.heat_warn", "0.05", Decimal("0.05")),
     "TRADEFLEET_RISK_HEAT_BLOCK": ("risk.heat_block", "0.2", Decimal("0.2")),
     "TRADEFLEET_RISK_HEAT_HYSTERESIS": ("risk.heat_hysteresis", "0.02", Decimal("0.02")),
@@ -198,6 +199,7 @@ def test_nested_variable_names_are_not_read(clean_env: pytest.MonkeyPatch) -> No
         ("TRADEFLEET_ROLL_SWEEP_INTERVAL_S", "0"),
         ("TRADEFLEET_SEND_STALE_S", "5"),
         ("TRADEFLEET_SEND_SWEEP_INTERVAL_S", "never"),
+        ("TRADEFLEET_SEND_BATCH", "0"),
     ],
 )
 def test_a_bad_value_names_its_variable_in_one_line(

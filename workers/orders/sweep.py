@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
@@ -63,14 +63,26 @@ def holding_send(
     """A try of the send of ``client_order_id`` (task ``runner``) runs: its lease is set now,
     renewed every third of ``stale_s`` while the body runs, and left with ``stale_s`` to live
     (longer than a retry's countdown); no sweep queues the order again meanwhile."""
-    key = sending_key(client_order_id)
+    return holding_sends(client, [client_order_id], runner, stale_s)
+
+
+def holding_sends(
+    client: redis.Redis, client_order_ids: Sequence[str], runner: str, stale_s: float
+) -> AbstractContextManager[None]:
+    """``holding_send`` for the orders of one send task (a batch, not empty): every lease set
+    at once (one round trip) and renewed together, so the batch's later orders are not swept
+    while its first ones go out."""
+    keys = [sending_key(coid) for coid in client_order_ids]
     ttl_ms = max(1, int(stale_s * 1000))
-    client.set(key, runner, px=ttl_ms)
 
-    def renew() -> bool:
-        return bool(client.set(key, runner, px=ttl_ms))
+    def hold() -> bool:
+        with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.set(key, runner, px=ttl_ms)
+            return all(pipe.execute())
 
-    return renewing(renew, stale_s / 3, f"send-{client_order_id}")
+    hold()
+    return renewing(hold, stale_s / 3, f"send-{client_order_ids[0]}")
 
 
 def stalled_sends(

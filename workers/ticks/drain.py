@@ -6,7 +6,8 @@ HMGET behind it (same round trip, under that lease) the state fields every step 
 needs them, are read for the whole round at once); one script per session writes the state
 and cursor (refused if the fence is stale), releases the lock and marks the session ready
 again if ticks remain. The steps that decided orders or events are written last: their rows
-go to SQL first, in one transaction (``round_rows``), and their orders are queued for sending;
+go to SQL first, in one transaction (``round_rows``), and their orders are queued for sending
+(``tradefleet.orders.send_batch`` tasks of up to ``orders.send_batch`` orders each);
 the round's other steps are written before that, without waiting for it. Work is proportional
 to the new ticks.
 
@@ -583,7 +584,9 @@ class TickDrainer:
             return []
         self._tally.orders_created += created
         sends = [[new.session_id, new.order.client_order_id] for new in orders]
-        self._send_many(names.ORDERS_SEND, sends, self.settings.queues.orders)
+        size = self.settings.orders.send_batch
+        batches = [[sends[i : i + size]] for i in range(0, len(sends), size)]
+        self._send_many(names.ORDERS_SEND_BATCH, batches, self.settings.queues.orders)
         return steps
 
 

@@ -255,8 +255,10 @@ def test_a_step_is_counted_once_when_its_write_is_accepted(
         client.xadd(stream_key(CONTRACT), fields)  # type: ignore[arg-type]
     sends: list[str] = []
 
-    def send_after_a_newer_fence(name: str, args: list[str], queue: str) -> None:
-        sends.append(args[1])
+    def send_after_a_newer_fence(name: str, args: list[list[list[str]]], queue: str) -> None:
+        assert name == names.ORDERS_SEND_BATCH
+        ((order,),) = args
+        sends.append(order[1])
         if len(sends) == 1:
             client.incr(fence_key(sid))
 
@@ -291,7 +293,7 @@ def test_a_step_is_counted_once_when_its_write_is_accepted(
     [
         ("lost", [names.RECOVER], 0),  # Redis restarted empty: no row, the recovery queued
         ("overtaken", [], 0),  # a newer holder: nothing written, it is theirs
-        ("ran out", [names.ORDERS_SEND], 1),  # lease expired, nobody took it: held again
+        ("ran out", [names.ORDERS_SEND_BATCH], 1),  # lease expired, nobody took it: held again
     ],
 )
 def test_a_deciding_step_holds_its_session_again_before_its_rows(
