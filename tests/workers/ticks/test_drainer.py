@@ -215,8 +215,9 @@ def test_steps_that_decided_nothing_are_written_before_the_others_send(
     quiet_entry = client.xadd(stream_key("ESH14"), {"t": str(minute), "p": "100", "s": "1"})
     seen: list[tuple[bytes | None, bytes | None]] = []
 
-    def send(name: str, args: list[str], queue: str) -> None:
-        assert args[0] == deciding
+    def send(name: str, args: list[list[list[str]]], queue: str) -> None:
+        ((order,),) = args
+        assert order[0] == deciding
         seen.append(
             (
                 client.hget(state_key(quiet), "_cursor"),
