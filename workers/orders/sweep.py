@@ -6,8 +6,9 @@ timeout (an hour by default); until then the order would not go out. So:
 
 - each try of a send task holds its order's send lease (``holding_send``:
   ``tf:order:<coid>:sending``, renewed while it runs and left for ``settings.orders.send_stale_s``
-  after), so a send in progress on a live worker, or waiting out its retry's countdown, is left
-  alone;
+  after; a batch of a drain round's orders holds every one of its orders' from its start:
+  ``holding_sends``), so a send in progress on a live worker, or waiting out its retry's
+  countdown, is left alone;
 - ``sweep_sends`` (beat, every ``settings.orders.sweep_interval_s``) finds the sessions with an
   order row still ``new`` more than ``send_stale_s`` after it was written and no send lease on
   any of their ``new`` rows, and queues the send of the newest such row of each: the send places
