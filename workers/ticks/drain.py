@@ -1,6 +1,7 @@
 """Draining ready sessions: claim a few, run each one's step under its fenced lock, repeat.
 
-Per session: one script takes the lease and fencing token and reads the new ticks, and a plain
+Per session: one script takes the lease and fencing token and reads the new ticks (a backlog's
+are read with a plain XRANGE, in one more round trip for the round's such sessions), and a plain
 HMGET behind it (same round trip, under that lease) the state fields every step needs;
 ``SessionStep`` folds them (no I/O; the rest of the state and the candle history, when a step
 needs them, are read for the whole round at once); one script per session writes the state
@@ -62,6 +63,11 @@ from workers.ticks.step import SessionStep
 log = logging.getLogger(__name__)
 _History = Callable[[int], list[Candle]]
 """A step's reader of its last candles (``RoundHistory``)."""
+_Begun = tuple[str, "_Keys", int, LazyFields, Sequence[Any] | None, str, _History]
+"""A step begun: session id, keys, fence, state fields, new entries (None: left to a plain
+read), stream, candle reader."""
+_Read = tuple[str, "_Keys", int, LazyFields, Sequence[Any], str, _History]
+"""A step begun with its new entries read."""
 
 _STALE = -2
 _UNKNOWN = -1
@@ -91,6 +97,11 @@ BACKLOG_WAIT_MS = 50
 only (a backlog found by its first round, e.g. when the fleet comes back after an outage)."""
 _KEYS_KEPT = 100_000
 """Sessions whose key names a drainer keeps (the cache is emptied when full)."""
+INLINE_ENTRIES = 16
+"""A step's new ticks come back with its begin script when fewer than this; more (a backlog)
+are read with a plain ``XRANGE`` in one more round trip for the round's such steps
+(``scripts.BEGIN_SESSION``: entries passing through a script cost Redis about five times
+more)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +164,9 @@ class TickDrainer:
 
         Each round is two round trips whatever the number of sessions claimed: begin every
         claimed session (one pipeline), then end every one of them, renew this drainer's place
-        and claim the next round's sessions (one pipeline); a round in which some steps decided
-        orders or events ends the others first (one more). Only a drainer that found nothing
+        and claim the next round's sessions (one pipeline); a round with backlogs reads their
+        ticks with plain reads (one more), and a round in which some steps decided orders or
+        events ends the others first (one more). Only a drainer that found nothing
         to claim claims on its own. The budget is cut by up to a quarter at random: drain
         tasks started together would otherwise all hand over (through the broker) at once.
         """
@@ -289,7 +301,7 @@ class TickDrainer:
             begin.script(
                 self._begin,
                 [keys.lock, keys.fence, keys.state, READY_KEY, keys.wanted],
-                [token, ttl_ms, batch, session_id],
+                [token, ttl_ms, INLINE_ENTRIES, session_id],
             )
             begin.command("HMGET", keys.state, *BEGIN_FIELDS)
         both = begin.execute(self._scripts)
@@ -303,7 +315,7 @@ class TickDrainer:
         claimed: list[str] = []
         claim_for = drainer_id if drainer_id and time.monotonic() < deadline else None
         loader, history = RoundLoader(self.client), RoundHistory(self.client)
-        begun: list[tuple[str, _Keys, int, LazyFields, Sequence[Any], str, _History]] = []
+        begun: list[_Begun] = []
         try:
             for session_id, keys, reply, read_values in zip(
                 session_ids, session_keys, replies, values, strict=True
@@ -330,7 +342,9 @@ class TickDrainer:
                 read = history.reader(keys.candles)
                 fence, stream = int(reply[1]), _text(reply[4])
                 begun.append((session_id, keys, fence, fields, reply[3], stream, read))
-            for session_id, keys, fence, fields, raw, stream, read in begun:
+            for session_id, keys, fence, fields, raw, stream, read in self._read_backlogs(
+                begun, batch, held, retry
+            ):
                 end_keys = [keys.state, keys.candles, keys.fence, keys.lock, stream, READY_KEY]
                 try:
                     steps.append(self._step(session_id, token, fence, fields, raw, read, end_keys))
@@ -363,6 +377,29 @@ class TickDrainer:
             for session_id, token in held.items():
                 self._release(session_id, token)
         return consumed, claimed
+
+    def _read_backlogs(
+        self, begun: list[_Begun], batch: int, held: dict[str, str], retry: dict[str, int]
+    ) -> list[_Read]:
+        """The steps begun with their new ticks: those whose begin left them to a plain read
+        (a backlog: at least ``INLINE_ENTRIES``) read up to ``batch`` each, one ``XRANGE``
+        each in one round trip; a step whose read failed is released and retried."""
+        later = [item for item in begun if item[4] is None]
+        reads = Batch(self.client)
+        for item in later:
+            after = "(" + str(item[3].get(CURSOR_FIELD, "0-0"))
+            reads.command("XRANGE", item[5], after, "+", "COUNT", batch)
+        read = dict(zip((item[0] for item in later), reads.execute(), strict=True))
+        ready: list[_Read] = []
+        for session_id, keys, fence, fields, inline, stream, history in begun:
+            entries = inline if inline is not None else read[session_id]
+            if isinstance(entries, Exception):
+                log.error("session %s: ticks not read (%s); retrying", session_id, entries)
+                self._release(session_id, held.pop(session_id))
+                retry[session_id] = ERROR_RETRY_MS
+                continue
+            ready.append((session_id, keys, fence, fields, entries, stream, history))
+        return ready
 
     def _read_again(
         self, resent: Sequence[int], session_keys: Sequence[_Keys], values: list[Any]

@@ -251,15 +251,20 @@ return until_ms
 
 BEGIN_SESSION = in_lua(
     """
--- KEYS: lock, fence, state, ready, lock wanted   ARGV: token, ttl_ms, count, session_id
--- Takes the lease and a fencing token, and reads the ticks after the session's cursor, in one
--- step. A lock another worker waits for (``lock wanted``: a fill, a stop sync, a roll) is
--- left to it: busy, the session is tried again after it. The stream is the one named by the
--- session's candle_key. The drainer reads the state fields it needs with a plain HMGET sent
--- right behind this script, under the lease just taken (what passes through a script costs
--- Redis several times more than a command's reply).
+-- KEYS: lock, fence, state, ready, lock wanted   ARGV: token, ttl_ms, inline, session_id
+-- Takes the lease and a fencing token, and reads the ticks after the session's cursor when
+-- they are few, in one step. A lock another worker waits for (``lock wanted``: a fill, a stop
+-- sync, a roll) is left to it: busy, the session is tried again after it. The stream is the
+-- one named by the session's candle_key. The drainer reads the state fields it needs with a
+-- plain HMGET sent right behind this script, under the lease just taken.
+-- What passes through a script costs Redis about five times what a command's reply costs
+-- (each entry is turned into Lua tables and back): the new entries come back here only when
+-- there are fewer than ``inline`` of them (the live case: a tick or two). Read backwards from
+-- the stream's end, they cost what they are, where a forward read from the cursor first walks
+-- the entries before it in the cursor's stream node. With more (a backlog), none comes back
+-- (false), and the drainer reads them with a plain XRANGE from the cursor it got here.
 -- Returns {-1} unknown session (dropped from the ready set), {0} busy,
--- {1, fence, {_cursor or false, candle_key}, entries, stream}.
+-- {1, fence, {_cursor or false, candle_key}, entries or false, stream}.
 local values = redis.call('HMGET', KEYS[3], '$CURSOR_FIELD', 'candle_key')
 if not values[2] and redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('ZREM', KEYS[4], ARGV[4])
@@ -273,18 +278,14 @@ local fence = redis.call('INCR', KEYS[2])
 local instrument = string.match(cjson.decode(values[2]), '^([^:]+)')
 local stream = 'md:{' .. instrument .. '}:ticks'
 local cursor = values[1] or '0-0'
-local count = tonumber(ARGV[3])
--- Read backwards from the stream's end first: it costs what the new entries cost, where a
--- forward read from the cursor first walks the entries before it in the cursor's stream node.
--- Only when there may be more new entries than count is the forward read needed.
-local entries = redis.call('XREVRANGE', stream, '+', '(' .. cursor, 'COUNT', count)
-if #entries < count then
-  local n = #entries
-  for j = 1, math.floor(n / 2) do
-    entries[j], entries[n + 1 - j] = entries[n + 1 - j], entries[j]
-  end
-else
-  entries = redis.call('XRANGE', stream, '(' .. cursor, '+', 'COUNT', count)
+local inline = tonumber(ARGV[3])
+local entries = redis.call('XREVRANGE', stream, '+', '(' .. cursor, 'COUNT', inline)
+if #entries >= inline then
+  return {1, fence, values, false, stream}
+end
+local n = #entries
+for j = 1, math.floor(n / 2) do
+  entries[j], entries[n + 1 - j] = entries[n + 1 - j], entries[j]
 end
 return {1, fence, values, entries, stream}
 """

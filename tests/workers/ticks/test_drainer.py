@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models.codec import candles_key, fence_key, lock_key, lock_wanted_key, state_key
+from models.meta import PROGRESS_FIELD
 from models.tables import OrderRow
 from tests.kit.metrics import counted
 from tests.kit.redis import paper_url
@@ -167,6 +168,39 @@ def test_a_lock_another_worker_waits_for_is_left_to_it(
         assert store.release(waiter)
         assert drainer.process(sid) == 1
         assert client.hget(state_key(sid), "_cursor") == entry
+    finally:
+        client.close()
+        dispose_engines()
+
+
+def test_a_backlog_is_read_with_plain_reads_a_batch_at_a_time(
+    redis_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """A step with fewer than ``INLINE_ENTRIES`` new ticks gets them with its begin script;
+    with more, with a plain XRANGE (one per such step, in one round trip), at most a batch:
+    the rest in the next step. Either way every tick once, in order."""
+    settings, (behind, near) = _sessions(redis_url, sqlite_url, tmp_path, "plain", 2)
+    settings = settings.model_copy(
+        update={"ticks": settings.ticks.model_copy(update={"batch": 25})}
+    )
+    client = redis.Redis.from_url(redis_url)
+    try:
+        drainer = TickDrainer(client, engine_for(settings.sqlalchemy_url), settings, _no_send)
+        ids = [
+            client.xadd(stream_key(CONTRACT), {"t": str(1_700_000_040_000 + n), "p": "1", "s": "1"})
+            for n in range(40)
+        ]
+        client.hset(state_key(near), "_cursor", ids[34])
+        client.config_resetstat()
+        assert drainer.process_many([behind, near]) == 25 + 5
+        assert client.info("commandstats")["cmdstat_xrange"]["calls"] == 1, "behind's only"
+        assert client.hget(state_key(behind), "_cursor") == ids[24]
+        assert client.hget(state_key(near), "_cursor") == ids[39]
+        assert drainer.process_many([behind, near]) == 15, "behind's rest, near has none"
+        assert client.info("commandstats")["cmdstat_xrange"]["calls"] == 1, "15 came inline"
+        assert client.hget(state_key(behind), "_cursor") == ids[39]
+        progress = json.loads(client.hget(state_key(behind), PROGRESS_FIELD) or b"{}")
+        assert progress["ticks_processed"] == 40
     finally:
         client.close()
         dispose_engines()
