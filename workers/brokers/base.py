@@ -58,9 +58,15 @@ class AccountManager(Protocol):
         ...
 
     def fills_since(self, account: str, cursor: str) -> tuple[list[Fill], str]:
-        """Fills of ``account`` after ``cursor`` (exclusive), oldest first, at most one batch,
-        and the cursor to pass next time (unchanged when there is nothing new). Start from
-        ``FILLS_START``; call again until the list is empty to catch up."""
+        """Fills of ``account`` after ``cursor`` (exclusive), oldest first, at most one batch
+        (``fills_batch``), and the cursor to pass next time (unchanged when there is nothing
+        new). Start from ``FILLS_START``; call again while a whole batch comes back to catch
+        up (fewer held every fill there was)."""
+        ...
+
+    @property
+    def fills_batch(self) -> int:
+        """The most fills one ``fills_since`` answers."""
         ...
 
 

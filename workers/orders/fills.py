@@ -92,7 +92,8 @@ def deliver_fills(
     *,
     statuses: dict[str, OrderStatus] | None = None,
 ) -> int:
-    """Apply every fill the broker logged for ``account`` since the cursor; returns how many.
+    """Apply every fill the broker logged for ``account`` since the cursor (a batch at a time,
+    until one is not whole); returns how many.
     ``statuses``, if given, gets the status each fill's order row was left in (by client
     order id)."""
     key = fills_cursor_key(account)
@@ -110,6 +111,8 @@ def deliver_fills(
             ):
                 applied += 1
         held = advance(keys=[key], args=[new_cursor])
+        if len(fills) < broker.fills_batch:
+            return applied  # every fill there was: asking again would answer none
         cursor = held.decode() if isinstance(held, bytes) else str(held)
 
 

@@ -5,6 +5,7 @@ starts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,11 @@ from tests.kit.fleet import Fleet
 from tests.kit.paper import paper, place
 from tests.kit.replay import replay_ticks
 from tests.kit.wait import wait_until
-from workers.brokers.commands import CancelOrder
+from workers.brokers.commands import CancelOrder, Fill
+from workers.brokers.paper.broker import PaperBroker
 from workers.dispatch.names import ORDERS_DELIVER
 from workers.orders.deliver import pending_key
+from workers.orders.fills import deliver_fills, fills_cursor_key
 from workers.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -80,3 +83,36 @@ def test_deliver_for_an_account_without_sessions_does_nothing(
             "fills_applied": 0,
             "orders_rechecked": 0,
         }
+
+
+def test_fills_are_delivered_a_batch_at_a_time_until_one_is_not_whole(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """``deliver_fills`` asks the broker again only after a whole batch: three fills with a
+    batch of two take two reads, and nothing is left behind."""
+    with Fleet(redis_url, tmp_path) as rig:
+        sid = rig.create("batches", ACCOUNT)
+        rig.publish_replay(replay_ticks()[:20])
+        rt = Runtime(rig.settings)
+        broker = paper(rt, ACCOUNT)
+        small = PaperBroker(rig.broker_client, rig.client, replace(broker.config, batch=2))
+        for n in range(3):
+            rig.local_order(sid, f"dlv-b{n}")
+            assert place(small, ACCOUNT, sid, f"dlv-b{n}") == "filled"
+        reads: list[str] = []
+        fills_since = small.fills_since
+
+        def counted(account: str, cursor: str) -> tuple[list[Fill], str]:
+            reads.append(cursor)
+            return fills_since(account, cursor)
+
+        small.fills_since = counted  # type: ignore[method-assign]
+        settings = rig.settings
+        applied = deliver_fills(
+            rig.client, rig.store, rig.engine, small, ACCOUNT, settings.risk, settings.stops
+        )
+        assert applied == 3 and len(reads) == 2, reads
+        assert rig.quantity(sid) == 3
+        assert [fill_rows(rig, f"dlv-b{n}") for n in range(3)] == [1, 1, 1]
+        cursor = rig.client.get(fills_cursor_key(ACCOUNT))
+        assert cursor is not None and small.fills_since(ACCOUNT, cursor.decode())[0] == []

@@ -235,6 +235,10 @@ class PaperBroker:
             raw = self._broker.hgetall(self._key(account, "realized"))
         return {k: Decimal(v) for k, v in strings(raw).items()}
 
+    @property
+    def fills_batch(self) -> int:
+        return self.config.batch
+
     def fills_since(self, account: str, cursor: str) -> tuple[list[Fill], str]:
         if cursor and not _STREAM_ID.fullmatch(cursor):
             raise BadInput(f"bad fills cursor {cursor!r} (expected <ms>-<seq>, e.g. {FILLS_START})")

@@ -637,6 +637,10 @@ class TradovateBroker:
         commissions = sum((fees.get(f.id, Decimal(0)) for f in fills), Decimal(0))
         return Balance(self.account, cash.total_cash_value, cash.realized_pnl, commissions)
 
+    @property
+    def fills_batch(self) -> int:
+        return FILLS_BATCH
+
     def fills_since(self, account: str, cursor: str) -> tuple[list[Fill], str]:
         """The account's fills with an id above the cursor's, oldest first; cursor
         ``"<fill id>-0"``."""

@@ -207,6 +207,10 @@ def test_the_fill_log_is_read_once_in_order_from_a_cursor(venue: Venue) -> None:
     assert [f.client_order_id for f in fills] == ["f0", "f1", "f2"]
     assert len({f.execution_id for f in fills}) == 3
     first, cursor = venue.broker.fills_since(venue.account, FILLS_START)
+    assert len(first) == 3 < venue.broker.fills_batch
+    assert venue.broker.fills_since(venue.account, cursor) == ([], cursor), (
+        "an answer short of a batch held every fill"
+    )
     rest: list[Fill] = []
     while True:
         batch, after = venue.broker.fills_since(venue.account, cursor)
