@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from models.state import OrderStatus, WorkingOrder
 from models.tables import FillRow, OrderRow
 from workers.db.engines import reader
-from workers.metrics.catalog import FILLS, ORDER_OUTCOMES, ORDERS
-from workers.metrics.counters import count
+from workers.metrics.catalog import FILLS, ORDER_OUTCOMES, ORDERS, Metric
+from workers.metrics.counters import count, count_each
 
 FINAL_STATUSES: frozenset[str] = frozenset({"filled", "cancelled", "rejected", "lost"})
 """An order in one of these is over: it never works again."""
@@ -293,10 +293,12 @@ def record_fill(
         update_order_row(engine, client_order_id, status, broker_order_id, metrics=metrics)
         return status
     if metrics is not None:
+        counts: list[tuple[Metric, tuple[str, ...]]] = []
         if not known:
-            count(metrics, FILLS)
+            counts.append((FILLS, ()))
         if moved and status in ORDER_OUTCOMES:
-            count(metrics, ORDERS, status)
+            counts.append((ORDERS, (status,)))
+        count_each(metrics, counts)
     return status
 
 

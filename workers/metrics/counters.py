@@ -69,6 +69,18 @@ def count(sink: redis.Redis, metric: Metric, *labels: str, n: int = 1) -> None:
         _write(sink, "hincrby", metric.key, field, n)
 
 
+def count_each(client: redis.Redis, counts: Iterable[tuple[Metric, Sequence[str]]]) -> None:
+    """``count`` (one each) of several metrics and labels, in one pipeline: one round trip."""
+    adds: Adds = {}
+    for metric, labels in counts:
+        if metric.kind != "counter":
+            raise ValueError(f"{metric.name} is a {metric.kind}, not a counter")
+        fields = adds.setdefault(metric.key, {})
+        field = label_field(metric, labels)
+        fields[field] = fields.get(field, 0) + 1
+    send(client, adds)
+
+
 def set_gauge(sink: redis.Redis, metric: Metric, value: float, *labels: str) -> None:
     """Set a gauge kept in Redis (such as a last success time) to ``value``."""
     if metric.kind != "gauge":

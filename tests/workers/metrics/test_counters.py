@@ -21,7 +21,7 @@ from workers.metrics.catalog import (
     TICKS_PROCESSED,
     TICKS_REJECTED,
 )
-from workers.metrics.counters import ADD, count, read_all, send, set_gauge
+from workers.metrics.counters import ADD, count, count_each, read_all, send, set_gauge
 from workers.metrics.exposition import families
 from workers.metrics.ticks import TickTally, stream_times
 from workers.ticks.pipelines import Batch
@@ -103,9 +103,26 @@ def test_label_values_outside_their_set_are_refused(redis_client: redis.Redis) -
     assert read_all(redis_client)["tradefleet_orders"] == {}
 
 
+def test_several_counts_go_in_one_round_trip_and_bad_labels_write_none(
+    redis_client: redis.Redis,
+) -> None:
+    redis_client.config_resetstat()
+    count_each(redis_client, [(FILLS, ()), (ORDERS, ("filled",)), (ORDERS, ("filled",))])
+    counted = read_all(redis_client)
+    assert (counted["tradefleet_fills"], counted["tradefleet_orders"]) == (
+        {"": "1"},
+        {"filled": "2"},
+    )
+    assert redis_client.info("commandstats")["cmdstat_hincrby"]["calls"] == 2
+    with pytest.raises(ValueError, match="outcome"):
+        count_each(redis_client, [(FILLS, ()), (ORDERS, ("ORD-123",))])
+    assert read_all(redis_client)["tradefleet_fills"] == {"": "1"}, "nothing of a bad batch"
+
+
 def test_a_write_to_a_redis_that_does_not_answer_is_dropped_not_raised() -> None:
     gone = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
     count(gone, FILLS)
+    count_each(gone, [(FILLS, ())])
     set_gauge(gone, RECONCILE_LAST_SUCCESS, 1.0, "positions")
     send(gone, {FILLS.key: {"": 1}})
 
