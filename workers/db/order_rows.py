@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import redis
-from sqlalchemy import Update, bindparam, case, func, insert, select, update
+from sqlalchemy import Update, bindparam, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -251,12 +251,10 @@ def record_fill(
     status: OrderStatus
     try:
         with engine.begin() as conn:
-            held = conn.execute(_HOLD_ORDER, {"coid": client_order_id}).first()
+            held = conn.execute(_HOLD_ORDER, {"coid": client_order_id, "eid": execution_id}).first()
             if held is None:
                 return None
-            filled, known = conn.execute(
-                _FILLS_OF, {"order_id": held.id, "eid": execution_id}
-            ).one()
+            filled, known = held.filled, held.known
             if not known:
                 row = {
                     "execution_id": execution_id,
@@ -302,16 +300,30 @@ def record_fill(
     return status
 
 
-_HOLD_ORDER = (
-    select(OrderRow.id, OrderRow.quantity, OrderRow.status, OrderRow.broker_order_id)
-    .where(OrderRow.client_order_id == bindparam("coid"))
-    .with_for_update()
+_FILLED = (
+    select(func.coalesce(func.sum(FillRow.quantity), 0))
+    .where(FillRow.order_id == OrderRow.id)
+    .scalar_subquery()
 )
-_FILLS_OF = select(
-    func.coalesce(func.sum(FillRow.quantity), 0),
-    func.coalesce(func.sum(case((FillRow.execution_id == bindparam("eid"), 1), else_=0)), 0),
-).where(FillRow.order_id == bindparam("order_id"))
-"""An order's filled quantity so far, and whether execution ``eid`` is among its fills."""
+_KNOWN = (
+    select(func.count(FillRow.id))
+    .where(FillRow.order_id == OrderRow.id, FillRow.execution_id == bindparam("eid"))
+    .scalar_subquery()
+)
+_HOLD_ORDER = (
+    select(
+        OrderRow.id,
+        OrderRow.quantity,
+        OrderRow.status,
+        OrderRow.broker_order_id,
+        _FILLED.label("filled"),
+        _KNOWN.label("known"),
+    )
+    .where(OrderRow.client_order_id == bindparam("coid"))
+    .with_for_update(of=OrderRow)
+)
+"""The order's row, held, with its filled quantity so far and whether execution ``eid`` is
+among its fills: one statement."""
 _INSERT_FILL = insert(FillRow)
 _SET_ORDER = update(OrderRow).where(OrderRow.id == bindparam("oid"))
 
