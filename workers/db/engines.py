@@ -111,9 +111,13 @@ def _configure_sqlite(engine: Engine, *, foreign_keys: bool, wal: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get(_ONE_STATEMENT):
+            return  # ``reader``: the statement runs alone, in the driver's autocommit
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+_ONE_STATEMENT = "tradefleet_one_statement"
+"""The execution option of an SQLite ``reader``: its statements run without ``BEGIN``."""
 _engines: dict[str, Engine] = {}
 _readers: dict[int, tuple[Engine, Engine]] = {}
 """The autocommit view (``reader``) of each engine ``engine_for`` keeps, by the engine's id."""
@@ -121,17 +125,21 @@ _engines_lock = threading.Lock()
 
 
 def reader(engine: Engine) -> Engine:
-    """``engine`` for a read of one statement: on PostgreSQL in autocommit, so the read is one
-    round trip (no BEGIN before it, no ROLLBACK after). A read of several statements that must
-    see one snapshot keeps a transaction (``engine`` itself). SQLite reads are local and use
-    ``engine`` itself (the pysqlite dialect would hand the connection back to the pool with the
-    driver's implicit transactions switched on)."""
-    if engine.dialect.name == "sqlite":
-        return engine
+    """``engine`` for a read of one statement, run without a transaction around it: on
+    PostgreSQL in autocommit, so the read is one round trip (no BEGIN before it, no ROLLBACK
+    after); on SQLite without the ``BEGIN IMMEDIATE`` every transaction starts with (which takes
+    the database's write lock, so a read would wait for every writer and hold them up). A read
+    of several statements that must see one snapshot keeps a transaction (``engine`` itself).
+    SQLite's is marked by an execution option of ours, not the AUTOCOMMIT isolation level (the
+    pysqlite dialect would hand the connection back to the pool with the driver's implicit
+    transactions switched on)."""
     found = _readers.get(id(engine))
     if found is not None and found[0] is engine:
         return found[1]
-    made = engine.execution_options(isolation_level="AUTOCOMMIT")
+    if engine.dialect.name == "sqlite":
+        made = engine.execution_options(**{_ONE_STATEMENT: True})
+    else:
+        made = engine.execution_options(isolation_level="AUTOCOMMIT")
     with _engines_lock:
         if any(kept is engine for kept in _engines.values()):
             _readers[id(engine)] = (engine, made)

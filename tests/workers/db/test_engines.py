@@ -1,6 +1,7 @@
 """Round trips to a database a network hop away: a read of one statement runs without a
-transaction on PostgreSQL (``reader``), and a pooled connection is pinged only when it sat idle
-(a dead one is replaced before use), on a real PostgreSQL and SQLite."""
+transaction (``reader``: on PostgreSQL in autocommit, on SQLite without ``BEGIN IMMEDIATE``),
+and a pooled connection is pinged only when it sat idle (a dead one is replaced before use),
+on a real PostgreSQL and SQLite."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from workers.db import engines
@@ -39,12 +40,32 @@ def test_a_read_runs_without_a_transaction_on_postgresql(pg_url: str) -> None:
         dispose_engines()
 
 
-def test_sqlite_reads_use_the_engine_itself(sqlite_url: str) -> None:
-    engine = make_engine(sqlite_url)
+def test_an_sqlite_read_runs_without_begin_and_a_write_still_in_a_transaction(
+    sqlite_url: str,
+) -> None:
+    """A read through ``reader`` sends its statement alone (no ``BEGIN IMMEDIATE``, which takes
+    the write lock); the engine itself still begins every transaction that way, and a failed
+    one leaves nothing, on a connection the read had used before."""
+    engine = engine_for(sqlite_url)
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: sent.append(a[2].split()[0]))
     try:
-        assert reader(engine) is engine
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+        sent.clear()
+        with Session(reader(engine)) as db:
+            assert db.scalar(text("SELECT count(*) FROM t")) == 0
+        assert sent == ["SELECT"], "the read alone"
+        assert reader(engine) is reader(engine), "a kept engine's reader is made once"
+        sent.clear()
+        with pytest.raises(RuntimeError), engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            raise RuntimeError("after the insert")
+        assert sent == ["BEGIN", "INSERT"]
+        with Session(reader(engine)) as db:
+            assert db.scalar(text("SELECT count(*) FROM t")) == 0, "rolled back"
     finally:
-        engine.dispose()
+        dispose_engines()
 
 
 def test_a_connection_is_pinged_only_after_sitting_idle_and_replaced_when_dead(
