@@ -195,11 +195,17 @@ def test_a_failing_broker_never_flattens_a_session_and_blocks_its_entries(
         wait_until(blocked, timeout=30, interval=0.05, what="entries blocked")
         record = rig.reconcile_meta(sid)
         assert record.stale and record.failures >= 3 and "ServiceUnavailable" in record.last_error
-        messages = [(e.severity, e.message) for e in rig.events(sid, "reconciliation")]
-        assert messages[:2] == [
+        expected = [
             ("warning", "broker did not answer; position left as is"),
             ("error", "entries blocked after 3 consecutive broker failures"),
         ]
+
+        def messages() -> list[tuple[str, str]]:
+            return [(e.severity, e.message) for e in rig.events(sid, "reconciliation")][:2]
+
+        # the event is recorded right after the block is written in the session's state
+        wait_until(lambda: len(messages()) == 2, timeout=10, what="the block's event")
+        assert messages() == expected
         rig.publish_replay(replay_ticks())
         wait_until(lambda: rig.field("blind", "_cursor") == rig.last_id(), timeout=60)
         seen.add(rig.quantity(sid))
