@@ -119,15 +119,16 @@ def kill_a_send(
     log: KillLog,
     hold: Callable[[], AbstractContextManager[None]],
 ) -> int:
-    """Kill the host of an order send in progress, wait until that order's row is final,
-    bring the host back; 1 if a host was killed. A send takes milliseconds, so the broker is
+    """Kill the host of an order send in progress (a send task's or a batch's: their names
+    share the prefix), wait until that order's row is final, bring the host back; 1 if a
+    host was killed. A send takes milliseconds, so the broker is
     held (``hold``: frozen) while the send is looked for (up to ``FIND_S``): the send then
     waits on the broker, as one does when the broker is slow, and its host dies mid-send."""
     with hold():
         deadline = time.monotonic() + FIND_S
         found: dict[str, Any] = {}
         while not found and time.monotonic() < deadline:
-            found = holders(app, names.ORDERS_SEND, lambda args: len(args) == 2)
+            found = holders(app, names.ORDERS_SEND, lambda args: bool(_sent_order_of(args)))
             if found:
                 host, args = next(iter(found.items()))
                 hosts.down(host)
@@ -136,12 +137,22 @@ def kill_a_send(
     if not found:
         return 0
     killed = time.monotonic()
-    coid = str(args[1])
+    coid = _sent_order_of(args)
     pending = not _final(engine, coid)
     took = _until(partial(_final, engine, coid), killed)
     hosts.up(host)
     log.record(f"{host} sending {coid}", pending, took)
     return 1
+
+
+def _sent_order_of(args: list[Any]) -> str:
+    """The order a send task holds (``tradefleet.orders.send``: its own; ``send_batch``: its
+    last, which goes out after the others), or "" for a task of another shape."""
+    if len(args) == 2:
+        return str(args[1])
+    if len(args) == 1 and isinstance(args[0], list) and args[0]:
+        return str(args[0][-1][1])
+    return ""
 
 
 def _final(engine: Engine, coid: str) -> bool:
